@@ -1,0 +1,98 @@
+"""Exceptions and warnings raised by listening-models.
+
+Every error about user data derives from :class:`DataValidationError`, a
+``ValueError``, so ``except ValueError`` keeps working for callers who do not
+care about the distinction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ConvergenceWarning",
+    "DataValidationError",
+    "ModelMismatchError",
+    "NotFittedError",
+    "Problem",
+]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One rule broken by the input data.
+
+    Parameters
+    ----------
+    column : str
+        Column the rule is about (``"<table>"`` for table-wide rules).
+    rule : str
+        What was expected, in words, e.g. ``"non-negative integers"``.
+    n_rows : int
+        How many rows break the rule (0 for a rule about the table itself).
+    rows : tuple of int
+        Positions (0-based) of the first offending rows.
+    examples : tuple
+        The offending values at those rows.
+    fix : str, optional
+        A hint on how to fix the data.
+    """
+
+    column: str
+    rule: str
+    n_rows: int = 0
+    rows: tuple[int, ...] = ()
+    examples: tuple = ()
+    fix: str = ""
+
+    def __str__(self) -> str:
+        text = f"column '{self.column}': expected {self.rule}"
+        if self.n_rows:
+            shown = ", ".join(
+                f"row {r} ({v!r})" for r, v in zip(self.rows, self.examples, strict=False)
+            ) or ", ".join(f"row {r}" for r in self.rows)
+            text += f"; {self.n_rows} row(s) break this, first: {shown}"
+        if self.fix:
+            text += f". Fix: {self.fix}"
+        return text
+
+
+@dataclass
+class DataValidationError(ValueError):
+    """Input data broke one or more rules; ``problems`` lists every one found.
+
+    Parameters
+    ----------
+    problems : sequence of Problem
+        Every rule broken, in the order they were checked.
+    what : str
+        Name of the table that was checked, used in the message.
+    """
+
+    problems: Sequence[Problem] = field(default_factory=list)
+    what: str = "data"
+
+    def __post_init__(self) -> None:
+        self.problems = list(self.problems)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        lines = [f"Invalid {self.what}: {len(self.problems)} problem(s) found."]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+    def __reduce__(self):
+        return (type(self), (self.problems, self.what))
+
+
+class NotFittedError(RuntimeError):
+    """A model method that needs a fitted model was called before ``fit``."""
+
+
+class ModelMismatchError(ValueError):
+    """A saved fit does not belong to the model class or version asked to load it."""
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit did not pass its convergence checks (R-hat, ESS, divergences, E-BFMI)."""
