@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "ConvergenceWarning",
+    "DataQualityWarning",
     "DataValidationError",
     "ModelMismatchError",
     "NotFittedError",
@@ -96,3 +97,16 @@ class ModelMismatchError(ValueError):
 
 class ConvergenceWarning(UserWarning):
     """A fit did not pass its convergence checks (R-hat, ESS, divergences, E-BFMI)."""
+
+
+class DataQualityWarning(UserWarning):
+    """Rows of the input data broke a rule and were dropped, as the caller asked.
+
+    Issued by :func:`models.data.validation.validate_events` with
+    ``drop_invalid=True``; the message says how many rows were dropped and why.
+    ``problems`` holds the :class:`Problem` records behind the message.
+    """
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
