@@ -1,0 +1,5 @@
+"""Allow ``python -m models``."""
+
+from models.cli import main
+
+raise SystemExit(main())
