@@ -1,5 +1,34 @@
-"""listening-models: Bayesian models of how people use a music-streaming service."""
+"""listening-models: Bayesian models of how people use a music-streaming service.
 
+Subpackages
+-----------
+data
+    Listening-log validation, loading, summaries and the simulated service.
+diagnostics
+    Fit checks, posterior predictive checks and LOO comparison.
+"""
+
+from models import data, diagnostics
 from models._version import __version__
+from models.base import BayesianModel
+from models.exceptions import (
+    ConvergenceWarning,
+    DataQualityWarning,
+    DataValidationError,
+    ModelMismatchError,
+    NotFittedError,
+)
+from models.priors import Prior
 
-__all__ = ["__version__"]
+__all__ = [
+    "BayesianModel",
+    "ConvergenceWarning",
+    "DataQualityWarning",
+    "DataValidationError",
+    "ModelMismatchError",
+    "NotFittedError",
+    "Prior",
+    "__version__",
+    "data",
+    "diagnostics",
+]
