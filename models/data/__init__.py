@@ -8,6 +8,14 @@ the summary functions reduce it to what the models consume.
 """
 
 from models.data.io import load_events, load_users
+from models.data.simulate import (
+    ServiceTruth,
+    SimulatedService,
+    simulate_bgbb,
+    simulate_bgnbd,
+    simulate_sbg,
+    simulate_service,
+)
 from models.data.summaries import (
     UserArtistCounts,
     cohort_table,
@@ -19,12 +27,18 @@ from models.data.summaries import (
 from models.data.validation import validate_events, validate_users
 
 __all__ = [
+    "ServiceTruth",
+    "SimulatedService",
     "UserArtistCounts",
     "cohort_table",
     "load_events",
     "load_users",
     "period_play_counts",
     "retention_matrix",
+    "simulate_bgbb",
+    "simulate_bgnbd",
+    "simulate_sbg",
+    "simulate_service",
     "summarize_activity",
     "user_artist_matrix",
     "validate_events",
