@@ -1,0 +1,501 @@
+"""Hierarchical discrete-time churn hazard model on person-period data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+
+from models.base import BayesianModel
+from models.churn.features import (
+    DAYS_SINCE_LAST_PLAY,
+    EVENT,
+    LOG_ARTISTS_PREV,
+    LOG_PLAYS_PREV,
+    SKIP_RATE_PREV,
+    TENURE,
+)
+from models.data.schema import COUNTRY, PLAN, USER_ID
+from models.exceptions import DataValidationError, Problem
+from models.predict import posterior_arrays, predict_in_batches, summarize_draws
+from models.priors import Prior
+
+__all__ = ["ChurnHazardModel"]
+
+DEFAULT_COVARIATES = (LOG_PLAYS_PREV, SKIP_RATE_PREV, LOG_ARTISTS_PREV, DAYS_SINCE_LAST_PLAY)
+_BASELINES = ("rw", "independent")
+
+
+def _rows_problem(column: str, rule: str, mask: np.ndarray, values: pd.Series, fix: str) -> Problem:
+    rows = np.flatnonzero(mask)[:5]
+    return Problem(column, rule, n_rows=int(mask.sum()), rows=tuple(int(r) for r in rows),
+                   examples=tuple(values.iloc[rows].tolist()), fix=fix)
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    """``log(1 + exp(x))``, i.e. ``-log(1 - sigmoid(x))``, without overflow."""
+    return np.logaddexp(0.0, x)
+
+
+def _check_person_periods(
+    data: Any, covs: list[str], groups: list[str], *, with_event: bool, what: str, owner: str
+) -> pd.DataFrame:
+    """Validate a person-period table; return its model columns with clean dtypes."""
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(
+            f"The {what} of {owner} must be a pandas DataFrame. "
+            f"Got {type(data).__name__} instead."
+        )
+    required = [TENURE] + ([EVENT] if with_event else []) + covs + groups
+    problems = [
+        Problem(c, "a column of the person-period table",
+                fix="build the table with models.churn.build_hazard_table, or leave the "
+                    "column out of the model's covariates/groups")
+        for c in required if c not in data.columns
+    ]
+    if not problems and len(data) == 0:
+        problems.append(Problem("<table>", "at least one row"))
+    if problems:
+        raise DataValidationError(problems, what=what)
+    for c in covs:
+        if not pd.api.types.is_numeric_dtype(data[c].dtype) or pd.api.types.is_bool_dtype(
+            data[c].dtype
+        ):
+            problems.append(Problem(c, f"a numeric covariate (got dtype {data[c].dtype})"))
+            continue
+        bad = ~np.isfinite(data[c].to_numpy(dtype=float, na_value=np.nan))
+        if bad.any():
+            problems.append(_rows_problem(c, "finite covariate values (no NaN)", bad,
+                                          data[c], "fill or drop the rows"))
+    for c in groups:
+        bad = data[c].isna().to_numpy()
+        if bad.any():
+            problems.append(_rows_problem(c, "no missing group labels", bad, data[c],
+                                          "fill missing labels, e.g. with 'unknown'"))
+    tenure = data[TENURE]
+    if pd.api.types.is_numeric_dtype(tenure.dtype) and not pd.api.types.is_bool_dtype(
+        tenure.dtype
+    ):
+        t = tenure.to_numpy(dtype=float, na_value=np.nan)
+        bad = ~(np.isfinite(t) & (t >= 0) & (t == np.round(t)))
+    else:
+        bad = np.ones(len(data), dtype=bool)
+    if bad.any():
+        problems.append(_rows_problem(TENURE, "non-negative integer tenure periods", bad,
+                                      tenure, "tenure counts periods from 0"))
+    if with_event:
+        ev = data[EVENT]
+        ok = ev.isin([0, 1]).to_numpy() & ev.notna().to_numpy()
+        if not ok.all():
+            problems.append(_rows_problem(EVENT, "0 or 1 (churned in the period)", ~ok, ev,
+                                          "event is 1 only in the churn period"))
+    if problems:
+        raise DataValidationError(problems, what=what)
+    keep = ([USER_ID] if USER_ID in data.columns else []) + required
+    out = data[keep].reset_index(drop=True)
+    out[TENURE] = out[TENURE].astype("int64")
+    if with_event:
+        out[EVENT] = out[EVENT].astype("int64")
+    for c in covs:
+        out[c] = out[c].astype("float64")
+    for c in groups:
+        out[c] = out[c].astype(str)
+    return out
+
+
+class ChurnHazardModel(BayesianModel):
+    r"""Hierarchical discrete-time hazard of churn by tenure period.
+
+    Parameters
+    ----------
+    priors : mapping of str to Prior, optional
+        Replace default priors by name: ``baseline_start`` (logit hazard in
+        period 0; with ``baseline="independent"`` the prior of every period),
+        ``baseline_sigma`` (random-walk step sd), ``beta`` (effects of the
+        standardised covariates) and ``group_sigma`` (sd of each group's
+        random effects).
+    covariates : sequence of str, default ``DEFAULT_COVARIATES``
+        Numeric columns of the person-period table, standardised internally; by
+        default ``log_plays_prev``, ``skip_rate_prev``, ``log_artists_prev`` and
+        ``days_since_last_play``.
+        Leave out ``skip_rate_prev`` or ``log_artists_prev`` when the log had no
+        ``skipped`` or ``artist_id``.
+    groups : sequence of str, default ("country", "plan")
+        Categorical columns, each with its own random intercepts.
+    baseline : {"rw", "independent"}, default "rw"
+        Baseline logit hazard over tenure: a Gaussian random walk (smooth) or
+        independent values per period.
+
+    Attributes
+    ----------
+    covariate_means_, covariate_sds_ : pandas.Series
+        Standardisation of the covariates, from the training rows.
+
+    Notes
+    -----
+    Each row is user :math:`i` at risk in tenure period :math:`t`, with
+    covariates :math:`x_{it}` from period :math:`t - 1` (see
+    :func:`~models.churn.features.build_hazard_table`):
+
+    .. math::
+
+        y_{it} &\sim \mathrm{Bernoulli}(h_{it}), \qquad
+        \operatorname{logit} h_{it} = \alpha_t + z_{it}^\top \beta
+            + \sum_g u^{(g)}_{g[i]}, \\
+        \alpha_0 &\sim \text{baseline\_start}, \quad
+        \alpha_t = \alpha_{t-1} + \sigma_\alpha \epsilon_t,\
+        \epsilon_t \sim \mathcal N(0, 1), \quad
+        \sigma_\alpha \sim \text{baseline\_sigma}, \\
+        u^{(g)}_\ell &= \sigma_g \eta^{(g)}_\ell,\ \eta^{(g)}_\ell \sim \mathcal N(0, 1),
+        \quad \sigma_g \sim \text{group\_sigma}, \quad \beta_j \sim \text{beta},
+
+    with :math:`z = (x - \bar x) / s_x` the covariates standardised by their
+    training means and standard deviations (a constant covariate gets
+    :math:`s_x = 1`). The random walk and the random effects are non-centred.
+    Rows with the same tenure, covariate values and group labels share
+    :math:`h`, so they are collapsed into one
+    :math:`\mathrm{Binomial}(n, h)` row, whose log-likelihood equals the sum of
+    the Bernoulli ones up to the constant :math:`\log\binom{n}{y}`.
+
+    **Predictions.** From period :math:`t` on, with covariates held at their
+    current values, the probability to churn within :math:`k` periods is
+    :math:`1 - \prod_{j=0}^{k-1} (1 - h_{i, t+j})`. Beyond the last fitted
+    tenure the baseline stays at its last value :math:`\alpha_T`: the random
+    walk's forecast has that mean, and the model has no information on later
+    changes (simulating the walk forward would only add width).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> n = 400
+    >>> table = pd.DataFrame({
+    ...     "user_id": np.arange(n), "tenure": rng.integers(0, 4, n),
+    ...     "event": rng.binomial(1, 0.2, n), "log_plays_prev": rng.normal(size=n),
+    ...     "plan": rng.choice(["free", "premium"], n),
+    ... })
+    >>> model = ChurnHazardModel(covariates=["log_plays_prev"], groups=["plan"])
+    >>> sorted(rv.name for rv in model.build_model(table).free_RVs)
+    ['baseline_sigma', 'baseline_start', 'baseline_z', 'beta', 'group_sigma', 'z_plan']
+
+    ``model.fit(table)`` then samples the posterior, and
+    ``model.probability_churn(horizon=4)`` gives each user's churn risk.
+    """
+
+    default_priors: ClassVar[Mapping[str, Prior]] = {
+        "baseline_start": Prior("Normal", mu=-3.0, sigma=1.5),
+        "baseline_sigma": Prior("HalfNormal", sigma=0.3),
+        "beta": Prior("Normal", mu=0.0, sigma=1.0),
+        "group_sigma": Prior("HalfNormal", sigma=0.5),
+    }
+
+    def __init__(
+        self,
+        *,
+        priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
+        covariates: Sequence[str] = DEFAULT_COVARIATES,
+        groups: Sequence[str] = (COUNTRY, PLAN),
+        baseline: Literal["rw", "independent"] = "rw",
+    ) -> None:
+        self.covariates = covariates
+        self.groups = groups
+        self.baseline = baseline
+        owner = type(self).__name__
+        for name, value in (("covariates", covariates), ("groups", groups)):
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ValueError(
+                    f"The '{name}' parameter of {owner} must be a sequence of column names. "
+                    f"Got {value!r} instead."
+                )
+        if baseline not in _BASELINES:
+            raise ValueError(
+                f"The 'baseline' parameter of {owner} must be one of {list(_BASELINES)}. "
+                f"Got {baseline!r} instead."
+            )
+        super().__init__(priors=priors)
+
+    # ------------------------------------------------------------------ data
+    def _validate_data(self, data: Any) -> pd.DataFrame:
+        return _check_person_periods(
+            data, list(self.covariates), list(self.groups), with_event=True,
+            what="person-period table", owner=type(self).__name__,
+        )
+
+    @staticmethod
+    def _standardisation(data: pd.DataFrame, covs: list[str]) -> tuple[pd.Series, pd.Series]:
+        means = data[covs].mean()
+        sds = data[covs].std(ddof=0)
+        return means, sds.where(sds > 0, 1.0)
+
+    def _levels(self, data: pd.DataFrame) -> dict[str, list[str]]:
+        return {g: sorted(data[g].unique().tolist()) for g in self.groups}
+
+    @property
+    def covariate_means_(self) -> pd.Series:
+        """Training means of the covariates."""
+        self._require_fitted("covariate_means_")
+        return self._standardisation(self.data_, list(self.covariates))[0]
+
+    @property
+    def covariate_sds_(self) -> pd.Series:
+        """Training standard deviations of the covariates (1 for a constant one)."""
+        self._require_fitted("covariate_sds_")
+        return self._standardisation(self.data_, list(self.covariates))[1]
+
+    def _design(self, data: pd.DataFrame, train: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Standardised covariates and integer group codes of ``data``, using ``train``."""
+        covs = list(self.covariates)
+        means, sds = self._standardisation(train, covs)
+        out = {"tenure": data[TENURE].to_numpy(dtype="int64"),
+               "X": ((data[covs] - means) / sds).to_numpy(dtype=float)}
+        for g, levels in self._levels(train).items():
+            codes = pd.Categorical(data[g], categories=levels).codes
+            out[g] = np.asarray(codes, dtype="int64")
+        return out
+
+    # ----------------------------------------------------------------- model
+    def _build_model(self, data: pd.DataFrame) -> pm.Model:
+        covs, groups = list(self.covariates), list(self.groups)
+        priors = self.resolved_priors()
+        design = self._design(data, data)
+        cells = pd.DataFrame(design["X"], columns=[f"x{j}" for j in range(len(covs))])
+        cells["tenure"] = design["tenure"]
+        for g in groups:
+            cells[f"g_{g}"] = design[g]
+        keys = list(cells.columns)
+        cells[EVENT] = data[EVENT].to_numpy()
+        agg = cells.groupby(keys, sort=True).agg(n=(EVENT, "size"), y=(EVENT, "sum"))
+        agg = agg.reset_index()
+        n_tenure = int(data[TENURE].max()) + 1
+        coords: dict[str, Any] = {
+            "tenure": np.arange(n_tenure),
+            "covariate": covs,
+            "factor": groups,
+            "cell": np.arange(len(agg)),
+            **self._levels(data),
+        }
+        with pm.Model(coords=coords) as model:
+            if self.baseline == "rw":
+                start = priors["baseline_start"].create("baseline_start")
+                step_sd = priors["baseline_sigma"].create("baseline_sigma")
+                if n_tenure > 1:
+                    model.add_coord("tenure_step", np.arange(1, n_tenure))
+                    steps = pm.Normal("baseline_z", 0.0, 1.0, dims="tenure_step")
+                    path = pt.concatenate([pt.zeros(1), pt.cumsum(steps) * step_sd])
+                else:
+                    path = pt.zeros(1)
+                alpha = pm.Deterministic("baseline", start + path, dims="tenure")
+            else:
+                alpha = priors["baseline_start"].create("baseline", dims="tenure")
+            eta = alpha[agg["tenure"].to_numpy()]
+            if covs:
+                beta = priors["beta"].create("beta", dims="covariate")
+                x = agg[[f"x{j}" for j in range(len(covs))]].to_numpy(dtype=float)
+                eta = eta + pt.dot(x, beta)
+            if groups:
+                sigma = priors["group_sigma"].create("group_sigma", dims="factor")
+                for i, g in enumerate(groups):
+                    z = pm.Normal(f"z_{g}", 0.0, 1.0, dims=g)
+                    u = pm.Deterministic(f"u_{g}", sigma[i] * z, dims=g)
+                    eta = eta + u[agg[f"g_{g}"].to_numpy()]
+            pm.Binomial("churn", n=agg["n"].to_numpy(), logit_p=eta,
+                        observed=agg["y"].to_numpy(), dims="cell")
+        return model
+
+    def _parameter_names(self) -> list[str]:
+        names = ["baseline_start", "baseline_sigma"] if self.baseline == "rw" else []
+        names.append("baseline")
+        if self.covariates:
+            names.append("beta")
+        if self.groups:
+            names += ["group_sigma"] + [f"u_{g}" for g in self.groups]
+        return names
+
+    # ----------------------------------------------------------- predictions
+    def _prediction_rows(self, data: pd.DataFrame | None, what: str) -> pd.DataFrame:
+        train = self.data_
+        if data is None:
+            rows = train
+            if USER_ID in rows.columns:
+                rows = rows.sort_values([USER_ID, TENURE], kind="stable")
+                rows = rows.drop_duplicates(USER_ID, keep="last")
+        else:
+            rows = _check_person_periods(
+                data, list(self.covariates), list(self.groups), with_event=False,
+                what=f"data of {what}", owner=type(self).__name__,
+            )
+            problems = []
+            for g, levels in self._levels(train).items():
+                unknown = ~rows[g].isin(levels).to_numpy()
+                if unknown.any():
+                    problems.append(_rows_problem(
+                        g, f"labels seen in training ({', '.join(levels)})", unknown, rows[g],
+                        f"predict only for known '{g}' labels, or refit with them"))
+            if problems:
+                raise DataValidationError(problems, what=f"data of {what}")
+        design = self._design(rows, train)
+        frame = pd.DataFrame({"tenure": design["tenure"]})
+        for j in range(len(self.covariates)):
+            frame[f"x{j}"] = design["X"][:, j]
+        for g in self.groups:
+            frame[f"g_{g}"] = design[g]
+        if USER_ID in rows.columns:
+            frame.index = pd.Index(rows[USER_ID].to_numpy(), name=USER_ID)
+        elif data is not None:
+            frame.index = data.index
+        return frame
+
+    def _cumulative_hazard(
+        self, params: Mapping[str, np.ndarray], block: pd.DataFrame, horizon: int
+    ) -> np.ndarray:
+        """``-log S``: sum over the horizon of ``-log(1 - h)``, shape (draws, rows)."""
+        baseline = params["baseline"]
+        eta = np.zeros((baseline.shape[0], len(block)))
+        if self.covariates:
+            x = block[[f"x{j}" for j in range(len(self.covariates))]].to_numpy()
+            eta += params["beta"] @ x.T
+        for g in self.groups:
+            eta += params[f"u_{g}"][:, block[f"g_{g}"].to_numpy()]
+        tenure = block["tenure"].to_numpy()
+        last = baseline.shape[1] - 1
+        total = np.zeros_like(eta)
+        for j in range(horizon):
+            total += _softplus(baseline[:, np.minimum(tenure + j, last)] + eta)
+        return total
+
+    def _predict(
+        self, kind: str, data: pd.DataFrame | None, horizon: int, ci_prob: float,
+        batch_size: int | None, return_draws: bool,
+    ) -> pd.DataFrame | np.ndarray:
+        what = f"{type(self).__name__}.{kind}"
+        self._require_fitted(f"{kind}()")
+        if not (isinstance(horizon, int | np.integer) and not isinstance(horizon, bool)
+                and horizon > 0):
+            raise ValueError(
+                f"The 'horizon' parameter of {what} must be a positive integer. "
+                f"Got {horizon!r} instead."
+            )
+        rows = self._prediction_rows(data, what)
+        names = ["baseline"] + (["beta"] if self.covariates else [])
+        names += [f"u_{g}" for g in self.groups]
+        params = posterior_arrays(self.idata_, names)
+
+        def func(p: Mapping[str, np.ndarray], block: pd.DataFrame) -> np.ndarray:
+            survival = np.exp(-self._cumulative_hazard(p, block, int(horizon)))
+            return 1.0 - survival if kind == "probability_churn" else survival
+
+        return predict_in_batches(func, params, rows, ci_prob=ci_prob, batch_size=batch_size,
+                                  return_draws=return_draws)
+
+    def probability_churn(
+        self,
+        data: pd.DataFrame | None = None,
+        *,
+        horizon: int = 1,
+        ci_prob: float = 0.89,
+        batch_size: int | None = None,
+        return_draws: bool = False,
+    ) -> pd.DataFrame | np.ndarray:
+        r"""Probability that each user churns within the next ``horizon`` periods.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            One row per user: ``tenure`` (the first period of the horizon, the
+            user being at risk at its start), the covariates (measured in the
+            period before it) and the group columns; ``user_id`` becomes the
+            index when present. By default each user's last row of the
+            training table.
+        horizon : int, default 1
+            Number of periods :math:`k`.
+        ci_prob : float, default 0.89
+            Probability mass of the highest-density interval.
+        batch_size : int, optional
+            Users per block (see :func:`models.predict.predict_in_batches`).
+        return_draws : bool, default False
+            Return the ``(draws, users)`` array instead of the summary.
+
+        Returns
+        -------
+        pandas.DataFrame or numpy.ndarray
+            ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper`` per user (dim ``user``).
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            If ``horizon`` is not a positive integer.
+        DataValidationError
+            For missing columns, NaN covariates, negative tenure or group labels
+            unseen in training (the message names them).
+
+        Notes
+        -----
+        :math:`P = 1 - \prod_{j=0}^{k-1} (1 - h(t + j \mid x))` per draw, with the
+        covariates held at their current values (no forecast of engagement) and
+        the baseline held at its last fitted value beyond the fitted tenures.
+        """
+        return self._predict("probability_churn", data, horizon, ci_prob, batch_size,
+                             return_draws)
+
+    def expected_survival(
+        self,
+        data: pd.DataFrame | None = None,
+        *,
+        horizon: int = 1,
+        ci_prob: float = 0.89,
+        batch_size: int | None = None,
+        return_draws: bool = False,
+    ) -> pd.DataFrame | np.ndarray:
+        r"""Probability that each user is still retained after ``horizon`` periods.
+
+        :math:`S = \prod_{j=0}^{k-1} (1 - h(t + j \mid x))`, i.e.
+        ``1 - probability_churn``; parameters, returns and conventions as in
+        :meth:`probability_churn`.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            As in :meth:`probability_churn`.
+        horizon : int, default 1
+            Number of periods.
+        ci_prob : float, default 0.89
+            Probability mass of the highest-density interval.
+        batch_size : int, optional
+            Users per block.
+        return_draws : bool, default False
+            Return the ``(draws, users)`` array instead of the summary.
+
+        Returns
+        -------
+        pandas.DataFrame or numpy.ndarray
+            ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper`` per user.
+        """
+        return self._predict("expected_survival", data, horizon, ci_prob, batch_size,
+                             return_draws)
+
+    def baseline_hazard(self, *, ci_prob: float = 0.89) -> pd.DataFrame:
+        r"""Baseline hazard by tenure: :math:`\operatorname{logit}^{-1}(\alpha_t)`.
+
+        The hazard of a user with every covariate at its training mean and
+        zero group effects (an average group).
+
+        Parameters
+        ----------
+        ci_prob : float, default 0.89
+            Probability mass of the highest-density interval.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by ``tenure``: ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper``.
+        """
+        self._require_fitted("baseline_hazard()")
+        alpha = posterior_arrays(self.idata_, ["baseline"])["baseline"]
+        tenure = pd.Index(np.arange(alpha.shape[1]), name=TENURE)
+        return summarize_draws(1.0 / (1.0 + np.exp(-alpha)), ci_prob=ci_prob, index=tenure)
