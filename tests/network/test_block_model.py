@@ -1,0 +1,294 @@
+"""Tests of the Bayesian stochastic block model: exact math, fits and recovery."""
+
+import warnings
+
+import matplotlib.pyplot as plt
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import integrate
+from scipy.special import comb, gammaln
+
+from models.exceptions import DataValidationError, NotFittedError
+from models.network import (
+    StochasticBlockModel,
+    _gibbs,
+    build_colistening_graph,
+    plot_coassignment,
+    plot_communities,
+    select_n_blocks,
+)
+from models.priors import Prior
+
+
+def adjusted_rand(a, b):
+    a, b = np.unique(a, return_inverse=True)[1], np.unique(b, return_inverse=True)[1]
+    table = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(table, (a, b), 1)
+    index = comb(table, 2).sum()
+    rows, cols, total = comb(table.sum(1), 2).sum(), comb(table.sum(0), 2).sum(), comb(a.size, 2)
+    expected = rows * cols / total
+    return (index - expected) / ((rows + cols) / 2 - expected)
+
+
+def fit(model, graph, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # multimodal posteriors warn; checked separately
+        return model.fit(graph, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def karate():
+    g = nx.karate_club_graph()
+    truth = np.array([g.nodes[n]["club"] == "Officer" for n in g], dtype=int)
+    return g, truth
+
+
+@pytest.fixture(scope="module")
+def karate_dc(karate):
+    return fit(StochasticBlockModel(n_blocks=2), karate[0], draws=100, tune=100, chains=4,
+               random_seed=3)
+
+
+@pytest.fixture(scope="module")
+def karate_plain(karate):
+    return fit(StochasticBlockModel(n_blocks=2, degree_corrected=False), karate[0], draws=200,
+               tune=100, chains=2, random_seed=3)
+
+
+def _arrays(model, graph):
+    data = model._validate_data(graph)
+    nodes, adj, degree = model._arrays(data)
+    return adj, degree, model._hyper(float(data["count"].sum()), len(nodes))
+
+
+# ------------------------------------------------------------------ exact math
+@pytest.mark.parametrize("degree_corrected", [True, False])
+def test_label_conditional_equals_difference_of_log_joints(karate, degree_corrected):
+    model = StochasticBlockModel(n_blocks=3, degree_corrected=degree_corrected)
+    adj, degree, h = _arrays(model, karate[0])
+    rng = np.random.default_rng(0)
+    z = rng.integers(0, 2, 34)  # block 2 empty: the empty-block branch is exercised
+    for i in (0, 5, 33):
+        joint = []
+        for r in range(3):
+            zz = z.copy()
+            zz[i] = r
+            joint.append(_gibbs.log_joint(*_gibbs.block_counts(adj, zz, degree, 3), degree, h, 0.0))
+        e, sizes, kappa = _gibbs.block_counts(adj, z, degree, 3)
+        k = np.bincount(z[adj[i].indices], weights=adj[i].data, minlength=3)
+        old = z[i]
+        e[old] -= k
+        e[:, old] -= k
+        e[old, old] += k[old]
+        sizes[old] -= 1
+        kappa[old] -= degree[i]
+        logp = _gibbs.label_log_probs(e, sizes, kappa, k, degree[i], h)
+        np.testing.assert_allclose(logp - logp[0], np.array(joint) - joint[0], atol=1e-9)
+
+
+def test_log_joint_one_block_plain_equals_numerical_integral():
+    g = nx.Graph([(0, 1), (1, 2), (0, 2), (2, 3)])
+    model = StochasticBlockModel(n_blocks=1, degree_corrected=False)
+    adj, degree, h = _arrays(model, g)
+    n, edges = 4, 4
+    # Poisson on all pairs (self-pairs with half rate): exposure n^2 / 2; Gamma(a, b) prior.
+    def integrand(w):
+        return np.exp(edges * np.log(w) - w * n**2 / 2 + h.a * np.log(h.b) - gammaln(h.a)
+                      + (h.a - 1) * np.log(w) - h.b * w)
+    expected = np.log(integrate.quad(integrand, 0, np.inf)[0])
+    z = np.zeros(4, dtype=int)
+    got = _gibbs.log_joint(*_gibbs.block_counts(adj, z, degree, 1), degree, h, 0.0)
+    assert got == pytest.approx(expected, rel=1e-7)
+
+
+def test_log_joint_degree_corrected_one_block_closed_form():
+    g = nx.Graph([(0, 1), (1, 2), (0, 2), (2, 3)])
+    model = StochasticBlockModel(n_blocks=1)
+    adj, degree, h = _arrays(model, g)
+    # theta ~ Dirichlet(eta) on the simplex, exposure 1/2 for the single block.
+    eta = h.eta
+    theta_part = gammaln(4 * eta) - 4 * gammaln(eta) + gammaln(degree + eta).sum() - gammaln(8 + 4 * eta)
+    omega_part = h.a * np.log(h.b) - gammaln(h.a) + gammaln(4 + h.a) - (4 + h.a) * np.log(0.5 + h.b)
+    got = _gibbs.log_joint(*_gibbs.block_counts(adj, np.zeros(4, int), degree, 1), degree, h, 0.0)
+    assert got == pytest.approx(theta_part + omega_part)
+
+
+def test_coassignment_and_least_squares_from_fixed_draws():
+    z = np.array([[0, 0, 1, 1], [1, 1, 0, 0], [0, 1, 1, 1]])
+    p = _gibbs.coassignment(z, 2)
+    assert p[0, 1] == pytest.approx(2 / 3)
+    assert p[2, 3] == 1.0
+    assert p[0, 2] == 0.0
+    np.testing.assert_allclose(np.diag(p), 1.0)
+    assert _gibbs.least_squares_draw(z, p, 2) in (0, 1)
+    perm = _gibbs.align_to(np.array([0, 0, 1, 1]), np.array([1, 1, 0, 0]), 2)
+    assert perm.tolist() == [1, 0]
+    assert _gibbs.canonical(np.array([2, 2, 0, 1])).tolist() == [0, 0, 1, 2]
+
+
+# ------------------------------------------------------------------ karate club
+def test_degree_corrected_recovers_the_factions(karate, karate_dc):
+    _, truth = karate
+    part = karate_dc.point_partition().to_numpy()
+    wrong = min((part != truth).sum(), (part == truth).sum())
+    assert wrong <= 2
+
+
+def test_plain_sbm_splits_off_the_hubs(karate, karate_plain):
+    g, truth = karate
+    part = karate_plain.point_partition().to_numpy()
+    assert min((part != truth).sum(), (part == truth).sum()) >= 10
+    small = np.argmin(np.bincount(part))
+    hubs = [n for n, _ in sorted(g.degree, key=lambda x: -x[1])[:3]]  # 33, 0, 32
+    assert all(part[h] == small for h in hubs)
+    assert np.bincount(part)[small] <= 8
+
+
+def test_fit_contents(karate_dc):
+    tree = karate_dc.idata_
+    assert tree["posterior"]["z"].dims == ("chain", "draw", "node")
+    assert tree["posterior"]["omega"].shape == (4, 100, 2, 2)
+    theta = tree["posterior"]["theta"].values
+    part = karate_dc.point_partition().to_numpy()
+    # theta sums to one within each block of every draw
+    z = tree["posterior"]["z"].values
+    sums = np.stack([[np.bincount(z[c, d], weights=theta[c, d], minlength=2)
+                      for d in range(5)] for c in range(4)])
+    np.testing.assert_allclose(sums[sums > 0], 1.0)
+    assert set(tree["sample_stats"].data_vars) == {"lp", "log_likelihood"}
+    summary = karate_dc.summary()
+    assert any(i.startswith("omega") for i in summary.index)
+    assert "log_likelihood" in summary.index
+    coassign = karate_dc.coassignment_matrix()
+    assert coassign.shape == (34, 34)
+    np.testing.assert_allclose(coassign.to_numpy(), coassign.to_numpy().T)
+    np.testing.assert_allclose(np.diag(coassign), 1.0)
+    ls = karate_dc.point_partition("least_squares")
+    assert ls.index.tolist() == list(range(34))
+    assert part[0] == 0
+    assert karate_dc.integrated_complete_likelihood() >= tree["sample_stats"]["lp"].max() - 1e-9
+    assert "fitted: gibbs" in repr(karate_dc)
+
+
+def test_same_seed_same_draws(karate):
+    def run(seed):
+        model = StochasticBlockModel(n_blocks=2, degree_corrected=False)
+        return fit(model, karate[0], draws=20, tune=5, chains=2, random_seed=seed)
+
+    first, again, other = run(3), run(3), run(4)
+    np.testing.assert_array_equal(again.idata_["posterior"]["omega"].values,
+                                  first.idata_["posterior"]["omega"].values)
+    assert not np.array_equal(other.idata_["posterior"]["omega"].values,
+                              first.idata_["posterior"]["omega"].values)
+
+
+def test_plain_fit_converges_and_round_trips(tmp_path, karate_plain):
+    assert karate_plain.fit_report_.verdict == "pass"
+    assert "theta" not in karate_plain.idata_["posterior"]
+    back = StochasticBlockModel.load(karate_plain.save(tmp_path / "sbm.nc"))
+    assert back.degree_corrected is False and back.n_blocks == 2
+    pd.testing.assert_series_equal(back.point_partition(), karate_plain.point_partition())
+    assert len(back.data_) == 78
+    assert back.data_.attrs["nodes"] == list(range(34))
+
+
+# ------------------------------------------------------------------ recovery
+@pytest.mark.slow
+def test_recovers_planted_partition_and_selects_k():
+    sizes, p_in, p_out = [15, 15, 15], 0.5, 0.04
+    g = nx.stochastic_block_model(sizes, [[p_in if i == j else p_out for j in range(3)]
+                                          for i in range(3)], seed=4)
+    truth = np.repeat(np.arange(3), 15)
+    model = fit(StochasticBlockModel(n_blocks=3), g, draws=100, tune=50, chains=2, random_seed=2)
+    assert adjusted_rand(truth, model.point_partition().to_numpy()) > 0.9
+    table = select_n_blocks(g, (2, 3, 4), draws=40, tune=40, chains=2, random_seed=1)
+    assert table.index[table["selected"]].tolist() == [3]
+    assert table.loc[3, "occupied"] == 3
+
+
+@pytest.mark.slow
+def test_recovers_communities_of_a_simulated_service():
+    simulate = pytest.importorskip("models.data.simulate")
+    sim = simulate.simulate_service(300, 60, n_artists=40, n_communities=3, random_seed=3)
+    g = build_colistening_graph(sim.events, min_common=1, weight="lift", top_k=6)
+    g.remove_edges_from([(u, v) for u, v, w in g.edges(data="weight") if w <= 1.0])
+    model = fit(StochasticBlockModel(n_blocks=3), g, draws=60, tune=60, chains=2, random_seed=1)
+    truth = sim.truth.artists.set_index("artist_id")["community"].reindex(list(g.nodes))
+    assert adjusted_rand(truth.to_numpy(), model.point_partition().to_numpy()) > 0.8
+
+
+# ------------------------------------------------------------------ plots
+def test_plots_return_axes_without_pyplot_state(karate, karate_plain):
+    before = plt.get_fignums()
+    ax = plot_coassignment(karate_plain)
+    assert ax.get_title() == "Posterior co-assignment"
+    ax2 = plot_communities(karate[0], karate_plain.point_partition(), node_size="missing")
+    assert "2 communities" in ax2.get_title()
+    _, given = plt.subplots()
+    assert plot_communities(karate[0], karate_plain.point_partition(), ax=given,
+                            node_size=20) is given
+    plt.close(given.figure)
+    assert plt.get_fignums() == before
+
+
+# ------------------------------------------------------------------ errors
+def test_errors(karate):
+    g = karate[0]
+    with pytest.raises(ValueError, match="'n_blocks' parameter of StochasticBlockModel must be a positive integer. Got 0"):
+        StochasticBlockModel(n_blocks=0)
+    with pytest.raises(ValueError, match="'degree_corrected' .* Got 'yes'"):
+        StochasticBlockModel(degree_corrected="yes")
+    with pytest.raises(ValueError, match="no prior named 'rate'"):
+        StochasticBlockModel(priors={"rate": Prior("Gamma", alpha=1, beta=1)})
+    with pytest.raises(ValueError, match="'omega' .* must be a Gamma"):
+        StochasticBlockModel(priors={"omega": Prior("HalfNormal", sigma=1.0)})
+    with pytest.raises(NotFittedError, match="coassignment_matrix"):
+        StochasticBlockModel().coassignment_matrix()
+    with pytest.raises(NotFittedError, match="point_partition"):
+        StochasticBlockModel().point_partition()
+    model = StochasticBlockModel()
+    looped = nx.Graph([(0, 1), (1, 1)])
+    with pytest.raises(DataValidationError, match="no self-loops"):
+        model.fit(looped, draws=5, tune=0, chains=1)
+    weighted = nx.Graph()
+    weighted.add_edge(0, 1, w=0.5)
+    with pytest.raises(DataValidationError, match="non-negative integer edge multiplicities"):
+        StochasticBlockModel(weight="w").fit(weighted, draws=5, tune=0, chains=1)
+    with pytest.raises(DataValidationError, match="at least one edge"):
+        model.fit(nx.empty_graph(3), draws=5, tune=0, chains=1)
+    with pytest.raises(DataValidationError, match="column 'target'"):
+        model.fit(pd.DataFrame({"source": [1]}), draws=5)
+    with pytest.raises(ValueError, match="undirected simple graph"):
+        model.fit(nx.DiGraph(g), draws=5)
+    with pytest.raises(TypeError, match="networkx.Graph or an edge-list"):
+        model.fit([(0, 1)], draws=5)
+    with pytest.raises(ValueError, match="'draws' parameter of StochasticBlockModel.fit .* Got -5"):
+        model.fit(g, draws=-5)
+    with pytest.raises(NotImplementedError, match="no PyMC posterior predictive"):
+        model.sample_posterior_predictive()
+    with pytest.raises(ValueError, match="'candidates' .* must not be empty"):
+        select_n_blocks(g, ())
+    with pytest.raises(ValueError, match="'candidates' parameter of select_n_blocks .* Got 0"):
+        select_n_blocks(g, (0,))
+
+
+def test_point_partition_method_error(karate_plain):
+    with pytest.raises(ValueError, match=r"'method' .* \['map', 'least_squares'\]. Got 'mode'"):
+        karate_plain.point_partition("mode")
+
+
+def test_edge_list_and_weight_input():
+    frame = pd.DataFrame({"source": ["a", "a", "b", "c"], "target": ["b", "c", "c", "d"],
+                          "count": [2, 1, 3, 1]})
+    model = fit(StochasticBlockModel(n_blocks=2), frame, draws=20, tune=5, chains=2,
+                random_seed=0)
+    assert model.idata_["posterior"]["z"]["node"].values.tolist() == ["a", "b", "c", "d"]
+    g = nx.Graph()
+    g.add_edge("a", "b", common=2)
+    g.add_node("z")  # isolated nodes are kept
+    model = fit(StochasticBlockModel(n_blocks=2, weight="common"), g, draws=10, tune=0,
+                chains=2, random_seed=0)
+    assert model.data_["count"].tolist() == [2]
+    assert model.point_partition().index.tolist() == ["a", "b", "z"]
