@@ -8,6 +8,7 @@ the summary functions reduce it to what the models consume.
 """
 
 from models.data.io import load_events, load_users
+from models.data.partitioned import simulate_service_partitioned
 from models.data.simulate import (
     ServiceTruth,
     SimulatedService,
@@ -39,6 +40,7 @@ __all__ = [
     "simulate_bgnbd",
     "simulate_sbg",
     "simulate_service",
+    "simulate_service_partitioned",
     "summarize_activity",
     "user_artist_matrix",
     "validate_events",

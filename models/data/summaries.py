@@ -21,6 +21,27 @@ Timestamps are discretised to calendar periods, counted as integers:
 This matches the ``lifetimes`` package's ``summary_data_from_transaction_data``
 (which uses pandas periods) for ``"D"``; its ``"W"`` periods end on Sunday,
 that is, also start on Monday.
+
+Dask input
+----------
+Every function here also takes a ``dask.dataframe.DataFrame`` (for example
+from ``load_events(directory, lazy=True)``) and runs the same groupby
+aggregations on it, partition by partition, so a log larger than memory is
+reduced out of core. Nothing assumes that a user's events sit in one partition.
+The per-user and per-cohort results (:func:`summarize_activity`,
+:func:`cohort_table`, :func:`user_artist_matrix`) are small and come back as
+pandas objects equal to the pandas results; :func:`period_play_counts`, whose
+output has a row per user and period, returns a Dask DataFrame. Checks that
+need the data (missing values, events after ``observation_end``, ...) run in
+the same pass as the aggregation; when one fails, the offending rows are found
+in a second pass and quoted by their position in the whole Dask frame
+(partitions in order). Dask is an optional dependency (the ``dask`` extra) and
+is imported only when a Dask frame is passed. Dask turns string columns into
+``string[pyarrow]`` by default (its ``dataframe.convert-string`` option), so
+string user ids come back with that dtype; set
+``dask.config.set({"dataframe.convert-string": False})`` to keep pandas' ``str``.
+The signup-based options (``cohort_by="signup"``, ``start_from="signup"``)
+read the log once more for their checks against the users table.
 """
 
 from __future__ import annotations
@@ -32,6 +53,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
+from models.data._lazy import compute, dask_row_problem, import_dask, is_dask
 from models.data.schema import ARTIST_ID, SIGNUP_DATE, TIMESTAMP, USER_ID
 from models.data.validation import TABLE, _row_problem, _to_naive_utc
 from models.exceptions import DataValidationError, Problem
@@ -82,10 +104,16 @@ def _check_choice(value: Any, name: str, options: Sequence[str], func: str) -> N
 
 
 def _check_table(df: Any, required: Sequence[str], func: str, what: str = "events") -> None:
-    """Raise a DataValidationError for a missing column, an empty table or missing keys."""
-    if not isinstance(df, pd.DataFrame):
+    """Raise a DataValidationError for a missing column, an empty table or missing keys.
+
+    For a Dask frame only what its metadata shows is checked here (columns and
+    dtypes); rows are checked by :func:`_lazy_checks` / :func:`_raise_lazy` in
+    the pass that computes the result.
+    """
+    lazy = is_dask(df)
+    if not (isinstance(df, pd.DataFrame) or (lazy and hasattr(df, "map_partitions"))):
         raise TypeError(
-            f"The '{what}' parameter of {func} must be a pandas DataFrame. "
+            f"The '{what}' parameter of {func} must be a pandas or Dask DataFrame. "
             f"Got {type(df).__name__} instead."
         )
     problems = [
@@ -93,11 +121,11 @@ def _check_table(df: Any, required: Sequence[str], func: str, what: str = "event
         for c in required
         if c not in df.columns
     ]
-    if len(df) == 0:
+    if not lazy and len(df) == 0:
         problems.append(Problem(TABLE, "at least one row", fix=f"pass a non-empty {what} table"))
     if problems:
         raise DataValidationError(problems, what=what)
-    for column in required:
+    for column in required if not lazy else ():
         missing = df[column].isna().to_numpy()
         if missing.any():
             problems.append(
@@ -120,6 +148,72 @@ def _check_table(df: Any, required: Sequence[str], func: str, what: str = "event
             )
     if problems:
         raise DataValidationError(problems, what=what)
+
+
+def _lazy_checks(df: Any, required: Sequence[str]) -> dict[str, Any]:
+    """Lazy row count and missing-value counts of a Dask frame, computed with the result."""
+    return {"n_rows": df[required[0]].size, "missing": df[list(required)].isna().sum()}
+
+
+def _raise_lazy(df: Any, required: Sequence[str], checks: dict[str, Any], what: str) -> None:
+    """Raise for an empty Dask frame or missing values, given the computed ``checks``."""
+    if checks["n_rows"] == 0:
+        raise DataValidationError(
+            [Problem(TABLE, "at least one row", fix=f"pass a non-empty {what} table")], what=what
+        )
+    problems = [
+        dask_row_problem(
+            column,
+            "no missing values",
+            df[column].isna(),
+            df[column],
+            f"run models.data.validation.validate_{what} first",
+        )
+        for column in required
+        if checks["missing"][column] > 0
+    ]
+    if problems:
+        raise DataValidationError(problems, what=what)
+
+
+def _flag(column: str, rule: str, mask: Any, values: Any, fix: str) -> Problem | None:
+    """Build a row problem from a pandas or Dask boolean mask; None if no row is flagged."""
+    if is_dask(mask):
+        return dask_row_problem(column, rule, mask, values, fix)
+    mask = mask.to_numpy()
+    return _row_problem(column, rule, mask, values, fix) if mask.any() else None
+
+
+def _frame(df: pd.DataFrame, period: str) -> pd.DataFrame:
+    """``user_id``, tz-naive ``timestamp`` and the integer period of each event.
+
+    Rows with a missing user or timestamp are left out; the pandas path rejects
+    them before, the Dask path after the pass (see :func:`_raise_lazy`).
+    """
+    ts = _naive(df[TIMESTAMP])
+    out = pd.DataFrame({USER_ID: df[USER_ID], TIMESTAMP: ts})
+    missing = out[USER_ID].isna() | ts.isna()
+    if missing.any():
+        out = out[~missing]
+        ts = out[TIMESTAMP]
+    out[_PERIOD] = _period_index(ts, period)
+    return out
+
+
+def _period_frame(events: Any, period: str) -> Any:
+    """:func:`_frame` of a pandas frame, or of each partition of a Dask frame."""
+    if is_dask(events):
+        cols = events[[USER_ID, TIMESTAMP]]
+        return cols.map_partitions(_frame, period, meta=_frame(cols._meta, period))
+    return _frame(events, period)
+
+
+def _map_users(ids: Any, mapping: pd.Series) -> Any:
+    """``ids.map(mapping)`` for a pandas or Dask series of user ids (float for unknown ids)."""
+    if is_dask(ids):
+        meta = pd.Series([], dtype="float64", name=ids.name)
+        return ids.map_partitions(lambda s: s.map(mapping).astype("float64"), meta=meta)
+    return ids.map(mapping).astype("float64")
 
 
 def _naive(ts: pd.Series) -> pd.Series:
@@ -190,17 +284,15 @@ def _check_known_users(
         problems.append(
             _row_problem(USER_ID, "one row per user", dup, users[USER_ID], "drop repeated users")
         )
-    unknown = (~events[USER_ID].isin(users[USER_ID])).to_numpy()
-    if unknown.any():
-        problems.append(
-            _row_problem(
-                USER_ID,
-                "users listed in the users table",
-                unknown,
-                events[USER_ID],
-                "add the missing users (with their signup_date) to the users table",
-            )
-        )
+    unknown = _flag(
+        USER_ID,
+        "users listed in the users table",
+        ~events[USER_ID].isin(users[USER_ID].to_numpy()),
+        events[USER_ID],
+        "add the missing users (with their signup_date) to the users table",
+    )
+    if unknown is not None:
+        problems.append(unknown)
     if problems:
         raise DataValidationError(problems, what="events")
 
@@ -214,7 +306,8 @@ def _user_starts(
 ) -> pd.Series:
     """Start period of each user: first active period, or signup period."""
     if how == "first_active":
-        return events.groupby(USER_ID, sort=True)[_PERIOD].min()
+        starts = events.groupby(USER_ID, sort=True)[_PERIOD].min()
+        return compute(starts)[0].sort_index() if is_dask(starts) else starts
     if users is None:
         raise ValueError(
             f"{func} needs the users table (with '{SIGNUP_DATE}') when starting from 'signup'. "
@@ -225,20 +318,15 @@ def _user_starts(
         _period_index(users[SIGNUP_DATE], period).to_numpy(),
         index=pd.Index(users[USER_ID], name=USER_ID),
     ).sort_index()
-    before = (events[_PERIOD] < events[USER_ID].map(starts)).to_numpy()
-    if before.any():
-        raise DataValidationError(
-            [
-                _row_problem(
-                    TIMESTAMP,
-                    "events in or after the period of the user's signup_date",
-                    before,
-                    events[TIMESTAMP],
-                    "check signup_date against the log (time zones, or a wrong user id)",
-                )
-            ],
-            what="events",
-        )
+    before = _flag(
+        TIMESTAMP,
+        "events in or after the period of the user's signup_date",
+        events[_PERIOD] < _map_users(events[USER_ID], starts),
+        events[TIMESTAMP],
+        "check signup_date against the log (time zones, or a wrong user id)",
+    )
+    if before is not None:
+        raise DataValidationError([before], what="events")
     return starts
 
 
@@ -255,7 +343,7 @@ def summarize_activity(
 
     Parameters
     ----------
-    events : pandas.DataFrame
+    events : pandas.DataFrame or dask.dataframe.DataFrame
         Validated listening log with ``user_id`` and ``timestamp``.
     period : {"D", "W", "M"}, default "D"
         Period length: calendar day, Monday-starting week, or calendar month
@@ -321,18 +409,23 @@ def summarize_activity(
     func = "summarize_activity"
     _check_choice(period, "period", _PERIODS, func)
     _check_table(events, [USER_ID, TIMESTAMP], func)
-    ts = _naive(events[TIMESTAMP])
-    end = _observation_end(observation_end, ts)
-    frame = pd.DataFrame({USER_ID: events[USER_ID], TIMESTAMP: ts})
-    frame[_PERIOD] = _period_index(ts, period)
-    per_user = frame.groupby(USER_ID, sort=True).agg(
+    lazy = is_dask(events)
+    if not lazy:
+        end = _observation_end(observation_end, _naive(events[TIMESTAMP]))
+    frame = _period_frame(events, period)
+    grouped = frame.groupby(USER_ID, sort=True)
+    per_user = grouped.agg(
         first_active=(TIMESTAMP, "min"),
         last_active=(TIMESTAMP, "max"),
         n_events=(TIMESTAMP, "size"),
         first_period=(_PERIOD, "min"),
         last_period=(_PERIOD, "max"),
     )
-    n_periods = frame[[USER_ID, _PERIOD]].drop_duplicates().groupby(USER_ID, sort=True).size()
+    n_periods = grouped[_PERIOD].nunique()
+    if lazy:
+        per_user, n_periods, end = _compute_checked(
+            events, frame, [USER_ID, TIMESTAMP], observation_end, per_user, n_periods
+        )
     end_period = _period_of(end, period)
     out = pd.DataFrame(
         {
@@ -348,6 +441,45 @@ def summarize_activity(
     return out
 
 
+def _compute_checked(
+    events: Any,
+    frame: Any,
+    required: Sequence[str],
+    observation_end: Any,
+    *results: Any,
+) -> tuple[Any, ...]:
+    """Compute Dask ``results`` with the row checks and the observation end in one pass.
+
+    Returns the computed results (pandas objects sorted by their index) followed
+    by the observation end. Raises like the pandas path when a check fails.
+    """
+    checks = _lazy_checks(events, required)
+    ts = frame[TIMESTAMP]
+    if observation_end is None:
+        end_value = ts.max()
+    else:
+        end = _to_naive_utc(observation_end, "observation_end")
+        end_value = (ts > end).sum()
+    *values, n_rows, missing, end_value = compute(
+        *results, checks["n_rows"], checks["missing"], end_value
+    )
+    checks = {"n_rows": n_rows, "missing": missing}
+    _raise_lazy(events, required, checks, "events")
+    if observation_end is None:
+        end = pd.Timestamp(end_value)
+    elif end_value > 0:
+        problem = dask_row_problem(
+            TIMESTAMP,
+            f"timestamps at or before observation_end ({end})",
+            ts > end,
+            ts,
+            "pass a later observation_end, or drop the events after it",
+        )
+        raise DataValidationError([problem], what="events")
+    values = [v.sort_index() if isinstance(v, pd.DataFrame | pd.Series) else v for v in values]
+    return (*values, end)
+
+
 def cohort_table(
     events: pd.DataFrame,
     users: pd.DataFrame | None = None,
@@ -360,7 +492,7 @@ def cohort_table(
 
     Parameters
     ----------
-    events : pandas.DataFrame
+    events : pandas.DataFrame or dask.dataframe.DataFrame
         Validated listening log with ``user_id`` and ``timestamp``.
     users : pandas.DataFrame, optional
         Validated users table with ``user_id`` and ``signup_date``; required
@@ -429,16 +561,23 @@ def cohort_table(
     _check_choice(period, "period", _PERIODS, func)
     _check_choice(cohort_by, "cohort_by", ("first_active", "signup"), func)
     _check_table(events, [USER_ID, TIMESTAMP], func)
-    ts = _naive(events[TIMESTAMP])
-    end = _observation_end(observation_end, ts)
+    lazy = is_dask(events)
+    if is_dask(users):
+        users = users.compute()
+    if not lazy:
+        end = _observation_end(observation_end, _naive(events[TIMESTAMP]))
+    frame = _period_frame(events, period)
+    bounds = frame.groupby(USER_ID, sort=True)[_PERIOD].agg(["min", "max"])
+    if lazy:
+        bounds, end = _compute_checked(events, frame, [USER_ID, TIMESTAMP], observation_end, bounds)
     end_period = _period_of(end, period)
-    frame = pd.DataFrame({USER_ID: events[USER_ID], TIMESTAMP: ts})
-    frame[_PERIOD] = _period_index(ts, period)
 
-    how = "first_active" if cohort_by == "first_active" else "signup"
-    starts = _user_starts(frame, users, how, period, func)
+    if cohort_by == "first_active":
+        starts = bounds["min"]
+    else:
+        starts = _user_starts(frame, users, "signup", period, func)
     starts = starts[starts <= end_period]
-    last = frame.groupby(USER_ID, sort=True)[_PERIOD].max()
+    last = bounds["max"]
     per_user = pd.DataFrame({"start": starts})
     per_user["last_k"] = (last.reindex(per_user.index) - per_user["start"]).fillna(-1)
 
@@ -455,11 +594,14 @@ def cohort_table(
     )
 
     pairs = frame[[USER_ID, _PERIOD]].drop_duplicates()
-    pairs["start"] = pairs[USER_ID].map(starts)
-    pairs = pairs[pairs["start"].notna()]
-    pairs["period"] = (pairs[_PERIOD] - pairs["start"]).astype("int64")
-    pairs["start"] = pairs["start"].astype("int64")
-    active = pairs.groupby(["start", "period"]).size().rename("n_active").reset_index()
+    pairs = pairs.assign(start=_map_users(pairs[USER_ID], starts))
+    pairs = pairs[~pairs["start"].isna()]
+    pairs = pairs.assign(
+        period=(pairs[_PERIOD] - pairs["start"]).astype("int64"),
+        start=pairs["start"].astype("int64"),
+    )
+    (active,) = compute(pairs.groupby(["start", "period"]).size())
+    active = active.rename("n_active").reset_index()
     deaths = (
         per_user[per_user["last_k"] >= 0]
         .astype({"last_k": "int64"})
@@ -573,7 +715,7 @@ def period_play_counts(
 
     Parameters
     ----------
-    events : pandas.DataFrame
+    events : pandas.DataFrame or dask.dataframe.DataFrame
         Validated listening log with ``user_id`` and ``timestamp``.
     users : pandas.DataFrame, optional
         Validated users table. Required (with ``signup_date``) for
@@ -595,13 +737,17 @@ def period_play_counts(
 
     Returns
     -------
-    pandas.DataFrame
+    pandas.DataFrame or dask.dataframe.DataFrame
         One row per user and period, sorted by ``user_id`` then period, with
         columns ``user_id``, ``period`` (periods since the user's start, 0, 1,
         ...), ``period_start`` (timestamp), ``day_of_week`` (0 = Monday; daily
         periods only) and ``plays`` (``int64``, 0 for periods without plays).
         Users whose start is after ``end`` have no rows. With the defaults,
-        ``plays`` sums to the number of events.
+        ``plays`` sums to the number of events. For a Dask ``events``, a Dask
+        DataFrame with the same columns and rows, partitioned by blocks of
+        consecutive user ids (about two million rows each; the index restarts
+        in every partition, so use ``.compute().reset_index(drop=True)`` to
+        get the pandas result exactly).
 
     Raises
     ------
@@ -635,11 +781,30 @@ def period_play_counts(
     _check_choice(period, "period", _PERIODS, func)
     _check_choice(start_from, "start_from", ("first_active", "signup", "start"), func)
     _check_table(events, [USER_ID, TIMESTAMP], func)
-    ts = _naive(events[TIMESTAMP])
-    end_ts = pd.Timestamp(ts.max()) if end is None else _to_naive_utc(end, "end")
+    lazy = is_dask(events)
+    if is_dask(users):
+        users = users.compute()
     start_ts = None if start is None else _to_naive_utc(start, "start")
     if start_from == "start" and start_ts is None:
         raise ValueError(f"{func} needs start= when start_from='start'. Got start=None instead.")
+    end_ts = None if end is None else _to_naive_utc(end, "end")
+    frame = _period_frame(events, period)
+    window = frame
+    if start_ts is not None:
+        window = window[window[TIMESTAMP] >= start_ts]
+    if end_ts is not None:
+        window = window[window[TIMESTAMP] <= end_ts]
+    if start_from == "first_active":
+        needed = window.groupby(USER_ID, sort=True)[_PERIOD].min()
+    elif start_from == "start" and users is None:
+        needed = events[USER_ID].unique() if lazy else events[USER_ID]
+    else:
+        needed = None
+    if lazy:
+        needed, last = _compute_checked(events, frame, [USER_ID, TIMESTAMP], None, needed)
+    else:
+        last = pd.Timestamp(frame[TIMESTAMP].max())
+    end_ts = last if end_ts is None else end_ts
     if start_ts is not None and start_ts > end_ts:
         raise ValueError(
             f"The 'start' parameter of {func} must be at or before end ({end_ts}). "
@@ -647,32 +812,37 @@ def period_play_counts(
         )
     end_period = _period_of(end_ts, period)
 
-    frame = pd.DataFrame({USER_ID: events[USER_ID], TIMESTAMP: ts})
-    frame[_PERIOD] = _period_index(ts, period)
-    in_window = ts <= end_ts
-    if start_ts is not None:
-        in_window &= ts >= start_ts
     if start_from == "start" and users is not None:
         _check_known_users(frame, users, [USER_ID], func)
     if start_from == "signup":
         starts = _user_starts(frame, users, "signup", period, func)
-        frame = frame[in_window.to_numpy()]
+    elif start_from == "first_active":
+        starts = needed
     else:
-        frame = frame[in_window.to_numpy()]
-        if start_from == "first_active":
-            starts = _user_starts(frame, None, "first_active", period, func)
-        else:
-            ids = events[USER_ID] if users is None else users[USER_ID]
-            index = pd.Index(pd.unique(ids), name=USER_ID).sort_values()
-            starts = pd.Series(0, index=index, dtype="int64")
+        ids = needed if users is None else users[USER_ID]
+        index = pd.Index(pd.unique(ids), name=USER_ID).sort_values()
+        starts = pd.Series(0, index=index, dtype="int64")
     if start_ts is not None:
         starts = starts.clip(lower=_period_of(start_ts, period))
 
+    counts = window.groupby([USER_ID, _PERIOD]).size().rename("plays").reset_index()
+    if not lazy:
+        return _play_grid(counts, starts, end_period, period)
+    return _lazy_play_grid(counts, starts, end_period, period)
+
+
+#: Rows of the user x period grid per output partition of a lazy period_play_counts.
+_GRID_ROWS_PER_PARTITION = 2_000_000
+
+
+def _play_grid(
+    counts: pd.DataFrame, starts: pd.Series, end_period: int, period: str
+) -> pd.DataFrame:
+    """Every (user, period) from each user's start to ``end_period``, with its plays."""
     n_periods = np.clip(end_period - starts.to_numpy(dtype="int64") + 1, 0, None)
     k = np.arange(n_periods.sum()) - np.repeat(np.cumsum(n_periods) - n_periods, n_periods)
     absolute = np.repeat(starts.to_numpy(dtype="int64"), n_periods) + k
     grid = pd.DataFrame({USER_ID: starts.index.repeat(n_periods), _PERIOD: absolute})
-    counts = frame.groupby([USER_ID, _PERIOD]).size().rename("plays").reset_index()
     grid = grid.merge(counts, on=[USER_ID, _PERIOD], how="left")
     out = pd.DataFrame({USER_ID: grid[USER_ID], "period": k.astype("int64")})
     out["period_start"] = _period_start(absolute, period)
@@ -680,6 +850,34 @@ def period_play_counts(
         out["day_of_week"] = out["period_start"].dt.day_of_week.astype("int64")
     out["plays"] = grid["plays"].fillna(0).astype("int64")
     return out
+
+
+def _grid_partition(
+    counts: pd.DataFrame, starts: pd.DataFrame, end_period: int, period: str
+) -> pd.DataFrame:
+    """:func:`_play_grid` of one block of users (both frames indexed by ``user_id``)."""
+    return _play_grid(counts.reset_index(), starts["start"], end_period, period)
+
+
+def _lazy_play_grid(counts: Any, starts: pd.Series, end_period: int, period: str) -> Any:
+    """Build the play grid as a Dask frame, one partition per block of users.
+
+    The (small) aggregated counts are shuffled into blocks of consecutive user
+    ids holding about ``_GRID_ROWS_PER_PARTITION`` grid rows each; every block
+    is then filled like the pandas grid.
+    """
+    dd = import_dask("period_play_counts")
+    starts = starts.rename("start").astype("int64")
+    n_periods = np.clip(end_period - starts.to_numpy() + 1, 0, None)
+    block = np.cumsum(n_periods) // _GRID_ROWS_PER_PARTITION
+    first = np.flatnonzero(np.r_[True, block[1:] != block[:-1]])
+    ids = starts.index
+    divisions = [*ids[first], ids[-1]]
+    starts_frame = dd.from_pandas(starts.to_frame(), npartitions=1, sort=True)
+    starts_frame = starts_frame.repartition(divisions=divisions)
+    counts = counts.set_index(USER_ID, divisions=divisions)
+    meta = _play_grid(counts._meta.reset_index(), starts.iloc[:0], end_period, period)
+    return dd.map_partitions(_grid_partition, counts, starts_frame, end_period, period, meta=meta)
 
 
 def user_artist_matrix(
@@ -692,7 +890,7 @@ def user_artist_matrix(
 
     Parameters
     ----------
-    events : pandas.DataFrame
+    events : pandas.DataFrame or dask.dataframe.DataFrame
         Either a listening log (one row per play) with ``user_id`` and
         ``artist_id``, or an already aggregated long table of
         ``(user_id, artist_id, <count_col>)`` such as Last.fm hetrec's
@@ -741,6 +939,8 @@ def user_artist_matrix(
     value_col = weight if weight is not None else count_col
     required = [USER_ID, ARTIST_ID] + ([value_col] if value_col is not None else [])
     _check_table(events, required, func)
+    lazy = is_dask(events)
+    negative = None
     if value_col is None:
         agg = events.groupby([USER_ID, ARTIST_ID], sort=True).size()
     else:
@@ -758,21 +958,22 @@ def user_artist_matrix(
                 ],
                 what="events",
             )
-        negative = (values < 0).to_numpy()
-        if negative.any():
-            raise DataValidationError(
-                [
-                    _row_problem(
-                        value_col,
-                        "non-negative values",
-                        negative,
-                        values,
-                        "counts and weights cannot be negative",
-                    )
-                ],
-                what="events",
-            )
+        negative = values < 0
+        if not lazy:
+            _raise_negative(value_col, negative, values)
         agg = events.groupby([USER_ID, ARTIST_ID], sort=True)[value_col].sum()
+    if lazy:
+        # Each partition is reduced to its (user, artist) sums before they are combined, so
+        # only the aggregated pairs are ever held in memory.
+        checks = _lazy_checks(events, required)
+        n_negative = 0 if negative is None else negative.sum()
+        agg, n_rows, missing, n_negative = compute(
+            agg, checks["n_rows"], checks["missing"], n_negative
+        )
+        _raise_lazy(events, required, {"n_rows": n_rows, "missing": missing}, "events")
+        if n_negative > 0:
+            _raise_negative(value_col, negative, events[value_col])
+        agg = agg.sort_index()
     user_codes = agg.index.get_level_values(USER_ID)
     artist_codes = agg.index.get_level_values(ARTIST_ID)
     users = pd.Index(user_codes.unique(), name=USER_ID).sort_values()
@@ -782,3 +983,12 @@ def user_artist_matrix(
         shape=(len(users), len(artists)),
     )
     return UserArtistCounts(matrix=matrix, users=users, artists=artists)
+
+
+def _raise_negative(column: str, negative: Any, values: Any) -> None:
+    """Raise for negative counts or weights (pandas or Dask mask)."""
+    problem = _flag(
+        column, "non-negative values", negative, values, "counts and weights cannot be negative"
+    )
+    if problem is not None:
+        raise DataValidationError([problem], what="events")
