@@ -628,14 +628,14 @@ def simulate_service(
         in ``truth.random_seed``, so every run can be reproduced.
     countries : mapping of str to (float, float), optional
         Country -> (weight among users, share of its users on the premium
-        plan).  Default :data:`DEFAULT_COUNTRIES` (six countries).
+        plan).  Default ``models.data.simulate.DEFAULT_COUNTRIES`` (six countries).
     initial_share : float, default 0.5
         Share of users whose first session falls on the first day; the others
         sign up uniformly over the window.
     activity : mapping, optional
         Plan (``"free"``, ``"premium"``) -> ``{"r", "alpha", "a", "b"}``, the
         BG/NBD population parameters of that segment (session rate per day,
-        dropout per session).  Default :data:`DEFAULT_ACTIVITY`: mean rate
+        dropout per session).  Default ``models.data.simulate.DEFAULT_ACTIVITY``: mean rate
         0.27 (free) and 0.4 (premium) sessions a day, mean dropout probability
         0.13 and 0.06 per repeat session.
     plays_mean : float, default 5.0
@@ -646,7 +646,7 @@ def simulate_service(
         Shape (and rate) of each user's Gamma play propensity, mean 1.
     day_of_week_multipliers : sequence of 7 float, optional
         Multipliers of the mean extra plays by the weekday of the session start,
-        Monday first.  Default :data:`DEFAULT_DAY_OF_WEEK`,
+        Monday first.  Default ``models.data.simulate.DEFAULT_DAY_OF_WEEK``,
         ``(0.9, 0.9, 0.95, 1.0, 1.1, 1.25, 1.05)``.
     n_artists : int, default 500
         Number of artists.

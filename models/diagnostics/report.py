@@ -99,7 +99,7 @@ class FitReport:
             Indexed by check (``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``,
             ``n_divergent``, ``treedepth_hits``, ``min_ebfmi``) with columns ``value``,
             ``threshold`` and ``status`` (``"ok"``, ``"warn"``, ``"fail"`` or ``"n/a"``).
-            The per-variable table is :attr:`variables`.
+            The per-variable table is ``variables``.
 
         Examples
         --------

@@ -50,7 +50,7 @@ class StochasticBlockModel(BayesianModel):
     ----------
     idata_ : xarray.DataTree
         ``posterior``: ``z`` (chain, draw, node), ``omega`` (chain, draw, block,
-        block_), ``pi`` (chain, draw, block), ``theta`` (chain, draw, node; degree
+        ``block_``), ``pi`` (chain, draw, block), ``theta`` (chain, draw, node; degree
         corrected only) and ``log_likelihood`` (chain, draw); labels of every draw
         are aligned to :meth:`point_partition`. ``sample_stats``: ``lp`` (collapsed
         :math:`\log p(A, z)`) and ``log_likelihood``.
