@@ -4,6 +4,15 @@ Run from the repository root::
 
     python benchmarks/bench_beta_geo.py            # 1,000,000 users, both samplers, CDNOW
     python benchmarks/bench_beta_geo.py --n-users 100000 --samplers pymc
+    python benchmarks/bench_beta_geo.py --quick    # a tiny check that the script runs
+
+Side by side in the same run (``--compare``, on by default): pymc-marketing's
+``BetaGeoModel`` in its own virtual environment (``--pmm-python``, default
+``/work/venv-pmm/bin/python``; it pins an older PyMC, so it runs as a subprocess
+on the same data with the same draws, tune and chains), and ``lifetimes``'
+``BetaGeoFitter`` (the MLE a user would otherwise pick; ``pip install
+lifetimes``, see the ``bench`` extra). A markdown table of wall time, bulk ESS
+and ESS/s closes the output.
 
 Everything is printed to stdout. The simulated users follow the BG/NBD process
 (``models.data.simulate.simulate_bgnbd``) with r=0.5, alpha=10 (days), a=0.8,
@@ -14,8 +23,11 @@ rounded up to whole days, as an activity summary in days would give.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
+import tempfile
 import time
 import tracemalloc
 import warnings
@@ -52,12 +64,100 @@ def gradient_time(model, repeats: int = 300) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+ROWS: list[dict] = []  # the markdown table
+SETTINGS = {"draws": 1000, "tune": 1000, "chains": 2}
+
+PMM_SCRIPT = r"""
+import json, sys, time, warnings
+import arviz as az
+import pandas as pd
+from pymc_marketing.clv import BetaGeoModel
+warnings.simplefilter("ignore")
+path, draws, tune, chains = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+data = pd.read_csv(path)
+start = time.perf_counter()
+model = BetaGeoModel()
+idata = model.fit(data, method="mcmc", draws=draws, tune=tune, chains=chains, cores=chains,
+                  random_seed=1, progressbar=False)
+wall = time.perf_counter() - start
+names = ["r", "alpha", "a", "b"]
+ess = az.ess(idata, var_names=names, method="bulk")
+rhat = az.rhat(idata, var_names=names)
+post = idata["posterior"]
+print(json.dumps({"wall": wall, "ess": min(float(ess[n]) for n in names),
+                  "rhat": max(float(rhat[n]) for n in names),
+                  "median": {n: float(post[n].median()) for n in names}}))
+"""
+
+
+def record(tool: str, data_label: str, n: int, wall: float, ess: float | None,
+           rhat: float | None, note: str = "") -> None:
+    ROWS.append({"tool": tool, "data": data_label, "users": n, "wall_s": wall, "ess": ess,
+                 "rhat": rhat, "note": note})
+
+
+def run_pmm(data: pd.DataFrame, label: str, python: str) -> None:
+    """Fit pymc-marketing's BetaGeoModel on the same rows in its own environment."""
+    if not Path(python).is_file():
+        print(f"pymc-marketing skipped: no interpreter at {python}")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rfm.csv"
+        frame = data[["frequency", "recency", "T"]].reset_index(drop=True)
+        frame.insert(0, "customer_id", np.arange(len(frame)))
+        frame.to_csv(path, index=False)
+        cmd = [python, "-c", PMM_SCRIPT, str(path), *(str(SETTINGS[k]) for k in
+                                                       ("draws", "tune", "chains"))]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print(f"pymc-marketing failed on {label}:\n{out.stderr[-2000:]}")
+        return
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"{label} pymc-marketing: fit {res['wall']:.1f} s; R-hat {res['rhat']:.3f}; "
+          f"min bulk ESS {res['ess']:.0f}; medians {res['median']}")
+    record("pymc-marketing BetaGeoModel (NUTS, own priors)", label, len(data), res["wall"],
+           res["ess"], res["rhat"])
+
+
+def run_lifetimes(data: pd.DataFrame, label: str) -> None:
+    """lifetimes' BetaGeoFitter: the maximum-likelihood fit (point estimates only)."""
+    try:
+        from lifetimes import BetaGeoFitter
+    except ImportError:
+        print("lifetimes skipped: not installed (pip install 'listening-models[bench]')")
+        return
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitter = BetaGeoFitter().fit(data["frequency"], data["recency"], data["T"])
+    wall = time.perf_counter() - start
+    params = {k: round(float(v), 4) for k, v in fitter.params_.items()}
+    print(f"{label} lifetimes BetaGeoFitter (MLE): {wall:.2f} s; {params}")
+    record("lifetimes BetaGeoFitter (MLE)", label, len(data), wall, None, None,
+           "point estimate, no ESS")
+
+
+def print_table() -> None:
+    print("\n| tool | data | users | wall (s) | min bulk ESS | ESS/s | ESS/s vs pymc-marketing "
+          "| max R-hat | note |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    ref = {r["data"]: r["ess"] / r["wall_s"] for r in ROWS
+           if r["tool"].startswith("pymc-marketing") and r["ess"]}
+    for r in ROWS:
+        rate = r["ess"] / r["wall_s"] if r["ess"] else None
+        ratio = f"{rate / ref[r['data']]:.1f}x" if rate and r["data"] in ref else ""
+        cells = [r["tool"], r["data"], f"{r['users']:,}", f"{r['wall_s']:.1f}",
+                 f"{r['ess']:.0f}" if r["ess"] else "", f"{rate:.0f}" if rate else "", ratio,
+                 f"{r['rhat']:.3f}" if r["rhat"] else "", r["note"]]
+        print("| " + " | ".join(cells) + " |")
+
+
 def fit_and_report(data: pd.DataFrame, sampler: str, label: str, **kwargs) -> BetaGeoModel:
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = BetaGeoModel(**kwargs).fit(data, draws=1000, tune=1000, chains=2, cores=2,
-                                           sampler=sampler, random_seed=1)
+        model = BetaGeoModel(**kwargs).fit(data, cores=2, sampler=sampler, random_seed=1,
+                                           **SETTINGS)
     wall = time.perf_counter() - start
     summ = model.summary()
     ess = float(summ["ess_bulk"].astype(float).min())
@@ -66,6 +166,9 @@ def fit_and_report(data: pd.DataFrame, sampler: str, label: str, **kwargs) -> Be
           f"max R-hat {summ['r_hat'].astype(float).max():.3f}; min bulk ESS {ess:.0f} "
           f"({ess / wall:.0f}/s of wall time); mean leapfrog steps {steps:.1f}")
     print(summ.to_string())
+    record(f"listening-models BetaGeoModel (NUTS, {sampler})", label, len(data), wall, ess,
+           float(summ["r_hat"].astype(float).max()),
+           f"{model.model_.bgnbd_compression.n_unique:,} unique rows")
     return model
 
 
@@ -84,7 +187,18 @@ def main() -> None:
     parser.add_argument("--n-users", type=int, default=1_000_000)
     parser.add_argument("--samplers", nargs="+", default=["pymc", "nutpie"])
     parser.add_argument("--skip-cdnow", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes (2,000 users, 200 draws) to check the script runs")
+    parser.add_argument("--no-compare", dest="compare", action="store_false",
+                        help="skip pymc-marketing and lifetimes")
+    parser.add_argument("--pmm-python", default="/work/venv-pmm/bin/python")
+    parser.add_argument("--pmm-max-users", type=int, default=200_000,
+                        help="largest simulated size given to pymc-marketing (it builds "
+                             "per-user arrays)")
     args = parser.parse_args()
+    if args.quick:
+        args.n_users = min(args.n_users, 2000)
+        SETTINGS.update(draws=200, tune=200)
     print(f"cores available: {os.cpu_count()}; load average at start: {os.getloadavg()}")
 
     start = time.perf_counter()
@@ -101,8 +215,15 @@ def main() -> None:
           f"evaluation = {grad / comp.n_unique * 1e9:.0f} ns per unique row")
 
     fitted = None
+    label = f"simulated {len(data):,}"
     for sampler in args.samplers:
-        fitted = fit_and_report(data, sampler, f"{len(data):,} users")
+        fitted = fit_and_report(data, sampler, label)
+    if args.compare:
+        run_lifetimes(data, label)
+        if len(data) <= args.pmm_max_users:
+            run_pmm(data, label, args.pmm_python)
+        else:
+            print(f"pymc-marketing skipped on {len(data):,} users (> --pmm-max-users)")
 
     if fitted is not None:
         for name, call in [
@@ -128,6 +249,11 @@ def main() -> None:
             fit = fit_and_report(cdnow, sampler, "CDNOW")
             med = {k: round(float(fit.posterior_draws(k).median()), 4) for k in CDNOW_MLE}
             print(f"CDNOW posterior medians ({sampler}, default priors): {med}")
+        if args.compare:
+            run_lifetimes(cdnow, "CDNOW")
+            run_pmm(cdnow, "CDNOW", args.pmm_python)
+    print(f"settings: {SETTINGS}, cores=2, random_seed=1")
+    print_table()
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ PUBLIC_MODULES = (
     "models.listening",
     "models.network",
     "models.predict",
+    "models.scoring",
     "models.priors",
     "models.exceptions",
     "models.base",

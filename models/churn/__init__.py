@@ -15,6 +15,11 @@ ChurnHazardModel
 Helpers
 -------
 melt_cohort_table, bgbb_summary, build_hazard_table, churn_labels
+
+Out-of-time validation
+----------------------
+calibration_holdout_split, holdout_evaluation, score_holdout,
+probability_active_within, roc_auc, brier_score, calibration_table
 """
 
 from models.churn.beta_geo import BetaGeoModel
@@ -23,14 +28,32 @@ from models.churn.features import build_hazard_table
 from models.churn.hazard import ChurnHazardModel
 from models.churn.labels import churn_labels
 from models.churn.shifted_beta_geo import ShiftedBetaGeoModel, melt_cohort_table
+from models.churn.validation import (
+    HoldoutEvaluation,
+    brier_score,
+    calibration_holdout_split,
+    calibration_table,
+    holdout_evaluation,
+    probability_active_within,
+    roc_auc,
+    score_holdout,
+)
 
 __all__ = [
     "BetaGeoBetaBinomModel",
     "BetaGeoModel",
     "ChurnHazardModel",
+    "HoldoutEvaluation",
     "ShiftedBetaGeoModel",
     "bgbb_summary",
+    "brier_score",
     "build_hazard_table",
+    "calibration_holdout_split",
+    "calibration_table",
     "churn_labels",
+    "holdout_evaluation",
     "melt_cohort_table",
+    "probability_active_within",
+    "roc_auc",
+    "score_holdout",
 ]

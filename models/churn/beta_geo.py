@@ -418,6 +418,10 @@ class BetaGeoModel(BayesianModel):
         return list(PARAMETERS)
 
     # ------------------------------------------------------------ predictions
+    def _segment_labels(self) -> list:
+        """Segment labels of the fit, read from the posterior (predictions need no PyMC graph)."""
+        return list(self.idata_["posterior"]["segment"].values)
+
     def _draws(self, max_draws: int | None, random_seed: Any) -> dict[str, np.ndarray]:
         names = [f"{p}_segment" if self.segment else p for p in PARAMETERS]
         arrays = posterior_arrays(self.idata_, names, max_draws=max_draws, random_seed=random_seed)
@@ -428,7 +432,7 @@ class BetaGeoModel(BayesianModel):
                        max_draws: int | None, random_seed: Any, return_draws: bool):
         self._require_fitted(f"{what}()")
         clean = self.data_ if data is None else self._validate_data(data)
-        labels = self.model_.coords.get("segment") if self.segment else None
+        labels = self._segment_labels() if self.segment else None
         seg = self._segment_codes(clean, labels)
         codes, (s, x, t_x, T) = _factorize(seg, clean[FREQUENCY].to_numpy(float),
                                            clean[RECENCY].to_numpy(), clean[AGE].to_numpy())
@@ -568,7 +572,7 @@ class BetaGeoModel(BayesianModel):
                      ci_prob: float, max_draws: int | None, random_seed: Any,
                      return_draws: bool):
         self._require_fitted(f"{what}()")
-        labels = list(self.model_.coords["segment"]) if self.segment else [None]
+        labels = self._segment_labels() if self.segment else [None]
         seg = np.repeat(np.arange(len(labels)), len(values))
         rows = pd.DataFrame({_SEG: seg, name: np.tile(values, len(labels))})
         if self.segment:

@@ -1,0 +1,535 @@
+r"""Out-of-time validation of activity and churn predictions.
+
+Split a log at a calibration end, fit on the calibration window, and score the
+predictions against what happened in the holdout window that follows:
+
+- :func:`calibration_holdout_split` gives each user's calibration summary
+  (``frequency``, ``recency``, ``T``) and holdout activity;
+- :func:`roc_auc`, :func:`brier_score` and :func:`calibration_table` score
+  probabilities against 0/1 outcomes;
+- :func:`holdout_evaluation` does all of it for a :class:`BetaGeoModel`
+  (fit, predict, score) and :func:`score_holdout` scores a fitted one, or the
+  point predictions of another tool (``lifetimes``, an MLE) on the same table.
+
+The outcome scored is observable: whether a user is active at least once in
+the holdout. Its BG/NBD probability is :func:`probability_active_within`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from models.base import resolve_seed
+from models.churn.beta_geo import (
+    AGE,
+    FREQUENCY,
+    RECENCY,
+    BetaGeoModel,
+    _check_horizon,
+    _factorize,
+    _probability_alive,
+)
+from models.data.schema import TIMESTAMP, USER_ID
+from models.data.summaries import _period_index, summarize_activity
+from models.predict import DEFAULT_BLOCK_ELEMENTS, summarize_draws
+
+__all__ = [
+    "HoldoutEvaluation",
+    "brier_score",
+    "calibration_holdout_split",
+    "calibration_table",
+    "holdout_evaluation",
+    "probability_active_within",
+    "roc_auc",
+    "score_holdout",
+]
+
+HOLDOUT_ACTIVITY = "holdout_activity"
+ACTIVE_IN_HOLDOUT = "active_in_holdout"
+
+
+# --------------------------------------------------------------------------- metrics
+def _outcomes(y: Any, p: Any, func: str) -> tuple[np.ndarray, np.ndarray]:
+    y_ = np.asarray(y, dtype=float).ravel()
+    p_ = np.asarray(p, dtype=float).ravel()
+    if y_.shape != p_.shape or y_.size == 0:
+        raise ValueError(f"{func} needs outcomes and probabilities of the same, non-zero length. "
+                         f"Got {y_.size} outcomes and {p_.size} probabilities instead.")
+    if not np.all((y_ == 0) | (y_ == 1)):
+        bad = y_[(y_ != 0) & (y_ != 1)][0].item()
+        raise ValueError(f"The outcomes of {func} must be 0 or 1 (or booleans). "
+                         f"Got {bad!r} instead.")
+    if not np.all((p_ >= 0) & (p_ <= 1)):
+        bad = p_[~((p_ >= 0) & (p_ <= 1))][0].item()
+        raise ValueError(f"The probabilities of {func} must be in [0, 1]. Got {bad!r} instead.")
+    return y_, p_
+
+
+def roc_auc(y: Any, p: Any) -> float:
+    r"""Area under the ROC curve: P(a random positive scores above a random negative).
+
+    Parameters
+    ----------
+    y : array-like of bool or {0, 1}
+        Outcomes.
+    p : array-like of float
+        Predicted probabilities (any score in [0, 1]).
+
+    Returns
+    -------
+    float
+        AUC in [0, 1]; ties count one half (the Mann-Whitney statistic).
+        NaN when all outcomes are equal.
+
+    Raises
+    ------
+    ValueError
+        If the lengths differ, an outcome is not 0/1 or a probability is
+        outside [0, 1].
+
+    Notes
+    -----
+    .. math:: \mathrm{AUC} = \frac{R_1 - n_1(n_1+1)/2}{n_1 n_0},
+
+    with :math:`R_1` the sum of the mid-ranks of the positives among all scores.
+
+    Examples
+    --------
+    >>> roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    """
+    y_, p_ = _outcomes(y, p, "roc_auc")
+    n1 = y_.sum()
+    n0 = y_.size - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = stats.rankdata(p_)
+    return float((ranks[y_ == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def brier_score(y: Any, p: Any) -> float:
+    r"""Mean squared difference between predicted probabilities and 0/1 outcomes.
+
+    Parameters
+    ----------
+    y : array-like of bool or {0, 1}
+        Outcomes.
+    p : array-like of float
+        Predicted probabilities.
+
+    Returns
+    -------
+    float
+        :math:`\frac1n\sum_i (p_i - y_i)^2`; 0 is perfect, 0.25 is a constant 0.5.
+
+    Raises
+    ------
+    ValueError
+        As :func:`roc_auc`.
+
+    Examples
+    --------
+    >>> brier_score([0, 1], [0.2, 0.6])
+    0.1
+    """
+    y_, p_ = _outcomes(y, p, "brier_score")
+    return float(np.round(np.mean((p_ - y_) ** 2), 15))
+
+
+def calibration_table(y: Any, p: Any, *, n_bins: int = 10, prob: float = 0.95) -> pd.DataFrame:
+    r"""Observed rate against mean predicted probability in bins of the prediction.
+
+    Parameters
+    ----------
+    y : array-like of bool or {0, 1}
+        Outcomes.
+    p : array-like of float
+        Predicted probabilities.
+    n_bins : int, default 10
+        Number of bins of (nearly) equal counts, formed on the sorted
+        predictions (tied predictions may fall in neighbouring bins).
+    prob : float, default 0.95
+        Probability of the bounds of the observed rate.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per bin (index ``bin``): ``n``, ``mean_predicted``,
+        ``observed_rate``, ``lower``, ``upper`` (central ``prob`` interval of the
+        observed rate if the predictions were right) and ``inside``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`roc_auc`, or if ``n_bins`` is not a positive integer.
+
+    Notes
+    -----
+    If the predictions are calibrated, a bin's count of positives is a sum of
+    independent Bernoulli(:math:`p_i`) variables; its variance is at most that of
+    a Binomial(:math:`n, \bar p`), so the bounds are the Binomial(:math:`n,
+    \bar p`) quantiles divided by :math:`n`, slightly wide (conservative).
+
+    Examples
+    --------
+    >>> table = calibration_table([0, 0, 1, 1, 1, 0], [0.1, 0.2, 0.9, 0.8, 0.7, 0.3], n_bins=2)
+    >>> table[["n", "mean_predicted", "observed_rate"]].round(2)  # doctest: +NORMALIZE_WHITESPACE
+         n  mean_predicted  observed_rate
+    bin
+    0    3             0.2            0.0
+    1    3             0.8            1.0
+    """
+    y_, p_ = _outcomes(y, p, "calibration_table")
+    if not (isinstance(n_bins, int | np.integer) and not isinstance(n_bins, bool) and n_bins > 0):
+        raise ValueError("The 'n_bins' parameter of calibration_table must be a positive "
+                         f"integer. Got {n_bins!r} instead.")
+    order = np.argsort(p_, kind="stable")
+    rows = []
+    for i, idx in enumerate(np.array_split(order, min(n_bins, p_.size))):
+        n = idx.size
+        mean_p = p_[idx].mean()
+        lo, hi = stats.binom.ppf([(1 - prob) / 2, (1 + prob) / 2], n, mean_p) / n
+        obs = y_[idx].mean()
+        rows.append({"bin": i, "n": n, "mean_predicted": mean_p, "observed_rate": obs,
+                     "lower": lo, "upper": hi, "inside": bool(lo <= obs <= hi)})
+    out = pd.DataFrame(rows).set_index("bin")
+    out.attrs["prob"] = prob
+    return out
+
+
+# ------------------------------------------------------------------------ the split
+def _boundary(value: Any, period: str, name: str) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    before = _period_index(pd.Series([ts - pd.Timedelta(1, "ns")]), period).iloc[0]
+    if _period_index(pd.Series([ts]), period).iloc[0] == before:
+        raise ValueError(f"The '{name}' parameter of calibration_holdout_split must be the start "
+                         f"of a period ({period!r}), so both windows hold whole periods. Got "
+                         f"{value!r} instead.")
+    return ts
+
+
+def calibration_holdout_split(
+    events: pd.DataFrame, *, calibration_end: Any, holdout_end: Any, period: str = "D",
+) -> pd.DataFrame:
+    """Per-user calibration summary and holdout activity of a log split in time.
+
+    Parameters
+    ----------
+    events : pandas.DataFrame
+        Listening log with ``user_id`` and ``timestamp``.
+    calibration_end : timestamp-like
+        First instant of the holdout window (the start of a period); events
+        before it are the calibration window.
+    holdout_end : timestamp-like
+        End (exclusive) of the holdout window, the start of a period.
+    period : {"D", "W", "M"}, default "D"
+        Period of the activity summary.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per user active in the calibration window (index ``user_id``):
+        ``frequency``, ``recency``, ``T`` (of the calibration window, in
+        periods), ``holdout_activity`` (distinct active periods in the holdout)
+        and ``active_in_holdout``. ``attrs["horizon"]`` is the holdout length in
+        periods. Users first seen in the holdout are not in the table.
+
+    Raises
+    ------
+    ValueError
+        If a window end is not the start of a period or ``holdout_end`` is not
+        after ``calibration_end``.
+    models.exceptions.DataValidationError
+        If the log is invalid or has no event before ``calibration_end``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> log = pd.DataFrame({"user_id": ["a", "a", "a", "b", "c"], "timestamp": pd.to_datetime(
+    ...     ["2024-01-01", "2024-01-03", "2024-01-12", "2024-01-05", "2024-01-11"])})
+    >>> table = calibration_holdout_split(log, calibration_end="2024-01-08",
+    ...                                   holdout_end="2024-01-15")
+    >>> table  # doctest: +NORMALIZE_WHITESPACE
+             frequency  recency  T  holdout_activity  active_in_holdout
+    user_id
+    a                1        2  6                 1               True
+    b                0        0  2                 0              False
+    >>> table.attrs["horizon"]
+    7
+    """
+    cal = _boundary(calibration_end, period, "calibration_end")
+    end = _boundary(holdout_end, period, "holdout_end")
+    if end <= cal:
+        raise ValueError("The 'holdout_end' parameter of calibration_holdout_split must be after "
+                         f"calibration_end ({cal}). Got {holdout_end!r} instead.")
+    ts = events[TIMESTAMP]
+    ts = ts.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(ts.dt, "tz", None) else ts
+    before = events[(ts < cal).to_numpy()]
+    summary = summarize_activity(before, period=period,
+                                 observation_end=cal - pd.Timedelta(1, "ns"))
+    table = summary[[FREQUENCY, RECENCY, AGE]].copy()
+    inside = events[((ts >= cal) & (ts < end)).to_numpy()]
+    periods = _period_index(inside[TIMESTAMP], period)
+    counts = (pd.DataFrame({USER_ID: inside[USER_ID].to_numpy(), "p": periods.to_numpy()})
+              .drop_duplicates().groupby(USER_ID).size())
+    table[HOLDOUT_ACTIVITY] = counts.reindex(table.index, fill_value=0).astype("int64")
+    table[ACTIVE_IN_HOLDOUT] = table[HOLDOUT_ACTIVITY] > 0
+    first = _period_index(pd.Series([cal]), period).iloc[0]
+    last = _period_index(pd.Series([end - pd.Timedelta(1, "ns")]), period).iloc[0]
+    table.attrs["horizon"] = int(last - first + 1)
+    return table
+
+
+# --------------------------------------------------------------------- predictions
+def probability_active_within(
+    model: BetaGeoModel, data: pd.DataFrame | None = None, *, t: float, ci_prob: float = 0.89,
+    max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
+    return_draws: bool = False,
+) -> pd.DataFrame | np.ndarray:
+    r"""BG/NBD probability that each user is active at least once in the next ``t`` periods.
+
+    Parameters
+    ----------
+    model : BetaGeoModel
+        A fitted model.
+    data : pandas.DataFrame, optional
+        Activity summary; the training data by default.
+    t : float
+        Horizon (positive), in the time unit of the data.
+    ci_prob, max_draws, random_seed, return_draws
+        As in :meth:`BetaGeoModel.probability_alive`.
+
+    Returns
+    -------
+    pandas.DataFrame or numpy.ndarray
+        Index ``user``, columns ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper``;
+        or draws ``(draw, user)``.
+
+    Raises
+    ------
+    ValueError
+        If ``t`` is not a positive number.
+    models.exceptions.NotFittedError
+        Before ``fit``.
+
+    Notes
+    -----
+    A user alive at :math:`T` has rate :math:`\lambda \mid x, T \sim
+    \mathrm{Gamma}(r+x, \alpha+T)` and can drop out only after an activity, so
+
+    .. math::
+
+        P(\text{active in } (T, T+t]) = P(\text{alive at } T)
+        \Big[1 - \Big(\frac{\alpha+T}{\alpha+T+t}\Big)^{r+x}\Big].
+    """
+    horizon = _check_horizon("probability_active_within", "t", t)
+    if horizon.size != 1:
+        raise ValueError("The 't' parameter of probability_active_within must be a positive "
+                         f"number. Got {t!r} instead.")
+    t_ = float(horizon[0])
+
+    def func(params, block):
+        r, alpha, a, b = model._at(params, block)
+        x, t_x, T = (block[c].to_numpy() for c in (FREQUENCY, RECENCY, AGE))
+        alive = _probability_alive(r, alpha, a, b, x, t_x, T)
+        return alive * -np.expm1((r + x) * (np.log(alpha + T) - np.log(alpha + T + t_)))
+
+    return model._predict_users("probability_active_within", data, func, ci_prob, max_draws,
+                                random_seed, return_draws)
+
+
+# ------------------------------------------------------------------------- scoring
+@dataclass(frozen=True)
+class HoldoutEvaluation:
+    """Scores of activity predictions against a holdout window.
+
+    Attributes
+    ----------
+    auc, brier : float
+        :func:`roc_auc` and :func:`brier_score` of the probability of activity
+        in the holdout.
+    calibration : pandas.DataFrame
+        :func:`calibration_table` of that probability.
+    by_frequency : pandas.DataFrame
+        Mean holdout activity per calibration frequency bucket: ``n``,
+        ``actual`` and its standard error ``actual_se``, ``predicted`` and, for a
+        Bayesian model, the ``hdi_lower``/``hdi_upper`` of the predicted bucket
+        mean (parameter uncertainty only).
+    users : pandas.DataFrame
+        Per user: the split table plus ``p_active`` and ``expected_activity``
+        (posterior means, or the point predictions scored).
+    horizon : float
+        Holdout length in periods.
+    """
+
+    auc: float
+    brier: float
+    calibration: pd.DataFrame
+    by_frequency: pd.DataFrame
+    users: pd.DataFrame
+    horizon: float
+
+
+def _buckets(frequency: np.ndarray, top: int) -> np.ndarray:
+    return np.minimum(frequency, top)
+
+
+def score_holdout(
+    table: pd.DataFrame, *, model: BetaGeoModel | None = None,
+    p_active: Any = None, expected_activity: Any = None, horizon: float | None = None,
+    n_bins: int = 10, top_frequency: int = 7, ci_prob: float = 0.89,
+    max_draws: int | None = 1000, random_seed: int | np.random.Generator | None = None,
+) -> HoldoutEvaluation:
+    """Score predictions of holdout activity: a fitted BG/NBD model or given point predictions.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A :func:`calibration_holdout_split` table: ``frequency``, ``recency``,
+        ``T``, ``holdout_activity``, ``active_in_holdout``.
+    model : BetaGeoModel, optional
+        A model fitted on the calibration window; its posterior gives the
+        predictions and the intervals of ``by_frequency``.
+    p_active, expected_activity : array-like, optional
+        Point predictions per row of ``table`` (another tool's), used when
+        ``model`` is None.
+    horizon : float, optional
+        Holdout length in periods; ``table.attrs["horizon"]`` by default.
+    n_bins : int, default 10
+        Bins of the calibration table.
+    top_frequency : int, default 7
+        Calibration frequencies at or above this share one bucket (labelled
+        with it, meaning "7+").
+    ci_prob : float, default 0.89
+        Probability of the intervals of the predicted bucket means.
+    max_draws : int or None, default 1000
+        Posterior draws used.
+    random_seed : int, numpy.random.Generator or None
+        Seed of the subset of draws.
+
+    Returns
+    -------
+    HoldoutEvaluation
+
+    Raises
+    ------
+    ValueError
+        If neither a model nor both point predictions are given, or there is
+        no horizon.
+    """
+    horizon = table.attrs.get("horizon") if horizon is None else horizon
+    if horizon is None:
+        raise ValueError("score_holdout needs the holdout length: pass horizon= or a table from "
+                         "calibration_holdout_split. Got None.")
+    users = table.copy()
+    bucket = _buckets(users[FREQUENCY].to_numpy(), top_frequency)
+    if model is not None:
+        # unique (frequency, recency, T) rows: a few thousand even for millions of users
+        cols = [FREQUENCY, RECENCY, AGE] + ([model.segment] if model.segment else [])
+        codes, uniques = _factorize(*(users[c].to_numpy() for c in cols))
+        rows = pd.DataFrame(dict(zip(cols, uniques, strict=True)))
+        labels = np.unique(bucket)
+        weights = np.zeros((len(rows), len(labels)))
+        np.add.at(weights, (codes, np.searchsorted(labels, bucket)), 1.0)
+        kw = {"max_draws": max_draws, "random_seed": resolve_seed(random_seed)}
+        p_mean, e_mean = np.empty(len(rows)), np.empty(len(rows))
+        per_bucket = 0.0
+        step = max(1, DEFAULT_BLOCK_ELEMENTS // (max_draws or 4000))
+        for start in range(0, len(rows), step):  # (draws x rows) blocks of bounded size
+            block = rows.iloc[start:start + step]
+            p_draws = probability_active_within(model, block, t=horizon, return_draws=True, **kw)
+            e_draws = model.expected_activity(block, t=horizon, return_draws=True, **kw)
+            p_mean[start:start + step] = p_draws.mean(axis=0)
+            e_mean[start:start + step] = e_draws.mean(axis=0)
+            per_bucket = per_bucket + e_draws @ weights[start:start + step]
+        users["p_active"] = p_mean[codes]
+        users["expected_activity"] = e_mean[codes]
+        per_bucket = per_bucket / weights.sum(axis=0)
+        predicted = summarize_draws(per_bucket, ci_prob=ci_prob, index=labels)
+    elif p_active is not None and expected_activity is not None:
+        users["p_active"] = np.asarray(p_active, dtype=float)
+        users["expected_activity"] = np.asarray(expected_activity, dtype=float)
+        predicted = None
+    else:
+        raise ValueError("score_holdout needs a fitted model= or both p_active= and "
+                         "expected_activity=. Got neither.")
+    y = users[ACTIVE_IN_HOLDOUT].to_numpy()
+    grouped = users.assign(bucket=bucket).groupby("bucket")
+    by_freq = pd.DataFrame({
+        "n": grouped.size(),
+        "actual": grouped[HOLDOUT_ACTIVITY].mean(),
+        "actual_se": grouped[HOLDOUT_ACTIVITY].std(ddof=1) / np.sqrt(grouped.size()),
+        "predicted": grouped["expected_activity"].mean(),
+    })
+    if predicted is not None:
+        by_freq["hdi_lower"] = predicted["hdi_lower"].to_numpy()
+        by_freq["hdi_upper"] = predicted["hdi_upper"].to_numpy()
+    by_freq.index.name = FREQUENCY
+    return HoldoutEvaluation(
+        auc=roc_auc(y, users["p_active"]), brier=brier_score(y, users["p_active"]),
+        calibration=calibration_table(y, users["p_active"], n_bins=n_bins),
+        by_frequency=by_freq, users=users, horizon=float(horizon),
+    )
+
+
+def holdout_evaluation(
+    model: BetaGeoModel, events: pd.DataFrame, *, calibration_end: Any, holdout_end: Any,
+    period: str = "D", fit_kwargs: Mapping[str, Any] | None = None, **score_kwargs: Any,
+) -> HoldoutEvaluation:
+    """Split a log in time, fit a BG/NBD model on the calibration window, score the holdout.
+
+    Parameters
+    ----------
+    model : BetaGeoModel
+        An unfitted model (its priors and options are used); it is fitted here
+        on the calibration summary.
+    events : pandas.DataFrame
+        Listening log with ``user_id`` and ``timestamp``; with a segment
+        model, also the segment column (its first value per user is used).
+    calibration_end, holdout_end, period
+        As in :func:`calibration_holdout_split`.
+    fit_kwargs : mapping, optional
+        Arguments of :meth:`BetaGeoModel.fit` (``draws``, ``chains``,
+        ``random_seed``, ...).
+    **score_kwargs
+        Arguments of :func:`score_holdout` (``n_bins``, ``max_draws``, ...).
+
+    Returns
+    -------
+    HoldoutEvaluation
+        The scores; the fitted model's convergence is in ``model.fit_report_``.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a :class:`BetaGeoModel`.
+
+    Examples
+    --------
+    >>> from models.churn import BetaGeoModel
+    >>> from models.data import simulate_service
+    >>> log = simulate_service(300, 120, random_seed=2).events
+    >>> result = holdout_evaluation(
+    ...     BetaGeoModel(), log, calibration_end="2025-03-02", holdout_end="2025-05-01",
+    ...     fit_kwargs={"method": "map", "random_seed": 1})
+    >>> bool(result.auc > 0.6), result.horizon
+    (True, 60.0)
+    """
+    if not isinstance(model, BetaGeoModel):
+        raise TypeError("The 'model' parameter of holdout_evaluation must be a BetaGeoModel. "
+                        f"Got {type(model).__name__} instead.")
+    table = calibration_holdout_split(events, calibration_end=calibration_end,
+                                      holdout_end=holdout_end, period=period)
+    if model.segment:
+        labels = events.groupby(USER_ID)[model.segment].first()
+        table.insert(3, model.segment, labels.reindex(table.index).to_numpy())
+    model.fit(table, **dict(fit_kwargs or {}))
+    return score_holdout(table, model=model, **score_kwargs)
