@@ -8,9 +8,12 @@ stops after a size that took over a tenth of ``LIMIT_S`` (the next would take ov
 ratios are taken at the largest size both finished. "ours (edge list)" is
 ``colistening_edges``; "ours (nx.Graph)" adds building the networkx graph, whose cost is
 networkx's object model (about 15 s per million edges here), not the computation.
-Then StochasticBlockModel fit time vs graph size.
+Then model fit times vs graph size (100, 1,000, 5,000 nodes, planted 4-block graphs of
+average degree about 10): StochasticBlockModel (collapsed Gibbs) and LatentSpaceModel (NUTS
+up to ``NUTS_MAX_NODES`` nodes; above, ADVI with a case-control sample of 5 non-edges per
+edge).
 
-Run: python benchmarks/bench_network.py [--quick]
+Run: python benchmarks/bench_network.py [--quick] [--models-only]
 """
 
 from __future__ import annotations
@@ -29,9 +32,17 @@ import pandas as pd
 import psutil
 from networkx.algorithms import bipartite
 
-from models.network import StochasticBlockModel, build_colistening_graph, colistening_edges
+from models.network import (
+    LatentSpaceModel,
+    StochasticBlockModel,
+    build_colistening_graph,
+    colistening_edges,
+)
 
 LIMIT_S = 60.0
+#: Largest graph the LatentSpaceModel benchmark fits with NUTS (all pairs in the likelihood).
+NUTS_MAX_NODES = 100
+MODEL_SIZES = [100, 1_000, 5_000]
 #: Largest pandas self-merge attempted (rows); ~200M rows need well over 10 GB.
 MAX_MERGE_ROWS = 200_000_000
 SIZES = [  # (plays, users, artists)
@@ -186,41 +197,68 @@ def bench_graph(sizes):
     return table
 
 
-def bench_sbm(sizes, draws, tune, chains):
+def planted_graph(n, k=4, degree=10.0, seed=1):
+    """Planted partition with ``k`` equal blocks, average degree ``degree`` (80% within)."""
+    size = n // k
+    p_in = min(1.0, 0.8 * degree / size)
+    p_out = 0.2 * degree / (n - size)
+    return nx.stochastic_block_model([size] * k, [[p_in if i == j else p_out for j in range(k)]
+                                                  for i in range(k)], seed=seed)
+
+
+def bench_models(sizes, draws, tune, chains, advi_steps):
     rows = []
     for n in sizes:
-        k = 4
-        p_in, p_out = min(1.0, 8.0 / (n / k)), 2.0 / n
-        g = nx.stochastic_block_model([n // k] * k, [[p_in if i == j else p_out
-                                                     for j in range(k)] for i in range(k)],
-                                      seed=1)
+        g = planted_graph(n)
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = StochasticBlockModel(n_blocks=k).fit(g, draws=draws, tune=tune,
-                                                         chains=chains, random_seed=1)
-        elapsed = time.perf_counter() - start
-        updates = n * (draws + tune) * chains
-        rows.append({"nodes": n, "edges": g.number_of_edges(), "seconds": elapsed,
-                     "us_per_label_update": 1e6 * elapsed / updates,
+            sbm = StochasticBlockModel(n_blocks=4).fit(g, draws=draws, tune=tune, chains=chains,
+                                                       random_seed=1)
+        rows.append({"model": "StochasticBlockModel (Gibbs)", "nodes": n,
+                     "edges": g.number_of_edges(), "seconds": time.perf_counter() - start,
+                     "verdict": sbm.fit_report_.verdict})
+        if n <= NUTS_MAX_NODES:
+            model, kwargs, label = LatentSpaceModel(), {"method": "nuts", "draws": draws,
+                                                         "tune": tune, "chains": chains,
+                                                         "cores": 1}, "NUTS, all pairs"
+        else:
+            model = LatentSpaceModel(non_edge_sample=5 * g.number_of_edges())
+            kwargs, label = {"method": "advi", "advi_steps": advi_steps, "draws": 500}, (
+                "ADVI, case-control")
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(g, random_seed=1, **kwargs)
+        rows.append({"model": f"LatentSpaceModel ({label})", "nodes": n,
+                     "edges": g.number_of_edges(), "seconds": time.perf_counter() - start,
                      "verdict": model.fit_report_.verdict})
+        print(f"  {n:>6} nodes: SBM {rows[-2]['seconds']:.1f} s, latent space "
+              f"{rows[-1]['seconds']:.1f} s", flush=True)
     table = pd.DataFrame(rows)
-    print(f"\nStochasticBlockModel fit (K=4, degree corrected, {chains} chains x "
-          f"({tune} tune + {draws} draws) sweeps):")
+    print(f"\nModel fit times (SBM: K=4, degree corrected, {chains} chains x ({tune} tune + "
+          f"{draws} draws) sweeps; latent space: NUTS {chains} chains x ({tune} + {draws}) up "
+          f"to {NUTS_MAX_NODES} nodes, else ADVI {advi_steps} steps):")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    for name, part in table.groupby("model"):
+        part = part.sort_values("nodes")
+        if len(part) > 1:
+            slope = np.polyfit(np.log(part["nodes"]), np.log(part["seconds"]), 1)[0]
+            print(f"{name}: time grows as nodes^{slope:.2f}")
     return table
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--models-only", action="store_true", help="skip graph construction")
     args = parser.parse_args()
-    sizes = SIZES[:2] if args.quick else SIZES
-    bench_graph(sizes)
+    if not args.models_only:
+        bench_graph(SIZES[:2] if args.quick else SIZES)
     if args.quick:
-        bench_sbm([100], draws=20, tune=10, chains=2)
+        bench_models([100], draws=20, tune=20, chains=2, advi_steps=200)
     else:
-        bench_sbm([100, 1_000], draws=100, tune=50, chains=2)
+        bench_models(MODEL_SIZES, draws=200, tune=200, chains=2, advi_steps=10_000)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,19 @@ from scipy.special import gammaln
 
 from models._version import __version__
 from models.base import _ATTR_KEY, BayesianModel, _check_positive_int, resolve_seed
-from models.exceptions import ConvergenceWarning, DataValidationError, Problem
+from models.exceptions import ConvergenceWarning
 from models.network import _gibbs
+from models.network._edgelist import (
+    edge_list_from_dataset,
+    edge_list_to_dataset,
+    pair_codes,
+    validate_edge_list,
+)
+from models.predict import posterior_arrays, predict_in_batches
 from models.priors import Prior
 
 __all__ = ["StochasticBlockModel", "select_n_blocks"]
 
-_EDGE_COLUMNS = ("source", "target", "count")
 _FAMILIES = {"omega": "Gamma", "theta": "Dirichlet", "block_weights": "Dirichlet"}
 
 
@@ -178,75 +184,7 @@ class StochasticBlockModel(BayesianModel):
 
     # ------------------------------------------------------------------ data
     def _validate_data(self, data: Any) -> pd.DataFrame:
-        what = "graph"
-        if isinstance(data, nx.Graph):
-            if data.is_directed() or data.is_multigraph():
-                raise ValueError(
-                    "StochasticBlockModel needs an undirected simple graph (networkx.Graph). "
-                    f"Got a {type(data).__name__} instead."
-                )
-            nodes = list(data.nodes)
-            rows = list(data.edges(data=True))
-            frame = pd.DataFrame(
-                {
-                    "source": pd.Series([u for u, _, _ in rows], dtype=object),
-                    "target": pd.Series([v for _, v, _ in rows], dtype=object),
-                    "count": [d.get(self.weight, np.nan) if self.weight else 1 for _, _, d in rows],
-                }
-            )
-        elif isinstance(data, pd.DataFrame):
-            missing = [c for c in ("source", "target") if c not in data.columns]
-            if missing:
-                raise DataValidationError(
-                    [Problem(c, "a column of node ids", fix="pass an edge list") for c in missing],
-                    what="edge list",
-                )
-            frame = data[["source", "target"]].copy()
-            frame["count"] = data["count"] if "count" in data.columns else 1
-            nodes = data.attrs.get("nodes") or list(
-                pd.unique(pd.concat([frame["source"], frame["target"]]))
-            )
-        else:
-            raise TypeError(
-                "The 'data' parameter of StochasticBlockModel.fit must be a networkx.Graph or "
-                f"an edge-list DataFrame (source, target[, count]). Got {type(data).__name__}."
-            )
-        problems = []
-        if len(frame) == 0:
-            problems.append(Problem("<table>", "at least one edge", fix="pass a non-empty graph"))
-        count = pd.to_numeric(frame["count"], errors="coerce").to_numpy(dtype=float)
-        bad = ~np.isfinite(count) | (count < 0) | (count != np.round(count))
-        if bad.any():
-            rows_ = np.flatnonzero(bad)
-            problems.append(
-                Problem(
-                    self.weight or "count",
-                    "non-negative integer edge multiplicities",
-                    n_rows=int(rows_.size),
-                    rows=tuple(int(r) for r in rows_[:5]),
-                    examples=tuple(frame["count"].iloc[rows_[:5]].tolist()),
-                    fix="use an integer edge attribute such as 'common', or weight=None",
-                )
-            )
-        loops = (frame["source"] == frame["target"]).to_numpy()
-        if loops.any():
-            rows_ = np.flatnonzero(loops)
-            problems.append(
-                Problem(
-                    "source",
-                    "no self-loops",
-                    n_rows=int(rows_.size),
-                    rows=tuple(int(r) for r in rows_[:5]),
-                    examples=tuple(frame["source"].iloc[rows_[:5]].tolist()),
-                    fix="remove them with graph.remove_edges_from(nx.selfloop_edges(graph))",
-                )
-            )
-        if problems:
-            raise DataValidationError(problems, what=what)
-        frame["count"] = count.astype(np.int64)
-        frame = frame.reset_index(drop=True)
-        frame.attrs["nodes"] = list(nodes)
-        return frame
+        return validate_edge_list(data, self.weight, type(self).__name__)
 
     def _arrays(self, data: pd.DataFrame) -> tuple[pd.Index, sp.csr_matrix, np.ndarray]:
         nodes = pd.Index(data.attrs["nodes"], tupleize_cols=False)
@@ -268,16 +206,10 @@ class StochasticBlockModel(BayesianModel):
         return ["omega", "pi", "log_likelihood"]
 
     def _data_to_dataset(self, data: pd.DataFrame) -> xr.Dataset:
-        ds = xr.Dataset(
-            {c: ("edge", data[c].to_numpy()) for c in _EDGE_COLUMNS}
-            | {"node_id": ("node", np.asarray(data.attrs["nodes"]))}
-        )
-        return ds
+        return edge_list_to_dataset(data)
 
     def _data_from_dataset(self, ds: xr.Dataset) -> pd.DataFrame:
-        frame = pd.DataFrame({c: ds[c].values for c in _EDGE_COLUMNS})
-        frame.attrs["nodes"] = ds["node_id"].values.tolist()
-        return frame
+        return edge_list_from_dataset(ds)
 
     # ------------------------------------------------------------------ fitting
     def fit(  # type: ignore[override]
@@ -460,6 +392,79 @@ class StochasticBlockModel(BayesianModel):
             coassign = _gibbs.coassignment(flat, self.n_blocks)
             best = flat[_gibbs.least_squares_draw(flat, coassign, self.n_blocks)]
         return pd.Series(_gibbs.canonical(best), index=z["node"].values, name="block")
+
+    def probability_edge(
+        self,
+        pairs: pd.DataFrame | Sequence[tuple[Any, Any]] | None = None,
+        *,
+        ci_prob: float = 0.89,
+        max_draws: int | None = 1000,
+        random_seed: int | np.random.Generator | None = None,
+        return_draws: bool = False,
+    ) -> pd.DataFrame | np.ndarray:
+        r"""Posterior probability that each pair of nodes is linked.
+
+        Parameters
+        ----------
+        pairs : pandas.DataFrame or sequence of (source, target), optional
+            Pairs of training nodes (columns ``source`` and ``target``, or 2-tuples);
+            the training edges by default.
+        ci_prob : float, default 0.89
+            Probability mass of the highest-density interval.
+        max_draws : int, optional
+            Use a random subset of at most this many posterior draws.
+        random_seed : int, numpy.random.Generator or None
+            Seed of that subset.
+        return_draws : bool, default False
+            Return the ``(draws, pairs)`` array instead of the summary.
+
+        Returns
+        -------
+        pandas.DataFrame or numpy.ndarray
+            ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper`` per pair, indexed by
+            (``source``, ``target``).
+
+        Raises
+        ------
+        models.exceptions.NotFittedError
+            Before :meth:`fit`.
+        models.exceptions.DataValidationError
+            If a pair names a node the model was not fitted on.
+
+        Notes
+        -----
+        For every posterior draw of :math:`(z, \theta, \omega)`,
+
+        .. math::
+
+            P(A_{ij} > 0) = 1 - \exp(-\theta_i \theta_j \omega_{z_i z_j})
+
+        (:math:`\theta = 1` without degree correction), so the block labels, the rates
+        and the degree propensities are all averaged over; the result does not depend
+        on how blocks are labelled.
+        """
+        self._require_fitted("probability_edge()")
+        owner = "StochasticBlockModel.probability_edge"
+        nodes = pd.Index(self.data_.attrs["nodes"], tupleize_cols=False)
+        if pairs is None:
+            pairs = self.data_[["source", "target"]]
+        index, i, j = pair_codes(pairs, nodes, owner)
+        names = ["z", "omega", *(["theta"] if self.degree_corrected else [])]
+        q_all = posterior_arrays(self.idata_, names, max_draws=max_draws,
+                                 random_seed=resolve_seed(random_seed))
+        q_all["z"] = q_all["z"].astype(np.int64)
+        frame = pd.DataFrame({"_row": np.arange(len(index))}, index=index)
+
+        def func(q: Mapping[str, np.ndarray], block: pd.DataFrame) -> np.ndarray:
+            r = block["_row"].to_numpy()
+            zi, zj = q["z"][:, i[r]], q["z"][:, j[r]]
+            draw = np.arange(zi.shape[0])[:, None]
+            rate = q["omega"][draw, zi, zj]
+            if self.degree_corrected:
+                rate = rate * q["theta"][:, i[r]] * q["theta"][:, j[r]]
+            return -np.expm1(-rate)
+
+        return predict_in_batches(func, q_all, frame, ci_prob=ci_prob, return_draws=return_draws)
 
     def integrated_complete_likelihood(self) -> float:
         r"""Exact ICL: the collapsed :math:`\log p(A, z \mid K)` at the MAP partition.

@@ -7,10 +7,15 @@ from typing import Any
 import networkx as nx
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Ellipse
+from scipy.stats import chi2
 
-__all__ = ["plot_coassignment", "plot_communities"]
+from models.predict import posterior_arrays
+
+__all__ = ["plot_coassignment", "plot_communities", "plot_embedding"]
 
 
 def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
@@ -109,3 +114,115 @@ def plot_communities(
     ax.set_axis_off()
     ax.set_title(f"{len(nodes)} nodes, {labels.nunique()} communities")
     return ax
+
+
+def plot_embedding(
+    model: Any,
+    ax: Axes | None = None,
+    *,
+    color: pd.Series | dict | None = None,
+    labels: pd.Series | dict | None = None,
+    uncertainty: str = "ellipse",
+    ci_prob: float = 0.89,
+    n_draws: int = 40,
+    random_seed: int = 0,
+) -> Axes:
+    r"""Draw the aligned latent positions of a fitted latent space model with uncertainty.
+
+    Parameters
+    ----------
+    model : LatentSpaceModel
+        A fitted model (its first two dimensions are drawn).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new figure (not registered with pyplot) when None.
+    color : pandas.Series or dict, optional
+        Group of each node (e.g. :meth:`StochasticBlockModel.point_partition`);
+        one colour per group.
+    labels : pandas.Series or dict, optional
+        Text to write beside nodes (e.g. artist names); nodes missing from it are
+        not labelled.
+    uncertainty : {"ellipse", "draws", "none"}, default "ellipse"
+        ``"ellipse"``: the ``ci_prob`` ellipse of each node's aligned draws (a normal
+        approximation: :math:`\chi^2_2` quantile of the draws' covariance);
+        ``"draws"``: a cloud of ``n_draws`` aligned draws per node.
+    ci_prob : float, default 0.89
+        Probability mass of the ellipses.
+    n_draws : int, default 40
+        Draws per node for ``uncertainty="draws"``.
+    random_seed : int, default 0
+        Seed of the draws shown.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on; marker area grows with the posterior mean popularity.
+
+    Raises
+    ------
+    ValueError
+        If ``uncertainty`` is unknown or the model has fewer than 2 dimensions.
+
+    Examples
+    --------
+    >>> ax = plot_embedding(fitted_latent_space_model, labels=names)  # doctest: +SKIP
+    """
+    if uncertainty not in ("ellipse", "draws", "none"):
+        raise ValueError(
+            "The 'uncertainty' parameter of plot_embedding must be one of "
+            f"['ellipse', 'draws', 'none']. Got {uncertainty!r} instead."
+        )
+    if model.n_dims < 2:
+        raise ValueError(
+            f"plot_embedding needs at least 2 latent dimensions. Got n_dims={model.n_dims}."
+        )
+    table = model.embedding(ci_prob=ci_prob)
+    nodes = table.index
+    mean = table[["dim0_mean", "dim1_mean"]].to_numpy()
+    ax = _axes(ax, (6.5, 6.0))
+    if color is not None:
+        codes, _ = pd.factorize(pd.Series(color).reindex(nodes), use_na_sentinel=True)
+    else:
+        codes = np.zeros(len(nodes), dtype=int)
+    colours = [_colour(c) for c in codes]
+    if uncertainty != "none":
+        draws = posterior_arrays(model.idata_, ["position"], max_draws=max(n_draws, 400),
+                                 random_seed=random_seed)["position"][:, :, :2]
+    if uncertainty == "ellipse" and draws.shape[0] > 2:
+        radius = np.sqrt(chi2.ppf(ci_prob, 2))
+        for k in range(len(nodes)):
+            values, vectors = np.linalg.eigh(np.cov(draws[:, k, :].T))
+            width, height = 2 * radius * np.sqrt(np.maximum(values[::-1], 0.0))
+            angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))
+            ax.add_patch(Ellipse(tuple(mean[k]), width, height, angle=angle,
+                                 facecolor=colours[k], edgecolor="none", alpha=0.15))
+    elif uncertainty == "draws":
+        shown = draws[:n_draws]
+        for k in range(len(nodes)):
+            ax.scatter(shown[:, k, 0], shown[:, k, 1], s=3, color=colours[k], alpha=0.25,
+                       linewidths=0)
+    popularity = table["popularity_mean"].to_numpy()
+    spread = popularity.max() - popularity.min()
+    sizes = 20 + 120 * ((popularity - popularity.min()) / spread if spread > 0 else 0.5)
+    ax.scatter(mean[:, 0], mean[:, 1], s=sizes, c=colours, edgecolors="black", linewidths=0.4,
+               zorder=3)
+    if labels is not None:
+        text = pd.Series(labels).reindex(nodes)
+        for k, name in enumerate(text.tolist()):
+            if isinstance(name, str) or not pd.isna(name):
+                ax.annotate(str(name), tuple(mean[k]), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.autoscale_view()
+    ax.set_xlabel("latent dimension 0 (aligned)")
+    ax.set_ylabel("latent dimension 1 (aligned)")
+    shown_as = {"ellipse": f"{ci_prob:.0%} ellipses", "draws": "posterior draws",
+                "none": "means"}[uncertainty]
+    ax.set_title(f"Latent positions of {len(nodes)} nodes ({shown_as})")
+    return ax
+
+
+def _colour(code: int) -> tuple[float, float, float, float]:
+    """Colour of group ``code`` in matplotlib's tab10 cycle (grey for no group)."""
+    if code < 0:
+        return (0.6, 0.6, 0.6, 1.0)
+    return colormaps["tab10"](code % 10)
