@@ -4,6 +4,14 @@ Commands
 --------
 ``listening-models simulate --users N --days D --seed S --out events.parquet``
     Write a simulated streaming service (events, and a users table beside it).
+``listening-models simulate ... --partitioned --out DIR``
+    Write a partitioned Parquet log block by block (for logs larger than memory).
+``listening-models run ANALYSIS [--events PATH] [--users PATH] [--config FILE] [--out DIR]
+[--seed N] [--quick] [--quiet] [--force]``
+    Run an analysis (``churn``, ``listening``, ``network`` or ``all``) and write its
+    outputs (see :mod:`models.analysis`).
+``listening-models list``
+    Name the analyses and what each needs.
 ``listening-models demo [--users N] [--days D] [--seed S] [--draws N]``
     The main job on built-in data: simulate a service, fit a BG/NBD activity model,
     print its diagnostics, its posterior against the true parameters and a few
@@ -34,6 +42,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="listening-models",
@@ -45,7 +63,28 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--users", type=_positive_int, default=2000, help="number of users")
     sim.add_argument("--days", type=_positive_int, default=365, help="days observed")
     sim.add_argument("--seed", type=int, default=0, help="random seed")
-    sim.add_argument("--out", type=Path, required=True, help="events file (.parquet or .csv)")
+    sim.add_argument("--out", type=Path, required=True,
+                     help="events file (.parquet or .csv), or a folder with --partitioned")
+    sim.add_argument("--partitioned", action="store_true",
+                     help="write a partitioned Parquet folder block by block (events/, users/, "
+                     "truth/), never holding the whole log in memory")
+    sim.add_argument("--users-per-partition", type=_positive_int, default=100_000,
+                     help="users per Parquet block with --partitioned")
+
+    run = sub.add_parser("run", help="run an analysis and write its outputs and report")
+    run.add_argument("analysis", help="churn, listening, network or all")
+    run.add_argument("--events", type=Path, help="listening log: CSV/Parquet file or folder "
+                     "(default: the built-in simulated service)")
+    run.add_argument("--users", type=Path, help="users table (CSV/Parquet file or folder)")
+    run.add_argument("--config", type=Path, help="TOML file overriding the defaults")
+    run.add_argument("--out", type=Path, help="output folder (default results/ANALYSIS)")
+    run.add_argument("--seed", type=_non_negative_int, help="random seed (replaces the config's)")
+    run.add_argument("--quick", action="store_true", help="small data, few draws (for checks)")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--force", action="store_true", help="refit even when cached fits are "
+                     "up to date")
+
+    sub.add_parser("list", help="name the analyses and what each needs")
 
     demo = sub.add_parser("demo", help="simulate a service, fit a BG/NBD model, print diagnostics")
     demo.add_argument("--users", type=_positive_int, default=3000, help="number of users")
@@ -57,13 +96,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    if args.partitioned or (out.exists() and out.is_dir()):
+        from models.data import simulate_service_partitioned
+
+        folder = simulate_service_partitioned(
+            args.users, args.days, out, users_per_partition=args.users_per_partition,
+            random_seed=args.seed)
+        print(f"wrote a partitioned log of {args.users:,} users to {folder} "
+              f"(events/, users/, truth/, manifest.json)")
+        return 0
     from models.data.simulate import simulate_service
 
-    service = simulate_service(n_users=args.users, days=args.days, random_seed=args.seed)
-    out: Path = args.out
     suffix = out.suffix.lower()
     if suffix not in (".parquet", ".csv"):
-        raise SystemExit(f"error: --out must end in .parquet or .csv; got {str(out)!r}")
+        raise ValueError(f"--out must end in .parquet or .csv (or use --partitioned with a "
+                         f"folder); got {str(out)!r}")
+    service = simulate_service(n_users=args.users, days=args.days, random_seed=args.seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     users_path = out.with_name(out.stem + "_users" + out.suffix)
     if suffix == ".parquet":
@@ -74,6 +123,27 @@ def _simulate(args: argparse.Namespace) -> int:
         service.users.to_csv(users_path, index=False)
     print(f"wrote {len(service.events):,} events to {out} and {len(service.users):,} users "
           f"to {users_path}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from models.analysis import run_analysis
+
+    folders = run_analysis(
+        args.analysis, events=args.events, users=args.users, config=args.config, out=args.out,
+        seed=args.seed, quick=args.quick, quiet=args.quiet, force=args.force,
+        command=["listening-models", *args.argv])
+    for folder in folders:
+        print(f"{folder}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from models.analysis import ANALYSES
+
+    for analysis in ANALYSES.values():
+        print(f"{analysis.name}\n  {analysis.description}\n  needs: {analysis.needs}")
+    print("all\n  Runs every analysis above in turn.")
     return 0
 
 
@@ -128,11 +198,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         Process exit status.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    commands = {"simulate": _simulate, "demo": _demo}
+    args.argv = argv
+    commands = {"simulate": _simulate, "demo": _demo, "run": _run, "list": _list}
+    from models.exceptions import DataValidationError
+
     try:
         return commands[args.command](args)
-    except (ValueError, FileNotFoundError) as err:
+    except DataValidationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

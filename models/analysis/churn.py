@@ -1,0 +1,398 @@
+"""The ``churn`` analysis: who is still listening, who will be, and which segments leave.
+
+Steps: churn labels and summaries of the whole log; a calibration/holdout split of
+the window; BG/NBD (and BG/BB) activity models, a shifted-beta-geometric cohort
+model and a discrete-time hazard model fitted on the calibration part; their
+predictions checked against what happened in the holdout (AUC, Brier score,
+calibration table); retention curves by segment with credible bands; per-user
+P(active) and expected activity with intervals; segments ranked by how fast they
+lose users.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from models.analysis.context import Analysis, AnalysisContext
+from models.analysis.report import plot_trace_rank
+
+__all__ = ["ANALYSIS", "auc_score", "brier_score", "calibration_table"]
+
+
+def auc_score(score: np.ndarray, outcome: np.ndarray) -> float:
+    """Area under the ROC curve: P(score of a positive > score of a negative), ties half.
+
+    Examples
+    --------
+    >>> auc_score(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
+    0.75
+    """
+    score = np.asarray(score, dtype=float)
+    outcome = np.asarray(outcome, dtype=bool)
+    n_pos, n_neg = int(outcome.sum()), int((~outcome).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = pd.Series(score).rank(method="average").to_numpy()
+    return float((ranks[outcome].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def brier_score(probability: np.ndarray, outcome: np.ndarray) -> float:
+    """Mean squared difference between predicted probabilities and 0/1 outcomes.
+
+    Examples
+    --------
+    >>> brier_score(np.array([1.0, 0.0, 0.5]), np.array([1, 0, 1]))
+    0.08333333333333333
+    """
+    p = np.asarray(probability, dtype=float)
+    return float(np.mean((p - np.asarray(outcome, dtype=float)) ** 2))
+
+
+def calibration_table(probability: np.ndarray, outcome: np.ndarray, bins: int) -> pd.DataFrame:
+    """Predicted against observed rates in bins of equal width of the predicted probability.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per non-empty bin: ``bin``, ``n``, ``mean_predicted``, ``observed_rate``.
+
+    Examples
+    --------
+    >>> calibration_table(np.array([0.1, 0.15, 0.9]), np.array([0, 1, 1]), 2)
+            bin  n  mean_predicted  observed_rate
+    0  [0, 0.5)  2           0.125            0.5
+    1  [0.5, 1]  1           0.900            1.0
+    """
+    p = np.asarray(probability, dtype=float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
+    frame = pd.DataFrame({"b": which, "p": p, "y": np.asarray(outcome, dtype=float)})
+    table = frame.groupby("b").agg(n=("p", "size"), mean_predicted=("p", "mean"),
+                                   observed_rate=("y", "mean")).reset_index()
+    table.insert(0, "bin", [f"[{edges[b]:.3g}, {edges[b + 1]:.3g}"
+                            + ("]" if b == bins - 1 else ")") for b in table["b"]])
+    return table.drop(columns="b")
+
+
+def _segment_column(ctx: AnalysisContext) -> str | None:
+    seg = ctx.config["churn"]["segment"]
+    users = ctx.inputs.users
+    if not seg:
+        return None
+    if users is None or seg not in users.columns:
+        ctx.out.note(f"No '{seg}' column in the users table: the models are fitted without "
+                     "segments.")
+        return None
+    return seg
+
+
+def _user_segments(ctx: AnalysisContext, seg: str | None) -> pd.Series | None:
+    if seg is None:
+        return None
+    values = ctx.inputs.users.set_index("user_id")[seg]
+    missing = int(values.isna().sum())
+    if missing:
+        ctx.out.note(f"{missing} users have no '{seg}'; they form the segment '(missing)'.")
+    return values.astype("string").fillna("(missing)").astype(object)
+
+
+def _flatten(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    cols = ["mean", "hdi_lower", "hdi_upper"]
+    return frame[cols].rename(columns={c: f"{prefix}_{c}" for c in cols})
+
+
+def _probability_active_in(model: Any, activity: pd.DataFrame, seg: str | None, horizon: float,
+                           max_draws: int, seed: int) -> np.ndarray:
+    r"""Draws of P(at least one active period in the next ``horizon``) under BG/NBD.
+
+    Given the user is alive, the rate is :math:`\lambda \mid x, T \sim
+    \mathrm{Gamma}(r + x, \alpha + T)` and no dropout can happen before the next
+    activity, so :math:`P = P(\text{alive}) [1 - ((\alpha+T)/(\alpha+T+h))^{r+x}]`.
+    """
+    from models.predict import posterior_arrays
+
+    alive = model.probability_alive(return_draws=True, max_draws=max_draws, random_seed=seed)
+    names = ["r_segment", "alpha_segment"] if seg else ["r", "alpha"]
+    p = posterior_arrays(model.idata_, names, max_draws=max_draws, random_seed=seed)
+    r, alpha = (p[n].reshape(p[n].shape[0], -1) for n in names)
+    if seg:
+        codes = pd.Index(list(model.model_.coords["segment"])).get_indexer(activity[seg])
+        r, alpha = r[:, codes], alpha[:, codes]
+    x = activity["frequency"].to_numpy(dtype=float)[None, :]
+    T = activity["T"].to_numpy(dtype=float)[None, :]
+    return alive * (1.0 - np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + horizon))))
+
+
+def _summarise(draws: np.ndarray, index: pd.Index) -> pd.DataFrame:
+    from models.predict import summarize_draws
+
+    return summarize_draws(draws, ci_prob=0.89, index=index)
+
+
+def _cohorts(ctx: AnalysisContext, events: pd.DataFrame, seg: str | None,
+             segments: pd.Series | None) -> pd.DataFrame:
+    from models.data import cohort_table
+
+    period = ctx.config["churn"]["cohort_period"]
+    end = ctx.inputs.observation_end
+    if seg is None:
+        return cohort_table(events, period=period, observation_end=end)
+    parts = []
+    label = events["user_id"].map(segments)
+    for level in sorted(label.dropna().unique()):
+        table = cohort_table(events[label.to_numpy() == level], period=period,
+                             observation_end=end)
+        parts.append(table.assign(**{seg: level}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _retention_figure(model: Any, cohorts: pd.DataFrame, seg: str | None,
+                      periods: int, unit: str) -> Figure:
+    curve = model.expected_survival(list(range(periods + 1)))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    complete = cohorts[cohorts["complete"]]
+    groups = [(None, curve, complete)] if seg is None else [
+        (level, curve.xs(level, level=0), complete[complete[seg] == level])
+        for level in curve.index.get_level_values(0).unique()]
+    for i, (level, c, obs) in enumerate(groups):
+        color = f"C{i}"
+        t = c.index.to_numpy()
+        ax.fill_between(t, c["hdi_lower"], c["hdi_upper"], color=color, alpha=0.25)
+        ax.plot(t, c["mean"], color=color, label=f"{level or 'all users'} (model, 89% HDI)")
+        start = obs[obs["period"] == 0].set_index("cohort")["n_surviving"]
+        obs = obs.assign(n0=obs["cohort"].map(start))
+        pooled = obs.groupby("period").agg(s=("n_surviving", "sum"), n0=("n0", "sum"))
+        pooled = pooled[pooled.index <= periods]
+        ax.plot(pooled.index, pooled["s"] / pooled["n0"], "o", color=color, ms=4,
+                label=f"{level or 'all users'} (observed, pooled cohorts)")
+    ax.set_xlabel(f"{unit} since the cohort started")
+    ax.set_ylabel("share of the cohort still listening")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Retention curves by segment (shifted-beta-geometric)")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _holdout_figure(metrics: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> Figure:
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    for i, (name, table) in enumerate(tables.items()):
+        ax.plot(table["mean_predicted"], table["observed_rate"], "o-", color=f"C{i}",
+                label=f"{name} (AUC {metrics.loc[name, 'auc']:.2f})")
+    ax.set_xlabel("predicted probability of activity in the holdout")
+    ax.set_ylabel("observed share active in the holdout")
+    ax.set_title("Holdout calibration")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def run(ctx: AnalysisContext) -> None:
+    """Run the churn analysis on ``ctx`` (see the module docstring)."""
+    from models.churn import (
+        BetaGeoBetaBinomModel,
+        BetaGeoModel,
+        ChurnHazardModel,
+        ShiftedBetaGeoModel,
+        bgbb_summary,
+        build_hazard_table,
+        churn_labels,
+    )
+    from models.data import summarize_activity
+
+    cfg, out, seed = ctx.config["churn"], ctx.out, ctx.seed
+    events, users, end = ctx.inputs.events, ctx.inputs.users, ctx.inputs.observation_end
+    priors = ctx.config.get("priors", {})
+    seg = _segment_column(ctx)
+    segments = _user_segments(ctx, seg)
+    holdout = pd.Timedelta(days=cfg["holdout_days"])
+    cutoff = end - holdout
+    max_draws = cfg["max_draws"]
+
+    with out.step("churn labels and summaries"):
+        labels = churn_labels(events, inactivity=cfg["inactivity"], observation_end=end,
+                              users=users)
+        keys = [seg] if seg else []
+        if seg:
+            labels[seg] = labels.index.map(segments)
+        grouped = labels.groupby(keys) if keys else labels.assign(_all="all").groupby("_all")
+        summary = grouped.agg(users=("churned", "size"), churned=("churned", "sum"),
+                              median_tenure_days=("tenure_days", "median"),
+                              mean_events=("n_events", "mean"))
+        # Beta(1 + churned, 1 + censored) interval of the observed churn share (uniform prior).
+        from scipy import stats
+
+        a, b = 1 + summary["churned"], 1 + summary["users"] - summary["churned"]
+        summary["churned_share"] = summary["churned"] / summary["users"]
+        summary["share_lower_89"] = stats.beta.ppf(0.055, a, b)
+        summary["share_upper_89"] = stats.beta.ppf(0.945, a, b)
+        out.add_table("churn_labels_by_segment", summary,
+                      f"Users labelled churned (silent for {cfg['inactivity']} before the end "
+                      "of the log) by segment; 89% interval of the share (Beta(1, 1) prior).")
+
+    with out.step("calibration / holdout split"):
+        cal = events[events["timestamp"] < cutoff]
+        if cal.empty:
+            raise ValueError(f"The holdout of {cfg['holdout_days']} days leaves no events "
+                             "before it; lower churn.holdout_days in the config.")
+        activity = summarize_activity(cal, period=cfg["activity_period"],
+                                      observation_end=cutoff)
+        after = events[events["timestamp"] >= cutoff]
+        active_days = after.groupby("user_id")["timestamp"].agg(
+            lambda s: s.dt.floor("D").nunique())
+        activity["active_in_holdout"] = activity.index.isin(after["user_id"].unique())
+        activity["active_days_in_holdout"] = active_days.reindex(activity.index).fillna(0)
+        if seg:
+            activity[seg] = activity.index.map(segments)
+        out.note(f"Models are fitted on the log before {cutoff} ({len(activity):,} users) and "
+                 f"checked on the last {cfg['holdout_days']} days.")
+
+    with out.step("fit BG/NBD activity model"):
+        bg = out.fit("bgnbd", BetaGeoModel(segment=seg, priors=priors.get("BetaGeoModel")),
+                     activity.drop(columns=["active_in_holdout", "active_days_in_holdout"]),
+                     description="activity and silent dropout (BG/NBD), calibration window",
+                     **ctx.sampler_kwargs(1))
+        out.add_figure("trace_bgnbd", plot_trace_rank(bg), "BG/NBD: trace and rank plots")
+
+    bgbb = None
+    if cfg["fit_bgbb"]:
+        with out.step("fit BG/BB discrete-time model"):
+            period_end = cutoff - pd.Timedelta(microseconds=1)
+            grid = bgbb_summary(cal, period=cfg["bgbb_period"], observation_end=period_end)
+            bgbb = out.fit("bgbb", BetaGeoBetaBinomModel(
+                priors=priors.get("BetaGeoBetaBinomModel")), grid,
+                description=f"discrete-time activity and dropout (BG/BB, {cfg['bgbb_period']} "
+                "opportunities)", **ctx.sampler_kwargs(2))
+            out.add_figure("trace_bgbb", plot_trace_rank(bgbb), "BG/BB: trace and rank plots")
+
+    with out.step("fit cohort retention model (shifted-beta-geometric)"):
+        cohorts = _cohorts(ctx, cal, seg, segments)
+        sbg = out.fit("sbg", ShiftedBetaGeoModel(segment=seg,
+                                                 priors=priors.get("ShiftedBetaGeoModel")),
+                      cohorts, description=f"cohort retention by {seg or 'population'} "
+                      f"({cfg['cohort_period']} periods)", **ctx.sampler_kwargs(3))
+        out.add_figure("trace_sbg", plot_trace_rank(sbg), "sBG: trace and rank plots")
+        periods = cfg["retention_periods"]
+        unit = {"M": "months", "W": "weeks", "D": "days"}[cfg["cohort_period"]]
+        out.add_figure("retention_curves", _retention_figure(sbg, cohorts, seg, periods, unit),
+                       "Retention curves by segment with 89% credible bands")
+        surv = sbg.expected_survival([1, periods])
+        draws = sbg.expected_survival([periods], return_draws=True)
+        loss = surv.xs(periods, level=-1) if seg else surv.loc[[periods]]
+        loss = loss.rename(columns=lambda c: f"survival_{periods}_{c}")
+        first = surv.xs(1, level=-1) if seg else surv.loc[[1]]
+        loss["churn_first_period_mean"] = 1 - first["mean"].to_numpy()
+        if seg and draws.shape[1] > 1:
+            worst = np.argmin(draws, axis=1)
+            loss["probability_loses_fastest"] = [(worst == i).mean() for i in range(len(loss))]
+        loss = loss.sort_values(f"survival_{periods}_mean")
+        out.add_table("segments_losing_users", loss,
+                      f"Segments ranked by how fast they lose users: expected share of a new "
+                      f"cohort still listening after {periods} {unit} (89% HDI), churn in the "
+                      "first period, and the posterior probability that the segment has the "
+                      "lowest survival.")
+
+    hazard = None
+    if cfg["fit_hazard"]:
+        with out.step("fit discrete-time churn hazard model"):
+            table = build_hazard_table(cal, users, period=cfg["hazard_period"],
+                                       inactivity=cfg["inactivity"], observation_end=cutoff)
+            covs = [c for c in ("log_plays_prev", "skip_rate_prev", "log_artists_prev",
+                                "days_since_last_play") if c in table.columns]
+            groups = [g for g in cfg["hazard_groups"] if g in table.columns]
+            for g in groups:
+                if table[g].isna().any():
+                    table[g] = table[g].astype("string").fillna("(missing)")
+            if table.empty or table["event"].sum() == 0:
+                out.note("The hazard table has no churn events in the calibration window; "
+                         "the hazard model is not fitted.")
+            else:
+                hazard = out.fit("hazard", ChurnHazardModel(
+                    covariates=covs, groups=groups, priors=priors.get("ChurnHazardModel")),
+                    table, description="weekly churn hazard with engagement covariates",
+                    **ctx.sampler_kwargs(4))
+                out.add_figure("trace_hazard", plot_trace_rank(hazard),
+                               "Hazard model: trace and rank plots")
+
+    with out.step("holdout comparison"):
+        horizon = float(cfg["holdout_days"])
+        if cfg["activity_period"] == "W":
+            horizon /= 7
+        elif cfg["activity_period"] == "M":
+            horizon /= 30.44
+        pa_draws = _probability_active_in(bg, activity, seg, horizon, max_draws, seed)
+        preds = pd.DataFrame(index=activity.index)
+        if seg:
+            preds[seg] = activity[seg]
+        preds = preds.join(_flatten(bg.probability_alive(max_draws=max_draws,
+                                                         random_seed=seed),
+                                    "probability_alive"))
+        preds = preds.join(_flatten(_summarise(pa_draws, activity.index),
+                                    "probability_active_holdout"))
+        preds = preds.join(_flatten(bg.expected_activity(t=horizon, max_draws=max_draws,
+                                                         random_seed=seed),
+                                    "expected_active_periods_holdout"))
+        scores = {"BG/NBD P(active in holdout)": preds["probability_active_holdout_mean"]}
+        if bgbb is not None:
+            alive = bgbb.probability_alive()
+            preds = preds.join(_flatten(alive, "bgbb_probability_alive"))
+            scores["BG/BB P(alive) [not the holdout event]"] = preds[
+                "bgbb_probability_alive_mean"]
+        if hazard is not None:
+            steps = math.ceil(pd.Timedelta(days=cfg["holdout_days"])
+                              / pd.Timedelta(cfg["hazard_period"] if cfg["hazard_period"] != "W"
+                                             else "7D"))
+            churn = hazard.probability_churn(horizon=steps)
+            preds = preds.join(_flatten(churn, "hazard_probability_churn"))
+            scores["hazard 1 - P(churn) [approximate event]"] = 1 - preds[
+                "hazard_probability_churn_mean"]
+        preds["active_in_holdout"] = activity["active_in_holdout"]
+        preds["active_periods_in_holdout"] = activity["active_days_in_holdout"]
+        y = activity["active_in_holdout"].to_numpy()
+        rows, tables = [], {}
+        for name, score in scores.items():
+            ok = score.notna().to_numpy()
+            rows.append({"model": name, "users": int(ok.sum()),
+                         "auc": auc_score(score[ok], y[ok]),
+                         "brier": brier_score(score[ok], y[ok]),
+                         "brier_base_rate": brier_score(np.full(ok.sum(), y[ok].mean()),
+                                                        y[ok])})
+            tables[name] = calibration_table(score[ok], y[ok], cfg["calibration_bins"])
+        metrics = pd.DataFrame(rows).set_index("model")
+        mae = float(np.mean(np.abs(preds["expected_active_periods_holdout_mean"]
+                                   - preds["active_periods_in_holdout"])))
+        metrics["note"] = ""
+        metrics.iloc[0, metrics.columns.get_loc("note")] = (
+            f"expected active periods: mean absolute error {mae:.3g}")
+        out.add_table("holdout_metrics", metrics,
+                      "Holdout comparison: did the user listen at all in the holdout? AUC "
+                      "(0.5 = chance), Brier score (lower is better; compare with predicting "
+                      "the base rate). Only the BG/NBD probability targets exactly this event.")
+        calib = pd.concat(tables, names=["model", "row"]).reset_index(level=0)
+        out.add_table("holdout_calibration", calib,
+                      "Holdout calibration: predicted probability against the observed share "
+                      "active, by bin")
+        out.add_figure("holdout_calibration", _holdout_figure(metrics, tables),
+                       "Holdout calibration of the activity predictions")
+        truth = ctx.inputs.truth
+        if truth is not None:
+            out.note("Simulated data: the true BG/NBD population parameters by plan are "
+                     + "; ".join(f"{plan}: " + ", ".join(f"{k}={v:.3g}" for k, v in row.items())
+                                 for plan, row in truth.population.iterrows()) + ".")
+        out.set_predictions(preds.reset_index())
+
+
+ANALYSIS = Analysis(
+    name="churn",
+    description="Churn labels, BG/NBD, BG/BB, cohort (sBG) and hazard models, checked on a "
+    "holdout window; retention curves and per-user P(active) with intervals.",
+    needs="events: user_id, timestamp (skipped, artist_id used when present); users table "
+    "optional (plan segments, country/plan hazard groups).",
+    run=run,
+)

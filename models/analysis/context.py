@@ -1,0 +1,85 @@
+"""What an analysis step function receives: its inputs, configuration, seed and outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from models.analysis.outputs import AnalysisOutputs
+
+__all__ = ["Analysis", "AnalysisContext", "Inputs"]
+
+
+@dataclass
+class Inputs:
+    """The data an analysis runs on.
+
+    Attributes
+    ----------
+    events : pandas.DataFrame
+        Validated listening log.
+    users : pandas.DataFrame or None
+        Validated users table.
+    observation_end : pandas.Timestamp
+        End of the observation window (the simulator's, or the last event).
+    description : str
+        One sentence for the report.
+    record : dict
+        What goes into the manifest: file paths and their sha256, or the
+        simulation settings and a hash of the simulated tables.
+    truth : models.data.ServiceTruth or None
+        Ground truth of a simulated service.
+    """
+
+    events: pd.DataFrame
+    users: pd.DataFrame | None
+    observation_end: pd.Timestamp
+    description: str
+    record: dict[str, Any]
+    truth: Any = None
+
+
+@dataclass
+class AnalysisContext:
+    """Everything one analysis step function needs."""
+
+    inputs: Inputs
+    config: dict[str, Any]
+    seed: int
+    out: AnalysisOutputs
+    quiet: bool
+
+    def sampler_kwargs(self, offset: int = 0) -> dict[str, Any]:
+        """Keyword arguments of ``BayesianModel.fit`` from the ``[sampler]`` table."""
+        s = self.config["sampler"]
+        kwargs = {"method": s["method"], "sampler": s["sampler"], "draws": s["draws"],
+                  "tune": s["tune"], "chains": s["chains"], "target_accept": s["target_accept"],
+                  "random_seed": self.seed + offset, "progressbar": not self.quiet}
+        if s["cores"]:
+            kwargs["cores"] = s["cores"]
+        return kwargs
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One registered analysis.
+
+    Attributes
+    ----------
+    name : str
+        Command-line name.
+    description : str
+        What it does, in a sentence.
+    needs : str
+        Which inputs (columns, users table) it uses.
+    run : callable
+        ``run(context) -> None``, filling ``context.out``.
+    """
+
+    name: str
+    description: str
+    needs: str
+    run: Callable[[AnalysisContext], None] = field(repr=False)

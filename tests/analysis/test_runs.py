@@ -1,0 +1,127 @@
+"""End-to-end runs of every analysis in --quick mode (module-scoped: each runs once)."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from models.analysis import run_analysis
+from models.base import BayesianModel
+from models.churn import BetaGeoModel
+from models.network import StochasticBlockModel
+
+pytestmark = pytest.mark.slow
+
+DETERMINISTIC = ("summary.csv", "predictions.csv", "diagnostics.json")
+
+
+def _run(folder, name, **kwargs):
+    return run_analysis(name, out=folder, quick=True, quiet=True, **kwargs)[0]
+
+
+@pytest.fixture(scope="module")
+def churn_dir(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("churn"), "churn")
+
+
+@pytest.fixture(scope="module")
+def listening_dir(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("listening"), "listening")
+
+
+@pytest.fixture(scope="module")
+def network_dir(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("network"), "network")
+
+
+def _check_layout(folder: Path, fits: list[str]) -> dict:
+    summary = pd.read_csv(folder / "summary.csv")
+    assert set(summary["model"]) == set(fits)
+    assert {"parameter", "mean", "sd", "r_hat", "ess_bulk"} <= set(summary.columns)
+    diagnostics = json.loads((folder / "diagnostics.json").read_text())
+    assert set(diagnostics["fits"]) == set(fits)
+    order = ["pass", "not-applicable", "warn", "fail"]
+    worst = max((f["verdict"] for f in diagnostics["fits"].values()), key=order.index)
+    assert diagnostics["verdict"] == worst
+    assert len(pd.read_csv(folder / "predictions.csv")) > 0
+    for fit in fits:
+        assert (folder / "posterior" / f"{fit}.nc").is_file()
+    figures = sorted((folder / "figures").glob("*.png"))
+    assert figures and all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in figures)
+    report = (folder / "report.html").read_text()
+    assert report.count("data:image/png;base64,") == len(figures)
+    assert "Overall verdict" in report and "src='figures/" not in report
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name, digest in manifest["outputs_sha256"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+    assert manifest["versions"]["pymc"] and manifest["seed"] == manifest["config"]["seed"]
+    assert manifest["inputs"]["simulated"]["n_users"] == manifest["config"]["data"]["n_users"]
+    assert manifest["timings_seconds"]["total"] > 0
+    assert (folder / "config.toml").is_file()
+    return manifest
+
+
+def test_churn_outputs(churn_dir):
+    _check_layout(churn_dir, ["bgnbd", "sbg", "hazard"])
+    model = BetaGeoModel.load(churn_dir / "posterior" / "bgnbd.nc")
+    preds = pd.read_csv(churn_dir / "predictions.csv")
+    assert len(preds) == len(model.data_)
+    lo, mid, hi = (preds[f"probability_alive_{c}"] for c in ("hdi_lower", "mean", "hdi_upper"))
+    assert ((lo <= mid + 1e-12) & (mid <= hi + 1e-12) & (lo >= 0) & (hi <= 1)).all()
+    metrics = pd.read_csv(churn_dir / "tables" / "holdout_metrics.csv", index_col=0)
+    assert metrics["auc"].between(0, 1).all() and (metrics["brier"] >= 0).all()
+    # the activity model must beat chance at telling who listens in the holdout
+    assert metrics.iloc[0]["auc"] > 0.6
+    assert (churn_dir / "figures" / "retention_curves.png").is_file()
+    loss = pd.read_csv(churn_dir / "tables" / "segments_losing_users.csv", index_col=0)
+    assert set(loss.index) == {"free", "premium"}
+
+
+def test_listening_outputs(listening_dir):
+    _check_layout(listening_dir, ["plays_negbin", "plays_poisson", "skips"])
+    loo = pd.read_csv(listening_dir / "tables" / "loo_comparison.csv", index_col=0)
+    assert set(loo.index) == {"negbin", "poisson"}
+    # the simulator's plays are overdispersed: negative binomial must win
+    assert loo.index[0] == "negbin"
+    assert (listening_dir / "figures" / "ppc_plays.png").is_file()
+    assert (listening_dir / "figures" / "ppc_skips.png").is_file()
+
+
+def test_network_outputs_and_reload(network_dir):
+    _check_layout(network_dir, ["sbm"])
+    sbm = BayesianModel.load(network_dir / "posterior" / "sbm.nc")
+    assert isinstance(sbm, StochasticBlockModel)
+    preds = pd.read_csv(network_dir / "predictions.csv")
+    assert sorted(preds["artist_id"]) == sorted(sbm.point_partition().index)
+
+
+def test_rerun_loads_cached_fits_and_gives_identical_files(churn_dir):
+    before = {f: (churn_dir / f).read_bytes() for f in DETERMINISTIC}
+    _run(churn_dir, "churn")
+    manifest = json.loads((churn_dir / "manifest.json").read_text())
+    assert all(f["cached"] for f in manifest["fits"].values())
+    for f in DETERMINISTIC:
+        assert (churn_dir / f).read_bytes() == before[f], f
+
+
+def test_same_seed_refit_is_byte_identical_and_other_seed_differs(network_dir, tmp_path):
+    again = _run(tmp_path / "again", "network", force=True)
+    for f in DETERMINISTIC:
+        assert (again / f).read_bytes() == (network_dir / f).read_bytes(), f
+    other = _run(tmp_path / "other", "network", seed=1)
+    assert (other / "summary.csv").read_bytes() != (network_dir / "summary.csv").read_bytes()
+
+
+def test_force_refits_and_changed_config_invalidates_cache(network_dir, tmp_path):
+    folder = _run(tmp_path / "n", "network")
+    _run(folder, "network", force=True)
+    assert not any(f["cached"] for f in
+                   json.loads((folder / "manifest.json").read_text())["fits"].values())
+    config = tmp_path / "c.toml"
+    config.write_text("[sampler]\ndraws = 40\n")
+    _run(folder, "network", config=config)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert not manifest["fits"]["sbm"]["cached"]
+    assert str(config) in manifest["inputs"]["config_file"]
