@@ -1,4 +1,4 @@
-"""Models of listening behaviour: plays per user and period, and skips.
+"""Models of listening behaviour: plays per user and period, skips, user x artist counts.
 
 Modules
 -------
@@ -7,13 +7,18 @@ play_count
 skip
     :class:`SkipModel`, hierarchical logistic model of skips with crossed
     user and track effects, and :func:`skip_table` to build its input.
+user_artist
+    :class:`UserArtistModel`, crossed user and artist effects on a user x
+    artist play-count matrix, with a dispersion model for the heavy tail.
 """
 
 from models.listening.play_count import PlayCountModel
 from models.listening.skip import SkipModel, skip_table
+from models.listening.user_artist import UserArtistModel
 
 __all__ = [
     "PlayCountModel",
     "SkipModel",
+    "UserArtistModel",
     "skip_table",
 ]
