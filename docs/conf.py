@@ -80,7 +80,8 @@ nb_merge_streams = True
 # -- HTML ---------------------------------------------------------------------
 html_theme = "pydata_sphinx_theme"
 html_title = f"listening-models {release}"
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]  # narrower sidebars: code cells fit at laptop widths
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,

@@ -240,3 +240,78 @@ def test_check_site_finds_missing_files_and_anchors(tmp_path):
 
 def test_check_site_needs_a_built_site(tmp_path):
     assert check_site.main([str(tmp_path)]) == 2
+
+
+# --------------------------------------------------------------------------- check_browser
+
+check_browser = _load("check_browser", DOCS / "check_browser.py")
+needs_chromium = pytest.mark.skipif(
+    check_browser.find_chromium() is None, reason="Chromium is not installed"
+)
+
+_GOOD_PAGE = "<html><head><title>ok</title></head><body><main><p>Hello</p></main></body></html>"
+
+
+def test_check_browser_skips_without_chromium(tmp_path, monkeypatch, capsys):
+    (tmp_path / "index.html").write_text(_GOOD_PAGE, encoding="utf-8")
+    monkeypatch.setenv("CHROMIUM", str(tmp_path / "no-such-browser"))
+    monkeypatch.delenv("CHECK_BROWSER_REQUIRE", raising=False)
+    assert check_browser.find_chromium() is None
+    assert check_browser.main([str(tmp_path)]) == 0
+    assert "SKIPPED" in capsys.readouterr().out
+    assert check_browser.main([str(tmp_path), "--require"]) == 3
+    monkeypatch.setenv("CHECK_BROWSER_REQUIRE", "1")
+    assert check_browser.main([str(tmp_path)]) == 3
+    assert "ERROR: Chromium not found" in capsys.readouterr().err
+
+
+def test_check_browser_needs_a_built_site(tmp_path):
+    assert check_browser.main([str(tmp_path)]) == 2
+
+
+def test_site_pages_skips_asset_folders(tmp_path):
+    _site(tmp_path, {"index.html": "", "api/a.html": "", "_static/t.html": "", "x.png": ""})
+    assert [p.relative_to(tmp_path.resolve()).as_posix()
+            for p in check_browser.site_pages(tmp_path)] == ["api/a.html", "index.html"]
+
+
+@needs_chromium
+def test_check_browser_finds_pages_that_do_not_render(tmp_path):
+    pages = {
+        "good.html": _GOOD_PAGE,
+        "nomain.html": "<html><body><p>text but no main element</p></body></html>",
+        "empty.html": "<html><body><main>   </main></body></html>",
+        "jserror.html": "<html><body><main>x</main><script>undefinedFunction();</script>"
+                        "</body></html>",
+        "console.html": '<html><body><main>x</main><script>console.error("boom")</script>'
+                        "</body></html>",
+        "missing.html": '<html><head><link rel="stylesheet" href="gone.css"></head>'
+                        "<body><main>x</main></body></html>",
+        "external.html": '<html><head><script src="https://example.invalid/x.js"></script>'
+                         "</head><body><main>x</main></body></html>",
+    }
+    for name, body in pages.items():
+        (tmp_path / name).write_text(body, encoding="utf-8")
+    results = {r.page: r for r in check_browser.check_pages(tmp_path, check_browser.find_chromium(),
+                                                             timeout=20)}
+    assert set(results) == set(pages)
+    assert results["good.html"].problems == []
+    assert results["good.html"].title == "ok"
+    assert any("no <main>" in p for p in results["nomain.html"].problems)
+    assert any("empty" in p for p in results["empty.html"].problems)
+    assert any("undefinedFunction" in p for p in results["jserror.html"].problems)
+    assert any("console.error: boom" in p for p in results["console.html"].problems)
+    assert any("gone.css" in p for p in results["missing.html"].problems)
+    # external resources are blocked and listed, never a failure
+    assert results["external.html"].problems == []
+    assert any("example.invalid" in e for e in results["external.html"].external)
+    assert check_browser.main([str(tmp_path)]) == 1
+
+
+@needs_chromium
+def test_check_browser_accepts_a_good_site(tmp_path, capsys):
+    (tmp_path / "index.html").write_text(_GOOD_PAGE, encoding="utf-8")
+    (tmp_path / "api").mkdir()
+    (tmp_path / "api" / "a.html").write_text(_GOOD_PAGE.replace("Hello", "A"), encoding="utf-8")
+    assert check_browser.main([str(tmp_path)]) == 0
+    assert "All 2 pages render" in capsys.readouterr().out

@@ -37,6 +37,7 @@ PUBLIC_MODULES = (
     "models.network",
     "models.predict",
     "models.scoring",
+    "models.analysis",
     "models.priors",
     "models.exceptions",
     "models.base",

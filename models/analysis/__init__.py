@@ -1,7 +1,7 @@
 """Reproducible analyses: listening log in, fitted and checked models, figures and a report out.
 
 Each analysis (``churn``, ``listening``, ``network``) is a function of an
-:class:`~models.analysis.context.AnalysisContext` registered in :data:`ANALYSES`;
+``AnalysisContext`` (its inputs, configuration, seed and outputs) registered in :data:`ANALYSES`;
 :func:`run_analysis` loads or simulates the data, resolves the configuration
 (TOML defaults shipped with the package, ``--quick`` settings, a user file) and
 writes the same output layout for every analysis (see

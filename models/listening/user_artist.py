@@ -242,7 +242,8 @@ class UserArtistModel(BayesianModel):
     >>> pairs = pd.DataFrame({"user_id": np.repeat(np.arange(8), 5),
     ...                       "artist_id": np.tile(["a", "b", "c", "d", "e"], 8)})
     >>> pairs["plays"] = 1 + rng.poisson(np.tile([20.0, 10, 5, 3, 2], 8))
-    >>> model = UserArtistModel().fit(pairs, method="map", random_seed=0)
+    >>> model = UserArtistModel().fit(pairs, method="advi", advi_steps=5000, draws=200,
+    ...                               random_seed=0, progressbar=False)
     >>> ranking = model.artist_popularity_ranking()
     >>> ranking.index[0]
     'a'
