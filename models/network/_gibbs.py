@@ -1,15 +1,21 @@
 r"""Collapsed Gibbs sampler of the Poisson (degree-corrected) stochastic block model.
 
-Numpy core of :class:`models.network.StochasticBlockModel`: block-edge counts, the
-collapsed log joint :math:`\log p(A, z)`, one chain of single-node label updates
-vectorised over blocks, and label alignment between draws.
+Core of :class:`models.network.StochasticBlockModel`: block-edge counts, the
+collapsed log joint :math:`\log p(A, z)`, the label conditional (numpy reference
+:func:`label_log_probs` and its numba-compiled twin used by the sweeps), annealed
+multi-start initialisation, one chain of single-node label updates, iterated
+conditional modes and label alignment between draws. The compiled kernels take the
+node order and the uniforms from numpy, so from a single random start a seed gives
+the same draws as the earlier pure-numpy loop.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
@@ -130,6 +136,213 @@ def _masks(n_blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return 1.0 - 0.5 * eye, 1.0 - eye, 0.5 * eye
 
 
+def _tables(
+    adj: sp.csr_matrix, h: Hyper
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CSR arrays and lookup tables of the compiled kernels.
+
+    Edge counts are integers (checked by the edge-list validation), so every
+    ``gammaln(e_rs + a)`` of a block-edge count is a lookup in ``gammaln(m + a)``,
+    ``m = 0, ..., sum of counts``, computed with the same scipy function as
+    :func:`label_log_probs`. With degree correction the exposures take only the
+    values 0, 1/2 and 1, so ``log(X + b)`` is a lookup too.
+    """
+    indptr = adj.indptr.astype(np.int64)
+    indices = adj.indices.astype(np.int64)
+    weights = adj.data.astype(float)
+    total = int(round(float(weights.sum()) / 2.0))
+    lg_edge = gammaln(np.arange(total + 2, dtype=float) + h.a)
+    log_x = np.log(np.array([0.0, 0.5, 1.0]) + h.b)
+    return indptr, indices, weights, lg_edge, log_x
+
+
+@numba.njit(cache=True)
+def _log_probs_kernel(
+    logp, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lg_edge, log_x
+):  # pragma: no cover - compiled
+    """Compiled :func:`label_log_probs`, written into ``logp``."""
+    n_blocks = sizes.size
+    for r in range(n_blocks):
+        n_r = sizes[r]
+        total = 0.0
+        for s in range(n_blocks):
+            e_old = e[r, s]
+            e_new = e_old + k[s]
+            if dc:
+                # Exposures are 0, 1/2 or 1: index 2 X into log_x.
+                if s == r:
+                    l_new = log_x[1]
+                    l_old = log_x[1] if n_r > 0 else log_x[0]
+                else:
+                    l_new = log_x[2] if sizes[s] > 0 else log_x[0]
+                    l_old = log_x[2] if n_r > 0 and sizes[s] > 0 else log_x[0]
+            elif s == r:
+                l_new = math.log(0.5 * ((n_r + 1.0) * (n_r + 1.0)) + b)
+                l_old = math.log(0.5 * (n_r * n_r) + b)
+            else:
+                l_new = math.log((n_r + 1.0) * sizes[s] + b)
+                l_old = math.log(n_r * sizes[s] + b)
+            term = (e_old + a) * l_old - (e_new + a) * l_new
+            if k[s] != 0.0:  # the Gamma functions cancel where i has no edge to s
+                term += lg_edge[int(e_new)] - lg_edge[int(e_old)]
+            total += term
+        if dc:
+            grown = (n_r + 1.0) * eta
+            total += math.lgamma(grown) - math.lgamma(kappa[r] + degree_i + grown)
+            if n_r > 0:
+                safe = n_r * eta
+                total -= math.lgamma(safe) - math.lgamma(kappa[r] + safe)
+        logp[r] = total + math.log(n_r + gamma)
+
+
+@numba.njit(cache=True)
+def _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree):  # pragma: no cover
+    """Take node ``i`` out of its block; ``k`` receives its edges to every block."""
+    k[:] = 0.0
+    for p in range(indptr[i], indptr[i + 1]):
+        k[z[indices[p]]] += weights[p]
+    old = z[i]
+    for s in range(k.size):
+        e[old, s] -= k[s]
+        e[s, old] -= k[s]
+    e[old, old] += k[old]
+    sizes[old] -= 1.0
+    kappa[old] -= degree[i]
+
+
+@numba.njit(cache=True)
+def _insert(i, new, z, e, sizes, kappa, k, degree):  # pragma: no cover - compiled
+    """Put node ``i``, with edges ``k`` to every block, into block ``new``."""
+    z[i] = new
+    for s in range(k.size):
+        e[new, s] += k[s]
+        e[s, new] += k[s]
+    e[new, new] -= k[new]
+    sizes[new] += 1.0
+    kappa[new] += degree[i]
+
+
+@numba.njit(cache=True)
+def _sweep_kernel(
+    z, e, sizes, kappa, indptr, indices, weights, degree, order, uniforms,
+    inverse_temperature, a, b, eta, gamma, dc, lg_edge, log_x,
+):  # pragma: no cover - compiled
+    """One Gibbs sweep in place: node ``order[t]`` drawn by inversion of ``uniforms[t]``."""
+    n_blocks = sizes.size
+    k = np.zeros(n_blocks)
+    logp = np.empty(n_blocks)
+    cumulative = np.empty(n_blocks)
+    for t in range(order.size):
+        i = order[t]
+        _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+        _log_probs_kernel(logp, e, sizes, kappa, k, degree[i], a, b, eta, gamma, dc,
+                          lg_edge, log_x)
+        if inverse_temperature < 1.0:
+            for r in range(n_blocks):
+                logp[r] *= inverse_temperature
+        top = logp.max()
+        acc = 0.0
+        for r in range(n_blocks):
+            acc += math.exp(logp[r] - top)
+            cumulative[r] = acc
+        target = uniforms[t] * acc
+        new = 0  # searchsorted(cumulative, target, side="right"), capped at the last block
+        while new < n_blocks - 1 and cumulative[new] <= target:
+            new += 1
+        _insert(i, new, z, e, sizes, kappa, k, degree)
+
+
+@numba.njit(cache=True)
+def _climb_kernel(
+    z, e, sizes, kappa, indptr, indices, weights, degree, max_sweeps,
+    a, b, eta, gamma, dc, lg_edge, log_x,
+):  # pragma: no cover - compiled
+    """Climb by iterated conditional modes in place, nodes in index order; return sweeps run."""
+    n_blocks = sizes.size
+    k = np.zeros(n_blocks)
+    logp = np.empty(n_blocks)
+    for sweep in range(max_sweeps):
+        moved = 0
+        for i in range(z.size):
+            old = z[i]
+            _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+            _log_probs_kernel(logp, e, sizes, kappa, k, degree[i], a, b, eta, gamma, dc,
+                              lg_edge, log_x)
+            new = old if logp[old] >= logp.max() - 1e-12 else np.argmax(logp)
+            if new != old:
+                moved += 1
+            _insert(i, new, z, e, sizes, kappa, k, degree)
+        if moved == 0:
+            return sweep + 1
+    return max_sweeps
+
+
+class _State:
+    """Labels and block statistics of one chain, updated in place by the kernels."""
+
+    def __init__(self, adj: sp.csr_matrix, degree: np.ndarray, z: np.ndarray, n_blocks: int,
+                 h: Hyper) -> None:
+        self.adj, self.n_blocks, self.h = adj, n_blocks, h
+        self.degree = np.ascontiguousarray(degree, dtype=float)
+        self.tables = _tables(adj, h)
+        self.scalars = (float(h.a), float(h.b), float(h.eta), float(h.gamma),
+                        bool(h.degree_corrected))
+        self.reset(z)
+
+    def reset(self, z: np.ndarray) -> None:
+        """Set the labels (copied) and recount the block statistics."""
+        self.z = np.array(z, dtype=np.int64)
+        self.e, self.sizes, self.kappa = block_counts(self.adj, self.z, self.degree,
+                                                      self.n_blocks)
+
+    def sweep(self, order: np.ndarray, uniforms: np.ndarray, inverse_temperature: float) -> None:
+        """One Gibbs sweep (tempered when ``inverse_temperature < 1``)."""
+        indptr, indices, weights, lg_edge, log_x = self.tables
+        _sweep_kernel(self.z, self.e, self.sizes, self.kappa, indptr, indices, weights,
+                      self.degree, order.astype(np.int64), uniforms, float(inverse_temperature),
+                      *self.scalars, lg_edge, log_x)
+
+    def climb(self, max_sweeps: int) -> None:
+        """Climb to a local mode by iterated conditional modes."""
+        indptr, indices, weights, lg_edge, log_x = self.tables
+        _climb_kernel(self.z, self.e, self.sizes, self.kappa, indptr, indices, weights,
+                      self.degree, int(max_sweeps), *self.scalars, lg_edge, log_x)
+
+    def log_joint(self, log_factorial: float) -> float:
+        """Collapsed log p(A, z) of the current labels."""
+        return log_joint(self.e, self.sizes, self.kappa, self.degree, self.h, log_factorial)
+
+
+START_SWEEPS = 50
+"""Annealed sweeps of each starting run (inverse temperature 0.2 rising to 1)."""
+
+
+def best_start(
+    state: _State, *, n_starts: int, rng: np.random.Generator, log_factorial: float,
+    sweeps: int = START_SWEEPS,
+) -> float:
+    """Put ``state`` at the best of ``n_starts`` annealed, climbed runs from random labels.
+
+    Each run draws a random labelling, makes ``sweeps`` Gibbs sweeps at inverse
+    temperature rising linearly from 0.2 to 1 and climbs to a local mode
+    (iterated conditional modes, as :func:`climb`); the run with the highest
+    collapsed log joint is kept. Returns its log joint.
+    """
+    n = state.z.size
+    best_z, best_lp = state.z, -np.inf
+    for _ in range(n_starts):
+        state.reset(rng.integers(0, state.n_blocks, n))
+        for sweep in range(sweeps):
+            beta = 0.2 + 0.8 * sweep / max(1, sweeps - 1)
+            state.sweep(rng.permutation(n), rng.random(n), beta)
+        state.climb(100)
+        lp = state.log_joint(log_factorial)
+        if lp > best_lp:
+            best_z, best_lp = state.z.copy(), lp
+    state.reset(best_z)
+    return best_lp
+
+
 def run_chain(
     adj: sp.csr_matrix,
     degree: np.ndarray,
@@ -140,18 +353,25 @@ def run_chain(
     tune: int,
     rng: np.random.Generator,
     log_factorial: float,
+    n_starts: int = 1,
 ) -> dict[str, np.ndarray]:
-    """One chain: ``tune`` discarded sweeps, then ``draws`` recorded sweeps.
+    """One chain: a start, ``tune`` discarded sweeps, then ``draws`` recorded sweeps.
 
-    Each sweep updates every node's label once, in random order, from
-    p(z_i | z_-i, A) with omega, theta and pi integrated out; after a sweep
-    omega, theta and pi are drawn from their exact conditionals given z.
+    ``n_starts=1`` starts from one random labelling (and anneals the tuning sweeps);
+    more start from the best of that many annealed runs (:func:`best_start`). Each
+    sweep updates every node's label once, in random order, from p(z_i | z_-i, A)
+    with omega, theta and pi integrated out (compiled kernel; the order and the
+    uniforms come from ``rng``); after a sweep omega, theta and pi are drawn from
+    their exact conditionals given z.
     """
     n = adj.shape[0]
-    indptr, indices, weights = adj.indptr, adj.indices, adj.data.astype(float)
-    z = rng.integers(0, n_blocks, n)
-    e, sizes, kappa = block_counts(adj, z, degree, n_blocks)
     a, b, eta, gamma, dc = h.a, h.b, h.eta, h.gamma, h.degree_corrected
+    state = _State(adj, degree, np.zeros(n, dtype=np.int64), n_blocks, h)
+    degree = state.degree
+    if n_starts > 1:
+        best_start(state, n_starts=n_starts, rng=rng, log_factorial=log_factorial)
+    else:
+        state.reset(rng.integers(0, n_blocks, n))
     out = {
         "z": np.empty((draws, n), dtype=np.int16),
         "omega": np.empty((draws, n_blocks, n_blocks)),
@@ -162,37 +382,17 @@ def run_chain(
     }
     anneal = max(1, (2 * tune) // 3)
     for sweep in range(tune + draws):
-        # Tuning sweeps are annealed (inverse temperature rising to 1) to escape poor
-        # starting partitions; they are discarded. Recorded sweeps are exact Gibbs.
-        inverse_temperature = min(1.0, 0.2 + 0.8 * sweep / anneal) if sweep < tune else 1.0
-        order = rng.permutation(n)
-        uniforms = rng.random(n)
-        for t in range(n):
-            i = order[t]
-            old = z[i]
-            lo, hi = indptr[i], indptr[i + 1]
-            k = np.bincount(z[indices[lo:hi]], weights=weights[lo:hi], minlength=n_blocks)
-            e[old] -= k
-            e[:, old] -= k
-            e[old, old] += k[old]
-            sizes[old] -= 1
-            kappa[old] -= degree[i]
-            logp = label_log_probs(e, sizes, kappa, k, degree[i], h)
-            if inverse_temperature < 1.0:
-                logp *= inverse_temperature
-            prob = np.exp(logp - logp.max())
-            cumulative = np.cumsum(prob)
-            new = int(np.searchsorted(cumulative, uniforms[t] * cumulative[-1], side="right"))
-            new = min(new, n_blocks - 1)
-            z[i] = new
-            e[new] += k
-            e[:, new] += k
-            e[new, new] -= k[new]
-            sizes[new] += 1
-            kappa[new] += degree[i]
+        # Tuning sweeps are discarded; from a single random start they are annealed
+        # (inverse temperature rising to 1) to escape a poor starting partition. After
+        # annealed starts they are plain Gibbs: reheating could leave the mode found.
+        # Recorded sweeps are exact Gibbs.
+        annealed = n_starts == 1 and sweep < tune
+        inverse_temperature = min(1.0, 0.2 + 0.8 * sweep / anneal) if annealed else 1.0
+        state.sweep(rng.permutation(n), rng.random(n), inverse_temperature)
         if sweep < tune:
             continue
         d = sweep - tune
+        z, e, sizes = state.z, state.e, state.sizes
         x = exposure(sizes, dc)
         omega = rng.gamma(a + e, 1.0 / (b + x))
         omega = np.triu(omega) + np.triu(omega, 1).T
@@ -204,7 +404,7 @@ def run_chain(
         out["z"][d] = z
         out["omega"][d] = omega
         out["pi"][d] = rng.dirichlet(gamma + sizes)
-        out["lp"][d] = log_joint(e, sizes, kappa, degree, h, log_factorial)
+        out["lp"][d] = state.log_joint(log_factorial)
         out["log_likelihood"][d] = log_likelihood(
             e, sizes, omega, theta_draw, degree, dc, log_factorial
         )
@@ -268,34 +468,11 @@ def climb(
 ) -> tuple[np.ndarray, float]:
     """Climb to a local mode of p(z | A) by iterated conditional modes from ``z``.
 
-    Nodes move to their best block until none moves.
+    Nodes, in index order, move to their best block until none moves (compiled kernel).
 
     Every move raises the collapsed log joint, so this ends at a local mode of
     p(z | A); returns the partition and its log joint.
     """
-    z = z.astype(np.int64).copy()
-    e, sizes, kappa = block_counts(adj, z, degree, n_blocks)
-    indptr, indices, weights = adj.indptr, adj.indices, adj.data.astype(float)
-    for _ in range(max_sweeps):
-        moved = 0
-        for i in range(z.size):
-            old = z[i]
-            lo, hi = indptr[i], indptr[i + 1]
-            k = np.bincount(z[indices[lo:hi]], weights=weights[lo:hi], minlength=n_blocks)
-            e[old] -= k
-            e[:, old] -= k
-            e[old, old] += k[old]
-            sizes[old] -= 1
-            kappa[old] -= degree[i]
-            logp = label_log_probs(e, sizes, kappa, k, degree[i], h)
-            new = old if logp[old] >= logp.max() - 1e-12 else int(np.argmax(logp))
-            moved += new != old
-            z[i] = new
-            e[new] += k
-            e[:, new] += k
-            e[new, new] -= k[new]
-            sizes[new] += 1
-            kappa[new] += degree[i]
-        if not moved:
-            break
-    return z, log_joint(e, sizes, kappa, degree, h, log_factorial)
+    state = _State(adj, degree, z, n_blocks, h)
+    state.climb(max_sweeps)
+    return state.z, state.log_joint(log_factorial)

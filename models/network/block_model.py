@@ -99,9 +99,11 @@ class StochasticBlockModel(BayesianModel):
     sum and :math:`X_{rs} = \Theta_r \Theta_s` (:math:`\Theta_r^2/2` on the diagonal;
     :math:`\Theta_r = 1` for a non-empty block with degree correction, :math:`n_r`
     without). :meth:`fit` is a collapsed Gibbs sampler on :math:`z` alone: each sweep
-    draws every label from :math:`p(z_i \mid z_{-i}, A)`, vectorised over blocks; then
-    :math:`\omega, \theta, \pi` are drawn from their exact Gamma / Dirichlet conditionals
-    given :math:`z`. This is fully Bayesian (no plug-in :math:`\theta`) and has no
+    draws every label from :math:`p(z_i \mid z_{-i}, A)` (a compiled loop over nodes);
+    then :math:`\omega, \theta, \pi` are drawn from their exact Gamma / Dirichlet
+    conditionals given :math:`z`. Each chain starts from the best of several short
+    annealed runs (``n_starts`` of :meth:`fit`), as single-site updates rarely leave
+    a local mode of the labels. This is fully Bayesian (no plug-in :math:`\theta`) and has no
     :math:`\theta`-:math:`\omega` scale ridge to slow mixing. Labels are exchangeable, so
     each draw is relabelled (Hungarian algorithm) to best match the MAP partition; use
     :meth:`coassignment_matrix` for label-free summaries.
@@ -219,9 +221,10 @@ class StochasticBlockModel(BayesianModel):
         draws: int = 500,
         tune: int = 200,
         chains: int = 4,
+        n_starts: int = 16,
         random_seed: int | np.random.Generator | None = None,
     ) -> Self:
-        """Sample the posterior of block labels and rates with a collapsed Gibbs sampler.
+        r"""Sample the posterior of block labels and rates with a collapsed Gibbs sampler.
 
         Parameters
         ----------
@@ -230,7 +233,11 @@ class StochasticBlockModel(BayesianModel):
             ``source``, ``target`` and optionally ``count``.
         draws, tune, chains : int, default 500, 200, 4
             Recorded sweeps per chain, discarded sweeps per chain, and chains (each
-            from its own random labelling and seed).
+            from its own starts and seed).
+        n_starts : int, default 16
+            Each chain starts from the best, by the collapsed :math:`\log p(A, z)`, of
+            this many short annealed runs from random labellings (see Notes). ``1``:
+            start from a single random labelling, without such runs.
         random_seed : int, numpy.random.Generator or None
             Same seed and data give identical draws; stored in ``idata_.attrs``.
 
@@ -246,11 +253,29 @@ class StochasticBlockModel(BayesianModel):
             For invalid settings.
         models.exceptions.DataValidationError
             For invalid data.
+
+        Notes
+        -----
+        Single-site label updates rarely leave a local mode of :math:`p(z \mid A)`
+        (say two communities merged and another split), so chains from single random
+        labellings can settle in different modes. With ``n_starts > 1`` each chain
+        first makes ``n_starts`` runs, each from a random labelling: 50 Gibbs sweeps
+        at an inverse temperature rising linearly from 0.2 to 1, then iterated
+        conditional modes to a local mode. The chain starts from the run with the
+        highest collapsed log joint and makes its ``tune`` discarded and ``draws``
+        recorded sweeps at temperature 1 (with ``n_starts=1`` the tuning sweeps are
+        annealed instead, as the only escape from a poor start). Only the start and
+        the burn-in change, so the recorded sweeps remain exact Gibbs updates from
+        :math:`p(z_i \mid z_{-i}, A)`. Every chain searches from its own random
+        starts, so agreement between chains (R-hat) still checks that independent
+        searches reach the same mode; it does not show that one chain moves between
+        modes. The starts cost about ``n_starts * 50`` sweeps per chain.
         """
         owner = f"{type(self).__name__}.fit"
         _check_positive_int(owner, "draws", draws)
         _check_positive_int(owner, "tune", tune, allow_zero=True)
         _check_positive_int(owner, "chains", chains)
+        _check_positive_int(owner, "n_starts", n_starts)
         seed = resolve_seed(random_seed)
         data_ = self._validate_data(data)
         nodes, adj, degree = self._arrays(data_)
@@ -259,7 +284,7 @@ class StochasticBlockModel(BayesianModel):
         rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(chains)]
         results = [
             _gibbs.run_chain(adj, degree, self.n_blocks, hyper, draws=draws, tune=tune,
-                             rng=rng, log_factorial=log_fact)
+                             rng=rng, log_factorial=log_fact, n_starts=n_starts)
             for rng in rngs
         ]
         stacked = {k: np.stack([r[k] for r in results]) for k in results[0] if results[0][k]
@@ -281,6 +306,7 @@ class StochasticBlockModel(BayesianModel):
                 "draws": draws,
                 "tune": tune,
                 "chains": chains,
+                "n_starts": n_starts,
                 "random_seed": seed,
                 "config": self._config(),
             }
@@ -488,6 +514,7 @@ def select_n_blocks(
     draws: int = 200,
     tune: int = 100,
     chains: int = 2,
+    n_starts: int = 16,
     random_seed: int | np.random.Generator | None = None,
 ) -> pd.DataFrame:
     r"""Choose the number of blocks by the exact integrated complete-data likelihood.
@@ -502,6 +529,8 @@ def select_n_blocks(
         Passed to :class:`StochasticBlockModel`.
     draws, tune, chains : int, default 200, 100, 2
         Gibbs settings for each candidate.
+    n_starts : int, default 16
+        Annealed starting runs per chain (see :meth:`StochasticBlockModel.fit`).
     random_seed : int, numpy.random.Generator or None
         Seed of the first candidate; the others use the following seeds.
 
@@ -545,7 +574,8 @@ def select_n_blocks(
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(graph, draws=draws, tune=tune, chains=chains, random_seed=seed + offset)
+            model.fit(graph, draws=draws, tune=tune, chains=chains, n_starts=n_starts,
+                      random_seed=seed + offset)
         rows.append(
             {
                 "n_blocks": k,

@@ -1,5 +1,6 @@
 """Tests of the Bayesian stochastic block model: exact math, fits and recovery."""
 
+import json
 import warnings
 
 import matplotlib.pyplot as plt
@@ -87,6 +88,52 @@ def test_label_conditional_equals_difference_of_log_joints(karate, degree_correc
         logp = _gibbs.label_log_probs(e, sizes, kappa, k, degree[i], h)
         np.testing.assert_allclose(logp - logp[0], np.array(joint) - joint[0], atol=1e-9)
 
+
+@pytest.mark.parametrize("degree_corrected", [True, False])
+def test_compiled_conditional_equals_numpy_conditional(degree_corrected):
+    # Edge multiplicities > 1 and an empty block: the lookup tables and every branch.
+    g = nx.karate_club_graph()
+    rng = np.random.default_rng(1)
+    for u, v in g.edges:
+        g.edges[u, v]["count"] = int(rng.integers(1, 4))
+    model = StochasticBlockModel(n_blocks=4, degree_corrected=degree_corrected, weight="count")
+    adj, degree, h = _arrays(model, g)
+    state = _gibbs._State(adj, degree, rng.integers(0, 3, 34), 4, h)
+    indptr, indices, weights, lg_edge, log_x = state.tables
+    k, got = np.zeros(4), np.empty(4)
+    for i in (0, 5, 16, 33):
+        z = state.z.copy()
+        _gibbs._remove(i, state.z, state.e, state.sizes, state.kappa, k, indptr, indices,
+                       weights, state.degree)
+        e, sizes, kappa = _gibbs.block_counts(adj, z, degree, 4)
+        np.testing.assert_array_equal(k, np.bincount(z[adj[i].indices], weights=adj[i].data,
+                                                     minlength=4))
+        e[z[i]] -= k
+        e[:, z[i]] -= k
+        e[z[i], z[i]] += k[z[i]]
+        sizes[z[i]] -= 1
+        kappa[z[i]] -= degree[i]
+        np.testing.assert_array_equal(state.e, e)
+        _gibbs._log_probs_kernel(got, state.e, state.sizes, state.kappa, k, degree[i],
+                                 *state.scalars, lg_edge, log_x)
+        expected = _gibbs.label_log_probs(e, sizes, kappa, k, degree[i], h)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-9)
+        _gibbs._insert(i, z[i], state.z, state.e, state.sizes, state.kappa, k, state.degree)
+        np.testing.assert_array_equal(state.e, _gibbs.block_counts(adj, z, degree, 4)[0])
+
+
+def test_climb_ends_at_a_local_mode(karate):
+    model = StochasticBlockModel(n_blocks=3)
+    adj, degree, h = _arrays(model, karate[0])
+    z, lp = _gibbs.climb(adj, degree, np.random.default_rng(0).integers(0, 3, 34), 3, h, 0.0)
+    assert lp == pytest.approx(_gibbs.log_joint(*_gibbs.block_counts(adj, z, degree, 3),
+                                                degree, h, 0.0))
+    for i in range(34):  # no single move raises the collapsed log joint
+        for r in range(3):
+            zz = z.copy()
+            zz[i] = r
+            moved = _gibbs.log_joint(*_gibbs.block_counts(adj, zz, degree, 3), degree, h, 0.0)
+            assert moved <= lp + 1e-9
 
 def test_log_joint_one_block_plain_equals_numerical_integral():
     g = nx.Graph([(0, 1), (1, 2), (0, 2), (2, 3)])
@@ -219,6 +266,30 @@ def test_recovers_communities_of_a_simulated_service():
     assert adjusted_rand(truth.to_numpy(), model.point_partition().to_numpy()) > 0.8
 
 
+
+def test_annealed_starts_make_chains_agree_on_a_planted_partition():
+    # 8 planted communities: single-site Gibbs from one random labelling settles in
+    # different local modes (blocks merged and split) per chain; the best of several
+    # annealed starts puts every chain, each from its own starts, in the same mode.
+    g = nx.planted_partition_graph(8, 20, 0.5, 0.01, seed=1)
+    truth = np.repeat(np.arange(8), 20)
+
+    def run(n_starts):
+        model = fit(StochasticBlockModel(n_blocks=8), g, draws=300, tune=50, chains=4,
+                    random_seed=1, n_starts=n_starts)
+        lp = model.idata_["sample_stats"]["lp"].values.mean(axis=1)
+        table = model.fit_report_.variables.set_index("variable")
+        return model, table.loc["log_likelihood", "rhat"], np.ptp(lp)
+
+    single, rhat_single, spread_single = run(1)
+    assert rhat_single > 1.1 and spread_single > 50  # the old behaviour: chains disagree
+    model, rhat, spread = run(16)
+    assert rhat < 1.01
+    assert spread < 1.0
+    assert model.fit_report_.verdict == "pass"
+    assert adjusted_rand(truth, model.point_partition().to_numpy()) > 0.95
+    assert json.loads(model.idata_.attrs["listening_models"])["n_starts"] == 16
+
 # ------------------------------------------------------------------ plots
 def test_plots_return_axes_without_pyplot_state(karate, karate_plain):
     before = plt.get_fignums()
@@ -266,6 +337,11 @@ def test_errors(karate):
         model.fit([(0, 1)], draws=5)
     with pytest.raises(ValueError, match="'draws' parameter of StochasticBlockModel.fit .* Got -5"):
         model.fit(g, draws=-5)
+    with pytest.raises(ValueError, match="'n_starts' parameter of StochasticBlockModel.fit must "
+                                         "be a positive integer. Got 0"):
+        model.fit(g, n_starts=0)
+    with pytest.raises(ValueError, match="'n_starts' .* Got 2.5"):
+        model.fit(g, n_starts=2.5)
     with pytest.raises(NotImplementedError, match="no PyMC posterior predictive"):
         model.sample_posterior_predictive()
     with pytest.raises(ValueError, match="'candidates' .* must not be empty"):
