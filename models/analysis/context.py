@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,8 +59,11 @@ class AnalysisContext:
         kwargs = {"method": s["method"], "sampler": s["sampler"], "draws": s["draws"],
                   "tune": s["tune"], "chains": s["chains"], "target_accept": s["target_accept"],
                   "random_seed": self.seed + offset, "progressbar": not self.quiet}
-        if s["cores"]:
-            kwargs["cores"] = s["cores"]
+        # 0: one process per chain, up to the CPUs this process may use (PyMC's own default
+        # assumes half the CPUs are hyper-threads and samples sequentially on 2 cores)
+        cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                else os.cpu_count() or 1)
+        kwargs["cores"] = s["cores"] or min(s["chains"], cpus)
         return kwargs
 
 

@@ -3,8 +3,10 @@
 Steps: the artist co-listening graph and its disparity backbone; the number of
 blocks chosen by the exact ICL (unless fixed); the degree-corrected stochastic
 block model with its co-assignment matrix; pictures of the communities; against
-the simulator's true communities when the data are simulated. When the package
-provides :class:`models.network.LatentSpaceModel`, it is fitted too.
+the simulator's true communities when the data are simulated; the latent space
+model and its embedding (``fit_latent_space``); link prediction on held-out
+edges (``holdout_edge_share``): both models refitted on the training edges and
+scored against common neighbours, Adamic-Adar and preferential attachment.
 """
 
 from __future__ import annotations
@@ -45,14 +47,17 @@ def adjusted_rand_index(a: Any, b: Any) -> float:
 
 def run(ctx: AnalysisContext) -> None:
     """Run the network analysis on ``ctx`` (see the module docstring)."""
-    import models.network as network
     from models.network import (
+        LatentSpaceModel,
         StochasticBlockModel,
         build_colistening_graph,
         disparity_filter,
+        link_prediction_scores,
         plot_coassignment,
         plot_communities,
+        plot_embedding,
         select_n_blocks,
+        split_edges,
     )
 
     cfg, out, seed = ctx.config["network"], ctx.out, ctx.seed
@@ -140,24 +145,63 @@ def run(ctx: AnalysisContext) -> None:
                      f"{len(pred)} artists in the graph.")
         out.set_predictions(pred)
 
-    latent = getattr(network, "LatentSpaceModel", None)
-    if cfg["fit_latent_space"] and latent is not None:
+    share = cfg["holdout_edge_share"]
+    if not 0 <= share < 1:
+        raise ValueError("The key 'network.holdout_edge_share' must be in [0, 1) (0: no link "
+                         f"prediction). Got {share!r} instead.")
+    # With link prediction, the latent space model is fitted once, to the training edges
+    # (every artist is kept): its embedding is then the one that is scored on held-out links.
+    split = split_edges(target, share, random_seed=seed) if share else None
+    lsm = None
+    if cfg["fit_latent_space"]:
         with out.step("fit the latent space model"):
-            lsm = out.fit("latent_space", latent(n_dims=cfg["latent_dimensions"],
-                                                 priors=priors.get("LatentSpaceModel")),
-                          target, description="latent space embedding of the artists",
-                          **ctx.sampler_kwargs(30))
+            edges = f"{1 - share:.0%} of the edges of the {cfg['sbm_on']}" if share else (
+                f"the {cfg['sbm_on']}")
+            lsm = out.fit("latent_space", LatentSpaceModel(
+                n_dims=cfg["latent_dimensions"], priors=priors.get("LatentSpaceModel")),
+                target if split is None else split.train,
+                description=f"latent space embedding of the artists, fitted to {edges}",
+                **ctx.sampler_kwargs(30))
             out.add_figure("trace_latent_space", plot_trace_rank(lsm),
                            "Latent space model: trace and rank plots")
-    elif cfg["fit_latent_space"]:
-        out.note("This version of the package has no models.network.LatentSpaceModel; the "
-                 "latent space model and link-prediction scores are not part of this run.")
+            ax = plot_embedding(lsm, color=partition, random_seed=seed)
+            out.add_figure("embedding", ax.figure, "Latent positions of the artists "
+                           "(Procrustes-aligned posterior means, 89% ellipses), coloured by "
+                           "block")
+            emb = lsm.embedding()
+            cols = [c for c in emb.columns if c.endswith(("_mean", "_hdi_lower", "_hdi_upper"))]
+            cols.append("position_sd")
+            pred = pred.merge(emb[cols].add_prefix("latent_"), left_on="artist_id",
+                              right_index=True, how="left")
+            out.set_predictions(pred)
+
+    if split is not None:
+        with out.step(f"link prediction ({share:.0%} of the edges held out)"):
+            fitted = {"block_model": out.fit(
+                "sbm_train", StochasticBlockModel(
+                    n_blocks=n_blocks, degree_corrected=cfg["degree_corrected"],
+                    priors=priors.get("StochasticBlockModel")), split.train,
+                description="block model on the training edges (link prediction)",
+                draws=s["draws"], tune=s["tune"], chains=s["chains"], random_seed=seed + 40)}
+            if lsm is not None:
+                fitted["latent_space"] = lsm
+            scores = link_prediction_scores(split, fitted)
+            out.add_table("link_prediction", scores,
+                          f"Held-out links: {scores.attrs['n_test_edges']} edges of the "
+                          f"{cfg['sbm_on']} hidden from the models and "
+                          f"{scores.attrs['n_test_non_edges']} non-edges; AUC and average "
+                          "precision of the models' posterior mean edge probabilities and "
+                          "of networkx heuristics on the training graph")
+            best = scores["auc"].idxmax()
+            out.note(f"Link prediction: the best AUC is {best} ({scores.loc[best, 'auc']:.3f});"
+                     " " + ", ".join(f"{m} {a:.3f}" for m, a in scores["auc"].items()) + ".")
 
 
 ANALYSIS = Analysis(
     name="network",
     description="Artist co-listening graph, disparity backbone, stochastic block model "
-    "(blocks chosen by ICL), communities and co-assignment pictures.",
+    "(blocks chosen by ICL), latent space embedding, communities, co-assignment and "
+    "link prediction against networkx heuristics.",
     needs="events: user_id, artist_id; no users table needed.",
     run=run,
 )

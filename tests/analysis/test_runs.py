@@ -90,7 +90,11 @@ def test_listening_outputs(listening_dir):
 
 
 def test_network_outputs_and_reload(network_dir):
-    _check_layout(network_dir, ["sbm"])
+    _check_layout(network_dir, ["sbm", "sbm_train"])
+    scores = pd.read_csv(network_dir / "tables" / "link_prediction.csv", index_col=0)
+    assert list(scores.index) == ["block_model", "common_neighbours", "adamic_adar",
+                                  "preferential_attachment"]
+    assert scores["auc"].between(0, 1).all()
     sbm = BayesianModel.load(network_dir / "posterior" / "sbm.nc")
     assert isinstance(sbm, StochasticBlockModel)
     preds = pd.read_csv(network_dir / "predictions.csv")
