@@ -1,4 +1,4 @@
-"""The tests import the installed distribution, and every public name resolves.
+"""The tests import the installed distribution, every public name resolves, the README runs.
 
 ``__all__`` ordering is checked by ruff (RUF022).
 """
@@ -7,6 +7,8 @@ import importlib
 import json
 from importlib.metadata import distribution
 from pathlib import Path
+
+import pytest
 
 import models
 
@@ -32,3 +34,27 @@ def test_public_names_resolve():
         public = module.__all__
         for attr in public:
             assert hasattr(module, attr), f"{name}.{attr} is in __all__ but missing"
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_session() -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## A first session", 1)[1]
+    return section.split("```python", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.slow
+def test_readme_first_session_runs(capsys):
+    """The README's "A first session" code runs as written against the installed package."""
+    code = _readme_session()
+    assert "BetaGeoModel().fit(activity, random_seed=1)" in code
+    namespace: dict = {}
+    exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 - our own README
+    model = namespace["model"]
+    out = capsys.readouterr().out
+    assert "Fit check: PASS" in out  # the README promises a converged fit
+    head = model.probability_alive().head()
+    assert {"mean", "hdi_lower", "hdi_upper"} <= set(head.columns)
+    assert ((head["hdi_lower"] <= head["mean"]) & (head["mean"] <= head["hdi_upper"])).all()
