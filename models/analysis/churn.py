@@ -134,12 +134,12 @@ def _summarise(draws: np.ndarray, index: pd.Index) -> pd.DataFrame:
     return summarize_draws(draws, ci_prob=0.89, index=index)
 
 
-def _cohorts(ctx: AnalysisContext, events: pd.DataFrame, seg: str | None,
+def _cohorts(ctx: AnalysisContext, events: pd.DataFrame, end: pd.Timestamp, seg: str | None,
              segments: pd.Series | None) -> pd.DataFrame:
+    """Cohort table of ``events``, observed up to ``end`` (the end of *their* window)."""
     from models.data import cohort_table
 
     period = ctx.config["churn"]["cohort_period"]
-    end = ctx.inputs.observation_end
     if seg is None:
         return cohort_table(events, period=period, observation_end=end)
     parts = []
@@ -211,6 +211,13 @@ def run(ctx: AnalysisContext) -> None:
     priors = ctx.config.get("priors", {})
     seg = _segment_column(ctx)
     segments = _user_segments(ctx, seg)
+    n_levels = 0 if segments is None else int(segments.nunique())
+    pooled = n_levels >= cfg["pool_from_segments"]
+    if seg:
+        out.note(f"{n_levels} '{seg}' segments: the BG/NBD and sBG segment parameters are "
+                 + ("partially pooled (hierarchical)." if pooled else
+                    "fitted without pooling (too few segments to estimate their spread; "
+                    "see churn.pool_from_segments)."))
     holdout = pd.Timedelta(days=cfg["holdout_days"])
     cutoff = end - holdout
     max_draws = cfg["max_draws"]
@@ -254,7 +261,8 @@ def run(ctx: AnalysisContext) -> None:
                  f"checked on the last {cfg['holdout_days']} days.")
 
     with out.step("fit BG/NBD activity model"):
-        bg = out.fit("bgnbd", BetaGeoModel(segment=seg, priors=priors.get("BetaGeoModel")),
+        bg = out.fit("bgnbd", BetaGeoModel(segment=seg, hierarchical=pooled,
+                                           priors=priors.get("BetaGeoModel")),
                      activity.drop(columns=["active_in_holdout", "active_days_in_holdout"]),
                      description="activity and silent dropout (BG/NBD), calibration window",
                      **ctx.sampler_kwargs(1))
@@ -272,8 +280,8 @@ def run(ctx: AnalysisContext) -> None:
             out.add_figure("trace_bgbb", plot_trace_rank(bgbb), "BG/BB: trace and rank plots")
 
     with out.step("fit cohort retention model (shifted-beta-geometric)"):
-        cohorts = _cohorts(ctx, cal, seg, segments)
-        sbg = out.fit("sbg", ShiftedBetaGeoModel(segment=seg,
+        cohorts = _cohorts(ctx, cal, cutoff, seg, segments)
+        sbg = out.fit("sbg", ShiftedBetaGeoModel(segment=seg, hierarchical=pooled,
                                                  priors=priors.get("ShiftedBetaGeoModel")),
                       cohorts, description=f"cohort retention by {seg or 'population'} "
                       f"({cfg['cohort_period']} periods)", **ctx.sampler_kwargs(3))
@@ -302,7 +310,8 @@ def run(ctx: AnalysisContext) -> None:
     if cfg["fit_hazard"]:
         with out.step("fit discrete-time churn hazard model"):
             table = build_hazard_table(cal, users, period=cfg["hazard_period"],
-                                       inactivity=cfg["inactivity"], observation_end=cutoff)
+                                       inactivity=cfg["inactivity"], observation_end=cutoff,
+                                       returns=cfg["hazard_returns"])
             covs = [c for c in ("log_plays_prev", "skip_rate_prev", "log_artists_prev",
                                 "days_since_last_play") if c in table.columns]
             groups = [g for g in cfg["hazard_groups"] if g in table.columns]

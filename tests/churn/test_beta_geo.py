@@ -373,3 +373,32 @@ def test_special_functions_reference():
     p0 = integrate_lp(lambda lam, p: math.exp(-lam * 39.0), **point)
     assert p0 == pytest.approx((point["alpha"] / (point["alpha"] + 39.0)) ** point["r"], rel=1e-8)
     assert special.betaln(2.0, 3.0) == pytest.approx(np.log(1 / 12))
+
+
+def test_unpooled_segments_are_independent_fits():
+    """hierarchical=False: the log-likelihood is the sum of each segment's own BG/NBD."""
+    data = pd.concat([USERS.assign(plan="free"), USERS.assign(plan="premium")])
+    model = BetaGeoModel(priors=FLAT, segment="plan", hierarchical=False).build_model(data)
+    assert "segment_sigma" not in model.named_vars and "r" not in model.named_vars
+    seg_params = {k: np.array([POINTS[0][k], POINTS[1][k]]) for k in PARAMS}
+    point = {f"{k}_segment_log__": np.log(v) for k, v in seg_params.items()}
+    expected = sum(brute_loglik(*row, **{k: seg_params[k][s] for k in PARAMS})
+                   for s in range(2) for row in USERS.itertuples(index=False))
+    assert potential_fn(model)(point) == pytest.approx(expected, rel=1e-8)
+    with pytest.raises(ValueError, match=r"'hierarchical' parameter of BetaGeoModel.*Got 'no'"):
+        BetaGeoModel(segment="plan", hierarchical="no")
+
+
+@pytest.mark.slow
+def test_unpooled_two_segment_nuts_fit_converges():
+    data = pd.concat([simulate(400, 0.6, 5.0, 1.0, 3.0, 30.0, seed=1).assign(plan="free"),
+                      simulate(400, 1.2, 5.0, 1.0, 9.0, 30.0, seed=2).assign(plan="premium")],
+                     ignore_index=True)
+    model = BetaGeoModel(segment="plan", hierarchical=False).fit(
+        data, draws=1000, tune=1000, chains=4, cores=2, random_seed=3, progressbar=False)
+    report = model.diagnostics()
+    assert report.n_divergent == 0 and report.verdict in ("pass", "warn"), report
+    assert model._parameter_names() == [f"{p}_segment" for p in PARAMS]
+    b_seg = model.posterior_draws("b_segment").median(("chain", "draw"))
+    assert float(b_seg.sel(segment="premium")) > float(b_seg.sel(segment="free"))
+    assert model.probability_alive().shape == (800, 4)
