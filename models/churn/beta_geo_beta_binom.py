@@ -118,6 +118,36 @@ def _loglik(alpha, beta, gamma, delta, x, tx, n, lib=np):
     return lse(stack(terms, axis=-1), axis=-1)
 
 
+def _loglik_tables(alpha, beta, gamma, delta, x, tx, n):
+    """:func:`_loglik` as a PyTensor expression, from tables of the Beta functions it needs.
+
+    The finite sum's terms are ``log B(alpha + x, beta + m)`` with ``m = tx - x + i`` and
+    ``log B(gamma + 1, delta + k)`` with ``k = tx + i``, integers in ``0 .. max(n)``: they
+    are computed once per distinct ``(x, m)`` and ``k`` (a ``(N + 1) x (N + 1)`` table and
+    a vector) and gathered, instead of once per row and ``i``. Same values as
+    :func:`_loglik`; about ``rows x width / N**2`` times fewer Gamma-function
+    evaluations (20x on a year of weekly opportunities).
+    """
+    x, tx, n = (np.asarray(v).astype(np.int64) for v in (x, tx, n))
+    norm_ab = _log_beta(alpha, beta, pt)
+    norm_gd = _log_beta(gamma, delta, pt)
+    alive = (_log_beta(alpha + x, beta + n - x, pt) - norm_ab
+             + _log_beta(gamma, delta + n, pt) - norm_gd)
+    width = int(np.max(n - tx, initial=0))
+    if not width:
+        return alive
+    top = np.arange(int(n.max()) + 1, dtype=float)
+    lb_ab = _log_beta(alpha + top[:, None], beta + top[None, :], pt)  # [x, m]
+    lb_gd = _log_beta(gamma + 1.0, delta + top, pt)  # [k]
+    i = np.arange(width)
+    valid = i[None, :] < (n - tx)[:, None]
+    m = np.where(valid, (tx - x)[:, None] + i, 0)
+    k = np.where(valid, tx[:, None] + i, 0)
+    dead = lb_ab[np.broadcast_to(x[:, None], m.shape), m] + lb_gd[k] - norm_ab - norm_gd
+    dead = pt.switch(valid, dead, -np.inf)
+    return pt.logsumexp(pt.stack([alive, pt.logsumexp(dead, axis=-1)], axis=-1), axis=-1)
+
+
 def _future_sum(gamma, delta, start, length):
     r"""Sum over k = 1..length of B(gamma, delta + start + k) / B(gamma, delta).
 
@@ -221,7 +251,7 @@ class BetaGeoBetaBinomModel(BayesianModel):
         x, tx, n = (rows[k].to_numpy(dtype=float) for k in _KEYS)
         with pm.Model(coords={"row": np.arange(len(rows))}) as model:
             params = [priors[name].create(name) for name in _PARAMS]
-            ll = _loglik(*params, x, tx, n, lib=pt)
+            ll = _loglik_tables(*params, x, tx, n)
             pm.Potential("loglik", pt.sum(rows[WEIGHT].to_numpy(dtype=float) * ll))
         return model
 
