@@ -318,6 +318,21 @@ def run(ctx: AnalysisContext) -> None:
             for g in groups:
                 if table[g].isna().any():
                     table[g] = table[g].astype("string").fillna("(missing)")
+            # A random intercept needs enough levels to estimate their spread; a column with
+            # fewer (plan: free/premium) enters as fixed effects, one 0/1 column per level
+            # after the first.
+            few = [g for g in groups if table[g].nunique() < cfg["pool_from_segments"]]
+            for g in few:
+                levels = sorted(table[g].unique())
+                for level in levels[1:]:
+                    name = f"{g}_{level}"
+                    table[name] = (table[g] == level).astype(float)
+                    covs.append(name)
+            if few:
+                out.note("Hazard model: " + ", ".join(few) + " enter as fixed effects (fewer "
+                         f"than {cfg['pool_from_segments']} levels); random intercepts for "
+                         + (", ".join(g for g in groups if g not in few) or "none") + ".")
+            groups = [g for g in groups if g not in few]
             if table.empty or table["event"].sum() == 0:
                 out.note("The hazard table has no churn events in the calibration window; "
                          "the hazard model is not fitted.")
