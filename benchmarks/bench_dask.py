@@ -150,11 +150,12 @@ def main() -> None:
         print(json.dumps(results[-1]), flush=True)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     print(f"\nlargest child ru_maxrss: {children:.2f} GiB")
-    print(f"{'engine':<22}{'wall s':>9}{'peak GiB':>10}{'Mrows/s':>9}")
+    print("\n| engine | events | users | wall s | peak RSS GiB | Mrows/s |")
+    print("|---|---:|---:|---:|---:|---:|")
     for r in results:
         print(
-            f"{r['engine']:<22}{r['wall_s']:>9.1f}{r['peak_rss_gib']:>10.2f}"
-            f"{r['rows_per_s'] / 1e6:>9.2f}"
+            f"| {r['engine']} | {r['n_events']:,} | {r['n_users']:,} | {r['wall_s']:.1f} | "
+            f"{r['peak_rss_gib']:.2f} | {r['rows_per_s'] / 1e6:.2f} |"
         )
 
 

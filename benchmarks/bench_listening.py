@@ -158,7 +158,7 @@ def bench_nuts(args):
           f"tune, 2 chains on 2 cores, sampler {args.sampler}; the default "
           f"noncentered='auto' picks {auto})\n")
     rows = []
-    for noncentered in (True, False):
+    for noncentered in [{"non-centred": True, "centred": False}[p] for p in args.nuts_param]:
         m = PlayCountModel(noncentered=noncentered)
         _, wall = run(lambda m=m: m.fit(data, draws=args.draws, tune=args.tune, chains=2,
                                         cores=2, sampler=args.sampler, random_seed=1))
@@ -236,7 +236,12 @@ def main():
     parser.add_argument("--bambi-users", type=int, default=300)
     parser.add_argument("--sampler", choices=["pymc", "nutpie"], default="pymc")
     parser.add_argument("--skip", default="", help="comma-separated: bambi,param,nuts,advi")
+    parser.add_argument("--nuts-param", default="non-centred,centred",
+                        help="parametrisations of the NUTS fit on --users (comma list)")
     args = parser.parse_args()
+    args.nuts_param = [p for p in args.nuts_param.split(",") if p]
+    if set(args.nuts_param) - {"non-centred", "centred"}:
+        parser.error("--nuts-param takes non-centred and/or centred")
     args.param_users = (1000, 300)
     if args.quick:
         args.users, args.advi_users, args.subset_users = 500, 2_000, 200

@@ -181,7 +181,7 @@ def bench_graph(sizes):
                   f"{edges:,} edges", flush=True)
     table = pd.DataFrame(rows)
     print("\nGraph construction (min_common=2):")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(table.to_markdown(index=False, floatfmt=".2f"))
     mine = table[table["method"] == "ours (edge list)"].set_index("plays")
     for name in ("ours (nx.Graph)", "networkx", "pandas merge"):
         done = table[(table["method"] == name) & (table["seconds"] <= LIMIT_S)]
@@ -239,7 +239,7 @@ def bench_models(sizes, draws, tune, chains, advi_steps):
     print(f"\nModel fit times (SBM: K=4, degree corrected, {chains} chains x ({tune} tune + "
           f"{draws} draws) sweeps; latent space: NUTS {chains} chains x ({tune} + {draws}) up "
           f"to {NUTS_MAX_NODES} nodes, else ADVI {advi_steps} steps):")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(table.to_markdown(index=False, floatfmt=".2f"))
     for name, part in table.groupby("model"):
         part = part.sort_values("nodes")
         if len(part) > 1:

@@ -97,7 +97,7 @@ def part_compare(data: pd.DataFrame, out: Path, draws: int, tune: int, seed: int
                                       if k != "summary"}), flush=True)
     fig.savefig(out / "ppc_counts_subset.png", dpi=110, bbox_inches="tight")
     table = compare_models(fits, var_name="plays")
-    print(table.to_string(), flush=True)
+    print(table.to_markdown(floatfmt=".3f"), flush=True)
     quantile_plot(fits, subset, out / "ppc_quantiles_subset.png")
     return {"n_pairs": len(subset), "n_users": int(subset["user_id"].nunique()),
             "n_artists": int(subset["artist_id"].nunique()), "fits": results,
