@@ -29,7 +29,8 @@ _VERDICT_TEXT = {
     "pass": "every convergence check passed",
     "warn": "usable, but some checks deserve attention (see cautions)",
     "fail": "NOT converged: do not use these numbers before fixing the problems listed",
-    "not-applicable": "no MCMC convergence checks apply (optimisation or variational fit)",
+    "not-applicable": "no MCMC fit failed or warned, but at least one fit is an optimisation "
+                      "or variational fit, to which no convergence check applies",
 }
 
 

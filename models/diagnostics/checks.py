@@ -224,8 +224,8 @@ def check_fit(
                 "this is not a pass.",
             ],
             advice=[
-                "To check convergence, fit with MCMC (pymc.sample / method='mcmc') using at "
-                "least 4 chains."
+                "To check convergence, fit with MCMC (fit(method='nuts'), or pymc.sample) "
+                "using at least 4 chains."
             ],
             sampler=sampler,
             method=method,
