@@ -122,6 +122,11 @@ class BayesianModel(ABC):
     """
 
     default_priors: ClassVar[Mapping[str, Prior]] = {}
+    #: NUTS adapts a dense mass matrix (PyMC ``init="jitter+adapt_full"``, nutpie
+    #: ``adaptation="low_rank"``) when the model has at most this many unconstrained
+    #: parameters, and a diagonal one otherwise. Subclasses with a few strongly
+    #: correlated parameters raise it; 0 (the default) always adapts a diagonal.
+    dense_mass_max_dim: ClassVar[int] = 0
     _registry: ClassVar[dict[str, type[BayesianModel]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -239,7 +244,12 @@ class BayesianModel(ABC):
         advi_steps : int, default 20000
             Optimisation steps for ``method="advi"``.
         **sample_kwargs
-            Passed on to :func:`pymc.sample`.
+            Passed on to :func:`pymc.sample`. Models with a few correlated
+            parameters (``dense_mass_max_dim``; the churn models) adapt a dense
+            mass matrix by default: ``init="jitter+adapt_full"`` with PyMC,
+            ``nuts={"adaptation": "low_rank"}`` with nutpie. Pass
+            ``init="jitter+adapt_diag"`` or ``nuts={"adaptation": "diag"}`` for a
+            diagonal one. ``idata_.attrs`` records which was used.
 
         Returns
         -------
@@ -270,6 +280,20 @@ class BayesianModel(ABC):
         seed = resolve_seed(random_seed)
         data_ = self._validate_data(data)
         model = self._build_model(data_)
+
+        mass_matrix = None
+        if method == "nuts":
+            dense = self._dense_mass(model)
+            if sampler == "pymc":
+                if dense:
+                    sample_kwargs.setdefault("init", "jitter+adapt_full")
+                full = "full" in str(sample_kwargs.get("init", ""))
+            else:
+                if dense:
+                    sample_kwargs["nuts"] = {"adaptation": "low_rank",
+                                             **sample_kwargs.get("nuts", {})}
+                full = sample_kwargs.get("nuts", {}).get("adaptation") == "low_rank"
+            mass_matrix = "dense" if full else "diagonal"
 
         with model:
             if method == "nuts":
@@ -309,6 +333,7 @@ class BayesianModel(ABC):
                 "version": __version__,
                 "method": method,
                 "sampler": sampler if method == "nuts" else None,
+                "mass_matrix": mass_matrix,
                 "draws": draws,
                 "tune": tune if method == "nuts" else 0,
                 "chains": chains if method == "nuts" else 1,
@@ -322,6 +347,13 @@ class BayesianModel(ABC):
         self.idata_ = idata
         self._check()
         return self
+
+    def _dense_mass(self, model: pm.Model) -> bool:
+        """Whether NUTS adapts a dense mass matrix (see ``dense_mass_max_dim``)."""
+        if self.dense_mass_max_dim <= 0:
+            return False
+        point = model.initial_point()
+        return sum(np.size(point[v.name]) for v in model.value_vars) <= self.dense_mass_max_dim
 
     def _check(self) -> None:
         self.fit_report_ = check_fit(self.idata_, var_names=self._parameter_names())

@@ -1,5 +1,6 @@
 """Tests of BetaGeoModel (BG/NBD): exact math, fast fits, reference and recovery checks."""
 
+import json
 import math
 from pathlib import Path
 
@@ -305,6 +306,17 @@ def test_fast_fit_save_load_round_trip(small_fit, tmp_path):
     pd.testing.assert_frame_equal(loaded.expected_activity(t=10.0),
                                   small_fit.expected_activity(t=10.0))
     assert "BetaGeoModel" in repr(loaded) and "fitted: nuts" in repr(loaded)
+
+
+def test_dense_mass_matrix_by_default_and_overridable(small_fit):
+    attrs = json.loads(small_fit.idata_.attrs["listening_models"])
+    assert attrs["mass_matrix"] == "dense"
+    # on these data a diagonal metric gives a min bulk ESS of 126 from the 400 draws
+    assert float(small_fit.summary()["ess_bulk"].astype(float).min()) > 200
+    data = simulate(300, 0.6, 5.0, 1.0, 3.0, 52.0, seed=8)
+    diag = BetaGeoModel().fit(data, draws=50, tune=50, chains=1, cores=1, random_seed=1,
+                              init="jitter+adapt_diag")
+    assert json.loads(diag.idata_.attrs["listening_models"])["mass_matrix"] == "diagonal"
 
 
 def test_fast_segment_fit():
