@@ -7,7 +7,9 @@
    intercepts instead of sum-to-zero effects), so only its timings are comparable.
 2. Centred vs non-centred user effects on sparse data (few periods and low rates per user)
    and dense data (many informative periods per user): divergences, R-hat, bulk ESS/s.
-3. NUTS on N users x 28 days (default 100,000; target under 2 minutes on 2 cores).
+3. NUTS on N users x 28 days (default 100,000; target under 2 minutes on 2 cores), with
+   lognormal user effects (one sampled parameter per user) and, 3b, with Gamma user rates
+   integrated out (``user_effect="gamma"``, Poisson days; data from that model).
 4. ADVI (full batch) on M users (default 1,000,000) x 14 days, and its accuracy against NUTS
    on a subset of users (posterior means and sds of the population parameters).
 
@@ -17,7 +19,8 @@ for the same progress; the full-batch gradient is already one compiled pass over
 users x day-of-week grid of sufficient statistics.
 
 Usage: python benchmarks/bench_listening.py [--quick] [--users 100000] [--advi-users 1000000]
-       [--draws 300] [--tune 300] [--sampler pymc|nutpie] [--skip bambi,param,nuts,advi]
+       [--draws 300] [--tune 300] [--sampler pymc|nutpie] [--gamma-draws 1000]
+       [--skip bambi,param,nuts,gamma,advi]
 """
 
 from __future__ import annotations
@@ -173,6 +176,53 @@ def bench_nuts(args):
           rows)
 
 
+def simulate_gamma(n_users, n_days, *, intercept=1.0, shape=1.5, seed=0):
+    """Plays of PlayCountModel(user_effect="gamma")'s process: Gamma user rates, Poisson days."""
+    rng = np.random.default_rng(seed)
+    country = rng.choice(np.array(["BR", "SE", "US"], dtype=object), n_users)
+    plan = rng.choice(np.array(["free", "premium"], dtype=object), n_users)
+    log_m = intercept + np.where(country == "SE", 0.2, 0.0) + np.where(plan == "premium", 0.3, 0)
+    lam = rng.gamma(shape, 1.0 / shape, n_users)
+    days = pd.date_range("2025-01-06", periods=n_days, freq="D")
+    y = rng.poisson(lam[:, None] * np.exp(log_m[:, None] + DOW[days.day_of_week.to_numpy()]))
+    return pd.DataFrame({"user_id": np.repeat(np.arange(n_users), n_days),
+                         "period_start": np.tile(days, n_users),
+                         "country": np.repeat(country, n_days), "plan": np.repeat(plan, n_days),
+                         "plays": y.ravel()})
+
+
+def bench_nuts_gamma(args):
+    """NUTS with the Gamma user rates integrated out, on data of its own process."""
+    n_users, draws = args.users, args.gamma_draws
+    data = simulate_gamma(n_users, 28, seed=3)
+    truth = {"intercept": 1.0 + 0.2 / 3 + 0.15, "user_shape": 1.5,
+             "saturday effect": DOW[5] - DOW.mean()}
+    print(f"### NUTS with Gamma user rates integrated out: {n_users:,} users x 28 days "
+          f"({len(data):,} rows; PlayCountModel(user_effect='gamma', likelihood='poisson'); "
+          f"{draws} draws + {draws} tune, 2 chains on 2 cores; simulated from that model)\n")
+    rows = []
+    for sampler in args.gamma_samplers:
+        m = PlayCountModel(user_effect="gamma", likelihood="poisson")
+        _, wall = run(lambda m=m, sampler=sampler: m.fit(
+            data, draws=draws, tune=draws, chains=2, cores=2, sampler=sampler, random_seed=1))
+        names = ["intercept", "user_shape", "day_of_week_effect"]
+        rhat = az.rhat(m.idata_, var_names=names)
+        ess = min_ess(m.idata_, names)
+        post = m.idata_["posterior"]
+        est = {"intercept": post["intercept"].values.ravel(),
+               "user_shape": post["user_shape"].values.ravel(),
+               "saturday effect": post["day_of_week_effect"].values[..., 5].ravel()}
+        cover = ", ".join(f"{k} {truth[k]:.3f} in [{np.quantile(v, 0.05):.3f}, "
+                          f"{np.quantile(v, 0.95):.3f}]" for k, v in est.items())
+        steps = float(m.idata_["sample_stats"]["n_steps"].mean())
+        rows.append([sampler, f"{wall:.1f}", "yes" if wall < 120 else "no",
+                     n_divergent(m.idata_), f"{max(float(rhat[n].max()) for n in names):.3f}",
+                     f"{ess:.0f}", f"{ess / wall:.0f}", f"{steps:.1f}", m.fit_report_.verdict,
+                     cover])
+    table(["sampler", "wall s (total fit)", "< 2 min", "divergences", "max R-hat", "min bulk ESS",
+           "min bulk ESS/s", "leapfrog steps per draw", "verdict", "truth in 90% interval"], rows)
+
+
 def population_moments(idata):
     post = idata["posterior"]
     out = {n: post[n].values.ravel() for n in POPULATION}
@@ -235,18 +285,22 @@ def main():
     parser.add_argument("--small-draws", type=int, default=500)
     parser.add_argument("--bambi-users", type=int, default=300)
     parser.add_argument("--sampler", choices=["pymc", "nutpie"], default="pymc")
-    parser.add_argument("--skip", default="", help="comma-separated: bambi,param,nuts,advi")
+    parser.add_argument("--gamma-draws", type=int, default=1000)
+    parser.add_argument("--gamma-samplers", default="pymc,nutpie")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated: bambi,param,nuts,gamma,advi")
     parser.add_argument("--nuts-param", default="non-centred,centred",
                         help="parametrisations of the NUTS fit on --users (comma list)")
     args = parser.parse_args()
     args.nuts_param = [p for p in args.nuts_param.split(",") if p]
+    args.gamma_samplers = [p for p in args.gamma_samplers.split(",") if p]
     if set(args.nuts_param) - {"non-centred", "centred"}:
         parser.error("--nuts-param takes non-centred and/or centred")
     args.param_users = (1000, 300)
     if args.quick:
         args.users, args.advi_users, args.subset_users = 500, 2_000, 200
         args.advi_steps, args.draws, args.tune, args.small_draws = 300, 100, 100, 100
-        args.bambi_users, args.param_users = 30, (100, 30)
+        args.bambi_users, args.param_users, args.gamma_draws = 30, (100, 30), 100
     skip = set(filter(None, args.skip.split(",")))
     print(f"## bench_listening.py ({'quick' if args.quick else 'full'} run)\n")
     if "bambi" not in skip:
@@ -255,6 +309,8 @@ def main():
         bench_parametrisation(args)
     if "nuts" not in skip:
         bench_nuts(args)
+    if "gamma" not in skip:
+        bench_nuts_gamma(args)
     if "advi" not in skip:
         bench_advi(args)
 

@@ -10,6 +10,7 @@ predictive sampling and saving/loading a fit.
 from __future__ import annotations
 
 import json
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from inspect import Parameter, signature
@@ -295,7 +296,9 @@ class BayesianModel(ABC):
                 full = sample_kwargs.get("nuts", {}).get("adaptation") == "low_rank"
             mass_matrix = "dense" if full else "diagonal"
 
-        with model:
+        with model, warnings.catch_warnings():
+            # the dense mass matrix is chosen deliberately (see dense_mass_max_dim)
+            warnings.filterwarnings("ignore", message="QuadPotentialFullAdapt is an experimental")
             if method == "nuts":
                 idata = pm.sample(
                     draws=draws,

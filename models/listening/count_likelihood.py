@@ -62,6 +62,13 @@ class NegBinGridLogp(Op):
         """Evaluate value and gradients with numpy."""
         n, total, theta, phi, alpha = inputs[:5]
         a = float(alpha)
+        if not self.with_offset:
+            value, g_theta, g_phi, d_alpha = negbin_grid(n, total, theta, phi, a)
+            outputs[0][0] = np.asarray(value)
+            outputs[1][0] = g_theta
+            outputs[2][0] = g_phi
+            outputs[3][0] = np.asarray(d_alpha)
+            return
         eta = theta[:, None] + phi[None, :]
         if self.with_offset:
             eta = eta + inputs[5]
@@ -134,6 +141,98 @@ def _negbin_grid_kernel(
     return value, g_theta, g_phi, d_alpha
 
 
+#: Salt of PyTensor's on-disk cache of the compiled Op: bump it whenever a kernel
+#: changes, or a stale compiled version keeps being loaded (the cache key is the Op's
+#: class and props, not its code).
+_KERNEL_VERSION = 4
+#: Users per block of the no-offset kernel: a block's alpha + mu and its log stay in cache.
+_BLOCK_USERS = 4096
+
+
+@numba.njit(cache=True, fastmath=True)
+def _shifted_means(e_theta: np.ndarray, e_phi: np.ndarray, a: float,
+                   out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Fill ``out`` with alpha + mu (mu = exp(theta_u) exp(phi_k): no exp per cell)."""
+    for u in range(e_theta.shape[0]):
+        et = e_theta[u]
+        for k in range(e_phi.shape[0]):
+            out[u, k] = et * e_phi[k] + a
+
+
+@numba.njit(cache=True, fastmath=True)
+def _negbin_grid_sums(
+    n: np.ndarray, total: np.ndarray, theta: np.ndarray, phi: np.ndarray, a: float,
+    apm: np.ndarray, log_apm: np.ndarray, g_theta: np.ndarray, g_phi: np.ndarray,
+    acc: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Add a block's value, d/d alpha and rows to ``acc`` and fill its gradients.
+
+    ``apm`` holds 1 / (alpha + mu) on entry (divisions are left to numpy's SIMD loop).
+    """
+    value = 0.0
+    d_alpha = 0.0
+    n_sum = 0.0
+    for u in range(n.shape[0]):
+        g_u = 0.0
+        for k in range(n.shape[1]):
+            nk = n[u, k]
+            s = total[u, k]
+            w = nk * a + s
+            inv = apm[u, k]
+            ratio = w * inv
+            lg = log_apm[u, k]
+            value += s * (theta[u] + phi[k]) - w * lg
+            g = a * (ratio - nk)  # = s - ratio * mu, as mu = 1 / inv - a
+            g_u += g
+            g_phi[k] += g
+            d_alpha -= nk * lg + ratio
+            n_sum += nk
+        g_theta[u] = g_u
+    acc[0] += value
+    acc[1] += d_alpha
+    acc[2] += n_sum
+
+
+def _finish(acc: np.ndarray, a: float) -> tuple[float, float]:
+    log_a = np.log(a)
+    return acc[0] + acc[2] * a * log_a, acc[1] + acc[2] * (log_a + 1.0)
+
+
+def negbin_grid(
+    n: np.ndarray, total: np.ndarray, theta: np.ndarray, phi: np.ndarray, a: float,
+) -> tuple[float, np.ndarray, np.ndarray, float]:
+    r"""Value and gradients of the negative binomial grid log-likelihood (no offset).
+
+    The users are taken in blocks: a compiled pass fills :math:`\alpha + \mu` of a
+    block, numpy's vectorised ``log`` takes its log, and a second compiled pass adds
+    the block's value and gradients, so the one transcendental function per cell
+    runs as SIMD and a block's intermediates stay in cache. On 100,000 users x 7
+    columns this is several times faster than one loop calling ``exp`` and ``log``
+    per cell (see ``benchmarks/README.md``). Empty cells add nothing.
+
+    Returns
+    -------
+    tuple
+        The value, the gradients with respect to ``theta`` and ``phi``, and the
+        derivative with respect to ``a``.
+    """
+    n_users, n_cols = n.shape
+    g_theta, g_phi, acc = np.empty(n_users), np.zeros(n_cols), np.zeros(3)
+    e_theta, e_phi = np.exp(theta), np.exp(phi)
+    apm = np.empty((min(_BLOCK_USERS, n_users), n_cols))
+    log_apm = np.empty_like(apm)
+    for lo in range(0, n_users, _BLOCK_USERS):
+        hi = min(lo + _BLOCK_USERS, n_users)
+        ap, lg = apm[: hi - lo], log_apm[: hi - lo]
+        _shifted_means(e_theta[lo:hi], e_phi, a, ap)
+        np.log(ap, out=lg)
+        np.divide(1.0, ap, out=ap)
+        _negbin_grid_sums(n[lo:hi], total[lo:hi], theta[lo:hi], phi, a, ap, lg,
+                          g_theta[lo:hi], g_phi, acc)
+    value, d_alpha = _finish(acc, a)
+    return value, g_theta, g_phi, d_alpha
+
+
 @register_funcify_default_op_cache_key(NegBinGridLogp)
 def _numba_negbin_grid(op: NegBinGridLogp, node: Any = None, **kwargs: Any) -> Any:
     """Compiled implementation of :class:`NegBinGridLogp` for the numba backend."""
@@ -145,16 +244,35 @@ def _numba_negbin_grid(op: NegBinGridLogp, node: Any = None, **kwargs: Any) -> A
                 n, total, theta, phi, alpha.item(), offset, g_offset)
             return np.asarray(value), g_theta, g_phi, np.asarray(d_alpha), g_offset
 
-        return negbin_grid_offset, 1
+        return negbin_grid_offset, _KERNEL_VERSION
 
     @numba.njit
-    def negbin_grid(n, total, theta, phi, alpha):  # pragma: no cover
-        empty = np.zeros((0, 0))
-        value, g_theta, g_phi, d_alpha = _negbin_grid_kernel(
-            n, total, theta, phi, alpha.item(), empty, empty)
+    def negbin_grid_compiled(n, total, theta, phi, alpha):  # pragma: no cover
+        a = alpha.item()
+        n_users, n_cols = n.shape
+        g_theta, g_phi, acc = np.empty(n_users), np.zeros(n_cols), np.zeros(3)
+        e_phi = np.exp(phi)
+        e_theta = np.empty(n_users)
+        with numba.objmode():  # numpy's SIMD exp (numba's loops here are scalar)
+            np.exp(theta, out=e_theta)
+        block = min(_BLOCK_USERS, n_users)
+        apm = np.empty((block, n_cols))
+        log_apm = np.empty((block, n_cols))
+        for lo in range(0, n_users, block):
+            hi = min(lo + block, n_users)
+            ap, lg = apm[: hi - lo], log_apm[: hi - lo]
+            _shifted_means(e_theta[lo:hi], e_phi, a, ap)
+            with numba.objmode():  # numpy's SIMD log and division, in place
+                np.log(ap, out=lg)
+                np.divide(1.0, ap, out=ap)
+            _negbin_grid_sums(n[lo:hi], total[lo:hi], theta[lo:hi], phi, a, ap, lg,
+                              g_theta[lo:hi], g_phi, acc)
+        log_a = np.log(a)
+        value = acc[0] + acc[2] * a * log_a
+        d_alpha = acc[1] + acc[2] * (log_a + 1.0)
         return np.asarray(value), g_theta, g_phi, np.asarray(d_alpha)
 
-    return negbin_grid, 1
+    return negbin_grid_compiled, _KERNEL_VERSION
 
 
 def cell_loglik(

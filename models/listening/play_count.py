@@ -25,6 +25,7 @@ from models.base import BayesianModel, resolve_seed
 from models.data.schema import USER_ID
 from models.exceptions import DataValidationError, Problem
 from models.listening.count_likelihood import NegBinGridLogp, cell_loglik
+from models.listening.gamma_users import compress_users, draw_user_log_rates, gamma_user_loglik
 from models.predict import posterior_arrays, predict_in_batches, summarize_draws
 from models.priors import Prior
 
@@ -33,6 +34,7 @@ __all__ = ["PlayCountModel"]
 PERIOD_START = "period_start"
 PLAYS = "plays"
 LIKELIHOODS = ("negbin", "zinb", "hurdle", "poisson")
+USER_EFFECTS = ("lognormal", "gamma")
 #: Period effects: name -> (levels, function of the period_start column giving the level).
 PERIOD_EFFECTS: dict[str, tuple[tuple[int, ...], Callable[[pd.Series], np.ndarray]]] = {
     "day_of_week": (tuple(range(7)), lambda s: s.dt.day_of_week.to_numpy(dtype="int64")),
@@ -121,7 +123,7 @@ class PlayCountModel(BayesianModel):
     priors : mapping of str to Prior, optional
         Replace default priors by name: ``intercept``, ``group_effect``,
         ``sigma_user``, ``period_effect``, ``trend``, ``beta``, ``alpha``,
-        ``zero_logit``.
+        ``zero_logit``, ``user_shape`` (``user_effect="gamma"``).
     groups : sequence of str, default ("country", "plan")
         User attributes (columns, constant within a user) whose levels get
         sum-to-zero effects; users are partially pooled around their segment.
@@ -151,6 +153,20 @@ class PlayCountModel(BayesianModel):
         R-hat 1.002 against 1.027; on 1,000 users x 7 days with 0.3 plays a
         day the non-centred one had 3 times the bulk ESS/s of ``sigma_user``;
         neither had divergences.
+    user_effect : {"lognormal", "gamma"}, default "lognormal"
+        Distribution of the user effects. ``"lognormal"``: normal user
+        log-rates (above), one sampled parameter per user. ``"gamma"`` (needs
+        ``likelihood="poisson"``): the user rate multiplier is Gamma with mean
+        1 and shape ``user_shape``, which is conjugate to the Poisson, so the
+        user rates are integrated out exactly and NUTS samples only the
+        population parameters; each user's rate is then drawn from its exact
+        conditional Gamma for predictions. The marginal count of a user over
+        any span is negative binomial (the classic NBD model of purchase and
+        listening frequency); day-to-day variation within a user is Poisson.
+        Use it for very many users (100,000 users x 28 days: seconds instead
+        of many minutes, see ``benchmarks/README.md``), and check with a
+        posterior predictive check that Poisson days fit. ``noncentered``
+        does not apply.
 
     Notes
     -----
@@ -221,6 +237,7 @@ class PlayCountModel(BayesianModel):
         "beta": Prior("Normal", mu=0.0, sigma=1.0),
         "alpha": Prior("Gamma", alpha=2.0, beta=0.5),
         "zero_logit": Prior("Normal", mu=0.0, sigma=1.5),
+        "user_shape": Prior("Gamma", alpha=2.0, beta=0.5),
     }
 
     def __init__(
@@ -233,6 +250,7 @@ class PlayCountModel(BayesianModel):
         covariates: Sequence[str] = (),
         likelihood: Literal["negbin", "zinb", "hurdle", "poisson"] = "negbin",
         noncentered: bool | Literal["auto"] = "auto",
+        user_effect: Literal["lognormal", "gamma"] = "lognormal",
     ) -> None:
         self.groups = groups
         self.period_effects = period_effects
@@ -240,6 +258,7 @@ class PlayCountModel(BayesianModel):
         self.covariates = covariates
         self.likelihood = likelihood
         self.noncentered = noncentered
+        self.user_effect = user_effect
         owner = "PlayCountModel"
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"The 'likelihood' parameter of {owner} must be one of "
@@ -253,6 +272,14 @@ class PlayCountModel(BayesianModel):
         if bad:
             raise ValueError(f"The 'period_effects' parameter of {owner} must hold names from "
                              f"{list(PERIOD_EFFECTS)}. Got {bad[0]!r} instead.")
+        if user_effect not in USER_EFFECTS:
+            raise ValueError(f"The 'user_effect' parameter of {owner} must be one of "
+                             f"{list(USER_EFFECTS)}. Got {user_effect!r} instead.")
+        if user_effect == "gamma" and likelihood != "poisson":
+            raise ValueError(
+                f"The 'user_effect' parameter of {owner} is 'gamma', which needs "
+                f"likelihood='poisson' (the Gamma user rates integrate out in closed form "
+                f"only under a Poisson count). Got likelihood={likelihood!r}.")
         if not (isinstance(noncentered, bool) or noncentered == "auto"):
             raise ValueError(f"The 'noncentered' parameter of {owner} must be True, False or "
                              f"'auto'. Got {noncentered!r} instead.")
@@ -459,11 +486,14 @@ class PlayCountModel(BayesianModel):
                                        categories=levels[g]).codes
                 effect = priors["group_effect"].create(f"{g}_effect", dims=g)
                 mean_user = mean_user + effect[codes]
-            sigma_user = priors["sigma_user"].create("sigma_user")
-            if self._is_noncentered(data):
+            if self.user_effect == "gamma":
+                log_rate = None
+            elif self._is_noncentered(data):
+                sigma_user = priors["sigma_user"].create("sigma_user")
                 z_user = pm.Normal("user_z", 0.0, 1.0, dims="user")
                 log_rate = mean_user + sigma_user * z_user
             else:
+                sigma_user = priors["sigma_user"].create("sigma_user")
                 log_rate = pm.Normal("user_log_rate", mean_user, sigma_user, dims="user")
             # the period part of the log-mean, one value per grid column
             period = pt.zeros(len(columns))
@@ -481,7 +511,12 @@ class PlayCountModel(BayesianModel):
                           if self.likelihood in ("zinb", "hurdle") else None)
             hist = grid["hist"]
             hv, hn = hist[PLAYS].to_numpy(dtype=float), hist["n"].to_numpy(dtype=float)
-            if self.likelihood == "negbin":  # one fused pass over the grid
+            if self.user_effect == "gamma":
+                shape = priors["user_shape"].create("user_shape")
+                loglik = self._gamma_loglik(data, grid, shared, shape, mean_user, period,
+                                            offset, first)
+                loglik = loglik - pt.sum(hn * pt.gammaln(hv + 1.0))
+            elif self.likelihood == "negbin":  # one fused pass over the grid
                 inputs = [shared["n"], shared["plays"], log_rate, period, alpha]
                 inputs += [offset] if offset is not None else []
                 loglik = (NegBinGridLogp(offset is not None)(*inputs)[0]
@@ -496,6 +531,42 @@ class PlayCountModel(BayesianModel):
             pm.Potential("plays_loglik", loglik)
         return model
 
+    def _user_group_codes(self, data: pd.DataFrame, first: np.ndarray) -> np.ndarray:
+        """Level codes (users x groups) of each user's segment."""
+        levels = self._levels(data)
+        cols = [pd.Categorical(data[g].astype(str).to_numpy()[first], categories=levels[g]).codes
+                for g in self.groups]
+        return (np.column_stack(cols) if cols else np.zeros((len(first), 0))).astype(np.int64)
+
+    def _gamma_loglik(self, data: pd.DataFrame, grid: Mapping[str, Any],
+                      shared: Mapping[str, Any], shape: Any, mean_user: Any, period: Any,
+                      offset: Any, first: np.ndarray) -> Any:
+        """Collapsed log-likelihood with the Gamma user rates integrated out (no log y!)."""
+        plays = grid["plays"]
+        if offset is None:  # users with the same segment, total and periods are one row
+            rows = compress_users(self._user_group_codes(data, first), grid["n"], plays)
+            log_mean = self._segment_log_mean(rows.codes)
+            log_exposure = pt.log(pt.dot(rows.n, pt.exp(period)))
+            by_period = pt.dot(plays.sum(axis=0), period)
+            return gamma_user_loglik(shape, log_mean, log_exposure, rows.total,
+                                     rows.weight) + by_period
+        eta = period[None, :] + offset
+        log_exposure = pt.log(pt.sum(shared["n"] * pt.exp(eta), axis=1))
+        return (gamma_user_loglik(shape, mean_user, log_exposure, plays.sum(axis=1),
+                                  np.ones(len(plays))) + pt.sum(shared["plays"] * eta))
+
+    def _segment_log_mean(self, codes: np.ndarray) -> Any:
+        """Log segment mean (intercept + group effects) of rows with level ``codes``."""
+        model = pm.modelcontext(None)
+        out = model["intercept"] + pt.zeros(len(codes))
+        for j, g in enumerate(self.groups):
+            out = out + model[f"{g}_effect"][codes[:, j]]
+        return out
+
+    def _dense_mass(self, model: pm.Model) -> bool:
+        """Adapt a dense mass matrix for the collapsed Gamma model (few parameters)."""
+        return self.user_effect == "gamma"
+
     def _is_noncentered(self, data: pd.DataFrame | None = None) -> bool:
         """Whether the user effects are sampled non-centred (resolves ``"auto"``)."""
         if self.noncentered != "auto":
@@ -508,7 +579,7 @@ class PlayCountModel(BayesianModel):
         names = ["intercept"]
         for g in self.groups:
             names.append(f"{g}_effect")
-        names.append("sigma_user")
+        names.append("user_shape" if self.user_effect == "gamma" else "sigma_user")
         names += [f"{p}_effect" for p in self.period_effects]
         if self.trend:
             names.append("trend")
@@ -523,10 +594,44 @@ class PlayCountModel(BayesianModel):
     # ---------------------------------------------------------- predictions
     def _draws(self, max_draws: int | None, random_seed: Any, users: bool) -> dict[str, Any]:
         names = self._parameter_names()
-        if users:
+        if users and self.user_effect != "gamma":
             names.append("user_z" if self._is_noncentered() else "user_log_rate")
         return posterior_arrays(self.idata_, names, max_draws=max_draws,
                                 random_seed=resolve_seed(random_seed))
+
+    def _gamma_stats(self) -> dict[str, Any]:
+        """Training grid per user for the Gamma user conditionals (cached per ``data_``)."""
+        cache = getattr(self, "_gamma_cache", None)
+        if cache is not None and cache[0] is self.data_:
+            return cache[1]
+        grid = self._grid(self.data_)
+        first = np.unique(pd.factorize(self.data_[USER_ID], sort=True)[0], return_index=True)[1]
+        stats = {"n": grid["n"], "total": grid["plays"].sum(axis=1), "x": grid.get("x"),
+                 "codes": self._user_group_codes(self.data_, first),
+                 "columns": grid["columns"]}
+        self._gamma_cache = (self.data_, stats)
+        return stats
+
+    def _gamma_user_log_rate(self, p: Mapping[str, np.ndarray], users: np.ndarray,
+                             rng: np.random.Generator) -> np.ndarray:
+        """Draws (draws x users) of the given users' log-rates from their exact conditionals."""
+        st = self._gamma_stats()
+        log_mean = np.repeat(p["intercept"][:, None], len(users), axis=1)
+        for j, g in enumerate(self.groups):
+            log_mean = log_mean + p[f"{g}_effect"][:, st["codes"][users, j]]
+        columns = st["columns"]
+        col = np.zeros((len(p["intercept"]), len(columns)))
+        for name in self.period_effects:
+            col += p[f"{name}_effect"][:, columns[name].to_numpy()]
+        if self.trend:
+            col += p["trend"][:, None] * columns["trend"].to_numpy()[None, :]
+        n = st["n"][users]
+        if self.covariates:
+            eta = col[:, None, :] + np.einsum("ukc,dc->duk", st["x"][users], p["beta"])
+            exposure = np.einsum("uk,duk->du", n, np.exp(eta))
+        else:
+            exposure = np.exp(col) @ n.T
+        return draw_user_log_rates(p["user_shape"], log_mean, exposure, st["total"][users], rng)
 
     def _user_log_rate(self, p: Mapping[str, np.ndarray]) -> np.ndarray:
         """Per-draw log-rate of every training user, (draws x users)."""
@@ -606,11 +711,22 @@ class PlayCountModel(BayesianModel):
         p = self._draws(max_draws, random_seed, users=True)
         users = np.unique(self.data_[USER_ID].to_numpy(dtype=object))
         codes = np.searchsorted(users, rows[USER_ID].to_numpy(dtype=object))
-        log_rate = self._user_log_rate(p)
         frame = rows.assign(_user=codes)
+        if self.user_effect == "gamma":  # conditional user draws, block by block
+            rng = np.random.default_rng(resolve_seed(random_seed))
+
+            def user_log_rate(params: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+                uniq, inverse = np.unique(idx, return_inverse=True)
+                return self._gamma_user_log_rate(params, uniq, rng)[:, inverse]
+        else:
+            log_rate = self._user_log_rate(p)
+
+            def user_log_rate(params: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+                return log_rate[:, idx]
 
         def func(params: Mapping[str, np.ndarray], block: pd.DataFrame) -> np.ndarray:
-            eta = log_rate[:, block["_user"].to_numpy()] + self._row_eta(params, block)
+            eta = (user_log_rate(params, block["_user"].to_numpy())
+                   + self._row_eta(params, block))
             return self._mean(params, eta)
 
         out = predict_in_batches(func, p, frame, ci_prob=ci_prob, return_draws=return_draws)
@@ -663,7 +779,12 @@ class PlayCountModel(BayesianModel):
         base = p["intercept"].copy()
         for g, c in codes.items():
             base = base + p[f"{g}_effect"][:, c]
-        theta = np.random.default_rng(seed).normal(size=base.shape) * p["sigma_user"]
+        rng = np.random.default_rng(seed)
+        if self.user_effect == "gamma":  # log of a mean-1 Gamma multiplier
+            k = p["user_shape"]
+            theta = np.log(rng.gamma(k, 1.0 / k))
+        else:
+            theta = rng.normal(size=base.shape) * p["sigma_user"]
         if self.covariates:
             periods = periods.assign(**{c: self.data_[c].mean() for c in self.covariates})
         return p, (base + theta)[:, None] + self._row_eta(p, periods)
