@@ -284,15 +284,13 @@ class BayesianModel(ABC):
 
         mass_matrix = None
         if method == "nuts":
-            dense = self._dense_mass(model)
+            defaults = self._sample_defaults(model, sampler)
+            if "nuts" in defaults and "nuts" in sample_kwargs:
+                sample_kwargs["nuts"] = {**defaults["nuts"], **sample_kwargs["nuts"]}
+            sample_kwargs = {**defaults, **sample_kwargs}
             if sampler == "pymc":
-                if dense:
-                    sample_kwargs.setdefault("init", "jitter+adapt_full")
                 full = "full" in str(sample_kwargs.get("init", ""))
             else:
-                if dense:
-                    sample_kwargs["nuts"] = {"adaptation": "low_rank",
-                                             **sample_kwargs.get("nuts", {})}
                 full = sample_kwargs.get("nuts", {}).get("adaptation") == "low_rank"
             mass_matrix = "dense" if full else "diagonal"
 
@@ -351,12 +349,20 @@ class BayesianModel(ABC):
         self._check()
         return self
 
-    def _dense_mass(self, model: pm.Model) -> bool:
-        """Whether NUTS adapts a dense mass matrix (see ``dense_mass_max_dim``)."""
+    def _sample_defaults(self, model: pm.Model, sampler: str) -> dict[str, Any]:
+        """Default :func:`pymc.sample` options of this model; the caller's keywords win.
+
+        A dense mass matrix when the model has at most ``dense_mass_max_dim``
+        unconstrained parameters, PyMC's and nutpie's defaults otherwise.
+        """
         if self.dense_mass_max_dim <= 0:
-            return False
+            return {}
         point = model.initial_point()
-        return sum(np.size(point[v.name]) for v in model.value_vars) <= self.dense_mass_max_dim
+        if sum(np.size(point[v.name]) for v in model.value_vars) > self.dense_mass_max_dim:
+            return {}
+        if sampler == "pymc":
+            return {"init": "jitter+adapt_full"}
+        return {"nuts": {"adaptation": "low_rank"}}
 
     def _check(self) -> None:
         self.fit_report_ = check_fit(self.idata_, var_names=self._parameter_names())

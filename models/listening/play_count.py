@@ -563,9 +563,19 @@ class PlayCountModel(BayesianModel):
             out = out + model[f"{g}_effect"][codes[:, j]]
         return out
 
-    def _dense_mass(self, model: pm.Model) -> bool:
-        """Adapt a dense mass matrix for the collapsed Gamma model (few parameters)."""
-        return self.user_effect == "gamma"
+    def _sample_defaults(self, model: pm.Model, sampler: str) -> dict[str, Any]:
+        """Start PyMC's mass matrix from the gradient for the collapsed Gamma model.
+
+        Its posterior is narrow (many users, few parameters): from a unit mass
+        matrix PyMC's warm-up takes long trees. On 100,000 users x 28 days,
+        2 x (1000 + 1000) draws took 9.5 s with ``jitter+adapt_diag_grad`` and
+        26.7 s with a dense mass matrix (108 leapfrog steps per warm-up draw),
+        for the same 6.8 steps per draw after it. nutpie's default already
+        starts from the gradient.
+        """
+        if self.user_effect == "gamma" and sampler == "pymc":
+            return {"init": "jitter+adapt_diag_grad"}
+        return {}
 
     def _is_noncentered(self, data: pd.DataFrame | None = None) -> bool:
         """Whether the user effects are sampled non-centred (resolves ``"auto"``)."""
