@@ -144,7 +144,7 @@ def _negbin_grid_kernel(
 #: Salt of PyTensor's on-disk cache of the compiled Op: bump it whenever a kernel
 #: changes, or a stale compiled version keeps being loaded (the cache key is the Op's
 #: class and props, not its code).
-_KERNEL_VERSION = 4
+_KERNEL_VERSION = 5
 #: Users per block of the no-offset kernel: a block's alpha + mu and its log stay in cache.
 _BLOCK_USERS = 4096
 
@@ -193,7 +193,9 @@ def _negbin_grid_sums(
     acc[2] += n_sum
 
 
-def _finish(acc: np.ndarray, a: float) -> tuple[float, float]:
+@numba.njit(cache=True)
+def _finish(acc: np.ndarray, a: float) -> tuple[float, float]:  # pragma: no cover - compiled
+    """Value and d/d alpha from the accumulated sums (adds the alpha log alpha terms)."""
     log_a = np.log(a)
     return acc[0] + acc[2] * a * log_a, acc[1] + acc[2] * (log_a + 1.0)
 
@@ -267,9 +269,7 @@ def _numba_negbin_grid(op: NegBinGridLogp, node: Any = None, **kwargs: Any) -> A
                 np.divide(1.0, ap, out=ap)
             _negbin_grid_sums(n[lo:hi], total[lo:hi], theta[lo:hi], phi, a, ap, lg,
                               g_theta[lo:hi], g_phi, acc)
-        log_a = np.log(a)
-        value = acc[0] + acc[2] * a * log_a
-        d_alpha = acc[1] + acc[2] * (log_a + 1.0)
+        value, d_alpha = _finish(acc, a)
         return np.asarray(value), g_theta, g_phi, np.asarray(d_alpha)
 
     return negbin_grid_compiled, _KERNEL_VERSION
