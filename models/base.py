@@ -250,7 +250,9 @@ class BayesianModel(ABC):
             mass matrix by default: ``init="jitter+adapt_full"`` with PyMC,
             ``nuts={"adaptation": "low_rank"}`` with nutpie. Pass
             ``init="jitter+adapt_diag"`` or ``nuts={"adaptation": "diag"}`` for a
-            diagonal one. ``idata_.attrs`` records which was used.
+            diagonal one. A model may set other defaults (the collapsed
+            ``PlayCountModel(user_effect="gamma")`` starts PyMC's diagonal mass
+            matrix from the gradient); ``idata_.attrs`` records which matrix was used.
 
         Returns
         -------
