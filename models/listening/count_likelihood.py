@@ -18,6 +18,8 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
+from models._compiled import source_salt
+
 __all__ = ["NegBinGridLogp", "cell_loglik"]
 
 
@@ -141,10 +143,9 @@ def _negbin_grid_kernel(
     return value, g_theta, g_phi, d_alpha
 
 
-#: Salt of PyTensor's on-disk cache of the compiled Op: bump it whenever a kernel
-#: changes, or a stale compiled version keeps being loaded (the cache key is the Op's
-#: class and props, not its code).
-_KERNEL_VERSION = 5
+#: Salt of PyTensor's on-disk cache of the compiled Op: a hash of this file, so an
+#: edited kernel is never loaded stale (the cache key is the Op's class and props).
+_KERNEL_VERSION = source_salt(__file__)
 #: Users per block of the no-offset kernel: a block's alpha + mu and its log stay in cache.
 _BLOCK_USERS = 4096
 
