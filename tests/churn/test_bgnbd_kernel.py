@@ -9,7 +9,7 @@ from pytensor.graph.traversal import ancestors
 from scipy import special
 
 from models.churn.beta_geo import BetaGeoModel, _compress, _log_likelihood
-from models.churn.bgnbd_kernel import BGNBDLogp, digamma
+from models.churn.bgnbd_kernel import SIMD_MIN_ROWS, BGNBDLogp, digamma
 from models.priors import Prior
 
 PARAMS = ("r", "alpha", "a", "b")
@@ -31,7 +31,7 @@ def random_users(n, seed, n_seg=1):
     rng = np.random.default_rng(seed)
     T = rng.choice([10.0, 20.0, 38.5, 52.0], n)
     x = rng.poisson(rng.gamma(0.6, 3.0, n))
-    t_x = np.where(x > 0, np.round(T * rng.uniform(0.01, 1.0, n), 1), 0.0)
+    t_x = np.where(x > 0, np.round(T * rng.uniform(0.01, 1.0, n), 1 if n < 10_000 else 3), 0.0)
     seg = rng.integers(0, n_seg, n)
     return x, t_x, T, seg
 
@@ -48,11 +48,13 @@ def test_digamma_matches_scipy(x):
     assert digamma(x) == pytest.approx(special.digamma(x), rel=1e-14, abs=1e-14)
 
 
-@pytest.mark.parametrize("n_seg", [1, 3])
-def test_value_matches_per_user_formula(n_seg):
-    x, t_x, T, seg = random_users(500, seed=n_seg, n_seg=n_seg)
+@pytest.mark.parametrize(("n_seg", "n_users"), [(1, 500), (3, 500), (2, 40_000)])
+def test_value_matches_per_user_formula(n_seg, n_users):
+    x, t_x, T, seg = random_users(n_users, seed=n_seg, n_seg=n_seg)
     comp = _compress(x.astype(float), t_x, T, seg if n_seg > 1 else None)
     assert comp.n_unique < len(x)  # compression is exercised
+    # both paths of the compiled kernel: scalar exp/log1p, and numpy's above the threshold
+    assert (len(comp.row_w) >= SIMD_MIN_ROWS) == (n_users > 500)
     rng = np.random.default_rng(7)
     theta = {k: rng.uniform(0.2, 3.0, n_seg) for k in PARAMS}
     value, *_ = loglik_fn(n_seg, comp)(*theta.values())
