@@ -309,15 +309,18 @@ def run(ctx: AnalysisContext) -> None:
     hazard = None
     if cfg["fit_hazard"]:
         with out.step("fit discrete-time churn hazard model"):
-            table = build_hazard_table(cal, users, period=cfg["hazard_period"],
-                                       inactivity=cfg["inactivity"], observation_end=cutoff,
-                                       returns=cfg["hazard_returns"])
+            hazard_kw = dict(period=cfg["hazard_period"], inactivity=cfg["inactivity"],
+                             observation_end=cutoff, returns=cfg["hazard_returns"])
+            table = build_hazard_table(cal, users, **hazard_kw)
+            # the rows to forecast from: users still at risk at the cutoff, next period
+            ahead = build_hazard_table(cal, users, forecast=True, **hazard_kw)
             covs = [c for c in ("log_plays_prev", "skip_rate_prev", "log_artists_prev",
                                 "days_since_last_play") if c in table.columns]
             groups = [g for g in cfg["hazard_groups"] if g in table.columns]
             for g in groups:
-                if table[g].isna().any():
-                    table[g] = table[g].astype("string").fillna("(missing)")
+                for frame in (table, ahead):
+                    if frame[g].isna().any():
+                        frame[g] = frame[g].astype("string").fillna("(missing)")
             # A random intercept needs enough levels to estimate their spread; a column with
             # fewer (plan: free/premium) enters as fixed effects, one 0/1 column per level
             # after the first.
@@ -326,7 +329,8 @@ def run(ctx: AnalysisContext) -> None:
                 levels = sorted(table[g].unique())
                 for level in levels[1:]:
                     name = f"{g}_{level}"
-                    table[name] = (table[g] == level).astype(float)
+                    for frame in (table, ahead):
+                        frame[name] = (frame[g] == level).astype(float)
                     covs.append(name)
             if few:
                 out.note("Hazard model: " + ", ".join(few) + " enter as fixed effects (fewer "
@@ -372,9 +376,11 @@ def run(ctx: AnalysisContext) -> None:
             steps = math.ceil(pd.Timedelta(days=cfg["holdout_days"])
                               / pd.Timedelta(cfg["hazard_period"] if cfg["hazard_period"] != "W"
                                              else "7D"))
-            churn = hazard.probability_churn(horizon=steps)
+            # forecast from each at-risk user's first period of unknown outcome; users
+            # who churned in the calibration table have no forecast (NaN, not scored)
+            churn = hazard.probability_churn(ahead, horizon=steps)
             preds = preds.join(_flatten(churn, "hazard_probability_churn"))
-            scores["hazard 1 - P(churn) [approximate event]"] = 1 - preds[
+            scores["hazard 1 - P(churn) [approximate event; users at risk]"] = 1 - preds[
                 "hazard_probability_churn_mean"]
         preds["active_in_holdout"] = activity["active_in_holdout"]
         preds["active_periods_in_holdout"] = activity["active_days_in_holdout"]

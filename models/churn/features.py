@@ -56,6 +56,7 @@ def build_hazard_table(
     inactivity: str | pd.Timedelta = "30D",
     observation_end: Any = None,
     returns: Literal["ignore", "first_gap"] = "ignore",
+    forecast: bool = False,
 ) -> pd.DataFrame:
     r"""Build the person-period table of a discrete-time churn hazard model.
 
@@ -77,12 +78,20 @@ def build_hazard_table(
     returns : {"ignore", "first_gap"}, default "ignore"
         How a long gap followed by a return counts (see
         :func:`models.churn.churn_labels`).
+    forecast : bool, default False
+        Instead of the table to fit, return the rows to forecast from: one per
+        user still at risk after their last fully observed period (see Notes),
+        for the first period whose outcome is not known yet, with its covariates
+        from the log and no ``event`` column. Pass it to
+        :meth:`ChurnHazardModel.probability_churn
+        <models.churn.ChurnHazardModel.probability_churn>` to forecast churn
+        from the end of observation, with the same arguments as the fitted table.
 
     Returns
     -------
     pandas.DataFrame
         One row per user and tenure period at risk, sorted by ``user_id`` then
-        ``tenure``, with columns
+        ``tenure`` (with ``forecast=True``, one row per user at risk), with columns
 
         - ``user_id``; ``tenure``: period index since the user's start (int64);
         - ``period_start``: timestamp the period starts at;
@@ -133,6 +142,14 @@ def build_hazard_table(
     period is not fully observed is censored here at the last fully observed
     period. Users with no fully observed period contribute no rows.
 
+    **Forecast rows.** A user is still at risk after the table when they have
+    not churned in a fully observed period; their forecast row is period
+    :math:`k^* + 1`, :math:`k^*` being their last fully observed period
+    (period 0 for users with none). Its covariates come from period
+    :math:`k^*`, which is in the log, while its outcome is not known yet: the
+    period ends less than ``inactivity`` before ``observation_end``. Users who
+    churned in the table get no forecast row.
+
     **No leakage.** Every covariate of period :math:`k` is computed from events
     before :math:`a_u + kL`: plays, skips and artists of period :math:`k - 1`
     (zero for :math:`k = 0`) and the days since the last play before the period.
@@ -159,6 +176,10 @@ def build_hazard_table(
             f"The 'returns' parameter of {func} must be one of ['ignore', 'first_gap']. "
             f"Got {returns!r} instead."
         )
+    if not isinstance(forecast, bool | np.bool_):
+        raise TypeError(
+            f"The 'forecast' parameter of {func} must be True or False. Got {forecast!r} instead."
+        )
     frame = clean_events(events, func)
     end = resolve_end(observation_end, frame[TIMESTAMP], func)
     table = check_users(users, frame, func) if users is not None else None
@@ -173,6 +194,9 @@ def build_hazard_table(
     churn_period = np.where(churned_users, churn_period, last_obs.to_numpy() + 1).astype("int64")
     last_row = np.minimum(last_obs.to_numpy(), churn_period)
     n_rows = np.maximum(last_row + 1, 0)
+    if forecast:  # every row up to the first unknown period (covariates carry over rows)
+        at_risk = churn_period > last_obs.to_numpy()
+        n_rows = np.where(at_risk, np.maximum(last_obs.to_numpy() + 2, 1), 0)
 
     user_index = per_user.index.to_numpy()
     rows = pd.DataFrame({USER_ID: np.repeat(user_index, n_rows)})
@@ -209,13 +233,17 @@ def build_hazard_table(
     days = (rows[PERIOD_START] - last_play.dt.floor("D")) // _DAY
     rows[DAYS_SINCE_LAST_PLAY] = days.fillna(0).astype("int64")
 
-    columns = [USER_ID, TENURE, PERIOD_START, EVENT, LOG_PLAYS_PREV]
+    columns = [USER_ID, TENURE, PERIOD_START] + ([] if forecast else [EVENT]) + [LOG_PLAYS_PREV]
     columns += [c for c in (SKIP_RATE_PREV, LOG_ARTISTS_PREV) if c in rows.columns]
     columns.append(DAYS_SINCE_LAST_PLAY)
     out = rows[columns]
     if table is not None:
         attrs = [c for c in (COUNTRY, PLAN) if c in table.columns]
         out = out.join(table[attrs], on=USER_ID)
-    out = out.sort_values([USER_ID, TENURE], kind="stable").reset_index(drop=True)
-    out.attrs.update(observation_end=end, inactivity=delta, period=length, returns=returns)
+    out = out.sort_values([USER_ID, TENURE], kind="stable")
+    if forecast:
+        out = out.drop_duplicates(USER_ID, keep="last")
+    out = out.reset_index(drop=True)
+    out.attrs.update(observation_end=end, inactivity=delta, period=length, returns=returns,
+                     forecast=forecast)
     return out

@@ -408,8 +408,12 @@ class ChurnHazardModel(BayesianModel):
             One row per user: ``tenure`` (the first period of the horizon, the
             user being at risk at its start), the covariates (measured in the
             period before it) and the group columns; ``user_id`` becomes the
-            index when present. By default each user's last row of the
-            training table.
+            index when present. To forecast from the end of observation pass
+            ``build_hazard_table(..., forecast=True)`` with the arguments of the
+            fitted table: one row per user still at risk, at the first period
+            whose outcome is not known yet. By default each user's *last row of
+            the training table*, users who churned in it included: an in-sample
+            look at the last fitted period and the ones after it, not a forecast.
         horizon : int, default 1
             Number of periods :math:`k`.
         ci_prob : float, default 0.89

@@ -281,6 +281,13 @@ def test_simulated_service_end_to_end():
     model = ChurnHazardModel().fit(table, draws=100, tune=150, chains=2, cores=1,
                                    random_seed=1)
     assert model.probability_churn(horizon=4)["mean"].between(0, 1).all()
+    # Forecast from the end of observation: users still at risk, at their next period.
+    ahead = build_hazard_table(service.events, service.users, period="W", inactivity="21D",
+                               observation_end=service.observation_end, forecast=True)
+    risk = model.probability_churn(ahead, horizon=4)
+    churned = set(table.loc[table["event"] == 1, "user_id"])
+    assert len(risk) == len(ahead) and not churned & set(risk.index)
+    assert risk["mean"].between(0, 1).all()
     # Without the optional columns the table and a smaller model still work.
     bare = build_hazard_table(service.events[["user_id", "timestamp"]], service.users,
                               inactivity="21D", observation_end=service.observation_end)

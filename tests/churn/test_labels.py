@@ -212,6 +212,57 @@ def test_hazard_table_first_gap_stops_at_risk_rows(hazard_log):
     assert a["tenure"].tolist() == [0] and a["event"].tolist() == [1]
 
 
+def test_hazard_forecast_rows_hand_computed(hazard_log):
+    out = build_hazard_table(hazard_log, period="W", inactivity="14D", observation_end=END,
+                             forecast=True)
+    assert "event" not in out
+    # a churned in a fully observed period: no row; c's churn period is not fully observed
+    assert out["user_id"].tolist() == ["b", "c", "d", "e", "f"]
+    assert out["tenure"].tolist() == [2, 1, 0, 1, 0]
+    assert out["period_start"].tolist() == pd.to_datetime(
+        ["2024-02-15", "2024-02-12", "2024-02-20", "2024-02-16", "2024-02-10"]).tolist()
+    np.testing.assert_allclose(out["log_plays_prev"], np.log1p([1, 1, 0, 1, 0]))
+    np.testing.assert_allclose(out["skip_rate_prev"], [1, 0, 0, 0, 0])
+    np.testing.assert_allclose(out["log_artists_prev"], np.log1p([1, 1, 0, 1, 0]))
+    assert out["days_since_last_play"].tolist() == [5, 7, 0, 7, 0]
+    assert out.attrs["forecast"] is True
+    with pytest.raises(TypeError, match="The 'forecast' parameter of build_hazard_table"):
+        build_hazard_table(hazard_log, forecast="yes")
+
+
+@pytest.mark.parametrize("returns", ["ignore", "first_gap"])
+def test_hazard_forecast_rows_are_the_next_periods_rows(returns):
+    """A forecast row equals that period's row once one more period is observed."""
+    rng = np.random.default_rng(8)
+    n_users, n = 150, 6000
+    first = rng.uniform(0, 90, n_users)
+    life = rng.exponential(60, n_users)
+    user = rng.integers(0, n_users, n)
+    day = first[user] + rng.uniform(0, 1, n) * np.minimum(life[user], 124 - first[user])
+    log = pd.DataFrame({
+        "user_id": user,
+        "timestamp": pd.Timestamp("2024-01-01") + pd.to_timedelta(day, "D"),
+        "artist_id": rng.integers(0, 6, n),
+        "skipped": rng.random(n) < 0.3,
+    })
+    end, length = pd.Timestamp("2024-05-05"), pd.Timedelta("5D")
+    kw = dict(period=length, inactivity="10D", returns=returns)
+    history = build_hazard_table(log, observation_end=end, **kw)
+    forecast = build_hazard_table(log, observation_end=end, forecast=True, **kw)
+    churned = set(history.loc[history["event"] == 1, "user_id"])
+    assert set(forecast["user_id"]) == set(log["user_id"]) - churned
+    assert 30 < len(forecast) < n_users - 30
+    last = history.groupby("user_id")["tenure"].max()
+    expected = last.reindex(forecast["user_id"]).fillna(-1).to_numpy() + 1
+    np.testing.assert_array_equal(forecast["tenure"], expected)
+    later = build_hazard_table(log, observation_end=end + length, **kw)
+    both = forecast.merge(later, on=["user_id", "tenure"], suffixes=("", "_later"))
+    assert len(both) > 40
+    for col in ["period_start", "log_plays_prev", "skip_rate_prev", "log_artists_prev",
+                "days_since_last_play"]:
+        np.testing.assert_array_equal(both[col], both[f"{col}_later"], err_msg=col)
+
+
 def _brute_force_table(log, end, length, delta):
     """Reference person-period table built with plain loops over users and periods."""
     out = []
