@@ -140,13 +140,14 @@ def _cohorts(ctx: AnalysisContext, events: pd.DataFrame, end: pd.Timestamp, seg:
     from models.data import cohort_table
 
     period = ctx.config["churn"]["cohort_period"]
+    # users silent for less than the churn definition at the end are alive, not lost
+    kw = dict(period=period, observation_end=end, inactivity=ctx.config["churn"]["inactivity"])
     if seg is None:
-        return cohort_table(events, period=period, observation_end=end)
+        return cohort_table(events, **kw)
     parts = []
     label = events["user_id"].map(segments)
     for level in sorted(label.dropna().unique()):
-        table = cohort_table(events[label.to_numpy() == level], period=period,
-                             observation_end=end)
+        table = cohort_table(events[label.to_numpy() == level], **kw)
         parts.append(table.assign(**{seg: level}))
     return pd.concat(parts, ignore_index=True)
 

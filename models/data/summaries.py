@@ -487,6 +487,7 @@ def cohort_table(
     period: Literal["D", "W", "M"] = "M",
     cohort_by: Literal["first_active", "signup"] = "first_active",
     observation_end: Any = None,
+    inactivity: str | pd.Timedelta | None = None,
 ) -> pd.DataFrame:
     """Cohort sizes, active and surviving users per period since the cohort started.
 
@@ -507,6 +508,14 @@ def cohort_table(
         users who signed up after ``observation_end``.
     observation_end : timestamp-like, optional
         End of observation; defaults to the last timestamp in the log.
+    inactivity : str or pandas.Timedelta, optional
+        Silence that counts as churn, as in :func:`models.churn.churn_labels`.
+        When given, a user whose last event is less than ``inactivity`` before
+        ``observation_end`` has not churned and counts as surviving in every
+        period up to the end. Without it a user counts as surviving only up to
+        the period of their last event, so users who are alive but silent at the
+        edge of the log count as lost and the latest periods' survival is too
+        low (see Notes).
 
     Returns
     -------
@@ -517,8 +526,9 @@ def cohort_table(
         - ``period``: periods since the cohort's period, ``0, 1, 2, ...``;
         - ``n_users``: cohort size;
         - ``n_active``: users with at least one event in that period;
-        - ``n_surviving``: users whose last event is in that period or later
-          (the "alive" count a shifted-beta-geometric model consumes);
+        - ``n_surviving``: users whose last event is in that period or later,
+          or who have not churned by ``inactivity`` (the "alive" count a
+          shifted-beta-geometric model consumes);
         - ``complete``: whether the period is fully observed, i.e. the next
           period starts at or before ``observation_end``.
 
@@ -535,6 +545,18 @@ def cohort_table(
     ValueError
         If ``period`` or ``cohort_by`` is not one of the options, or
         ``cohort_by="signup"`` without ``users``.
+
+    Notes
+    -----
+    Survival is read from the last event: a user survives period :math:`k`
+    when they are active in it or later. Near the end of the log that
+    undercounts: a user who listens every few weeks and last listened before
+    the last complete period is alive but counts as lost. Pass the same
+    ``inactivity`` that defines churn elsewhere (e.g. 30 days) to count such
+    users as surviving, i.e. censored rather than churned. It changes complete
+    periods only when ``inactivity`` is longer than a period (weekly or daily
+    cohorts with a 30-day definition); with monthly cohorts and 30 days it
+    changes only the last, incomplete period.
 
     See Also
     --------
@@ -578,6 +600,12 @@ def cohort_table(
         starts = _user_starts(frame, users, "signup", period, func)
     starts = starts[starts <= end_period]
     last = bounds["max"]
+    if inactivity is not None:
+        silence = _check_inactivity(inactivity, func)
+        (last_seen,) = compute(events.groupby(USER_ID)[TIMESTAMP].max())
+        # not churned yet: alive through the period containing observation_end
+        alive = (end - _naive(last_seen)) < silence
+        last = last.where(~alive.reindex(last.index, fill_value=False), end_period)
     per_user = pd.DataFrame({"start": starts})
     per_user["last_k"] = (last.reindex(per_user.index) - per_user["start"]).fillna(-1)
 
@@ -631,6 +659,20 @@ def cohort_table(
             "complete": (_period_start(absolute + 1, period) <= end).to_numpy(),
         }
     )
+
+
+def _check_inactivity(inactivity: Any, func: str) -> pd.Timedelta:
+    """Parse a positive duration, or raise naming the parameter and the value."""
+    try:
+        value = pd.Timedelta(inactivity)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or pd.isna(value) or value <= pd.Timedelta(0):
+        raise ValueError(
+            f"The 'inactivity' parameter of {func} must be a positive duration such as "
+            f"'30D'. Got {inactivity!r} instead."
+        )
+    return value
 
 
 def retention_matrix(

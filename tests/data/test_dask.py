@@ -82,12 +82,19 @@ def test_summarize_activity_observation_end(events, lazy):
 
 
 @pytest.mark.parametrize(
-    ("period", "cohort_by"), [("D", "first_active"), ("M", "first_active"), ("W", "signup")]
+    ("period", "cohort_by", "inactivity"),
+    [("D", "first_active", None), ("M", "first_active", None), ("W", "signup", None),
+     ("M", "first_active", "30D"), ("W", "signup", "21D")],
 )
-def test_cohort_table_equals_pandas(sim, events, lazy, period, cohort_by):
-    expected = cohort_table(events, sim.users, period=period, cohort_by=cohort_by)
-    got = cohort_table(lazy, sim.users, period=period, cohort_by=cohort_by)
+def test_cohort_table_equals_pandas(sim, events, lazy, period, cohort_by, inactivity):
+    kw = dict(period=period, cohort_by=cohort_by, inactivity=inactivity)
+    expected = cohort_table(events, sim.users, **kw)
+    got = cohort_table(lazy, sim.users, **kw)
     pd.testing.assert_frame_equal(got, expected)
+    if inactivity is not None:  # silent users at the edge now count as surviving
+        plain = cohort_table(events, sim.users, period=period, cohort_by=cohort_by)
+        assert (expected["n_surviving"] >= plain["n_surviving"]).all()
+        assert (expected["n_surviving"] > plain["n_surviving"]).any()
 
 
 @pytest.mark.parametrize(

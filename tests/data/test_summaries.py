@@ -172,6 +172,42 @@ def test_cohort_table_first_active_hand_computed(monthly_log):
     assert out["complete"].tolist() == [True, True, False, True, False]
 
 
+def test_cohort_table_inactivity_counts_silent_users_as_surviving(monthly_log):
+    # At 2024-03-31 c has been silent 50 days, b 71 days: with 60 days c has not churned
+    # and survives February and March; b still churned after January.
+    out = cohort_table(monthly_log, period="M", observation_end="2024-03-31", inactivity="60D")
+    assert out["n_surviving"].tolist() == [2, 1, 1, 1, 1]
+    assert out["n_active"].tolist() == [2, 0, 1, 1, 0]  # activity is unchanged
+    out = cohort_table(monthly_log, period="M", observation_end="2024-03-31", inactivity="80D")
+    assert out["n_surviving"].tolist() == [2, 2, 2, 1, 1]
+    # a silence shorter than every gap to the end changes nothing
+    same = cohort_table(monthly_log, period="M", observation_end="2024-03-31", inactivity="1D")
+    pd.testing.assert_frame_equal(
+        same, cohort_table(monthly_log, period="M", observation_end="2024-03-31"))
+    for bad in ("soon", -5, "0D"):
+        with pytest.raises(ValueError, match="'inactivity' parameter of cohort_table"):
+            cohort_table(monthly_log, period="M", inactivity=bad)
+
+
+def test_cohort_table_inactivity_matches_churn_labels():
+    """With daily periods, survivors at the end are exactly the users churn_labels keeps."""
+    from models.churn import churn_labels
+
+    rng = np.random.default_rng(2)
+    n = 800
+    log = pd.DataFrame({
+        "user_id": rng.integers(0, 80, n),
+        "timestamp": pd.Timestamp("2024-01-01") + pd.to_timedelta(
+            rng.uniform(0, 90, n) * rng.uniform(0.3, 1.0, n), "D"),
+    })
+    end = pd.Timestamp("2024-04-01")
+    out = cohort_table(log, period="D", observation_end=end, inactivity="20D")
+    last = out[out["cohort"] + pd.to_timedelta(out["period"], "D") == end.floor("D")]
+    labels = churn_labels(log, inactivity="20D", observation_end=end)
+    assert 5 < (~labels["churned"]).sum() < len(labels) - 5
+    assert last["n_surviving"].sum() == (~labels["churned"]).sum()
+
+
 def test_cohort_table_complete_when_end_reaches_next_period(monthly_log):
     out = cohort_table(monthly_log, period="M", observation_end="2024-04-01")
     # April is now a partially observed period too.
