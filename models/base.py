@@ -434,7 +434,12 @@ class BayesianModel(ABC):
         and returned.
         """
         self._require_fitted("sample_posterior_predictive()")
-        with self.model_:
+        with self.model_, warnings.catch_warnings():
+            # Custom distributions draw with numpy/scipy in Python by design (e.g. the
+            # zero-truncated counts of UserArtistModel); numba's notice that it runs them
+            # in object mode says nothing the user can act on.
+            warnings.filterwarnings(
+                "ignore", message=r"Numba will use object mode to run CustomDist")
             pm.sample_posterior_predictive(
                 self.idata_,
                 random_seed=resolve_seed(random_seed),

@@ -160,7 +160,9 @@ def test_posterior_predictive_is_zero_truncated(rng):
     one = {k: v[:, :1] for k, v in _fake_posterior(3, 3, rng).items()}
     post = {k: np.repeat(v, 1000, axis=1) for k, v in one.items()}
     model = fake_fit(UserArtistModel(noncentered=True), data, post)
-    model.sample_posterior_predictive(random_seed=2)
+    with warnings.catch_warnings():  # numba's object-mode notice is filtered, others not
+        warnings.simplefilter("error", UserWarning)
+        model.sample_posterior_predictive(random_seed=2)
     pp = model.idata_["posterior_predictive"]["plays"].values.reshape(-1, len(data))
     assert pp.min() >= 1
     expected = model.expected_plays(max_draws=None)["mean"].to_numpy()
