@@ -62,6 +62,24 @@ def test_value_matches_per_user_formula(n_seg, n_users):
     assert float(value) == pytest.approx(expected, rel=1e-11)
 
 
+@pytest.mark.parametrize("which", ["only zeros", "no zeros", "heavy users"])
+def test_edge_data_match_per_user_formula(which):
+    x, t_x, T, _ = random_users(300, seed=4)
+    if which == "only zeros":
+        x, t_x = np.zeros_like(x), np.zeros_like(t_x)
+    elif which == "no zeros":
+        x, t_x = np.maximum(x, 1), np.where(x > 0, t_x, T / 2)
+    else:
+        x = x * 1000 + 1
+        t_x = np.where(t_x > 0, t_x, T / 3)
+    comp = _compress(x.astype(float), t_x, T, None)
+    theta = [np.array([v]) for v in (0.7, 3.0, 1.3, 2.5)]
+    value, *grads = loglik_fn(1, comp)(*theta)
+    expected = reference_loglik(x, t_x, T, *(t[0] for t in theta)).sum()
+    assert float(value) == pytest.approx(expected, rel=1e-11)
+    assert all(np.isfinite(g).all() for g in grads)
+
+
 @pytest.mark.parametrize("n_seg", [1, 3])
 def test_gradient_matches_finite_differences(n_seg):
     x, t_x, T, seg = random_users(300, seed=10 + n_seg, n_seg=n_seg)
