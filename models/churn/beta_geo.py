@@ -442,10 +442,11 @@ class BetaGeoModel(BayesianModel):
 
         PyMC's dense adaptation starts from a unit matrix and first updates it
         after 101 draws; with 1,000,000 users (posterior sds about 0.002) those
-        draws take long trees: 2 x (1000 + 1000) draws took 32.8 s against
-        16.4 s with the diagonal default (100,000 users: 10.2 s dense with 3x
-        the ESS of the diagonal). nutpie's low-rank adaptation has no such cost
-        (8.0 s on 1,000,000 users). See ``benchmarks/README.md``.
+        draws take long trees: 2 x (1000 + 1000) draws take 13.6 s against 7.3 s
+        with the diagonal default (min bulk ESS 2,011 against 939: about the
+        same ESS per second, twice the wait; 100,000 users: dense has 3x the ESS
+        of the diagonal at a similar time). nutpie's low-rank adaptation has no
+        such cost (5.5 s on 1,000,000 users). See ``benchmarks/README.md``.
         """
         if sampler == "pymc" and model.bgnbd_compression.n_users > PYMC_DENSE_MAX_USERS:
             return {}
