@@ -36,17 +36,6 @@ def _potential(model, point):
     return float(fn(point))
 
 
-def _values(model, names, point):
-    fn = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]),
-                          inputs=model.value_vars, on_unused_input="ignore", mode="FAST_COMPILE")
-    return dict(zip(names, fn(point), strict=True))
-
-
-def _random_point(model, seed):
-    rng = np.random.default_rng(seed)
-    return {k: v + rng.normal(scale=0.3, size=np.shape(v)) for k, v in model.initial_point().items()}
-
-
 def _integrated_loglik(data, v):
     """Sum over users of log of the integral over the user rate, by quadrature."""
     k = float(v["user_shape"])
@@ -67,14 +56,14 @@ def _integrated_loglik(data, v):
 
 
 # ----------------------------------------------------------------- exact math
-def test_collapsed_loglik_equals_quadrature_over_the_user_rate():
+def test_collapsed_loglik_equals_quadrature_over_the_user_rate(model_values, random_point):
     data = simulate_gamma_users(12, 10, seed=4)
     m = PlayCountModel(user_effect="gamma", likelihood="poisson")
     model = m._build_model(m._validate_data(data))
     assert "user_log_rate" not in model.named_vars and "user_z" not in model.named_vars
-    point = _random_point(model, 3)
-    v = _values(model, ["intercept", "country_effect", "plan_effect", "day_of_week_effect",
-                        "user_shape"], point)
+    point = random_point(model, 3)
+    v = model_values(model, ["intercept", "country_effect", "plan_effect",
+                             "day_of_week_effect", "user_shape"], point)
     assert _potential(model, point) == pytest.approx(_integrated_loglik(data, v), rel=1e-8)
 
 
@@ -91,7 +80,7 @@ def test_users_with_equal_statistics_share_a_row_and_nothing_is_lost():
     assert (rows.weight[:, None] * rows.n).sum() == len(data)
 
 
-def test_covariate_path_equals_compressed_path():
+def test_covariate_path_equals_compressed_path(random_point):
     """With covariates users are not compressed; a zero-effect covariate gives the same value."""
     data = simulate_gamma_users(30, 14, seed=6)
     data = data.assign(promo=np.random.default_rng(1).normal(size=len(data)))
@@ -100,7 +89,7 @@ def test_covariate_path_equals_compressed_path():
                             covariates=("promo",))
     m0 = plain._build_model(plain._validate_data(data))
     m1 = with_x._build_model(with_x._validate_data(data))
-    point = _random_point(m0, 2)
+    point = random_point(m0, 2)
     point1 = {**point, "beta": np.zeros(1)}
     assert _potential(m1, point1) == pytest.approx(_potential(m0, point), rel=1e-10)
     point1["beta"] = np.array([0.3])

@@ -53,37 +53,27 @@ def small():
     return simulate_plays(24, 14, seed=3)
 
 
-def _values(model, names, point):
-    fn = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]),
-                          inputs=model.value_vars, on_unused_input="ignore", mode="FAST_COMPILE")
-    return dict(zip(names, fn(point), strict=True))
-
-
-def _random_point(model, seed):
-    rng = np.random.default_rng(seed)
-    return {k: v + rng.normal(scale=0.3, size=np.shape(v)) for k, v in model.initial_point().items()}
-
-
 # ----------------------------------------------------------------- exact math
 @pytest.mark.parametrize(("likelihood", "trend", "covariate"), [
     ("negbin", False, False), ("negbin", True, False), ("negbin", True, True),
     ("poisson", False, False), ("poisson", True, True), ("zinb", False, True),
     ("hurdle", True, False)])
-def test_compressed_loglik_equals_per_row_scipy(small, likelihood, trend, covariate):
+def test_compressed_loglik_equals_per_row_scipy(small, likelihood, trend, covariate,
+                                                model_values, random_point):
     covariates = ("promo",) if covariate else ()
     m = PlayCountModel(likelihood=likelihood, trend=trend, covariates=covariates,
                        noncentered=True)
     rng = np.random.default_rng(2)
     data = m._validate_data(small.assign(promo=rng.normal(size=len(small))))
     model = m._build_model(data)
-    point = _random_point(model, 1)
+    point = random_point(model, 1)
     pot = model.compile_fn(model.replace_rvs_by_values([model.potentials[0]])[0],
                            inputs=model.value_vars, on_unused_input="ignore", mode="FAST_COMPILE")(point)
     names = ["intercept", "country_effect", "plan_effect", "sigma_user", "user_z",
              "day_of_week_effect"] + (["trend"] if trend else []) + (["beta"] if covariate else [])
     names += [] if likelihood == "poisson" else ["alpha"]
     names += ["zero_logit"] if likelihood in ("zinb", "hurdle") else []
-    v = _values(model, names, point)
+    v = model_values(model, names, point)
     users = np.unique(data["user_id"].to_numpy(dtype=object))
     eta = (v["intercept"] + v["country_effect"][np.searchsorted(sorted(COUNTRY), data["country"])]
            + v["plan_effect"][np.searchsorted(sorted(PLAN), data["plan"])]
