@@ -156,6 +156,17 @@ def _row_exp_scalar(d: np.ndarray, e: np.ndarray, lp: np.ndarray) -> None:  # pr
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _flush(acc: np.ndarray, s: int, g_r: np.ndarray, g_al: np.ndarray, g_a: np.ndarray,
+           g_b: np.ndarray, a: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Add one segment's accumulated row gradients to its entries, then reset them."""
+    g_r[s] += acc[0]
+    g_al[s] += acc[1]
+    g_a[s] += acc[2] / a[s]
+    g_b[s] += acc[3]
+    acc[:] = 0.0
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _bgnbd_rows(
     value: float, g_r: np.ndarray, g_al: np.ndarray, g_a: np.ndarray, g_b: np.ndarray,
     log_time: np.ndarray, inv_time: np.ndarray, inv_bx: np.ndarray, r: np.ndarray,
@@ -172,29 +183,22 @@ def _bgnbd_rows(
     # segment; any order is still correct): per-row array updates would chain on memory
     n = row_w.shape[0]
     cur = row_seg[0] if n else 0
-    acc_r = acc_al = acc_a = acc_b = 0.0
+    acc = np.zeros(4)  # r, alpha, a (before the 1/a factor), b
     for i in range(n):
         s, w, iT, it = row_seg[i], row_w[i], row_T[i], row_t[i]
         if s != cur:
-            g_r[cur] += acc_r
-            g_al[cur] += acc_al
-            g_a[cur] += acc_a / a[cur]
-            g_b[cur] += acc_b
-            acc_r = acc_al = acc_a = acc_b = 0.0
+            _flush(acc, cur, g_r, g_al, g_a, g_b, a)
             cur = s
         rx = r[s] + row_x[i]
         inv = 1.0 / (1.0 + e[i])
         sig = inv if d[i] > 0.0 else e[i] * inv
         value += w * (max(d[i], 0.0) + lp[i] - rx * log_time[iT])
-        acc_r -= w * ((1.0 - sig) * log_time[iT] + sig * log_time[it])
-        acc_al -= w * rx * ((1.0 - sig) * inv_time[iT] + sig * inv_time[it])
-        acc_a += w * sig
-        acc_b -= w * sig * inv_bx[row_px[i]]
+        acc[0] -= w * ((1.0 - sig) * log_time[iT] + sig * log_time[it])
+        acc[1] -= w * rx * ((1.0 - sig) * inv_time[iT] + sig * inv_time[it])
+        acc[2] += w * sig
+        acc[3] -= w * sig * inv_bx[row_px[i]]
     if n:
-        g_r[cur] += acc_r
-        g_al[cur] += acc_al
-        g_a[cur] += acc_a / a[cur]
-        g_b[cur] += acc_b
+        _flush(acc, cur, g_r, g_al, g_a, g_b, a)
     return value
 
 
