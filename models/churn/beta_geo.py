@@ -147,6 +147,19 @@ def _probability_alive(r, alpha, a, b, x, t_x, T):
     return np.where(x > 0, special.expit(-log_odds), 1.0)
 
 
+def _survival_if_alive(r, alpha, a, b, x, T, horizon):
+    r"""P(still active at T + horizon | active at T, x): no dropout after the next activities.
+
+    Given activity at ``T``, :math:`\lambda \sim \mathrm{Gamma}(r+x, \alpha+T)` and
+    :math:`p \sim \mathrm{Beta}(a, b+x)`; surviving ``horizon`` more periods has probability
+    :math:`E[e^{-\lambda p h}] = E_p[(1 + p c)^{-(r+x)}]` with :math:`c = h/(\alpha+T)`, which is
+    :math:`{}_2F_1(r+x, a; a+b+x; -c)`, evaluated through Pfaff's transformation as
+    :math:`(1+c)^{-a}\,{}_2F_1(a, a+b-r; a+b+x; c/(1+c))` (argument in [0, 1)).
+    """
+    c = horizon / (alpha + T)
+    return np.exp(-a * np.log1p(c)) * special.hyp2f1(a, a + b - r, a + b + x, c / (1.0 + c))
+
+
 def _expected_if_alive(r, alpha, a, b, x, T, t):
     """E[transactions in (T, T+t] | active at T]; eq. (10) without the P(alive) factor.
 
@@ -496,25 +509,39 @@ class BetaGeoModel(BayesianModel):
         return [params[p][:, seg] for p in PARAMETERS]
 
     def probability_alive(
-        self, data: pd.DataFrame | None = None, *, ci_prob: float = 0.89,
+        self, data: pd.DataFrame | None = None, *, horizon: float = 0.0, ci_prob: float = 0.89,
         max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
     ) -> pd.DataFrame | np.ndarray:
-        r"""Probability that each user is still active at the end of observation.
+        r"""Probability that each user is still active at the end of observation (or later).
 
         .. math::
 
             P(\text{active} \mid x, t_x, T) = \Big[1 + \mathbb{1}_{x>0}\frac{a}{b+x-1}
             \Big(\frac{\alpha+T}{\alpha+t_x}\Big)^{r+x}\Big]^{-1}
 
-        (FHL 2005, eq. A.13 in the technical note). Computed per unique
-        ``(frequency, recency, T)`` row and mapped back to users.
+        (FHL 2005, eq. A.13 in the technical note). With a ``horizon`` :math:`h > 0`, the
+        probability of still being active at :math:`T + h`: an active user with rate
+        :math:`\lambda` and dropout probability :math:`p` survives the Poisson number of
+        activities in :math:`h` with probability :math:`e^{-\lambda p h}`, and given the
+        history :math:`\lambda \sim \mathrm{Gamma}(r+x, \alpha+T)`,
+        :math:`p \sim \mathrm{Beta}(a, b+x)`, so
+
+        .. math::
+
+            P(\text{active at } T+h) = P(\text{active at } T)\;
+            {}_2F_1\Big(r+x, a; a+b+x; -\frac{h}{\alpha+T}\Big).
+
+        Computed per unique ``(frequency, recency, T)`` row and mapped back to users.
 
         Parameters
         ----------
         data : pandas.DataFrame, optional
             Activity summary (``frequency``, ``recency``, ``T`` and the segment
             column); the training data by default.
+        horizon : float, default 0
+            Periods after the end of observation (time unit of the data); 0 gives
+            the probability of being active now.
         ci_prob : float, default 0.89
             Probability mass of the highest-density interval.
         max_draws : int, optional
@@ -538,11 +565,19 @@ class BetaGeoModel(BayesianModel):
         models.exceptions.DataValidationError
             If ``data`` breaks the rules of the training data.
         """
+        h = float(_check_horizon("BetaGeoModel.probability_alive", "horizon", horizon,
+                                 allow_zero=True)[0]) if np.ndim(horizon) == 0 else None
+        if h is None:
+            raise ValueError("The 'horizon' parameter of BetaGeoModel.probability_alive must be "
+                             f"a non-negative number. Got {horizon!r} instead.")
 
         def func(params, block):
             r, alpha, a, b = self._at(params, block)
-            return _probability_alive(r, alpha, a, b, block[FREQUENCY].to_numpy(),
-                                      block[RECENCY].to_numpy(), block[AGE].to_numpy())
+            x, t_x, T = (block[c].to_numpy() for c in (FREQUENCY, RECENCY, AGE))
+            alive = _probability_alive(r, alpha, a, b, x, t_x, T)
+            if h > 0:
+                alive = alive * _survival_if_alive(r, alpha, a, b, x, T, h)
+            return alive
 
         return self._predict_users("probability_alive", data, func, ci_prob, max_draws,
                                    random_seed, return_draws)
@@ -667,6 +702,53 @@ class BetaGeoModel(BayesianModel):
             return _expected_if_alive(r, alpha, a, b, 0.0, 0.0, block["t"].to_numpy())
 
         return self._predict_new("expected_activity_new_user", horizon, "t", func, ci_prob,
+                                 max_draws, random_seed, return_draws)
+
+    def probability_alive_new_user(
+        self, *, horizon: float | Sequence[float] | np.ndarray, ci_prob: float = 0.89,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
+        return_draws: bool = False,
+    ) -> pd.DataFrame | np.ndarray:
+        r"""Probability that a new user is still active ``horizon`` periods after the first one.
+
+        A user with rate :math:`\lambda` and dropout probability :math:`p` survives the
+        Poisson number of activities in :math:`(0, h]` with probability
+        :math:`e^{-\lambda p h}`; over the population distribution
+
+        .. math::
+
+            P(\text{active at } h) = E[e^{-\lambda p h}]
+            = {}_2F_1\Big(r, a; a+b; -\frac{h}{\alpha}\Big).
+
+        Parameters
+        ----------
+        horizon : float or 1-D array of float
+            Periods after the first activity (non-negative), in the time unit of the data.
+        ci_prob, max_draws, random_seed, return_draws
+            As in :meth:`probability_alive`.
+
+        Returns
+        -------
+        pandas.DataFrame or numpy.ndarray
+            One row per ``horizon`` (index ``horizon``; ``(segment, horizon)`` with
+            segments), columns ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper``; or draws
+            ``(draw, row)``.
+
+        Raises
+        ------
+        ValueError
+            If ``horizon`` holds a value that is not a non-negative number.
+        models.exceptions.NotFittedError
+            Before ``fit``.
+        """
+        values = _check_horizon("BetaGeoModel.probability_alive_new_user", "horizon", horizon,
+                                allow_zero=True)
+
+        def func(params, block):
+            r, alpha, a, b = self._at(params, block)
+            return _survival_if_alive(r, alpha, a, b, 0.0, 0.0, block["horizon"].to_numpy())
+
+        return self._predict_new("probability_alive_new_user", values, "horizon", func, ci_prob,
                                  max_draws, random_seed, return_draws)
 
     def probability_activity(

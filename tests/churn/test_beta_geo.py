@@ -156,6 +156,40 @@ def test_predictions_from_fake_posterior_match_integrals():
     assert summary.loc["a", "mean"] == 1.0  # no repeat activity: still active
 
 
+def test_probability_alive_at_a_horizon_matches_integrals():
+    draws = {k: [p[k] for p in POINTS] for k in PARAMS}
+    model = fake_fit(BetaGeoModel(), USERS, draws)
+    now = model.probability_alive(return_draws=True)
+    np.testing.assert_array_equal(model.probability_alive(horizon=0, return_draws=True), now)
+    later = model.probability_alive(horizon=52.0, return_draws=True)
+    for d, point in enumerate(POINTS):
+        for u, (x, tx, T) in enumerate(USERS.itertuples(index=False)):
+            total, alive_part = individual_lik(x, tx, T)
+            # alive at T and no dropout among the Poisson(lam * 52) activities after T
+            survive = integrate_lp(lambda lam, p, f=alive_part: f(lam, p) * math.exp(
+                -lam * p * 52.0), **point) / integrate_lp(total, **point)
+            assert later[d, u] == pytest.approx(survive, rel=1e-7)
+    assert np.all(later < now)
+    with pytest.raises(ValueError, match="'horizon' parameter of BetaGeoModel.probability_alive"):
+        model.probability_alive(horizon=-1.0)
+    with pytest.raises(ValueError, match="'horizon' parameter"):
+        model.probability_alive(horizon=[1.0, 2.0])
+
+
+def test_probability_alive_new_user_matches_integrals():
+    draws = {k: [p[k] for p in POINTS] for k in PARAMS}
+    model = fake_fit(BetaGeoModel(), USERS, draws)
+    out = model.probability_alive_new_user(horizon=[0.0, 10.0, 80.0], return_draws=True)
+    for d, point in enumerate(POINTS):
+        for j, h in enumerate([0.0, 10.0, 80.0]):
+            expected = integrate_lp(lambda lam, p, h=h: math.exp(-lam * p * h), **point)
+            assert out[d, j] == pytest.approx(expected, rel=1e-7)
+    summary = model.probability_alive_new_user(horizon=[5.0, 50.0])
+    assert list(summary.index) == [5.0, 50.0] and summary.index.name == "horizon"
+    with pytest.raises(ValueError, match="'horizon' parameter of BetaGeoModel.probability_alive_new"):
+        model.probability_alive_new_user(horizon=-2.0)
+
+
 def test_published_cdnow_conditional_expectation():
     # FHL (2005): customer with x=2, t_x=30.43, T=38.86 at the MLE expects 1.226
     # purchases in weeks 40-78.
