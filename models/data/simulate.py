@@ -19,6 +19,20 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from models.data._generators import (
+    NS_PER_DAY,
+    PLANS,
+    bgnbd_draw,
+    check,
+    check_int,
+    check_pos,
+    check_service_options,
+    draw_catalogue,
+    geometric,
+    grouped_choice,
+    make_rng,
+    play_sequence,
+)
 from models.data.schema import (
     ARTIST_ID,
     COUNTRY,
@@ -45,10 +59,6 @@ __all__ = [
     "simulate_service",
 ]
 
-_NS_PER_DAY = 86_400 * 10**9
-_NS_PER_HOUR = 3_600 * 10**9
-_NS_PER_MS = 10**6
-
 #: Default country mix: country -> (share of users, share of those on the premium plan).
 DEFAULT_COUNTRIES: dict[str, tuple[float, float]] = {
     "US": (0.30, 0.55),
@@ -67,7 +77,6 @@ DEFAULT_ACTIVITY: dict[str, dict[str, float]] = {
 DEFAULT_DAY_OF_WEEK = (0.9, 0.9, 0.95, 1.0, 1.1, 1.25, 1.05)
 #: Default skip log-odds shifts for the hour bins [0, 6), [6, 12), [12, 18), [18, 24).
 DEFAULT_HOUR_EFFECTS = (0.3, -0.2, 0.0, 0.15)
-_PLANS = ("free", "premium")
 
 
 @dataclass(frozen=True)
@@ -152,69 +161,6 @@ class SimulatedService:
         return self.truth.observation_end
 
 
-def _rng(random_seed: int | np.random.Generator | None) -> tuple[np.random.Generator, int | None]:
-    if isinstance(random_seed, np.random.Generator):
-        return random_seed, None
-    if random_seed is None:
-        random_seed = int(np.random.SeedSequence().entropy % 2**63)
-    elif not isinstance(random_seed, int | np.integer) or isinstance(random_seed, bool):
-        raise TypeError(
-            "The 'random_seed' parameter must be an int, a numpy.random.Generator or None. "
-            f"Got {random_seed!r} instead."
-        )
-    return np.random.default_rng(int(random_seed)), int(random_seed)
-
-
-def _check(ok: bool, name: str, func: str, rule: str, value: object) -> None:
-    if not ok:
-        raise ValueError(f"The '{name}' parameter of {func} must be {rule}. Got {value!r} instead.")
-
-
-def _check_int(value: object, name: str, func: str, minimum: int = 1) -> int:
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= minimum
-    rule = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-    _check(ok, name, func, rule, value)
-    return int(value)
-
-
-def _check_pos(value: object, name: str, func: str) -> float:
-    ok = isinstance(value, int | float | np.number) and np.isfinite(value) and value > 0
-    _check(bool(ok), name, func, "a positive finite number", value)
-    return float(value)
-
-
-def _geometric(rng: np.random.Generator, prob: np.ndarray) -> np.ndarray:
-    """Draw ``G ~ Geometric(prob)`` on {1, 2, ...} as floats (``P(G > t) = (1 - prob)^t``)."""
-    prob = np.clip(prob, np.finfo(float).tiny, 1.0)
-    u = 1.0 - rng.random(prob.shape)  # in (0, 1]
-    with np.errstate(divide="ignore"):
-        return np.floor(np.log(u) / np.log1p(-prob)) + 1.0
-
-
-def _bgnbd_draw(
-    rng: np.random.Generator, lam: np.ndarray, p: np.ndarray, T: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact BG/NBD repeat-transaction times in (0, T] for each customer.
-
-    Returns the number of repeat transactions ``x``, the flat array of their
-    times (customer-major, increasing within a customer) and the dropped flag.
-    """
-    n_total = rng.poisson(lam * T)  # repeat transactions while alive forever
-    j = _geometric(rng, p)  # the customer drops out right after repeat transaction j
-    dropped = j <= n_total
-    x = np.minimum(n_total, j).astype(np.int64)
-    # The first x of n_total sorted uniforms on (0, T): S_k / S_{n+1} with S the
-    # partial sums of Exp(1), and S_{n+1} = S_x + Gamma(n + 1 - x).
-    steps = rng.standard_exponential(int(x.sum()))
-    csum = np.cumsum(steps)
-    before = np.concatenate(([0.0], csum))[np.cumsum(x) - x]
-    partial = np.maximum(csum - np.repeat(before, x), 0.0)
-    s_x = np.concatenate(([0.0], csum))[np.cumsum(x)] - before
-    total = s_x + rng.standard_gamma((n_total - x + 1).astype(float))
-    times = np.repeat(T / total, x) * partial
-    return x, times, dropped
-
-
 def simulate_bgnbd(
     n: int,
     r: float,
@@ -276,16 +222,16 @@ def simulate_bgnbd(
     True
     """
     func = "simulate_bgnbd"
-    n = _check_int(n, "n", func)
+    n = check_int(n, "n", func)
     r, alpha, a, b = (
-        _check_pos(v, k, func) for v, k in ((r, "r"), (alpha, "alpha"), (a, "a"), (b, "b"))
+        check_pos(v, k, func) for v, k in ((r, "r"), (alpha, "alpha"), (a, "a"), (b, "b"))
     )
     T_arr = np.broadcast_to(np.asarray(T, dtype=float), (n,)).copy()
-    _check(bool(np.all(T_arr > 0) and np.all(np.isfinite(T_arr))), "T", func, "positive", T)
-    rng, _ = _rng(random_seed)
+    check(bool(np.all(T_arr > 0) and np.all(np.isfinite(T_arr))), "T", func, "positive", T)
+    rng, _ = make_rng(random_seed)
     lam = rng.gamma(r, 1.0 / alpha, n)
     p = rng.beta(a, b, n)
-    x, times, dropped = _bgnbd_draw(rng, lam, p, T_arr)
+    x, times, dropped = bgnbd_draw(rng, lam, p, T_arr)
     recency = np.zeros(n)
     has = x > 0
     recency[has] = times[np.cumsum(x)[has] - 1]
@@ -343,11 +289,11 @@ def simulate_sbg(
     True
     """
     func = "simulate_sbg"
-    n = _check_int(n, "n", func)
-    alpha, beta = _check_pos(alpha, "alpha", func), _check_pos(beta, "beta", func)
-    n_periods = _check_int(n_periods, "n_periods", func)
-    rng, _ = _rng(random_seed)
-    lifetime = _geometric(rng, rng.beta(alpha, beta, n))
+    n = check_int(n, "n", func)
+    alpha, beta = check_pos(alpha, "alpha", func), check_pos(beta, "beta", func)
+    n_periods = check_int(n_periods, "n_periods", func)
+    rng, _ = make_rng(random_seed)
+    lifetime = geometric(rng, rng.beta(alpha, beta, n))
     churned = np.bincount(
         np.minimum(lifetime, n_periods + 1).astype(np.int64), minlength=n_periods + 2
     )
@@ -410,18 +356,18 @@ def simulate_bgbb(
     (True, 6)
     """
     func = "simulate_bgbb"
-    n = _check_int(n, "n", func)
+    n = check_int(n, "n", func)
     pars = [
-        _check_pos(v, k, func)
+        check_pos(v, k, func)
         for v, k in zip(
             (alpha, beta, gamma, delta), ("alpha", "beta", "gamma", "delta"), strict=True
         )
     ]
-    n_opp = _check_int(n_opportunities, "n_opportunities", func)
-    rng, _ = _rng(random_seed)
+    n_opp = check_int(n_opportunities, "n_opportunities", func)
+    rng, _ = make_rng(random_seed)
     p = rng.beta(pars[0], pars[1], n)
     theta = rng.beta(pars[2], pars[3], n)
-    alive_for = np.minimum(_geometric(rng, theta) - 1.0, n_opp)  # opportunities survived
+    alive_for = np.minimum(geometric(rng, theta) - 1.0, n_opp)  # opportunities survived
     slots = np.arange(1, n_opp + 1)
     buys = (rng.random((n, n_opp)) < p[:, None]) & (slots[None, :] <= alive_for[:, None])
     return pd.DataFrame(
@@ -434,154 +380,6 @@ def simulate_bgbb(
             "alive": alive_for >= n_opp,
         }
     )
-
-
-def _draw_catalogue(
-    rng,
-    n_artists,
-    n_communities,
-    zipf_exponent,
-    tracks_per_artist,
-    track_zipf_exponent,
-    track_length_median_s,
-    track_length_sigma,
-    sigma_track,
-):
-    community = rng.permutation(np.arange(n_artists) % n_communities)
-    rank = rng.permutation(n_artists) + 1
-    popularity = rank.astype(float) ** -zipf_exponent
-    in_comm = popularity / np.bincount(community, weights=popularity)[community]
-    artists = pd.DataFrame(
-        {
-            ARTIST_ID: np.arange(n_artists, dtype=np.int64),
-            "community": community,
-            "popularity_rank": rank,
-            "popularity": popularity,
-            "prob_in_community": in_comm,
-        }
-    )
-    n_tracks = 1 + rng.poisson(tracks_per_artist - 1.0, n_artists)
-    t_artist = np.repeat(np.arange(n_artists), n_tracks)
-    t_rank = np.arange(t_artist.size) - np.repeat(np.cumsum(n_tracks) - n_tracks, n_tracks) + 1
-    t_weight = t_rank.astype(float) ** -track_zipf_exponent
-    length = np.round(
-        1000
-        * track_length_median_s
-        * np.exp(track_length_sigma * rng.standard_normal(t_artist.size))
-    )
-    tracks = pd.DataFrame(
-        {
-            TRACK_ID: np.arange(t_artist.size, dtype=np.int64),
-            ARTIST_ID: t_artist.astype(np.int64),
-            "length_ms": np.maximum(length, 1000).astype(np.int64),
-            "rank_in_artist": t_rank,
-            "prob_in_artist": t_weight / np.bincount(t_artist, weights=t_weight)[t_artist],
-            "skip_effect": sigma_track * rng.standard_normal(t_artist.size),
-        }
-    )
-    return artists, tracks
-
-
-def _grouped_choice(rng, group_of_draw, group_of_item, prob_in_group):
-    """Pick an item within each draw's group with the given within-group probabilities.
-
-    Items are laid out by group on [g, g + 1) through their within-group CDF and
-    ``g + u`` is located by an indexed (guide-table) search, which gives exactly
-    ``searchsorted(cdf, g + u, side="right")`` at a fraction of its cost.
-    """
-    order = np.argsort(group_of_item, kind="stable")
-    g_sorted = group_of_item[order]
-    sizes = np.bincount(g_sorted)
-    ends = np.cumsum(sizes)
-    cdf = np.cumsum(prob_in_group[order])
-    cdf = g_sorted + cdf - np.repeat(np.concatenate(([0.0], cdf[ends[:-1] - 1])), sizes)
-    cdf[ends - 1] = np.arange(ends.size) + 1.0  # each group's CDF ends exactly at g + 1
-    value = group_of_draw + rng.random(group_of_draw.size)
-    res = 4 * int(sizes.max())  # guide cells per unit of the CDF axis
-    guide = np.searchsorted(cdf, np.arange(ends.size * res + 1) / res, side="right")
-    pos = guide[np.maximum(np.floor(value * res).astype(np.int64) - 1, 0)]
-    cdf = np.append(cdf, np.inf)
-    todo = np.flatnonzero(cdf[pos] <= value)
-    while todo.size:  # a few steps forward at most; a loop over steps, not draws
-        pos[todo] += 1
-        todo = todo[cdf[pos[todo]] <= value[todo]]
-    return order[np.minimum(pos, ends[group_of_draw] - 1)]
-
-
-def _check_options(
-    func,
-    n_users,
-    days,
-    countries,
-    initial_share,
-    activity,
-    dow,
-    hour,
-    fraction,
-    n_artists,
-    n_communities,
-    plays_mean,
-    positives,
-):
-    n_users = _check_int(n_users, "n_users", func)
-    days = _check_int(days, "days", func)
-    for name, value in positives.items():
-        if name.startswith("skip_sigma") or name == "skip_beta_position":
-            ok = isinstance(value, int | float | np.number) and np.isfinite(value)
-            ok = ok and (name == "skip_beta_position" or value >= 0)
-            _check(bool(ok), name, func, "a finite number (>= 0 for a scale)", value)
-        else:
-            _check_pos(value, name, func)
-    _check(0.0 <= initial_share <= 1.0, "initial_share", func, "in [0, 1]", initial_share)
-    _check(plays_mean >= 1.0, "plays_mean", func, "at least 1", plays_mean)
-    shares = np.array([v[0] for v in countries.values()], dtype=float)
-    prem = np.array([v[1] for v in countries.values()], dtype=float)
-    ok = len(countries) > 0 and np.all(shares >= 0) and shares.sum() > 0
-    _check(
-        bool(ok and np.all((prem >= 0) & (prem <= 1))),
-        "countries",
-        func,
-        "a mapping country -> (share > 0, premium share in [0, 1])",
-        dict(countries),
-    )
-    need = {"r", "alpha", "a", "b"}
-    ok = set(activity) == set(_PLANS) and all(
-        set(v) == need and all(float(x) > 0 for x in v.values()) for v in activity.values()
-    )
-    _check(
-        ok,
-        "activity",
-        func,
-        "a mapping {'free': {...}, 'premium': {...}} of positive 'r', 'alpha', 'a', 'b'",
-        dict(activity),
-    )
-    _check(
-        len(dow) == 7 and all(m > 0 for m in dow),
-        "day_of_week_multipliers",
-        func,
-        "7 positive numbers, Monday first",
-        dow,
-    )
-    _check(
-        len(hour) == 4, "skip_hour_effects", func, "4 numbers (hours 0-6, 6-12, 12-18, 18-24)", hour
-    )
-    _check(
-        len(fraction) == 2 and 0 < fraction[0] < fraction[1] <= 1,
-        "skip_fraction",
-        func,
-        "a pair (low, high) with 0 < low < high <= 1",
-        fraction,
-    )
-    n_artists = _check_int(n_artists, "n_artists", func)
-    n_communities = _check_int(n_communities, "n_communities", func)
-    _check(
-        n_communities <= n_artists,
-        "n_communities",
-        func,
-        f"at most n_artists ({n_artists})",
-        n_communities,
-    )
-    return n_users, days, shares / shares.sum(), prem
 
 
 def simulate_service(
@@ -781,7 +579,7 @@ def simulate_service(
         "skip_sigma_track": skip_sigma_track,
         "skip_beta_position": skip_beta_position,
     }
-    n, days, c_share, c_prem = _check_options(
+    n, days, c_share, c_prem = check_service_options(
         func,
         n_users,
         days,
@@ -796,12 +594,12 @@ def simulate_service(
         plays_mean,
         positives,
     )
-    _check(tracks_per_artist >= 1, "tracks_per_artist", func, "at least 1", tracks_per_artist)
+    check(tracks_per_artist >= 1, "tracks_per_artist", func, "at least 1", tracks_per_artist)
     start_ts = pd.Timestamp(start)
-    _check(start_ts.tz is None, "start", func, "a timezone-naive timestamp", start)
+    check(start_ts.tz is None, "start", func, "a timezone-naive timestamp", start)
     end_ts = start_ts + pd.Timedelta(days=days)
     start_ns, end_ns = start_ts.as_unit("ns").value, end_ts.as_unit("ns").value
-    rng, seed = _rng(random_seed)
+    rng, seed = make_rng(random_seed)
     dow_mult = np.asarray(day_of_week_multipliers, dtype=float)
     hour_eff = np.asarray(skip_hour_effects, dtype=float)
 
@@ -813,11 +611,11 @@ def simulate_service(
     signup = np.where(rng.random(n) < initial_share, rng.random(n), rng.random(n) * days)
     T = days - signup
     pop = pd.DataFrame(
-        {g: {k: float(activity[g][k]) for k in ("r", "alpha", "a", "b")} for g in _PLANS}
+        {g: {k: float(activity[g][k]) for k in ("r", "alpha", "a", "b")} for g in PLANS}
     ).T.rename_axis(PLAN)
     lam = rng.gamma(pop["r"].to_numpy()[plan], 1.0 / pop["alpha"].to_numpy()[plan])
     p = rng.beta(pop["a"].to_numpy()[plan], pop["b"].to_numpy()[plan])
-    x, times, dropped = _bgnbd_draw(rng, lam, p, T)
+    x, times, dropped = bgnbd_draw(rng, lam, p, T)
     n_sess = x + 1
     first = np.cumsum(n_sess) - n_sess
     sess_user = np.repeat(np.arange(n), n_sess)
@@ -827,11 +625,11 @@ def simulate_service(
     rel[~is_first] = times
     recency = rel[first + x]
     sess_ns = np.minimum(
-        start_ns + np.round((signup[sess_user] + rel) * _NS_PER_DAY).astype(np.int64), end_ns - 1
+        start_ns + np.round((signup[sess_user] + rel) * NS_PER_DAY).astype(np.int64), end_ns - 1
     )
 
     # Plays per session.
-    dow = (sess_ns // _NS_PER_DAY + 3) % 7  # 1970-01-01 was a Thursday
+    dow = (sess_ns // NS_PER_DAY + 3) % 7  # 1970-01-01 was a Thursday
     rho = rng.gamma(play_propensity_shape, 1.0 / play_propensity_shape, n)
     mu = (plays_mean - 1.0) * rho[sess_user] * dow_mult[dow]
     n_draw = 1 + rng.negative_binomial(plays_dispersion, plays_dispersion / (plays_dispersion + mu))
@@ -841,7 +639,7 @@ def simulate_service(
     pos = np.arange(ev_sess.size) - np.repeat(off, n_draw) + 1
 
     # Catalogue, community preferences and the choice of artist and track.
-    artists, tracks = _draw_catalogue(
+    artists, tracks = draw_catalogue(
         rng,
         n_artists,
         n_communities,
@@ -863,10 +661,10 @@ def simulate_service(
     comm = np.zeros(ev_sess.size, dtype=np.int64)
     for k in range(n_communities - 1):
         comm += u >= np.repeat(cum_pref[:, k], plays_per_user)
-    artist = _grouped_choice(
+    artist = grouped_choice(
         rng, comm, artists["community"].to_numpy(), artists["prob_in_community"].to_numpy()
     )
-    track = _grouped_choice(
+    track = grouped_choice(
         rng, artist, tracks[ARTIST_ID].to_numpy(), tracks["prob_in_artist"].to_numpy()
     )
 
@@ -882,22 +680,7 @@ def simulate_service(
     )
     u_skip = rng.random(ev_sess.size)
     short = np.maximum(1, np.round(rng.uniform(*skip_fraction, ev_sess.size) * length))
-    ts = np.empty(ev_sess.size, dtype=np.int64)
-    skipped = np.empty(ev_sess.size, dtype=bool)
-    ms = np.empty(ev_sess.size, dtype=np.int64)
-    order = np.argsort(-n_draw, kind="stable")
-    n_active = np.searchsorted(-n_draw[order], -np.arange(n_draw.max(initial=0)), side="left")
-    off_sorted, clock = off[order], sess_ns[order]
-    for j, m in enumerate(n_active):
-        idx = off_sorted[:m] + j
-        now = clock[:m]
-        ts[idx] = now
-        logit = base[idx] + hour_eff[(now // _NS_PER_HOUR) % 24 // 6]
-        skip = u_skip[idx] * (1.0 + np.exp(-logit)) < 1.0
-        skipped[idx] = skip
-        dur = np.where(skip, short[idx], length[idx]).astype(np.int64)
-        ms[idx] = dur
-        clock[:m] = now + dur * _NS_PER_MS
+    ts, skipped, ms = play_sequence(sess_ns, n_draw, off, base, hour_eff, u_skip, length, short)
 
     # A session ends where the next one starts or at the end of the window.
     limit = np.append(sess_ns[1:], end_ns)
@@ -918,19 +701,19 @@ def simulate_service(
     )
 
     user_ids = np.arange(n, dtype=np.int64)
-    plan_names = np.asarray(_PLANS, dtype=object)[plan]
+    plan_names = np.asarray(PLANS, dtype=object)[plan]
     users = pd.DataFrame(
         {
             USER_ID: user_ids,
             COUNTRY: np.asarray(list(countries), dtype=object)[country],
             PLAN: plan_names,
-            SIGNUP_DATE: (sess_ns[first] // _NS_PER_DAY * _NS_PER_DAY).view("datetime64[ns]"),
+            SIGNUP_DATE: (sess_ns[first] // NS_PER_DAY * NS_PER_DAY).view("datetime64[ns]"),
         }
     )
     dropout_time = np.where(dropped, signup + recency, np.inf)
     dropout_ns = np.where(
         dropped,
-        start_ns + np.round(dropout_time * _NS_PER_DAY).clip(max=end_ns - start_ns - 1),
+        start_ns + np.round(dropout_time * NS_PER_DAY).clip(max=end_ns - start_ns - 1),
         np.iinfo(np.int64).min,
     )
     truth_users = pd.DataFrame(
