@@ -184,7 +184,8 @@ def reference_cohort(
     members = events[events[USER_ID].isin(first.index)]
     metrics = _fixed_windows((*surrogates, outcome), window_days)
     result = compute_user_metrics(members, table, metrics,
-                                  window_days=max(m.window[1] for m in metrics), pre_days=0)
+                                  window_days=max(m.window[1] for m in metrics), pre_days=0,
+                                  observation_end=ts.max())
     return result.frame[[ASSIGNED_AT, *names]]
 
 
