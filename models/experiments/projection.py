@@ -40,6 +40,7 @@ __all__ = [
     "compare_with_observed",
     "exposure_activity",
     "project_arms",
+    "projection_curve",
 ]
 
 _NS_PER_DAY = 86_400 * 10**9
@@ -267,31 +268,13 @@ def project_arms(
     arms leave uncertain; the difference and the lift are computed draw by draw.
     """
     owner = "project_arms"
-    if not isinstance(model, BetaGeoModel):
-        raise TypeError(f"The 'model' parameter of {owner} must be a BetaGeoModel. "
-                        f"Got {type(model).__name__} instead.")
-    if not model.is_fitted:
-        raise NotFittedError(f"{owner} needs a fitted BetaGeoModel; call fit first.")
-    if model.segment is None:
-        raise ValueError(f"The BetaGeoModel passed to {owner} must be fitted with "
-                         "segment='variant' (one set of parameters per arm).")
+    _check_model(model, owner)
     window = _check_days(owner, "window_days", window_days)
     h = _check_days(owner, "horizon", horizon)
     ci = _check_prob(owner, ci_prob)
-    ages = np.array([window - 1.0, window - 1.0 + h])
-    # one integer seed: both quantities use the same subset of draws
-    kw = {"max_draws": max_draws, "random_seed": resolve_seed(random_seed), "return_draws": True}
-    expected = model.expected_activity_new_user(np.maximum(ages, 1e-9), **kw)
-    alive = model.probability_alive_new_user(horizon=ages[1:], **kw)
-    variants = [str(v) for v in model.idata_["posterior"]["segment"].values]
-    if control not in variants:
-        raise ValueError(f"The 'control' parameter of {owner} must be one of the model's "
-                         f"variants {variants}. Got {control!r} instead.")
-    n_arms = len(variants)
-    # rows are (variant, age) with the ages of one variant together
-    pairs = expected.reshape(-1, n_arms, 2)
-    active_days = pairs[..., 1] - pairs[..., 0]
-    share = alive.reshape(-1, n_arms)
+    variants, values = _arm_draws(model, window, np.array([h]), control, max_draws,
+                                  random_seed, owner)
+    active_days, share = values[0][..., 0], values[1][..., 0]
     draws = xr.Dataset(
         {"active_days": (("draw", VARIANT), active_days),
          "share_active": (("draw", VARIANT), share)},
@@ -315,6 +298,93 @@ def project_arms(
     for frame in (arms_frame, effects_frame):
         frame.attrs["ci_prob"] = ci
     return LongTermProjection(arms_frame, effects_frame, draws, window, h, control, ci)
+
+
+def _arm_draws(model: BetaGeoModel, window: int, horizons: np.ndarray, control: str,
+               max_draws: int | None, random_seed: Any, owner: str):
+    """Draws of both quantities, each ``(draw, variant, horizon)``, and the variant labels."""
+    ages = window - 1.0 + np.concatenate(([0.0], horizons))
+    # one integer seed: both quantities use the same subset of draws
+    kw = {"max_draws": max_draws, "random_seed": resolve_seed(random_seed), "return_draws": True}
+    expected = model.expected_activity_new_user(np.maximum(ages, 1e-9), **kw)
+    alive = model.probability_alive_new_user(horizon=ages[1:], **kw)
+    variants = [str(v) for v in model.idata_["posterior"]["segment"].values]
+    if control not in variants:
+        raise ValueError(f"The 'control' parameter of {owner} must be one of the model's "
+                         f"variants {variants}. Got {control!r} instead.")
+    # rows are (variant, age) with the ages of one variant together
+    expected = expected.reshape(-1, len(variants), ages.size)
+    active_days = expected[..., 1:] - expected[..., :1]
+    share = alive.reshape(-1, len(variants), horizons.size)
+    return variants, (active_days, share)
+
+
+def projection_curve(
+    model: BetaGeoModel, *, window_days: int = 14, horizons: Any = None,
+    control: str = "control", ci_prob: float = 0.95, max_draws: int | None = None,
+    random_seed: int | np.random.Generator | None = None,
+) -> pd.DataFrame:
+    """Projected effects of every arm against the control over a range of horizons.
+
+    Parameters
+    ----------
+    model : models.churn.BetaGeoModel
+        As in :func:`project_arms`.
+    window_days : int, default 14
+        The experiment window the model was fitted on, in days.
+    horizons : sequence of int, optional
+        Days after the window; by default every 7th day up to 182.
+    control, ci_prob, max_draws, random_seed
+        As in :func:`project_arms`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``(quantity, variant, horizon)``; the columns of
+        :attr:`LongTermProjection.effects`. For ``active_days`` the effect is the
+        difference in cumulative active days from the end of the window to the
+        horizon; for ``share_active`` the difference in the share still active
+        at the horizon.
+
+    Raises
+    ------
+    ValueError, models.exceptions.NotFittedError
+        As :func:`project_arms`.
+    """
+    owner = "projection_curve"
+    _check_model(model, owner)
+    window = _check_days(owner, "window_days", window_days)
+    ci = _check_prob(owner, ci_prob)
+    values = np.arange(7, 183, 7) if horizons is None else np.asarray(horizons)
+    if not (values.ndim == 1 and values.size and np.issubdtype(values.dtype, np.integer)
+            and np.all(values > 0)):
+        raise ValueError(f"The 'horizons' parameter of {owner} must be a non-empty sequence of "
+                         f"positive integers (days). Got {horizons!r} instead.")
+    variants, draws = _arm_draws(model, window, values.astype(float), control, max_draws,
+                                 random_seed, owner)
+    c = variants.index(control)
+    rows = []
+    for quantity, arr in zip(QUANTITIES, draws, strict=True):
+        for k, variant in enumerate(variants):
+            if k == c:
+                continue
+            for j, h in enumerate(values):
+                row = _effect_row(quantity, variant, arr[:, c, j], arr[:, k, j], ci)
+                rows.append({**row, "horizon": int(h)})
+    frame = pd.DataFrame(rows).set_index(["quantity", VARIANT, "horizon"])
+    frame.attrs["ci_prob"] = ci
+    return frame
+
+
+def _check_model(model: Any, owner: str) -> None:
+    if not isinstance(model, BetaGeoModel):
+        raise TypeError(f"The 'model' parameter of {owner} must be a BetaGeoModel. "
+                        f"Got {type(model).__name__} instead.")
+    if not model.is_fitted:
+        raise NotFittedError(f"{owner} needs a fitted BetaGeoModel; call fit first.")
+    if model.segment is None:
+        raise ValueError(f"The BetaGeoModel passed to {owner} must be fitted with "
+                         "segment='variant' (one set of parameters per arm).")
 
 
 def _effect_row(quantity: str, variant: str, base: np.ndarray, treated: np.ndarray,

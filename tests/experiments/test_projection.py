@@ -17,6 +17,7 @@ from models.experiments.projection import (
     compare_with_observed,
     exposure_activity,
     project_arms,
+    projection_curve,
 )
 
 PARAMS = ("r", "alpha", "a", "b")
@@ -179,3 +180,41 @@ def test_projection_covers_the_true_arm_difference():
     # two weeks say little about dropout: the share's interval is honest about it
     share = out.effects.loc[("share_active", "treatment")]
     assert share["effect_ci_upper"] - share["effect_ci_lower"] > 0.05
+
+
+def test_projection_curve_matches_project_arms():
+    data = two_arm_activity(50, seed=3)
+    draws = {k: np.array([[ARMS["control"][k], ARMS["treatment"][k]]] * 3) * [[1.0], [1.1],
+                                                                              [0.95]]
+             for k in PARAMS}
+    model = fake_fit(BetaGeoModel(segment="variant", hierarchical=False), data, draws)
+    curve = projection_curve(model, window_days=14, horizons=[30, 90])
+    assert list(curve.index.names) == ["quantity", "variant", "horizon"]
+    for h in (30, 90):
+        single = project_arms(model, window_days=14, horizon=h)
+        for quantity in ("active_days", "share_active"):
+            pd.testing.assert_series_equal(
+                curve.loc[(quantity, "treatment", h)],
+                single.effects.loc[(quantity, "treatment")], check_names=False)
+    # cumulative activity grows with the horizon, the share still active falls
+    days = curve.xs(("active_days", "treatment"), level=("quantity", "variant"))
+    assert days.loc[90, "mean_control"] > days.loc[30, "mean_control"]
+    with pytest.raises(ValueError, match="'horizons' parameter of projection_curve"):
+        projection_curve(model, horizons=[0, 5])
+
+
+def test_plots_return_axes():
+    from models.experiments.plotting import plot_effects, plot_projection
+
+    data = two_arm_activity(30, seed=4)
+    draws = {k: np.array([[ARMS["control"][k], ARMS["treatment"][k]]] * 4) for k in PARAMS}
+    model = fake_fit(BetaGeoModel(segment="variant", hierarchical=False), data, draws)
+    curve = projection_curve(model, horizons=[7, 14, 28])
+    ax = plot_projection(curve, truth=pd.Series([0.1, 0.2, 0.3], index=[7, 14, 28]))
+    assert ax.get_xlabel() == "days after the experiment window"
+    effects = project_arms(model).effects.rename_axis(["metric", "variant"])
+    ax = plot_effects(effects, status=pd.Series({"active_days": "better"}),
+                      truth=pd.Series({"active_days": 0.1, "share_active": 0.0}))
+    assert len(ax.get_yticks()) == 2
+    with pytest.raises(ValueError, match="'scale' parameter of plot_effects"):
+        plot_effects(effects, scale="odds")
