@@ -35,6 +35,7 @@ PUBLIC_MODULES = (
     "models.churn",
     "models.listening",
     "models.network",
+    "models.experiments",
     "models.predict",
     "models.scoring",
     "models.analysis",
