@@ -614,11 +614,17 @@ def sufficient_statistics(
         )
     by = _check_by(by, user_metrics, func)
     frame = user_metrics.frame
-    order = {v: i for i, v in enumerate(user_metrics.variants)}
-    groups = pd.DataFrame({VARIANT: frame[VARIANT].map(order).to_numpy()})
+    codes = pd.Index(user_metrics.variants).get_indexer(frame[VARIANT])
+    if (codes < 0).any():  # a variant not in user_metrics.variants: no group, as with .map
+        codes = np.where(codes >= 0, codes, np.nan)
+    groups = pd.DataFrame({VARIANT: codes})
     for column in by:
         groups[column] = frame[column].to_numpy()
+    keys = [groups[c] for c in groups]
     n = len(frame)
+    ones = np.ones(n, dtype="int64")
+    # One block of products, reused for every metric: no per-metric frame of 15 new arrays.
+    buffer = np.empty((len(STAT_COLUMNS), n))
     pieces = []
     for metric in user_metrics.metrics:
         cols = user_metrics.columns(metric)
@@ -626,15 +632,15 @@ def sufficient_statistics(
             k: np.full(n, 1.0 if k in "dw" else 0.0) if c is None else frame[c].to_numpy("float64")
             for k, c in cols.items()
         }
-        y, d, x, w = values["y"], values["d"], values["x"], values["w"]
-        products = {
-            "n": np.ones(n, dtype="int64"),
-            "sum_y": y, "sum_d": d, "sum_x": x, "sum_w": w,
-            "sum_yy": y * y, "sum_dd": d * d, "sum_xx": x * x, "sum_ww": w * w,
-            "sum_yd": y * d, "sum_yx": y * x, "sum_yw": y * w,
-            "sum_dx": d * x, "sum_dw": d * w, "sum_xw": x * w,
-        }  # fmt: skip
-        sums = pd.DataFrame(products).groupby([groups[c] for c in groups], sort=True).sum()
+        for row, column in zip(buffer, STAT_COLUMNS, strict=True):
+            factors = column.removeprefix("sum_")  # "y" or a pair such as "yx"
+            if len(factors) == 1:
+                row[:] = values[factors]
+            else:
+                np.multiply(values[factors[0]], values[factors[1]], out=row)
+        products = pd.DataFrame(buffer.T, columns=list(STAT_COLUMNS), copy=False)
+        products.insert(0, "n", ones)
+        sums = products.groupby(keys, sort=True).sum()
         sums = sums.reset_index()
         sums[VARIANT] = np.asarray(user_metrics.variants, dtype=object)[sums[VARIANT]]
         sums.insert(0, "metric", metric.name)
