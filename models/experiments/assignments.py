@@ -48,15 +48,24 @@ _BLANK_STRINGS = frozenset({"", "nan", "none", "null", "<na>"})
 _N_NAMED = 5
 
 
+def _per_value(s: pd.Series, test: Any) -> np.ndarray:
+    """``test(value)`` for every row, evaluated once per distinct value (missing: False)."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    values = uniques.tolist()  # iterating an Arrow-backed array value by value is slow
+    flags = np.fromiter((bool(test(v)) for v in values), dtype=bool, count=len(values))
+    return np.where(codes >= 0, flags[np.maximum(codes, 0)], False) if len(flags) else \
+        np.zeros(len(s), dtype=bool)
+
+
 def _blank(s: pd.Series) -> np.ndarray:
     """Missing values, and strings that stand for a missing value ('', 'nan', ...)."""
     missing = s.isna().to_numpy()
-    if pd.api.types.is_string_dtype(s.dtype) or s.dtype == object:
-        text = s.map(
-            lambda v: isinstance(v, str) and v.strip().lower() in _BLANK_STRINGS,
-            na_action="ignore",
-        )
+    if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object:
+        text = s.str.strip().str.lower().isin(_BLANK_STRINGS)
         missing = missing | text.fillna(False).to_numpy(dtype=bool)
+    elif s.dtype == object:
+        missing = missing | _per_value(
+            s, lambda v: isinstance(v, str) and v.strip().lower() in _BLANK_STRINGS)
     return missing
 
 
@@ -106,8 +115,7 @@ def _check_variant_names(s: pd.Series, report: _Report) -> tuple[np.ndarray, lis
     """Report missing, empty and non-string variants; return the valid mask and the names."""
     blank = s.isna().to_numpy()
     if pd.api.types.is_string_dtype(s.dtype) or s.dtype == object:
-        empty = s.map(lambda v: isinstance(v, str) and not v.strip(), na_action="ignore")
-        blank = blank | empty.fillna(False).to_numpy(dtype=bool)
+        blank = blank | _per_value(s, lambda v: isinstance(v, str) and not v.strip())
     report.add_rows(
         VARIANT,
         "no missing or empty variant names",
@@ -115,8 +123,7 @@ def _check_variant_names(s: pd.Series, report: _Report) -> tuple[np.ndarray, lis
         s,
         f"drop the rows without a '{VARIANT}', or fill in the arm each user was given",
     )
-    not_str = s.map(lambda v: not isinstance(v, str), na_action="ignore")
-    not_str = not_str.fillna(False).to_numpy(dtype=bool) & ~blank
+    not_str = _per_value(s, lambda v: not isinstance(v, str)) & ~blank
     report.add_rows(
         VARIANT,
         "variant names as strings",
@@ -126,7 +133,7 @@ def _check_variant_names(s: pd.Series, report: _Report) -> tuple[np.ndarray, lis
         "1: 'treatment'}})",
     )
     valid = ~blank & ~not_str
-    names = sorted({str(v) for v in s[valid]})
+    names = sorted({str(v) for v in pd.unique(s[valid])})
     folded: dict[str, list[str]] = {}
     for name in names:
         folded.setdefault(name.strip().casefold(), []).append(name)
