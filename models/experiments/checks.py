@@ -321,7 +321,7 @@ def _early_rows(per_user: pd.DataFrame, threshold: float) -> list[dict]:
 
 
 def _balance_rows(
-    per_user: pd.DataFrame, control: str, window_days: int, threshold: float
+    per_user: pd.DataFrame, control: str, pre_days: int, threshold: float
 ) -> list[dict]:
     """Standardised difference of pre-period events per user, each variant vs control."""
     moments = per_user.groupby(VARIANT, sort=False)["pre"].agg(["mean", "var", "size"])
@@ -352,7 +352,7 @@ def _balance_rows(
             ).pvalue  # fmt: skip
         ok = p_value >= threshold
         text = (
-            f"events per user in the {window_days} days before assignment: {t['mean']:.3g} in "
+            f"events per user in the {pre_days} days before assignment: {t['mean']:.3g} in "
             f"'{variant}' vs {c['mean']:.3g} in '{control}' (standardised difference "
             f"{smd:.3g}, Welch p = {p_value:.3g})"
         )
@@ -377,7 +377,7 @@ def check_experiment(
     expected: Mapping[str, float] | pd.Series | None = None,
     variants: Sequence[str] | None = None,
     control: str | None = None,
-    window_days: int = 14,
+    pre_days: int = 14,
     threshold: float = 0.001,
 ) -> ExperimentChecks:
     r"""Run the checks that must pass before any effect of an experiment is read.
@@ -399,8 +399,8 @@ def check_experiment(
     control : str, optional
         The control variant. Default: ``"control"`` if present, else the first
         of ``variants``.
-    window_days : int, default 14
-        Length in days of the pre-period ``[assigned_at - window_days,
+    pre_days : int, default 14
+        Length in days of the pre-period ``[assigned_at - pre_days,
         assigned_at)`` of the balance check.
     threshold : float, default 0.001
         A test fails when its p-value is below it.
@@ -468,12 +468,12 @@ def check_experiment(
     """
     func = "check_experiment"
     threshold = _check_threshold(threshold, func)
-    if not (isinstance(window_days, int | np.integer) and not isinstance(window_days, bool)) or (
-        window_days <= 0
+    if not (isinstance(pre_days, int | np.integer) and not isinstance(pre_days, bool)) or (
+        pre_days <= 0
     ):
         raise ValueError(
-            f"The 'window_days' parameter of {func} must be a positive integer. "
-            f"Got {window_days!r} instead."
+            f"The 'pre_days' parameter of {func} must be a positive integer. "
+            f"Got {pre_days!r} instead."
         )
     table = validate_assignments(assignments)
     if EXPERIMENT_ID in table.columns and table[EXPERIMENT_ID].nunique() > 1:
@@ -499,9 +499,9 @@ def check_experiment(
     srm = sample_ratio_test(n_users, expected=expected, threshold=threshold)
     start = table[ASSIGNED_AT].min()
     span = math.ceil((table[ASSIGNED_AT].max() - start) / pd.Timedelta(days=1))
-    rows = relative_rows(events, table[[USER_ID, ASSIGNED_AT]], [], -(window_days + span + 1), 0)
+    rows = relative_rows(events, table[[USER_ID, ASSIGNED_AT]], [], -(pre_days + span + 1), 0)
     early = rows[rows[TIMESTAMP] >= start].groupby(USER_ID)[ONE].sum()
-    pre = rows[rows[DAYCOL] >= -window_days].groupby(USER_ID)[ONE].sum()
+    pre = rows[rows[DAYCOL] >= -pre_days].groupby(USER_ID)[ONE].sum()
     lazy = _lazy_checks(events, [USER_ID, TIMESTAMP]) if is_dask(events) else {}
     early, pre, lazy = compute_nested(early, pre, lazy)
     if lazy:
@@ -517,7 +517,7 @@ def check_experiment(
     ]  # fmt: skip
     records += _variant_rows(n_users, declared)
     records += _early_rows(per_user, threshold)
-    records += _balance_rows(per_user, control, window_days, threshold)
+    records += _balance_rows(per_user, control, pre_days, threshold)
     frame = pd.DataFrame.from_records(records, columns=_TABLE_COLUMNS)
     frame = frame.astype({"value": "float64", "p_value": "float64", "ok": bool})
     messages = [
@@ -532,7 +532,7 @@ def check_experiment(
         _summary(
             frame,
             "pre_period_balance",
-            f"Activity in the {window_days} days before assignment is balanced between "
+            f"Activity in the {pre_days} days before assignment is balanced between "
             "the variants.",
         ),
     ]

@@ -106,6 +106,14 @@ class Decision:
         return f"<p><b>{head}</b></p><ul>{reasons}</ul>{self.table.to_html()}"
 
 
+def _failed_messages(checks: Any) -> list[str]:
+    """The messages of the failed checks (all messages when the checks have no table)."""
+    table = getattr(checks, "table", None)
+    if isinstance(table, pd.DataFrame) and {"ok", "message"} <= set(table.columns):
+        return [str(m) for m in table.loc[~table["ok"].astype(bool), "message"]]
+    return [str(m) for m in getattr(checks, "messages", ())]
+
+
 def _fmt(x: float) -> str:
     return "nan" if not np.isfinite(x) else f"{x:+.1%}"
 
@@ -322,8 +330,9 @@ def decide(
     chosen = None
     if checks is not None and not bool(checks.ok):
         verdict = "invalid"
+        verdicts = dict.fromkeys(variants, "invalid")
         reasons.append("The pre-analysis checks failed; do not read the effects:")
-        reasons += [str(m) for m in getattr(checks, "messages", ())]
+        reasons += _failed_messages(checks)
     elif shipping:
         verdict = "ship"
         first = success_names[0]

@@ -341,7 +341,7 @@ def projection_curve(
     -------
     pandas.DataFrame
         Index ``(quantity, variant, horizon)``; the columns of
-        :attr:`LongTermProjection.effects`. For ``active_days`` the effect is the
+        ``LongTermProjection.effects``. For ``active_days`` the effect is the
         difference in cumulative active days from the end of the window to the
         horizon; for ``share_active`` the difference in the share still active
         at the horizon.
@@ -416,7 +416,7 @@ def compare_with_observed(
     ----------
     predicted, observed : mapping or pandas.Series
         Each with ``effect`` and ``effect_sd`` (e.g. a row of
-        :attr:`LongTermProjection.effects`, of a surrogate-index estimate, or of
+        ``LongTermProjection.effects``, of a surrogate-index estimate, or of
         :func:`models.experiments.analyze`).
     ci_prob : float, default 0.95
         Probability mass of the interval of the gap.

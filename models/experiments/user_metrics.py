@@ -107,12 +107,12 @@ class UserMetrics:
         )
 
     def columns(self, metric: Metric) -> dict[str, str | None]:
-        """Columns of ``metric`` in :attr:`frame` as ``y``, ``d``, ``x``, ``w`` (or None).
+        """Columns of ``metric`` in ``frame`` as ``y``, ``d``, ``x``, ``w`` (or None).
 
         Parameters
         ----------
         metric : Metric
-            One of :attr:`metrics`.
+            One of ``metrics``.
 
         Returns
         -------

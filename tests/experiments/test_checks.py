@@ -218,7 +218,7 @@ def test_events_before_assignment_by_hand():
 
 def test_pre_period_balance_by_hand():
     events, assignments = hand_made(late_treatment=False)
-    checks = check_experiment(events, assignments, window_days=14)
+    checks = check_experiment(events, assignments, pre_days=14)
     row = checks.table.set_index(["check", "variant"]).loc[("pre_period_balance", "treatment")]
     # events in the 14 days before 1 Jan: user 1 has 2, user 2 has 1; treatment none
     control = np.array([2.0, 1.0, 0.0, 0.0])
@@ -230,7 +230,7 @@ def test_pre_period_balance_by_hand():
     assert row["p_value"] == pytest.approx(
         stats.ttest_ind(treatment, control, equal_var=False).pvalue
     )
-    short = check_experiment(events, assignments, window_days=1)
+    short = check_experiment(events, assignments, pre_days=1)
     # only user 1's event of 31 Dec is in the last day
     assert short.table.set_index(["check", "variant"]).loc[
         ("pre_period_balance", "treatment"), "value"
@@ -262,8 +262,8 @@ def test_check_experiment_errors(sim, random_assignments):
         ValueError, match=r"'control' parameter .* one of the variants \['a', 'b'\]"
     ):
         check_experiment(events, random_assignments.assign(variant=["a", "b"] * 150))
-    with pytest.raises(ValueError, match=r"'window_days' parameter .* positive integer\. Got 0"):
-        check_experiment(events, random_assignments, window_days=0)
+    with pytest.raises(ValueError, match=r"'pre_days' parameter .* positive integer\. Got 0"):
+        check_experiment(events, random_assignments, pre_days=0)
     two = pd.concat([random_assignments.assign(experiment_id=e) for e in ("e1", "e2")])
     with pytest.raises(ValueError, match=r"must hold one experiment\. Got 2 experiments"):
         check_experiment(events, two)

@@ -92,8 +92,22 @@ def test_failed_checks_make_the_decision_invalid_first():
     assert decision.verdict == "invalid" and decision.variant is None
     assert str(decision).startswith("INVALID\n  The pre-analysis checks failed")
     assert decision.reasons[1] == "Sample ratio mismatch: p = 1e-06."
-    assert decision.verdicts == {"b": "ship"}  # the effects are still there to inspect
+    assert decision.verdicts == {"b": "invalid"}  # no variant reads "ship" under it
+    assert "(ship)" not in str(decision)
+    assert decision.table.loc[("b", "plays"), "status"] == "better"  # still there to inspect
     assert decide(table, success="plays", checks=Checks(True, ())).verdict == "ship"
+
+
+def test_invalid_decision_lists_only_the_failed_checks():
+    from types import SimpleNamespace
+
+    table = effects([("plays", "b", 0.04, 0.01, True)])
+    checks = SimpleNamespace(ok=False, messages=["SRM failed", "balance fine"],
+                             table=pd.DataFrame({"ok": [False, True],
+                                                 "message": ["SRM failed", "balance fine"]}))
+    decision = decide(table, success="plays", checks=checks)
+    assert decision.reasons[1:] == ("SRM failed",)
+    assert "balance fine" not in str(decision)
 
 
 def test_several_variants():
