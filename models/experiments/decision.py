@@ -107,7 +107,7 @@ class Decision:
 
 
 def _failed_messages(checks: Any) -> list[str]:
-    """The messages of the failed checks (all messages when the checks have no table)."""
+    """Return the messages of the failed checks (all of them when there is no table)."""
     table = getattr(checks, "table", None)
     if isinstance(table, pd.DataFrame) and {"ok", "message"} <= set(table.columns):
         return [str(m) for m in table.loc[~table["ok"].astype(bool), "message"]]
