@@ -15,9 +15,10 @@ Fast conjugate engine
     pre-period covariate, priors, ROPE, always-valid sequential intervals),
     :func:`decide` over success and guardrail metrics, :func:`sample_size`.
 Long-term outcomes
+    :class:`SurrogateIndexModel` with :func:`reference_cohort`;
     :func:`exposure_activity`, :func:`project_arms` and :func:`projection_curve`
-    (churn-model projections), :func:`reference_cohort`,
-    :func:`compare_with_observed`.
+    (churn-model projections); :func:`compare_with_observed`;
+    :class:`ProxyMetricModel` (choosing a proxy from past experiments).
 Simulation with known truth
     :func:`simulate_experiment`, :func:`sample_average_effects`.
 """
@@ -52,6 +53,7 @@ from models.experiments.projection import (
     project_arms,
     projection_curve,
 )
+from models.experiments.proxies import ProxyMetricModel
 from models.experiments.reference import (
     DEFAULT_SURROGATES,
     long_term_outcome,
@@ -71,6 +73,7 @@ from models.experiments.simulate import (
     SimulatedExperiment,
     simulate_experiment,
 )
+from models.experiments.surrogate import SurrogateIndexModel
 from models.experiments.user_metrics import (
     STAT_COLUMNS,
     UserMetrics,
@@ -95,12 +98,14 @@ __all__ = [
     "LongTermProjection",
     "Metric",
     "PeekingResult",
+    "ProxyMetricModel",
     "Ratio",
     "Retained",
     "SampleRatioResult",
     "SampleSize",
     "SimulatedExperiment",
     "Sum",
+    "SurrogateIndexModel",
     "UserMetrics",
     "analyze",
     "beta_binomial",
