@@ -54,7 +54,8 @@ _THIRD_PARTY = r"(numpy|np|pandas|pd|scipy|xarray|xr|arviz|az|pymc|pm|pytensor|m
 nitpick_ignore_regex = [
     (r"py:.*", _THIRD_PARTY + r"(\..*)?"),
     (r"py:.*", r"(int|float|str|bool|dict|list|tuple|set|callable|object|type|None)"),
-    (r"py:.*", r"(ValueError|TypeError|RuntimeError|UserWarning|KeyError|FileNotFoundError)"),
+    (r"py:.*", r"(ValueError|TypeError|RuntimeError|UserWarning|KeyError|FileNotFoundError"
+     r"|OSError|PermissionError|FileExistsError|NotADirectoryError|KeyboardInterrupt)"),
     (r"py:.*", r"(abc|pathlib|os|collections\.abc|typing|warnings)\..*"),
 ]
 

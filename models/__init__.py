@@ -15,8 +15,11 @@ from models.exceptions import (
     ConvergenceWarning,
     DataQualityWarning,
     DataValidationError,
+    FitInterrupted,
     ModelMismatchError,
     NotFittedError,
+    SavedFitError,
+    UninformativeDataWarning,
 )
 from models.priors import Prior
 
@@ -25,9 +28,12 @@ __all__ = [
     "ConvergenceWarning",
     "DataQualityWarning",
     "DataValidationError",
+    "FitInterrupted",
     "ModelMismatchError",
     "NotFittedError",
     "Prior",
+    "SavedFitError",
+    "UninformativeDataWarning",
     "__version__",
     "data",
     "diagnostics",

@@ -23,10 +23,14 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
+from models._atomic import atomic_path
+from models._fitfile import check_complete, import_model_module, missing_draws, read_fit_file
+from models._interrupts import watch_interrupts
 from models._version import __version__
-from models.diagnostics import FitReport, check_fit, warn_if_not_converged
-from models.exceptions import ModelMismatchError, NotFittedError
-from models.priors import Prior
+from models.diagnostics import FitReport, check_fit, warn_if_not_converged, warn_if_uninformed
+from models.diagnostics.contraction import PRIOR_DRAWS
+from models.exceptions import FitInterrupted, ModelMismatchError, NotFittedError
+from models.priors import Prior, draw_prior
 
 __all__ = ["BayesianModel", "resolve_seed"]
 
@@ -93,6 +97,18 @@ def _check_choice(owner: str, name: str, value: Any, choices: Sequence[str]) -> 
             f"The '{name}' parameter of {owner} must be one of {list(choices)}. "
             f"Got {value!r} instead."
         )
+
+
+def _stop_after_interrupt(watch: Any, callback: Any) -> Any:
+    """Return a ``pymc.sample`` callback that stops every chain once Ctrl-C was pressed."""
+
+    def stop(trace: Any, draw: Any) -> None:
+        if watch.hit:
+            raise KeyboardInterrupt
+        if callback is not None:
+            callback(trace=trace, draw=draw)
+
+    return stop
 
 
 class BayesianModel(ABC):
@@ -229,7 +245,8 @@ class BayesianModel(ABC):
             Posterior draws per chain, tuning steps per chain, and chains (NUTS).
             With ``method="advi"``, ``draws`` draws are taken from the approximation.
         cores : int, optional
-            Chains run in parallel on this many processes (PyMC's default if None).
+            Chains run in parallel on this many processes (PyMC's default if None);
+            a positive integer.
         sampler : {"pymc", "nutpie"}, default "pymc"
             NUTS implementation. ``"nutpie"`` (needs the ``fast`` extra) compiles
             the model with numba; it pays off for larger models.
@@ -257,9 +274,12 @@ class BayesianModel(ABC):
         Returns
         -------
         self
-            The fitted model. ``fit_report_`` says whether the fit converged;
-            a fit that fails its checks also emits a
-            :class:`~models.exceptions.ConvergenceWarning`.
+            The fitted model. ``fit_report_`` says whether the fit converged and
+            whether the data informed each parameter (its posterior compared with
+            ``idata_["prior"]``, draws of the prior stored with the fit); a fit that
+            fails its checks also emits a
+            :class:`~models.exceptions.ConvergenceWarning`, one whose data did not
+            inform some parameter an :class:`~models.exceptions.UninformativeDataWarning`.
 
         Raises
         ------
@@ -267,6 +287,10 @@ class BayesianModel(ABC):
             For invalid settings (the message names the parameter and the value).
         models.exceptions.DataValidationError
             For invalid data.
+        models.exceptions.FitInterrupted
+            When sampling or optimisation was interrupted (Ctrl-C) before it
+            finished. PyMC and nutpie return the draws made so far; ``fit`` never
+            returns such a cut-short fit, and the model stays as it was.
         """
         owner = f"{type(self).__name__}.fit"
         _check_choice(owner, "method", method, METHODS)
@@ -275,6 +299,8 @@ class BayesianModel(ABC):
         _check_positive_int(owner, "tune", tune, allow_zero=True)
         _check_positive_int(owner, "chains", chains)
         _check_positive_int(owner, "advi_steps", advi_steps)
+        if cores is not None:
+            _check_positive_int(owner, "cores", cores)
         if not 0 < target_accept < 1:
             raise ValueError(
                 f"The 'target_accept' parameter of {owner} must be in (0, 1). "
@@ -296,43 +322,71 @@ class BayesianModel(ABC):
                 full = sample_kwargs.get("nuts", {}).get("adaptation") == "low_rank"
             mass_matrix = "dense" if full else "diagonal"
 
-        with model, warnings.catch_warnings():
+        loss_steps = None
+        with model, warnings.catch_warnings(), watch_interrupts() as watch:
             # the dense mass matrix is chosen deliberately (see dense_mass_max_dim)
             warnings.filterwarnings("ignore", message="QuadPotentialFullAdapt is an experimental")
-            if method == "nuts":
-                idata = pm.sample(
-                    draws=draws,
-                    tune=tune,
-                    chains=chains,
-                    cores=cores,
-                    random_seed=seed,
-                    nuts_sampler=sampler,
-                    target_accept=target_accept,
-                    progressbar=progressbar,
-                    compute_convergence_checks=False,
-                    **sample_kwargs,
-                )
-            elif method == "advi":
-                approx = pm.fit(
-                    n=advi_steps, method="advi", random_seed=seed, progressbar=progressbar
-                )
-                idata = approx.sample(draws, random_seed=seed)
-                idata["advi_loss"] = xr.DataTree(
-                    xr.Dataset({"loss": ("step", np.asarray(approx.hist, dtype=float))})
-                )
-            else:
-                idata = pm.find_MAP(
-                    random_seed=seed,
-                    progressbar=progressbar,
-                    return_inferencedata=True,
-                    jitter=False,
-                )
-            if log_likelihood and method != "map":
+            if method == "nuts" and sampler == "pymc":
+                # PyMC swallows Ctrl-C in one chain and starts the next: stop those too
+                sample_kwargs["callback"] = _stop_after_interrupt(
+                    watch, sample_kwargs.get("callback"))
+            try:
+                if method == "nuts":
+                    idata = pm.sample(
+                        draws=draws,
+                        tune=tune,
+                        chains=chains,
+                        cores=cores,
+                        random_seed=seed,
+                        nuts_sampler=sampler,
+                        target_accept=target_accept,
+                        progressbar=progressbar,
+                        compute_convergence_checks=False,
+                        **sample_kwargs,
+                    )
+                elif method == "advi":
+                    approx = pm.fit(
+                        n=advi_steps, method="advi", random_seed=seed, progressbar=progressbar
+                    )
+                    loss_steps = len(approx.hist)
+                    idata = approx.sample(draws, random_seed=seed)
+                    idata["advi_loss"] = xr.DataTree(
+                        xr.Dataset({"loss": ("step", np.asarray(approx.hist, dtype=float))})
+                    )
+                else:
+                    idata = pm.find_MAP(
+                        random_seed=seed,
+                        progressbar=progressbar,
+                        return_inferencedata=True,
+                        jitter=False,
+                    )
+            except Exception as err:
+                # e.g. PyMC's "Not enough samples to build a trace" after an early Ctrl-C
+                if watch.hit:
+                    raise FitInterrupted(
+                        f"{owner} was interrupted (Ctrl-C) before any draw was kept; no fit "
+                        "is returned."
+                    ) from err
+                raise
+        meta = {"method": method, "sampler": sampler if method == "nuts" else None,
+                "draws": draws, "chains": chains}
+        if watch.hit or (loss_steps is not None and loss_steps < advi_steps):
+            done = (f"{loss_steps:,} of {advi_steps:,} steps" if loss_steps is not None
+                    else missing_draws(idata, meta) or "all draws, but the signal came first")
+            raise FitInterrupted(
+                f"{owner} was interrupted (Ctrl-C) before {method} finished ({done}). The "
+                "partial result was discarded and no fit is returned; run fit again to get a "
+                "complete one."
+            )
+        check_complete(idata, meta, owner)
+        if log_likelihood and method != "map":
+            with model:
                 pm.compute_log_likelihood(idata, model=model, progressbar=False)
 
         idata.attrs[_ATTR_KEY] = json.dumps(
             {
                 "model": type(self).__name__,
+                "module": type(self).__module__,
                 "version": __version__,
                 "method": method,
                 "sampler": sampler if method == "nuts" else None,
@@ -348,6 +402,8 @@ class BayesianModel(ABC):
         self.data_ = data_
         self.model_ = model
         self.idata_ = idata
+        if method != "map":
+            self._attach_prior(seed)
         self._check()
         return self
 
@@ -366,9 +422,21 @@ class BayesianModel(ABC):
             return {"init": "jitter+adapt_full"}
         return {"nuts": {"adaptation": "low_rank"}}
 
+    def _attach_prior(self, seed: int) -> None:
+        """Store draws of the parameters' prior as ``idata_["prior"]`` (for check_fit).
+
+        Seeded with the fit's seed, so a refit gives the same draws and the same
+        contraction figures.
+        """
+        prior = draw_prior(self.model_, self._parameter_names(), draws=PRIOR_DRAWS,
+                           random_seed=seed)
+        if prior is not None:
+            self.idata_["prior"] = xr.DataTree(prior)
+
     def _check(self) -> None:
         self.fit_report_ = check_fit(self.idata_, var_names=self._parameter_names())
         warn_if_not_converged(self.fit_report_, stacklevel=4)
+        warn_if_uninformed(self.fit_report_, stacklevel=4)
 
     # ----------------------------------------------------------- fitted state
     @property
@@ -467,6 +535,10 @@ class BayesianModel(ABC):
     def save(self, path: str | Path) -> Path:
         """Save the fit, the training data and the configuration to one netCDF file.
 
+        The file is written to a temporary file beside ``path`` that replaces
+        ``path`` only when complete, so an interrupted or failed save leaves an
+        existing file as it was.
+
         Parameters
         ----------
         path : str or pathlib.Path
@@ -476,13 +548,20 @@ class BayesianModel(ABC):
         -------
         pathlib.Path
             The path written.
+
+        Raises
+        ------
+        OSError
+            If the folder or file cannot be written (permission, read-only file
+            system, disk full); ``path`` is then unchanged.
         """
         self._require_fitted("save()")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tree = self.idata_.copy()
         tree[_FIT_DATA_GROUP] = xr.DataTree(self._data_to_dataset(self.data_))
-        tree.to_netcdf(path, engine="h5netcdf")
+        with atomic_path(path) as tmp:
+            tree.to_netcdf(tmp, engine="h5netcdf")
         return path
 
     @classmethod
@@ -490,7 +569,8 @@ class BayesianModel(ABC):
         """Load a fit written by :meth:`save`.
 
         Called on a model class, the file must hold a fit of that class; called
-        on :class:`BayesianModel`, the class is taken from the file.
+        on :class:`BayesianModel`, the class is taken from the file (its module is
+        imported when it has not been yet).
 
         Raises
         ------
@@ -498,17 +578,17 @@ class BayesianModel(ABC):
             If ``path`` does not exist.
         models.exceptions.ModelMismatchError
             If the file holds another model or was not written by ``save``.
+        models.exceptions.SavedFitError
+            If the file cannot be read (empty, truncated, corrupt) or holds fewer
+            chains or draws than its fit asked for.
         """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"No saved model at {str(path)!r}.")
-        tree = xr.open_datatree(path, engine="h5netcdf").load()
-        if _ATTR_KEY not in tree.attrs or _FIT_DATA_GROUP not in tree.children:
-            raise ModelMismatchError(
-                f"{str(path)!r} was not written by a listening-models model's save()."
-            )
-        meta = json.loads(tree.attrs[_ATTR_KEY])
-        target = cls._registry.get(meta["model"])
+        tree, meta = read_fit_file(path, _ATTR_KEY, _FIT_DATA_GROUP)
+        if meta.get("model") not in cls._registry:
+            import_model_module(meta)
+        target = cls._registry.get(meta.get("model"))
         if target is None or not issubclass(target, cls):
             raise ModelMismatchError(
                 f"{str(path)!r} holds a {meta['model']} fit, not a {cls.__name__} fit."

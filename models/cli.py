@@ -16,6 +16,22 @@ Commands
     The main job on built-in data: simulate a service, fit a BG/NBD activity model,
     print its diagnostics, its posterior against the true parameters and a few
     predictions.
+
+Exit status
+-----------
+0
+    Done; for ``run``, every fit passed or only warned.
+2
+    Bad usage, configuration, path or file (the message says which), or the output
+    folder cannot be written (permission, read-only file system).
+3
+    Invalid data (the message names the file, column, rows and a fix).
+4
+    ``run`` finished and wrote its outputs, but at least one fit failed its checks
+    (verdict "fail"): the report says which and why. ``--quick`` runs are exploratory;
+    their short chains often end here.
+130
+    Interrupted (Ctrl-C). Earlier outputs are left as they were.
 """
 
 from __future__ import annotations
@@ -29,7 +45,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["main"]
+__all__ = ["EXIT_CHECKS_FAILED", "EXIT_DATA", "EXIT_ERROR", "EXIT_INTERRUPTED", "main"]
+
+#: Bad usage, configuration, path or file; or outputs that cannot be written.
+EXIT_ERROR = 2
+#: Invalid data.
+EXIT_DATA = 3
+#: ``run`` finished, but at least one fit failed its checks.
+EXIT_CHECKS_FAILED = 4
+#: Interrupted (Ctrl-C), 128 + SIGINT as shells report it.
+EXIT_INTERRUPTED = 130
 
 
 def _positive_int(text: str) -> int:
@@ -70,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
                      "truth/), never holding the whole log in memory")
     sim.add_argument("--users-per-partition", type=_positive_int, default=100_000,
                      help="users per Parquet block with --partitioned")
+    sim.add_argument("--overwrite", action="store_true",
+                     help="replace an existing events file (and its users file) or an earlier "
+                     "partitioned log at --out")
 
     run = sub.add_parser("run", help="run an analysis and write its outputs and report")
     run.add_argument("analysis", help="churn, listening, network or all")
@@ -79,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="TOML file overriding the defaults")
     run.add_argument("--out", type=Path, help="output folder (default results/ANALYSIS)")
     run.add_argument("--seed", type=_non_negative_int, help="random seed (replaces the config's)")
-    run.add_argument("--quick", action="store_true", help="small data, few draws (for checks)")
+    run.add_argument("--quick", action="store_true", help="small data, few draws: exploratory, "
+                     "not for conclusions (short chains often fail the checks: exit status 4)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--force", action="store_true", help="refit even when cached fits are "
                      "up to date")
@@ -96,13 +125,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from models._atomic import atomic_path
+
     out: Path = args.out
     if args.partitioned or (out.exists() and out.is_dir()):
         from models.data import simulate_service_partitioned
 
+        earlier = (out / "manifest.json").exists() or any(
+            any((out / sub).glob("*.parquet")) for sub in ("events", "users", "truth"))
+        if earlier and not args.overwrite:
+            raise FileExistsError(f"{str(out)!r} already holds a simulated log; pass --overwrite "
+                                  "to replace it, or choose another --out")
         folder = simulate_service_partitioned(
             args.users, args.days, out, users_per_partition=args.users_per_partition,
-            random_seed=args.seed)
+            random_seed=args.seed, overwrite=args.overwrite)
         print(f"wrote a partitioned log of {args.users:,} users to {folder} "
               f"(events/, users/, truth/, manifest.json)")
         return 0
@@ -112,29 +148,48 @@ def _simulate(args: argparse.Namespace) -> int:
     if suffix not in (".parquet", ".csv"):
         raise ValueError(f"--out must end in .parquet or .csv (or use --partitioned with a "
                          f"folder); got {str(out)!r}")
+    users_path = out.with_name(out.stem + "_users" + out.suffix)
+    existing = [str(p) for p in (out, users_path) if p.exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(f"{' and '.join(map(repr, existing))} already exist(s); pass "
+                              "--overwrite to replace, or choose another --out")
     service = simulate_service(n_users=args.users, days=args.days, random_seed=args.seed)
     out.parent.mkdir(parents=True, exist_ok=True)
-    users_path = out.with_name(out.stem + "_users" + out.suffix)
-    if suffix == ".parquet":
-        service.events.to_parquet(out, index=False)
-        service.users.to_parquet(users_path, index=False)
-    else:
-        service.events.to_csv(out, index=False)
-        service.users.to_csv(users_path, index=False)
+    # both files are written completely before either replaces an existing one
+    with atomic_path(out) as tmp_events, atomic_path(users_path) as tmp_users:
+        if suffix == ".parquet":
+            service.events.to_parquet(tmp_events, index=False)
+            service.users.to_parquet(tmp_users, index=False)
+        else:
+            service.events.to_csv(tmp_events, index=False)
+            service.users.to_csv(tmp_users, index=False)
     print(f"wrote {len(service.events):,} events to {out} and {len(service.users):,} users "
           f"to {users_path}")
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
+    import json
+
     from models.analysis import run_analysis
 
     folders = run_analysis(
         args.analysis, events=args.events, users=args.users, config=args.config, out=args.out,
         seed=args.seed, quick=args.quick, quiet=args.quiet, force=args.force,
         command=["listening-models", *args.argv])
+    failed = []
     for folder in folders:
         print(f"{folder}")
+        diagnostics = json.loads((folder / "diagnostics.json").read_text())
+        failed += [f"{diagnostics['analysis']}/{name}" for name, fit in diagnostics["fits"].items()
+                   if fit["verdict"] == "fail"]
+    if failed:
+        print(f"warning: the run finished and wrote its outputs, but {len(failed)} fit(s) "
+              f"failed their checks: {', '.join(failed)}; see the report(s) before using the "
+              f"numbers (exit status {EXIT_CHECKS_FAILED})"
+              + ("; --quick runs are exploratory and their short chains often fail"
+                 if args.quick else ""), file=sys.stderr)
+        return EXIT_CHECKS_FAILED
     return 0
 
 
@@ -207,11 +262,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except DataValidationError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        _print_error(err)
+        return EXIT_DATA
+    except (ValueError, OSError) as err:  # OSError: missing, read-only, no permission, full
+        _print_error(err)
+        return EXIT_ERROR
+    except KeyboardInterrupt as err:
+        _print_error(err, prefix="interrupted (Ctrl-C)")
+        return EXIT_INTERRUPTED
+
+
+def _print_error(err: BaseException, *, prefix: str = "error") -> None:
+    """Print one error and its notes to stderr, without a traceback."""
+    if isinstance(err, OSError) and err.strerror and not str(err).startswith("[Errno"):
+        text = str(err)
+    elif isinstance(err, OSError) and err.strerror:
+        text = err.strerror + (f": {err.filename!r}" if err.filename else "")
+    else:
+        text = str(err)
+    print(f"{prefix}: {text}" if text else prefix, file=sys.stderr)
+    for note in getattr(err, "__notes__", []):
+        print(f"  {note}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,9 +14,12 @@ __all__ = [
     "ConvergenceWarning",
     "DataQualityWarning",
     "DataValidationError",
+    "FitInterrupted",
     "ModelMismatchError",
     "NotFittedError",
     "Problem",
+    "SavedFitError",
+    "UninformativeDataWarning",
 ]
 
 
@@ -95,8 +98,35 @@ class ModelMismatchError(ValueError):
     """A saved fit does not belong to the model class or version asked to load it."""
 
 
+class SavedFitError(ValueError):
+    """A saved fit that cannot be used: unreadable (truncated, corrupt) or incomplete.
+
+    Raised by :meth:`models.base.BayesianModel.load` instead of the reader's own
+    error, with the file's path and what to do.
+    """
+
+
+class FitInterrupted(KeyboardInterrupt):
+    """Sampling or optimisation was interrupted (Ctrl-C) before it finished.
+
+    PyMC and nutpie return the draws made so far when interrupted; ``fit`` raises
+    this instead of returning a fit with fewer draws or chains than asked. It is a
+    :class:`KeyboardInterrupt`, so ``except Exception`` does not swallow it.
+    """
+
+
 class ConvergenceWarning(UserWarning):
     """A fit did not pass its convergence checks (R-hat, ESS, divergences, E-BFMI)."""
+
+
+class UninformativeDataWarning(UserWarning):
+    """The data did not inform some parameters: their posterior is close to their prior.
+
+    Issued by ``fit`` when the posterior of a parameter is (nearly) as wide as its
+    prior (posterior contraction below the threshold of
+    :func:`models.diagnostics.check_fit`), e.g. the dropout parameters of BG/NBD when
+    no user has repeat activity. The numbers then restate the prior.
+    """
 
 
 class DataQualityWarning(UserWarning):

@@ -127,7 +127,19 @@ def posterior_arrays(
     -------
     dict of str to numpy.ndarray
         Each array has the draws on axis 0 (``chain * draw`` of them, or ``max_draws``).
+
+    Raises
+    ------
+    ValueError
+        If ``max_draws`` is not a positive integer (or None).
     """
+    if max_draws is not None and (isinstance(max_draws, bool)
+                                  or not isinstance(max_draws, int | np.integer)
+                                  or max_draws < 1):
+        raise ValueError(
+            f"The 'max_draws' parameter must be a positive integer (or None for every draw). "
+            f"Got {max_draws!r} instead."
+        )
     if isinstance(posterior, xr.DataTree):
         posterior = posterior["posterior"].to_dataset()
     out = {}

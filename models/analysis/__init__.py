@@ -5,8 +5,10 @@ Each analysis (``churn``, ``listening``, ``network``) is a function of an
 :func:`run_analysis` loads or simulates the data, resolves the configuration
 (TOML defaults shipped with the package, ``--quick`` settings, a user file) and
 writes the same output layout for every analysis (see
-:mod:`models.analysis.outputs`). The command line ``listening-models run`` and the
-scripts in ``analyses/`` call :func:`run_analysis`.
+:mod:`models.analysis.outputs`), into a working folder that replaces the earlier
+outputs only when the run has finished (see ``models.analysis.staging``). The
+command line ``listening-models run`` and the scripts in ``analyses/`` call
+:func:`run_analysis`.
 """
 
 from models.analysis.config import ConfigError, default_config, load_config

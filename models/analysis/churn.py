@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from models.analysis.config import ConfigError, default_config
 from models.analysis.context import Analysis, AnalysisContext
 from models.analysis.report import plot_trace_rank
 
@@ -84,11 +85,18 @@ def _segment_column(ctx: AnalysisContext) -> str | None:
     users = ctx.inputs.users
     if not seg:
         return None
-    if users is None or seg not in users.columns:
-        ctx.out.note(f"No '{seg}' column in the users table: the models are fitted without "
-                     "segments.")
-        return None
-    return seg
+    if users is not None and seg in users.columns:
+        return seg
+    if seg != default_config("churn")["churn"]["segment"]:
+        # asked for by the user's configuration: a typo must not pass as "no segments"
+        have = ("there is no users table (pass --users)" if users is None else
+                f"the users table has the columns {sorted(map(str, users.columns))}")
+        raise ConfigError(f"The segment column {seg!r} (churn.segment) does not exist: {have}. "
+                          "Set churn.segment to one of those columns, or to \"\" to fit "
+                          "without segments.")
+    ctx.out.note(f"No '{seg}' column in the users table: the models are fitted without "
+                 "segments.")
+    return None
 
 
 def _user_segments(ctx: AnalysisContext, seg: str | None) -> pd.Series | None:
@@ -426,4 +434,6 @@ ANALYSIS = Analysis(
     needs="events: user_id, timestamp (skipped, artist_id used when present); users table "
     "optional (plan segments, country/plan hazard groups).",
     run=run,
+    models=("BetaGeoModel", "BetaGeoBetaBinomModel", "ShiftedBetaGeoModel", "ChurnHazardModel"),
+    min_users=10,
 )

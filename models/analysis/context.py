@@ -81,9 +81,15 @@ class Analysis:
         Which inputs (columns, users table) it uses.
     run : callable
         ``run(context) -> None``, filling ``context.out``.
+    models : tuple of str
+        Names of the model classes it fits (the valid tables of ``[priors]``).
+    min_users : int
+        Fewest distinct users in the log it can describe; fewer is an error up front.
     """
 
     name: str
     description: str
     needs: str
     run: Callable[[AnalysisContext], None] = field(repr=False)
+    models: tuple[str, ...] = ()
+    min_users: int = 1

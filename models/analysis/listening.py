@@ -236,4 +236,6 @@ ANALYSIS = Analysis(
     needs="events: user_id, timestamp (skipped and artist_id/track_id for the skip model); "
     "users table optional (country, plan segments).",
     run=run,
+    models=("PlayCountModel", "SkipModel"),
+    min_users=10,
 )

@@ -204,4 +204,6 @@ ANALYSIS = Analysis(
     "link prediction against networkx heuristics.",
     needs="events: user_id, artist_id; no users table needed.",
     run=run,
+    models=("StochasticBlockModel", "LatentSpaceModel"),
+    min_users=10,
 )

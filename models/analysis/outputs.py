@@ -16,7 +16,11 @@
 ``summary.csv``, ``predictions.csv`` and ``diagnostics.json`` hold no timestamps or
 timings, so the same inputs, configuration and seed give byte-identical files.
 A fit whose inputs, model settings, fit settings and package version hash to the key
-stored beside its posterior is loaded instead of refitted (unless ``force``).
+stored beside its posterior is loaded instead of refitted (unless ``force``), after
+checking that the file reads and holds every chain and draw those settings ask for;
+a cached fit that fails this is refitted, with a note. A posterior is written
+atomically and its key only after it, so an interrupted run never leaves a key beside
+a partial file.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import shutil
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +41,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models._atomic import write_text_atomic
 from models._version import __version__
 from models.base import BayesianModel
-from models.exceptions import ConvergenceWarning
+from models.exceptions import ConvergenceWarning, UninformativeDataWarning
 
 __all__ = ["AnalysisOutputs", "FitRecord", "hash_data"]
 
@@ -118,14 +125,20 @@ class AnalysisOutputs:
         Print no progress.
     force : bool, default False
         Refit every model even when its cached fit is up to date.
+    cache_dirs : sequence of str or pathlib.Path, optional
+        Further folders of ``<name>.nc`` / ``<name>.key`` pairs searched, after
+        ``out_dir/posterior``, for an up-to-date fit (e.g. the ``posterior/`` folder
+        of the outputs this run will replace). A fit found there is linked (or
+        copied) into ``out_dir/posterior``.
     """
 
     def __init__(self, out_dir: str | Path, analysis: str, *, quiet: bool = False,
-                 force: bool = False) -> None:
+                 force: bool = False, cache_dirs: Sequence[str | Path] = ()) -> None:
         self.out = Path(out_dir)
         self.analysis = analysis
         self.quiet = quiet
         self.force = force
+        self.cache_dirs = [Path(d) for d in cache_dirs]
         self.fits: dict[str, FitRecord] = {}
         self.tables: list[_Table] = []
         self.figures: list[_Figure] = []
@@ -182,39 +195,78 @@ class AnalysisOutputs:
         BayesianModel
             The fitted (or loaded) model.
         """
+        # the progress bar changes nothing in the fit, so it does not invalidate the cache
         settings = {"model": type(model).__name__, "params": _jsonable(model.get_params()),
-                    "fit": _jsonable(fit_kwargs)}
+                    "fit": _jsonable({k: v for k, v in fit_kwargs.items()
+                                      if k != "progressbar"})}
         key = hashlib.sha256(json.dumps(
             {"settings": settings, "data": hash_data(data), "version": __version__},
             sort_keys=True, default=str).encode()).hexdigest()
         path = self.out / "posterior" / f"{name}.nc"
         key_path = path.with_suffix(".key")
         start = time.perf_counter()
-        cached = (not self.force and path.is_file() and key_path.is_file()
-                  and key_path.read_text().strip() == key)
         caught: list[str] = []
-        if cached:
-            self.say(f"  {name}: inputs unchanged, loading {path.name} (--force refits)")
-            model = type(model).load(path)
+        loaded = None if self.force else self._load_cached(name, model, key, fit_kwargs)
+        cached = loaded is not None
+        if loaded is not None:
+            model = loaded
         else:
             self.say(f"  fitting {name} ({type(model).__name__})")
             key_path.unlink(missing_ok=True)
             with warnings.catch_warnings(record=True) as records:
                 warnings.simplefilter("always", ConvergenceWarning)
+                warnings.simplefilter("always", UninformativeDataWarning)
                 model.fit(data, **fit_kwargs)
             for rec in records:
-                if issubclass(rec.category, ConvergenceWarning):
+                if issubclass(rec.category, ConvergenceWarning | UninformativeDataWarning):
                     caught.append(str(rec.message).splitlines()[0])
                 else:
                     warnings.warn_explicit(rec.message, rec.category, rec.filename, rec.lineno)
-            model.save(path)
-            key_path.write_text(key + "\n")
+            model.save(path)  # atomic: a complete file or none
+            write_text_atomic(key_path, key + "\n")  # only after the posterior is complete
         seconds = round(time.perf_counter() - start, 3)
         verdict = model.diagnostics().verdict
         self.say(f"  {name}: verdict {verdict}")
         self.fits[name] = FitRecord(name, model, description, settings, cached, seconds, caught)
         self.timings[f"fit {name}"] = seconds
         return model
+
+    def _load_cached(self, name: str, model: BayesianModel, key: str,
+                     fit_kwargs: Mapping[str, Any]) -> BayesianModel | None:
+        """Load an up-to-date cached fit that reads and is complete, or return None.
+
+        Looks in ``posterior/`` and then in ``cache_dirs``; a fit found in a cache
+        folder is linked into ``posterior/``. A fit whose key matches but whose file
+        cannot be used is noted and skipped.
+        """
+        target = self.out / "posterior" / f"{name}.nc"
+        for folder in [self.out / "posterior", *self.cache_dirs]:
+            path = folder / f"{name}.nc"
+            key_path = path.with_suffix(".key")
+            try:
+                if not (path.is_file() and key_path.is_file()
+                        and key_path.read_text().strip() == key):
+                    continue
+                loaded = type(model).load(path)
+                _check_settings(loaded, fit_kwargs)
+            except Exception as err:  # noqa: BLE001 - any unusable cache means refit
+                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+                self.note(f"The cached fit {path} could not be used ({reason}); {name} is "
+                          "refitted.")
+                continue
+            if path != target:
+                _link_or_copy(path, target)
+                _link_or_copy(key_path, target.with_suffix(".key"))
+            self.say(f"  {name}: inputs unchanged, loaded {path.name} (--force refits)")
+            return loaded
+        return None
+
+    def prune_posteriors(self) -> None:
+        """Remove files of ``posterior/`` that hold no fit of this run (left by an earlier one)."""
+        keep = {f"{name}{suffix}" for name in self.fits for suffix in (".nc", ".key")}
+        for path in (self.out / "posterior").iterdir():
+            if path.name not in keep:
+                path.unlink()
 
     # ------------------------------------------------------- tables and figures
     def add_table(self, name: str, frame: pd.DataFrame, caption: str) -> None:
@@ -277,6 +329,30 @@ class AnalysisOutputs:
             table.frame.to_csv(path, float_format="%.10g")
             paths[f"table {table.name}"] = path
         return paths
+
+
+def _check_settings(model: BayesianModel, fit_kwargs: Mapping[str, Any]) -> None:
+    """Raise when a loaded fit has other draws or chains than ``fit_kwargs`` ask for."""
+    meta = json.loads(model.idata_.attrs.get("listening_models", "{}"))
+    sizes = model.idata_["posterior"].sizes
+    for name, dim in (("draws", "draw"), ("chains", "chain")):
+        asked = fit_kwargs.get(name)
+        if asked is None or meta.get("method") not in ("nuts", "gibbs"):
+            continue
+        if meta.get(name) != asked or int(sizes.get(dim, 0)) != asked:
+            raise ValueError(f"it holds {int(sizes.get(dim, 0))} {dim}(s) where the settings "
+                             f"ask for {asked}")
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` as ``target`` (a copy across file systems), replacing it."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copy2(source, tmp)
+    os.replace(tmp, target)
 
 
 def _jsonable(value: Any) -> Any:

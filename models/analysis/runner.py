@@ -14,8 +14,24 @@ from models.analysis.config import ConfigError, dump_toml, load_config, merge_co
 from models.analysis.context import Analysis, AnalysisContext, Inputs
 from models.analysis.outputs import AnalysisOutputs, hash_data
 from models.analysis.report import file_sha256, write_manifest, write_report
+from models.analysis.staging import (
+    check_output_folder,
+    discard_if_empty,
+    prepare_work_folder,
+    release_work_folder,
+    replace_outputs,
+)
 
-__all__ = ["ANALYSES", "Analysis", "AnalysisContext", "Inputs", "load_inputs", "run_analysis"]
+__all__ = [
+    "ANALYSES",
+    "Analysis",
+    "AnalysisContext",
+    "Inputs",
+    "check_enough_users",
+    "check_priors",
+    "load_inputs",
+    "run_analysis",
+]
 
 
 def _registry() -> dict[str, Analysis]:
@@ -26,18 +42,6 @@ def _registry() -> dict[str, Analysis]:
 
 #: Every analysis by name; ``run all`` runs them in this order.
 ANALYSES: dict[str, Analysis] = _registry()
-
-
-def _read_users(path: Path) -> pd.DataFrame:
-    from models.data import load_users, validate_users
-
-    if path.is_dir():
-        files = sorted(path.rglob("*.parquet"))
-        if not files:
-            raise FileNotFoundError(f"No Parquet files under the users folder {str(path)!r}.")
-        return validate_users(pd.concat([pd.read_parquet(f) for f in files],
-                                        ignore_index=True))
-    return load_users(path)
 
 
 def load_inputs(events: str | Path | None, users: str | Path | None,
@@ -56,7 +60,7 @@ def load_inputs(events: str | Path | None, users: str | Path | None,
     models.exceptions.DataValidationError
         If the log or the users table breaks a rule.
     """
-    from models.data import load_events, simulate_service
+    from models.data import load_events, load_users, simulate_service
 
     if events is None:
         d = config["data"]
@@ -82,7 +86,7 @@ def load_inputs(events: str | Path | None, users: str | Path | None,
     if users is not None and not Path(users).exists():
         raise FileNotFoundError(f"No users file or folder at {str(users)!r}.")
     log = load_events(events)
-    table = _read_users(Path(users)) if users is not None else None
+    table = load_users(users) if users is not None else None
     record = {"events": file_sha256(events),
               "users": file_sha256(users) if users is not None else None}
     end = pd.Timestamp(log["timestamp"].max())
@@ -90,6 +94,55 @@ def load_inputs(events: str | Path | None, users: str | Path | None,
             f"{log['timestamp'].min()} to {end})"
             + (f" with users table {users}." if users is not None else ", no users table."))
     return Inputs(log, table, end, text, record)
+
+
+def check_enough_users(analysis: Analysis, inputs: Inputs) -> None:
+    """Raise when the log has fewer users than ``analysis.min_users``.
+
+    Raises
+    ------
+    models.exceptions.DataValidationError
+        Naming the number of users found and the minimum.
+    """
+    from models.exceptions import DataValidationError, Problem
+
+    users = inputs.events["user_id"].unique()
+    if len(users) >= analysis.min_users:
+        return
+    shown = ", ".join(repr(u.item() if hasattr(u, "item") else u) for u in users[:5])
+    raise DataValidationError(
+        [Problem("user_id", f"at least {analysis.min_users} distinct users for the "
+                 f"{analysis.name} analysis, whose models describe a population of users; "
+                 f"the log has {len(users)} ({shown})",
+                 fix="pass the log of more users; to look at one user, fit a model from "
+                 "models.churn or models.listening directly")],
+        what="events")
+
+
+def check_priors(analysis: Analysis, config: dict[str, Any], source: str) -> None:
+    """Check the ``[priors]`` table of a configuration before anything is fitted.
+
+    Every table must name a model the analysis fits, and every prior must be valid
+    for that model (known prior name, known distribution and parameters).
+
+    Raises
+    ------
+    ConfigError
+        Naming the bad key and listing the valid ones.
+    """
+    from models import churn, listening, network  # noqa: F401 - register the model classes
+    from models.base import BayesianModel
+
+    for model_name, table in config.get("priors", {}).items():
+        if model_name not in analysis.models:
+            raise ConfigError(
+                f"Unknown model {model_name!r} under [priors] in {source}; the "
+                f"{analysis.name} analysis fits {sorted(analysis.models)}.")
+        cls = BayesianModel._registry[model_name]
+        try:
+            cls(priors=table)
+        except ValueError as err:
+            raise ConfigError(f"In [priors.{model_name}] of {source}: {err}") from None
 
 
 def _resolve(name: str, config_path: str | Path | None, quick: bool, seed: int | None,
@@ -124,6 +177,11 @@ def run_analysis(
 ) -> list[Path]:
     """Run one analysis (or ``"all"``) and write its output folder.
 
+    Each analysis writes into a working folder beside its output folder and replaces
+    the earlier outputs only when it has finished (``models.analysis.staging``);
+    an error or an interrupt leaves them as they were and carries a note
+    (``err.__notes__``) saying so and where the partial files are.
+
     Parameters
     ----------
     name : str
@@ -157,8 +215,13 @@ def run_analysis(
         For an unknown analysis name or a bad configuration (:class:`ConfigError`).
     FileNotFoundError
         For a missing input or config file.
+    OSError
+        When the output folder cannot be written (checked before any data is read),
+        or another run is writing it (``FileExistsError``).
     models.exceptions.DataValidationError
-        For invalid data.
+        For invalid data, or a log with fewer users than the analysis needs.
+    KeyboardInterrupt
+        On Ctrl-C (:class:`models.exceptions.FitInterrupted` during a fit).
     """
     if name != "all" and name not in ANALYSES:
         raise ValueError(f"Unknown analysis {name!r}; choose one of {[*ANALYSES, 'all']}.")
@@ -166,6 +229,9 @@ def run_analysis(
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"The 'seed' must be a non-negative integer. Got {seed!r} instead.")
     configs = {n: _resolve(n, config, quick, seed, name == "all") for n in names}
+    for n in names:
+        check_priors(ANALYSES[n], configs[n], str(config) if config is not None else "the "
+                     "defaults")
     written = []
     for n in names:
         cfg = configs[n]
@@ -185,12 +251,41 @@ def _run_one(analysis: Analysis, config: dict[str, Any], folder: Path, *, events
     if not isinstance(config["seed"], int) or config["seed"] < 0:
         raise ConfigError(f"The key 'seed' must be a non-negative integer. "
                           f"Got {config['seed']!r} instead.")
-    outputs = AnalysisOutputs(folder, analysis.name, quiet=quiet, force=force)
+    check_output_folder(folder)
+    work = prepare_work_folder(folder)
+    outputs = AnalysisOutputs(work, analysis.name, quiet=quiet, force=force,
+                              cache_dirs=[folder / "posterior"])
+    try:
+        _run_in(analysis, config, outputs, events=events, users=users,
+                config_path=config_path, quiet=quiet, command=command)
+        replace_outputs(work, folder)
+    except BaseException as err:
+        release_work_folder(work)
+        unchanged = (f"The outputs in {str(folder)!r} are unchanged"
+                     if (folder / "diagnostics.json").is_file() else
+                     f"No outputs were written to {str(folder)!r}")
+        if discard_if_empty(work):
+            err.add_note(f"The {analysis.name} run did not finish. {unchanged}.")
+        else:
+            err.add_note(f"The {analysis.name} run did not finish. {unchanged}; the partial "
+                         f"files of this run are in {str(work)!r} (the next run reuses its "
+                         "finished fits).")
+        raise
+    outputs.say(f"done in {outputs.timings['total']:.0f} s: verdict "
+                f"{outputs.overall_verdict()}; report at {folder / 'report.html'}")
+    return folder
+
+
+def _run_in(analysis: Analysis, config: dict[str, Any], outputs: AnalysisOutputs, *,
+            events: Any, users: Any, config_path: Any, quiet: bool,
+            command: Sequence[str] | None) -> None:
+    """Run the analysis and write every output into ``outputs.out`` (the working folder)."""
     seed = int(config["seed"])
     start = time.perf_counter()
     with outputs.step("load the data"):
         inputs = load_inputs(events, users, config, seed)
     outputs.say(inputs.description)
+    check_enough_users(analysis, inputs)
     context = AnalysisContext(inputs, config, seed, outputs, quiet)
     loggers = [logging.getLogger(n) for n in ("pymc", "pymc.sampling", "pytensor")]
     levels = [lg.level for lg in loggers]
@@ -204,16 +299,14 @@ def _run_one(analysis: Analysis, config: dict[str, Any], folder: Path, *, events
             lg.setLevel(level)
     with outputs.step("write outputs"):
         outputs.write()
-        (folder / "config.toml").write_text(
+        (outputs.out / "config.toml").write_text(
             f"# Resolved configuration of the {analysis.name} analysis.\n" + dump_toml(config))
         write_report(outputs, title=f"listening-models: {analysis.name} analysis",
                      inputs_text=inputs.description)
+        outputs.prune_posteriors()
     outputs.timings["total"] = round(time.perf_counter() - start, 3)
     record = dict(inputs.record)
     if config_path is not None:
         record["config_file"] = file_sha256(config_path)
     write_manifest(outputs, config=config, seed=seed, inputs=record,
                    command=list(command) if command is not None else None)
-    outputs.say(f"done in {outputs.timings['total']:.0f} s: verdict "
-                f"{outputs.overall_verdict()}; report at {folder / 'report.html'}")
-    return folder

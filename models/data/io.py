@@ -7,11 +7,17 @@ e.g. ``.csv.gz``) or ``.parquet`` / ``.pq``. What is read is passed through
 clean, typed one. Row positions in validation errors are 0-based data rows of
 the file (for a CSV with a header, file line = position + 2).
 
+Ids in CSV files are read as text, so ``007`` and ``7`` stay two ids; a column whose
+every id is a plain integer (no leading zeros, no sign but ``-``) is then stored as
+``int64``, which changes no id. An unreadable CSV (empty, ragged rows, not text) is a
+:class:`~models.exceptions.DataValidationError` that names the file.
+
 Partitioned logs
 ----------------
 :func:`load_events` also reads a directory of Parquet files (searched
 recursively for ``*.parquet`` / ``*.pq``, in sorted path order) or a glob
-pattern such as ``"log/part-*.parquet"``. Each file is validated on its own, so
+pattern such as ``"log/part-*.parquet"``. A directory that also holds CSV files is
+an error listing them (they would otherwise be left out). Each file is validated on its own, so
 an error names the file and gives row positions within that file.
 
 - Eagerly (``lazy=False``) the validated files are concatenated, exact
@@ -43,7 +49,7 @@ from typing import Any
 import pandas as pd
 
 from models.data._lazy import import_dask
-from models.data.schema import ARTIST_ID, TIMESTAMP, TRACK_ID, USER_ID
+from models.data.schema import ARTIST_ID, SESSION_ID, TIMESTAMP, TRACK_ID, USER_ID
 from models.data.validation import (
     TABLE,
     _raise_or_drop,
@@ -58,6 +64,66 @@ __all__ = ["load_events", "load_users"]
 _CSV_SUFFIXES = (".csv",)
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zip", ".xz", ".zst")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
+#: Columns read as text from CSV files, so that ids keep their identity ('007' != '7').
+_ID_COLUMNS = (USER_ID, ARTIST_ID, TRACK_ID, SESSION_ID)
+#: A plain integer id: no leading zeros, no '+', at most 18 digits (fits int64).
+_PLAIN_INTEGER = r"-?(?:0|[1-9][0-9]{0,17})"
+
+
+def _integer_ids(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Store text id columns whose every value is a plain integer as ``int64``.
+
+    Lossless: ``str(int(v)) == v`` for every such value, so no two ids merge. A
+    column with any other value ('007', 'a1', '1.0') stays text.
+    """
+    for column in columns:
+        s = frame[column]
+        if not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
+            continue
+        present = s.dropna()
+        if present.empty or not present.map(lambda v: isinstance(v, str)).all():
+            continue
+        if present.str.fullmatch(_PLAIN_INTEGER).all():
+            numbers = pd.array([int(v) if isinstance(v, str) else None for v in s],
+                               dtype="Int64")
+            frame[column] = numbers.astype("int64") if s.notna().all() else numbers
+    return frame
+
+
+def _read_csv(path: Path, func: str, read_kwargs: dict[str, Any]) -> pd.DataFrame:
+    """Read a CSV with text ids, turning pandas' parser errors into errors naming the file."""
+    user_dtype = read_kwargs.get("dtype")
+    kwargs = dict(read_kwargs)
+    if user_dtype is None or isinstance(user_dtype, dict):
+        kwargs["dtype"] = {c: str for c in _ID_COLUMNS} | dict(user_dtype or {})
+    what = f"CSV file '{path}'"
+    try:
+        frame = pd.read_csv(path, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise DataValidationError(
+            [Problem(TABLE, "a header line naming the columns (the file is empty)",
+                     fix="check that the file was written completely")], what=what) from None
+    except pd.errors.ParserError as err:
+        raise DataValidationError(
+            [Problem(TABLE, f"the same number of fields on every line ({err})".replace("\n", " "),
+                     fix="fix the line named (a stray delimiter or unquoted text?), or pass "
+                     "sep=... if the file is not comma-separated")], what=what) from None
+    except UnicodeDecodeError as err:
+        raise DataValidationError(
+            [Problem(TABLE, f"text in UTF-8 ({err.reason} at byte {err.start})",
+                     fix="pass encoding=... (e.g. encoding='latin-1'), or check that the "
+                     "file is a CSV file")], what=what) from None
+    if "sep" not in read_kwargs and "delimiter" not in read_kwargs and frame.shape[1] == 1:
+        header = str(frame.columns[0])
+        for sep, name in ((";", "';'"), ("\t", "tab"), ("|", "'|'")):
+            if sep in header:
+                raise DataValidationError(
+                    [Problem(TABLE, f"comma-separated columns; the header {header!r} looks "
+                             f"separated by {name}",
+                             fix=f"pass sep={sep!r} to {func}")], what=what)
+    if user_dtype is None:
+        frame = _integer_ids(frame, [c for c in _ID_COLUMNS if c in frame.columns])
+    return frame
 
 
 def _read_table(
@@ -78,7 +144,7 @@ def _read_table(
         raise FileNotFoundError(f"{func} found no file at '{path}'.")
     if suffix in _PARQUET_SUFFIXES:
         return pd.read_parquet(path, **read_kwargs)
-    return pd.read_csv(path, **read_kwargs)
+    return _read_csv(path, func, read_kwargs)
 
 
 def _event_files(path: str | os.PathLike[str], func: str) -> list[Path] | None:
@@ -95,11 +161,30 @@ def _event_files(path: str | os.PathLike[str], func: str) -> list[Path] | None:
     files = sorted(
         f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in _PARQUET_SUFFIXES
     )
+    csv = sorted(f for f in folder.rglob("*") if f.is_file() and _is_csv(f))
+    if files and csv:
+        shown = ", ".join(f"'{f}'" for f in csv[:5]) + (" ..." if len(csv) > 5 else "")
+        raise ValueError(
+            f"{func} reads a directory of Parquet files, but '{folder}' also holds "
+            f"{len(csv)} CSV file(s) ({shown}) that would be left out. Convert them to "
+            "Parquet (pd.read_csv(f, dtype=str).to_parquet(...)) or move them out of the "
+            "directory."
+        )
     if not files:
+        hint = (f" It holds CSV files ({len(csv)}): pass one file, or convert them to Parquet."
+                if csv else "")
         raise FileNotFoundError(
             f"{func} found no Parquet file ('*.parquet', '*.pq') in the directory '{folder}'."
+            + hint
         )
     return files
+
+
+def _is_csv(path: Path) -> bool:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSION_SUFFIXES:
+        suffixes = suffixes[:-1]
+    return bool(suffixes) and suffixes[-1] in _CSV_SUFFIXES
 
 
 def _validate_file(
@@ -351,13 +436,14 @@ def _concat_files(
 
 
 def load_users(path: str | os.PathLike[str], **read_kwargs: Any) -> pd.DataFrame:
-    r"""Read a users table from CSV or Parquet and validate it.
+    r"""Read a users table from CSV or Parquet, or a folder of Parquet files, and validate it.
 
     Parameters
     ----------
     path : str or path-like
         File ending in ``.csv`` (optionally ``.csv.gz`` etc.) or ``.parquet`` /
-        ``.pq``.
+        ``.pq``; or a directory of Parquet files (searched recursively, read in
+        sorted path order and concatenated; CSV files beside them are an error).
     **read_kwargs
         Passed to :func:`pandas.read_csv` or :func:`pandas.read_parquet`.
 
@@ -370,12 +456,14 @@ def load_users(path: str | os.PathLike[str], **read_kwargs: Any) -> pd.DataFrame
     Raises
     ------
     FileNotFoundError
-        If there is no file at ``path``.
+        If there is no file at ``path`` (or no Parquet file in the directory).
     ValueError
-        If the suffix is not a CSV or Parquet one.
+        If the suffix is not a CSV or Parquet one, or a directory mixes Parquet and
+        CSV files.
     DataValidationError
         If the table breaks any rule (see
-        :func:`~models.data.validation.validate_users`).
+        :func:`~models.data.validation.validate_users`), or a CSV cannot be parsed
+        (the message names the file).
 
     Examples
     --------
@@ -389,5 +477,8 @@ def load_users(path: str | os.PathLike[str], **read_kwargs: Any) -> pd.DataFrame
     0        1      DE  2024-01-01
     1        2      SE  2024-01-02
     """
-    raw = _read_table(path, "load_users", read_kwargs)
-    return validate_users(raw)
+    files = _event_files(path, "load_users")
+    if files is None:
+        return validate_users(_read_table(path, "load_users", read_kwargs))
+    return validate_users(pd.concat([_read_table(f, "load_users", read_kwargs) for f in files],
+                                    ignore_index=True))

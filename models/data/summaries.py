@@ -956,7 +956,8 @@ def user_artist_matrix(
     ------
     DataValidationError
         If a required column is missing or has missing values, the table is
-        empty, or the weight / count column is not numeric or is negative.
+        empty, or the weight / count column is not numeric or is negative, or
+        (eagerly) the count column holds fractions or counts of 2**63 or more.
     ValueError
         If both ``weight`` and ``count_col`` are given.
 
@@ -1003,6 +1004,8 @@ def user_artist_matrix(
         negative = values < 0
         if not lazy:
             _raise_negative(value_col, negative, values)
+            if count_col is not None:
+                _raise_not_counts(count_col, values)
         agg = events.groupby([USER_ID, ARTIST_ID], sort=True)[value_col].sum()
     if lazy:
         # Each partition is reduced to its (user, artist) sums before they are combined, so
@@ -1025,6 +1028,19 @@ def user_artist_matrix(
         shape=(len(users), len(artists)),
     )
     return UserArtistCounts(matrix=matrix, users=users, artists=artists)
+
+
+def _raise_not_counts(column: str, values: pd.Series) -> None:
+    """Raise for counts that are fractions, infinite or too large for int64."""
+    numbers = values.to_numpy(dtype=float, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(numbers) | (np.floor(numbers) != numbers) | (numbers >= 2.0**63)
+    bad &= ~np.isnan(numbers)
+    problem = _flag(column, "whole-number play counts below 2**63", pd.Series(bad), values,
+                    f"'{column}' holds counts of plays; pass a column of durations or scores "
+                    "as weight= instead")
+    if problem is not None:
+        raise DataValidationError([problem], what="events")
 
 
 def _raise_negative(column: str, negative: Any, values: Any) -> None:

@@ -40,6 +40,8 @@ __all__ = ["validate_events", "validate_users"]
 N_EXAMPLES = 5
 TABLE = "<table>"
 
+#: Smallest float that does not fit in int64.
+_INT64_LIMIT = 2.0**63
 _TRUE_STRINGS = frozenset({"true", "1", "t", "yes"})
 _FALSE_STRINGS = frozenset({"false", "0", "f", "no"})
 
@@ -115,11 +117,43 @@ def _to_naive_utc(value: Any, name: str) -> pd.Timestamp:
         raise ValueError(f"The '{name}' parameter must be a timestamp. Got {value!r} instead.")
     if ts.tz is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
+    if not pd.Timestamp.min <= ts <= pd.Timestamp.max:
+        raise ValueError(
+            f"The '{name}' parameter must be between {pd.Timestamp.min:%Y-%m-%d} and "
+            f"{pd.Timestamp.max:%Y-%m-%d}. Got {value!r} instead."
+        )
     return ts.as_unit("ns")
 
 
+#: Text that stands for a missing value when it is an id ("" and "nan" are not real ids).
+_MISSING_TEXT = frozenset({"", "nan", "none", "null", "nat", "<na>", "n/a"})
+_OFFSET = r"(?:[zZ]|[+-]\d{2}:?\d{2})$"
+
+
+def _in_range_ns(
+    parsed: pd.Series, raw: pd.Series, column: str, report: _Report
+) -> pd.Series:
+    """Cast naive datetimes to ``datetime64[ns]``, reporting those outside its range."""
+    lo, hi = pd.Timestamp.min, pd.Timestamp.max
+    with np.errstate(invalid="ignore"):
+        outside = ((parsed < lo) | (parsed > hi)).to_numpy(dtype=bool)
+    report.add_rows(
+        column,
+        f"timestamps between {lo:%Y-%m-%d} and {hi:%Y-%m-%d} (the range of nanosecond "
+        "datetimes)",
+        outside,
+        raw,
+        f"check the year of these '{column}' values (a typo such as 2300 or 1500?)",
+    )
+    return parsed.mask(outside).astype("datetime64[ns]")
+
+
 def _parse_datetimes(s: pd.Series, column: str, report: _Report) -> pd.Series:
-    """Parse a column to tz-naive UTC ``datetime64[ns]``, reporting missing and bad values."""
+    """Parse a column to tz-naive UTC ``datetime64[ns]``, reporting missing and bad values.
+
+    Strings are parsed as ISO 8601 only: other formats are ambiguous ('02/03/2024' is
+    2 March or 3 February) and are reported, with the fix of parsing them first.
+    """
     missing = s.isna().to_numpy()
     report.add_rows(
         column,
@@ -129,9 +163,9 @@ def _parse_datetimes(s: pd.Series, column: str, report: _Report) -> pd.Series:
         f"drop or fill the rows with a missing '{column}'",
     )
     if isinstance(s.dtype, pd.DatetimeTZDtype):
-        return s.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+        return _in_range_ns(s.dt.tz_convert("UTC").dt.tz_localize(None), s, column, report)
     if pd.api.types.is_datetime64_dtype(s.dtype):
-        return s.astype("datetime64[ns]")
+        return _in_range_ns(s, s, column, report)
     if (pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)) and not (
         missing.all()
     ):
@@ -147,27 +181,60 @@ def _parse_datetimes(s: pd.Series, column: str, report: _Report) -> pd.Series:
         )
         return pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
     parsed = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")
-    failed = parsed.isna() & ~missing
-    if failed.any():
-        # Not ISO 8601: let pandas guess per element, for those rows only.
-        parsed.loc[failed] = pd.to_datetime(
-            s[failed].astype(object), errors="coerce", utc=True, format="mixed"
-        )
-        failed = parsed.isna() & ~missing
+    failed = (parsed.isna() & ~missing).to_numpy()
     report.add_rows(
         column,
-        "parseable datetimes",
-        failed.to_numpy(),
+        "parseable ISO 8601 datetimes such as '2024-01-31 23:59:00' (other formats are "
+        "ambiguous: '02/03/2024' is 2 March or 3 February)",
+        failed,
         s,
-        "use ISO 8601 strings such as '2024-01-31 23:59:00', or parse the column with "
-        "pd.to_datetime(..., format=...) before validating",
+        f"fix or drop these rows; if the column uses another format, parse it first with "
+        f"pd.to_datetime(df['{column}'], format='%d/%m/%Y %H:%M') (the format of the source)",
     )
-    return parsed.dt.tz_localize(None).astype("datetime64[ns]")
+    _warn_mixed_offsets(s, column)
+    return _in_range_ns(parsed.dt.tz_localize(None), s, column, report)
 
 
-def _check_ids(s: pd.Series, column: str, report: _Report, *, allow_missing: bool = False) -> None:
-    """Report missing ids, ids of mixed types and non-integer float ids."""
+def _warn_mixed_offsets(s: pd.Series, column: str) -> None:
+    """Warn when some datetime strings carry a UTC offset and others do not."""
+    text = s[s.map(lambda v: isinstance(v, str))].str.strip()
+    if text.empty:
+        return
+    aware = text.str.contains(_OFFSET, regex=True)
+    if aware.all() or not aware.any():
+        return
+    naive = np.flatnonzero(s.index.isin(text.index[~aware]))
+    warnings.warn(
+        DataQualityWarning(
+            f"Column '{column}' mixes datetimes with a UTC offset ({int(aware.sum())} row(s)) "
+            f"and without one ({int((~aware).sum())} row(s), first: rows "
+            f"{', '.join(map(str, naive[:N_EXAMPLES]))}); those without are read as UTC. "
+            "Give every value an offset (or none) if they come from different sources."
+        ),
+        stacklevel=4,
+    )
+
+
+def _text_missing(s: pd.Series) -> np.ndarray:
+    """Positions of string values that stand for a missing id ('', 'nan', 'None', ...)."""
+    if not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
+        return np.zeros(len(s), dtype=bool)
+    is_text = s.map(lambda v: isinstance(v, str), na_action="ignore")
+    is_text = is_text.fillna(False).to_numpy(dtype=bool)
+    lowered = s.where(is_text).astype(object).map(
+        lambda v: v.strip().lower() if isinstance(v, str) else None)
+    return is_text & lowered.isin(_MISSING_TEXT).to_numpy(dtype=bool)
+
+
+def _check_ids(s: pd.Series, column: str, report: _Report, *, allow_missing: bool = False) -> bool:
+    """Report missing ids, ids of mixed types and non-integer float ids.
+
+    Strings that stand for a missing value ('', 'nan', 'None', 'null', ...) count as
+    missing: they are not real ids. Returns False when the column holds containers
+    (lists, dicts), which no later check can handle.
+    """
     missing = s.isna().to_numpy()
+    text_missing = _text_missing(s)
     if not allow_missing:
         report.add_rows(
             column,
@@ -176,6 +243,30 @@ def _check_ids(s: pd.Series, column: str, report: _Report, *, allow_missing: boo
             s,
             f"drop the rows with a missing '{column}', or fill them with a real id",
         )
+        report.add_rows(
+            column,
+            "real ids, not text standing for a missing value ('', 'nan', 'None', 'null')",
+            text_missing,
+            s,
+            f"drop these rows or fill '{column}' with real ids; an empty or 'nan' id would "
+            "merge unrelated rows into one fake user or item",
+        )
+    missing = missing | text_missing
+    if s.dtype == object:
+        nested = s.map(lambda v: isinstance(v, list | tuple | dict | set | np.ndarray),
+                       na_action="ignore").fillna(False).to_numpy(dtype=bool)
+        if nested.any():
+            report.table.append(
+                _row_problem(
+                    column,
+                    "one id per row (a number or a string), not lists or other containers",
+                    nested,
+                    s.map(repr),
+                    f"give each row one '{column}'; to spread a list over rows use "
+                    f"df.explode('{column}')",
+                )
+            )
+            return False
     if pd.api.types.is_float_dtype(s.dtype):
         values = s.to_numpy(dtype=float, na_value=np.nan)
         fractional = ~missing & (np.floor(values) != values)
@@ -201,6 +292,7 @@ def _check_ids(s: pd.Series, column: str, report: _Report, *, allow_missing: boo
                     f"cast the column to one type, e.g. df['{column}'].astype(str)",
                 )
             )
+    return True
 
 
 def _clean_ids(s: pd.Series) -> pd.Series:
@@ -268,6 +360,17 @@ def _check_ms_played(s: pd.Series, report: _Report) -> pd.Series:
         negative,
         s,
         "durations cannot be negative; check for sign or subtraction errors upstream",
+    )
+    with np.errstate(invalid="ignore"):
+        too_large = np.isfinite(values) & (values >= _INT64_LIMIT)
+    report.add_rows(
+        MS_PLAYED,
+        "durations below 2**63 ms (they are stored as int64; larger values would wrap "
+        "to negative numbers)",
+        too_large,
+        s,
+        f"check the unit of '{MS_PLAYED}' (milliseconds) and the values' source; such "
+        "durations are far beyond any real play",
     )
     return numbers
 
@@ -462,10 +565,12 @@ def validate_events(
 
     data = df.reset_index(drop=True)
     out = data.copy()
-    for column in [USER_ID, *id_columns]:
-        _check_ids(data[column], column, report)
+    scalar = [_check_ids(data[column], column, report) for column in [USER_ID, *id_columns]]
     if SESSION_ID in data.columns:
-        _check_ids(data[SESSION_ID], SESSION_ID, report, allow_missing=True)
+        scalar.append(_check_ids(data[SESSION_ID], SESSION_ID, report, allow_missing=True))
+    if not all(scalar):
+        # ids that are not scalars cannot be compared, sorted or checked for duplicates
+        raise DataValidationError(report.problems(), what="events")
     out[TIMESTAMP] = _parse_datetimes(data[TIMESTAMP], TIMESTAMP, report)
     if MS_PLAYED in data.columns:
         out[MS_PLAYED] = _check_ms_played(data[MS_PLAYED], report)
@@ -572,7 +677,8 @@ def validate_users(df: pd.DataFrame) -> pd.DataFrame:
 
     data = df.reset_index(drop=True)
     out = data.copy()
-    _check_ids(data[USER_ID], USER_ID, report)
+    if not _check_ids(data[USER_ID], USER_ID, report):
+        raise DataValidationError(report.problems(), what="users")
     dup = data[USER_ID].duplicated(keep="first").to_numpy() & data[USER_ID].notna().to_numpy()
     report.add_rows(
         USER_ID,

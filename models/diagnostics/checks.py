@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from models.diagnostics.contraction import posterior_contraction, posterior_shift
 from models.diagnostics.report import FitReport, Verdict
 from models.exceptions import ConvergenceWarning
 
-__all__ = ["check_fit", "warn_if_not_converged"]
+__all__ = ["check_fit", "warn_if_not_converged", "warn_if_uninformed"]
 
 
 #: Sample-stats names for "this transition ended in a divergence" (PyMC NUTS, nutpie, Stan).
@@ -59,8 +60,9 @@ def check_fit(
     ess_min: float | None = None,
     bfmi_min: float = 0.3,
     max_divergences: int = 0,
+    contraction_min: float = 0.2,
 ) -> FitReport:
-    r"""Check that an MCMC fit converged and report what to do if it did not.
+    r"""Check that an MCMC fit converged and learned from the data, and say what to do if not.
 
     Parameters
     ----------
@@ -79,6 +81,11 @@ def check_fit(
         Smallest acceptable E-BFMI of any chain.
     max_divergences : int, default 0
         Largest number of divergent transitions that is not a failure.
+    contraction_min : float, default 0.2
+        Smallest posterior contraction (see below) of a parameter the data informed.
+        Only used when ``idata`` has a ``prior`` group (``BayesianModel.fit`` stores
+        one). With a few thousand draws the contraction of a parameter the data did
+        not touch scatters by about 0.1 around 0, so the default leaves a margin.
 
     Returns
     -------
@@ -113,6 +120,18 @@ def check_fit(
       efficiency problem, not a validity one, so it only warns.
     * **E-BFMI**: energy Bayesian fraction of missing information per chain [2]_
       (:func:`arviz.bfmi`). Fails below ``bfmi_min`` = 0.3, the threshold of [2]_.
+    * **Posterior contraction** (when ``idata`` has a ``prior`` group): for each checked
+      variable, :math:`1 - (\mathrm{IQR}_\text{post}/\mathrm{IQR}_\text{prior})^2`, the
+      largest over its elements (:func:`~models.diagnostics.posterior_contraction`).
+      Below ``contraction_min``, with a posterior median less than half a prior IQR
+      from the prior's (:func:`~models.diagnostics.posterior_shift`), the
+      data did not inform the parameter: its posterior restates the prior. Such variables
+      are listed in ``uninformed`` and make the verdict at best ``"warn"``, however well
+      the sampler converged.
+    * **ADVI loss** (when ``idata`` has an ``advi_loss`` group): the negative ELBO must
+      have stopped falling. The median loss of the last tenth of the steps is compared
+      with that of the tenth before; a drop larger than the loss's own noise, or fewer
+      than 1,000 steps, is a caution (verdict ``"warn"``).
 
     Verdict, from worst to best:
 
@@ -126,8 +145,10 @@ def check_fit(
       divergences than ``max_divergences``, any chain's E-BFMI below ``bfmi_min``, or
       non-finite draws.
     * ``"warn"``: none of the above, but tree-depth hits, an ESS in
-      ``[ess_min / 2, ess_min)``, tolerated divergences, or a single chain (R-hat cannot
-      be computed from one chain, so a single-chain fit is at best ``"warn"``).
+      ``[ess_min / 2, ess_min)``, tolerated divergences, a single chain (R-hat cannot
+      be computed from one chain, so a single-chain fit is at best ``"warn"``), a
+      parameter the data did not inform, or an ADVI loss that had not flattened (these
+      two also turn a ``"not-applicable"`` fit into ``"warn"``).
     * ``"pass"``: everything else.
 
     Variables whose draws are all equal (e.g. a constant ``pm.Deterministic``) have no
@@ -207,11 +228,16 @@ def check_fit(
     sampler = _sampler_name(idata)
     stats = idata["sample_stats"].to_dataset() if "sample_stats" in idata.children else None
 
+    _check_threshold("contraction_min", contraction_min, lower=0.0)
+    contraction, uninformed, data_caution = _contraction(idata, posterior, contraction_min)
+    loss_caution = _advi_loss_caution(idata)
+    late = [c for c in (data_caution, loss_caution) if c]
+
     method, reason = _non_mcmc_reason(idata, posterior, stats, n_draws)
     if reason is not None:
         table = _empty_table(posterior)
         return FitReport(
-            verdict="not-applicable",
+            verdict="warn" if late else "not-applicable",
             variables=table,
             n_divergent=None,
             n_draws=n_draws,
@@ -225,11 +251,15 @@ def check_fit(
             ],
             advice=[
                 "To check convergence, fit with MCMC (fit(method='nuts'), or pymc.sample) "
-                "using at least 4 chains."
+                "using at least 4 chains.",
+                *_late_advice(data_caution, loss_caution),
             ],
+            cautions=late,
             sampler=sampler,
             method=method,
             thresholds=thresholds,
+            contraction=contraction,
+            uninformed=uninformed,
         )
 
     problems: list[str] = []
@@ -334,6 +364,8 @@ def check_fit(
                 "priors, or tune longer."
             )
 
+    cautions += late
+    advice += _late_advice(data_caution, loss_caution)
     if problems:
         verdict: Verdict = "fail"
     elif cautions:
@@ -355,6 +387,8 @@ def check_fit(
         sampler=sampler,
         method=method,
         thresholds=thresholds,
+        contraction=contraction,
+        uninformed=uninformed,
     )
 
 
@@ -390,7 +424,10 @@ def warn_if_not_converged(
     A ``"not-applicable"`` verdict (MAP or variational fit) never warns: there was no
     MCMC run to converge, and the report already says so. A ``"warn"`` verdict warns by
     default because a single chain, low ESS or tree-depth hits are worth knowing about
-    before the numbers are used.
+    before the numbers are used. Parameters the data did not inform are not a
+    convergence problem: they raise :func:`warn_if_uninformed`'s
+    :class:`~models.exceptions.UninformativeDataWarning` instead, so a fit whose only
+    caution is that one does not warn here.
 
     Examples
     --------
@@ -422,8 +459,11 @@ def warn_if_not_converged(
         )
     if report.verdict == "not-applicable" or _SEVERITY[report.verdict] < _SEVERITY[level]:
         return False
+    cautions = [c for c in report.cautions if not c.startswith(_UNINFORMED)]
+    if not report.problems and not cautions:
+        return False
     lines = [f"The fit did not pass its convergence checks (verdict: {report.verdict})."]
-    lines += [f"  - {item}" for item in [*report.problems, *report.cautions]]
+    lines += [f"  - {item}" for item in [*report.problems, *cautions]]
     if report.advice:
         lines.append("Try:")
         lines += [f"  - {item}" for item in report.advice]
@@ -431,7 +471,127 @@ def warn_if_not_converged(
     return True
 
 
+def warn_if_uninformed(report: FitReport, *, stacklevel: int = 2) -> bool:
+    """Issue an :class:`~models.exceptions.UninformativeDataWarning` for uninformed parameters.
+
+    Parameters
+    ----------
+    report : FitReport
+        The result of :func:`check_fit` on a fit with a ``prior`` group.
+    stacklevel : int, default 2
+        Passed to :func:`warnings.warn`.
+
+    Returns
+    -------
+    bool
+        True when a warning was issued (``report.uninformed`` is not empty).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> import arviz as az
+    >>> from models.diagnostics import check_fit
+    >>> rng = np.random.default_rng(5)
+    >>> idata = az.from_dict({
+    ...     "posterior": {"mu": rng.normal(size=(4, 500))},
+    ...     "prior": {"mu": rng.normal(size=(1, 2000))},
+    ...     "sample_stats": {"diverging": np.zeros((4, 500), dtype=bool)},
+    ... })
+    >>> report = check_fit(idata)
+    >>> report.verdict, report.uninformed
+    ('warn', ['mu'])
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_if_uninformed(report)
+    True
+    >>> caught[0].category.__name__
+    'UninformativeDataWarning'
+    """
+    from models.exceptions import UninformativeDataWarning
+
+    if not isinstance(report, FitReport):
+        raise TypeError(
+            "warn_if_uninformed expects a FitReport from check_fit. "
+            f"Got {type(report).__name__} instead."
+        )
+    if not report.uninformed:
+        return False
+    text = next(c for c in report.cautions if c.startswith(_UNINFORMED))
+    warnings.warn(text, UninformativeDataWarning, stacklevel=stacklevel)
+    return True
+
+
 # --------------------------------------------------------------------------- helpers
+
+_UNINFORMED = "The data did not inform"
+#: A posterior whose median moved this many prior IQRs was informed, however wide.
+_SHIFT_MIN = 0.5
+#: Steps of ADVI below which the loss trace cannot show that it flattened.
+_ADVI_MIN_STEPS = 1000
+
+
+def _contraction(
+    idata: xr.DataTree, posterior: xr.Dataset, contraction_min: float
+) -> tuple[dict[str, float], list[str], str | None]:
+    """Contraction per variable, the uninformed ones, and the caution naming them."""
+    if "prior" not in idata.children:
+        return {}, [], None
+    prior = idata["prior"].to_dataset()
+    contraction = posterior_contraction(posterior, prior)
+    shift = posterior_shift(posterior, prior)
+    uninformed = [n for n, c in contraction.items()
+                  if c < contraction_min and shift.get(n, 0.0) < _SHIFT_MIN]
+    if not uninformed:
+        return contraction, [], None
+    shown = ", ".join(f"{n} ({contraction[n]:.2f})" for n in uninformed)
+    caution = (
+        f"{_UNINFORMED} {len(uninformed)} parameter(s): {shown} (posterior contraction "
+        f"below {contraction_min:g} and median within {_SHIFT_MIN:g} prior IQR of the "
+        "prior's: the posterior is about the prior, so these numbers restate the prior, "
+        "not the data)."
+    )
+    return contraction, uninformed, caution
+
+
+def _advi_loss_caution(idata: xr.DataTree) -> str | None:
+    """Return a caution when the ADVI loss had not flattened (None when it had, or no trace)."""
+    if "advi_loss" not in idata.children:
+        return None
+    loss = np.asarray(idata["advi_loss"].to_dataset()["loss"].values, dtype=float)
+    loss = loss[np.isfinite(loss)]
+    if loss.size < _ADVI_MIN_STEPS:
+        return (
+            f"ADVI ran {loss.size} step(s); at least {_ADVI_MIN_STEPS:,} are needed to see "
+            "whether its loss stopped falling."
+        )
+    w = loss.size // 10
+    last, before = loss[-w:], loss[-2 * w : -w]
+    drop = float(np.median(before) - np.median(last))
+    noise = float(1.4826 * np.median(np.abs(last - np.median(last))))
+    if drop > max(noise, 1e-12):
+        return (
+            f"The ADVI loss was still falling: its median over the last {w:,} steps is "
+            f"{drop:.3g} below that of the {w:,} steps before (noise {noise:.3g}); the "
+            "approximation had not converged."
+        )
+    return None
+
+
+def _late_advice(data_caution: str | None, loss_caution: str | None) -> list[str]:
+    advice = []
+    if data_caution:
+        advice.append(
+            "Parameters the data did not inform: check that the data hold what the model "
+            "needs (e.g. enough users, repeat activity, observation time), or report them "
+            "as prior assumptions."
+        )
+    if loss_caution:
+        advice.append("Raise advi_steps (e.g. fit(method='advi', advi_steps=50_000)), or fit "
+                      "with method='nuts'.")
+    return advice
+
+
 
 
 def _check_threshold(name: str, value: float, *, lower: float) -> None:

@@ -53,6 +53,11 @@ class FitReport:
         ``"mcmc"``, or the non-MCMC method recorded in the attributes (e.g. ``"map"``).
     thresholds : dict
         The thresholds used: ``rhat_max``, ``ess_min``, ``bfmi_min``, ``max_divergences``.
+    contraction : dict of str to float
+        Posterior contraction of each checked variable (empty when the fit has no
+        ``prior`` group); see :func:`check_fit`.
+    uninformed : list of str
+        Variables whose contraction is below the threshold: the data did not inform them.
 
     Examples
     --------
@@ -84,6 +89,8 @@ class FitReport:
     sampler: str | None = None
     method: str = "mcmc"
     thresholds: dict[str, float] = field(default_factory=dict)
+    contraction: dict[str, float] = field(default_factory=dict)
+    uninformed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -158,7 +165,9 @@ class FitReport:
         dict
             Keys ``verdict``, ``ok``, ``method``, ``sampler``, ``n_chains``, ``n_draws``,
             ``n_divergent``, ``treedepth_hits``, ``ebfmi``, ``thresholds``, ``variables``
-            (a list of records), ``problems``, ``cautions``, ``notes`` and ``advice``.
+            (a list of records), ``problems``, ``cautions``, ``notes`` and ``advice``; and,
+            when the fit was compared with its prior, ``contraction`` (rounded to 4
+            decimals) and ``uninformed``.
 
         Examples
         --------
@@ -175,7 +184,7 @@ class FitReport:
             {key: _jsonable(value) for key, value in row.items()}
             for row in self.variables.to_dict(orient="records")
         ]
-        return {
+        out = {
             "verdict": self.verdict,
             "ok": self.ok,
             "method": self.method,
@@ -192,6 +201,10 @@ class FitReport:
             "notes": list(self.notes),
             "advice": list(self.advice),
         }
+        if self.contraction:
+            out["contraction"] = {k: round(v, 4) for k, v in self.contraction.items()}
+            out["uninformed"] = list(self.uninformed)
+        return out
 
     def __str__(self) -> str:
         th = self.thresholds

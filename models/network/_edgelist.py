@@ -62,6 +62,27 @@ def validate_edge_list(data: Any, weight: str | None, owner: str) -> pd.DataFram
     problems = []
     if len(frame) == 0:
         problems.append(Problem("<table>", "at least one edge", fix="pass a non-empty graph"))
+    for column in ("source", "target"):
+        missing = frame[column].isna().to_numpy()
+        if missing.any():
+            rows_ = np.flatnonzero(missing)
+            problems.append(
+                Problem(
+                    column,
+                    "node ids, not missing values (NaN and None would become one node 'nan')",
+                    n_rows=int(rows_.size),
+                    rows=tuple(int(r) for r in rows_[:5]),
+                    examples=tuple(frame[column].iloc[rows_[:5]].tolist()),
+                    fix="drop the edges with a missing end, e.g. edges.dropna(subset=['source', "
+                    "'target'])",
+                )
+            )
+    isolated_missing = [n for n in nodes if n is None or (isinstance(n, float) and np.isnan(n))]
+    if isolated_missing and not any(p.column in ("source", "target") for p in problems):
+        problems.append(
+            Problem("<nodes>", "node ids, not missing values",
+                    fix="remove the NaN node from the graph (graph.remove_node(...))")
+        )
     count = pd.to_numeric(frame["count"], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(count) | (count < 0) | (count != np.round(count))
     if bad.any():

@@ -279,6 +279,12 @@ class StochasticBlockModel(BayesianModel):
         seed = resolve_seed(random_seed)
         data_ = self._validate_data(data)
         nodes, adj, degree = self._arrays(data_)
+        if self.n_blocks > len(nodes):
+            raise ValueError(
+                f"The 'n_blocks' parameter of {type(self).__name__} must be at most the number "
+                f"of nodes of the graph ({len(nodes)}); more blocks than nodes leave blocks "
+                f"empty. Got {self.n_blocks} instead."
+            )
         hyper = self._hyper(float(data_["count"].sum()), len(nodes))
         log_fact = float(gammaln(data_["count"].to_numpy() + 1.0).sum())
         rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(chains)]

@@ -78,7 +78,9 @@ def test_strings_with_offsets_are_converted_to_utc(log):
         "2024-01-02 00:01",
         "2024-01-01 10:00",
     ]
-    out = validate_events(log, now=NOW)
+    # strings without an offset are read as UTC; mixing the two conventions is flagged
+    with pytest.warns(DataQualityWarning, match=r"mixes datetimes with a UTC offset.*rows 1, 2, 3"):
+        out = validate_events(log, now=NOW)
     assert pd.Timestamp("2024-01-02 06:00") in set(out["timestamp"])
 
 
