@@ -6,10 +6,10 @@ Commands
     Write a simulated streaming service (events, and a users table beside it).
 ``listening-models simulate ... --partitioned --out DIR``
     Write a partitioned Parquet log block by block (for logs larger than memory).
-``listening-models run ANALYSIS [--events PATH] [--users PATH] [--config FILE] [--out DIR]
-[--seed N] [--quick] [--quiet] [--force]``
-    Run an analysis (``churn``, ``listening``, ``network`` or ``all``) and write its
-    outputs (see :mod:`models.analysis`).
+``listening-models run ANALYSIS [--events PATH] [--users PATH] [--assignments PATH]
+[--config FILE] [--out DIR] [--seed N] [--quick] [--quiet] [--force]``
+    Run an analysis (``churn``, ``listening``, ``network``, ``experiment`` or ``all``)
+    and write its outputs (see :mod:`models.analysis`).
 ``listening-models list``
     Name the analyses and what each needs.
 ``listening-models demo [--users N] [--days D] [--seed S] [--draws N]``
@@ -100,10 +100,12 @@ def _parser() -> argparse.ArgumentParser:
                      "partitioned log at --out")
 
     run = sub.add_parser("run", help="run an analysis and write its outputs and report")
-    run.add_argument("analysis", help="churn, listening, network or all")
+    run.add_argument("analysis", help="churn, listening, network, experiment or all")
     run.add_argument("--events", type=Path, help="listening log: CSV/Parquet file or folder "
                      "(default: the built-in simulated service)")
     run.add_argument("--users", type=Path, help="users table (CSV/Parquet file or folder)")
+    run.add_argument("--assignments", type=Path, help="assignment table of an experiment "
+                     "(CSV/Parquet: user_id, variant, assigned_at), for the experiment analysis")
     run.add_argument("--config", type=Path, help="TOML file overriding the defaults")
     run.add_argument("--out", type=Path, help="output folder (default results/ANALYSIS)")
     run.add_argument("--seed", type=_non_negative_int, help="random seed (replaces the config's)")
@@ -174,7 +176,8 @@ def _run(args: argparse.Namespace) -> int:
     from models.analysis import run_analysis
 
     folders = run_analysis(
-        args.analysis, events=args.events, users=args.users, config=args.config, out=args.out,
+        args.analysis, events=args.events, users=args.users, assignments=args.assignments,
+        config=args.config, out=args.out,
         seed=args.seed, quick=args.quick, quiet=args.quiet, force=args.force,
         command=["listening-models", *args.argv])
     failed = []

@@ -298,7 +298,8 @@ def run(ctx: AnalysisContext) -> None:
         periods = cfg["retention_periods"]
         unit = {"M": "months", "W": "weeks", "D": "days"}[cfg["cohort_period"]]
         out.add_figure("retention_curves", _retention_figure(sbg, cohorts, seg, periods, unit),
-                       "Retention curves by segment with 89% credible bands")
+                       "Retention curves by segment with 89% credible bands",
+                       section="findings")
         surv = sbg.expected_survival([1, periods])
         draws = sbg.expected_survival([periods], return_draws=True)
         loss = surv.xs(periods, level=-1) if seg else surv.loc[[periods]]
@@ -313,7 +314,12 @@ def run(ctx: AnalysisContext) -> None:
                       f"Segments ranked by how fast they lose users: expected share of a new "
                       f"cohort still listening after {periods} {unit} (89% HDI), churn in the "
                       "first period, and the posterior probability that the segment has the "
-                      "lowest survival.")
+                      "lowest survival.", section="findings")
+        out.finding(f"Segment losing users fastest: {loss.index[0]!r}, with "
+                    f"{loss.iloc[0][f'survival_{periods}_mean']:.1%} of a new cohort expected "
+                    f"to be listening after {periods} {unit}"
+                    + (f" (against {loss.iloc[-1][f'survival_{periods}_mean']:.1%} in "
+                       f"{loss.index[-1]!r})." if len(loss) > 1 else "."))
 
     hazard = None
     if cfg["fit_hazard"]:
@@ -412,13 +418,16 @@ def run(ctx: AnalysisContext) -> None:
         out.add_table("holdout_metrics", metrics,
                       "Holdout comparison: did the user listen at all in the holdout? AUC "
                       "(0.5 = chance), Brier score (lower is better; compare with predicting "
-                      "the base rate). Only the BG/NBD probability targets exactly this event.")
+                      "the base rate). Only the BG/NBD probability targets exactly this event.",
+                      section="findings")
+        out.finding(f"Holdout: {metrics.index[0]} tells who listens in the holdout with AUC "
+                    f"{metrics.iloc[0]['auc']:.3f} (0.5 is chance); {metrics.iloc[0]['note']}.")
         calib = pd.concat(tables, names=["model", "row"]).reset_index(level=0)
         out.add_table("holdout_calibration", calib,
                       "Holdout calibration: predicted probability against the observed share "
                       "active, by bin")
         out.add_figure("holdout_calibration", _holdout_figure(metrics, tables),
-                       "Holdout calibration of the activity predictions")
+                       "Holdout calibration of the activity predictions", section="findings")
         truth = ctx.inputs.truth
         if truth is not None:
             out.note("Simulated data: the true BG/NBD population parameters by plan are "

@@ -31,8 +31,11 @@ class Inputs:
     record : dict
         What goes into the manifest: file paths and their sha256, or the
         simulation settings and a hash of the simulated tables.
-    truth : models.data.ServiceTruth or None
-        Ground truth of a simulated service.
+    truth : models.data.ServiceTruth, models.experiments.SimulatedExperiment or None
+        Ground truth of a simulated service (or experiment).
+    assignments : pandas.DataFrame or None
+        Validated assignment table of an experiment (``user_id``, ``variant``,
+        ``assigned_at``).
     """
 
     events: pd.DataFrame
@@ -41,6 +44,7 @@ class Inputs:
     description: str
     record: dict[str, Any]
     truth: Any = None
+    assignments: pd.DataFrame | None = None
 
 
 @dataclass
@@ -85,6 +89,10 @@ class Analysis:
         Names of the model classes it fits (the valid tables of ``[priors]``).
     min_users : int
         Fewest distinct users in the log it can describe; fewer is an error up front.
+    load : callable, optional
+        ``load(events, users, assignments, config, seed) -> Inputs`` for an analysis
+        with inputs of its own (an assignment table, a simulated experiment); the
+        listening log and users table of ``load_inputs`` otherwise.
     """
 
     name: str
@@ -93,3 +101,4 @@ class Analysis:
     run: Callable[[AnalysisContext], None] = field(repr=False)
     models: tuple[str, ...] = ()
     min_users: int = 1
+    load: Callable[..., Inputs] | None = field(default=None, repr=False)

@@ -164,7 +164,9 @@ def run(ctx: AnalysisContext) -> None:
             out.add_table("loo_comparison", table,
                           "PSIS-LOO comparison of the play-count likelihoods (per user-day; "
                           "best first; a difference matters when it is several times dse; "
-                          "Pareto k above 0.7 makes an elpd unreliable)")
+                          "Pareto k above 0.7 makes an elpd unreliable)", section="findings")
+            out.finding(f"Play counts are best described by the {table.index[0]} likelihood "
+                        "(PSIS-LOO, per user-day).")
         else:
             out.note("Only one likelihood was fitted: no LOO comparison.")
 
@@ -179,7 +181,7 @@ def run(ctx: AnalysisContext) -> None:
             contrasts = pd.concat(rows)
             out.add_table("segment_contrasts", contrasts,
                           "Ratio of expected daily plays between segment levels (each against "
-                          "the first level), 89% HDI, and P(ratio > 1)")
+                          "the first level), 89% HDI, and P(ratio > 1)", section="findings")
 
     with out.step("posterior predictive check of play counts"):
         observed = counts["plays"].to_numpy(dtype=np.int64)
@@ -209,7 +211,7 @@ def run(ctx: AnalysisContext) -> None:
             excess = skip.track_skip_excess()
             out.add_table("skip_excess", excess.head(20),
                           f"{crossed[-1]} skipped more than their audience explains "
-                          "(log-odds effect, 89% HDI), top 20")
+                          "(log-odds effect, 89% HDI), top 20", section="findings")
     else:
         out.note("No 'skipped' column (or fit_skips = false): the skip model is not fitted.")
 

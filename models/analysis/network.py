@@ -112,7 +112,8 @@ def run(ctx: AnalysisContext) -> None:
         partition = sbm.point_partition()
         coassign = sbm.coassignment_matrix()
         ax = plot_communities(target, partition, seed=seed)
-        out.add_figure("communities", ax.figure, "Artist communities (MAP partition)")
+        out.add_figure("communities", ax.figure, "Artist communities (MAP partition)",
+                       section="findings")
         ax = plot_coassignment(sbm)
         out.add_figure("coassignment", ax.figure,
                        "Posterior probability that two artists share a block")
@@ -140,7 +141,7 @@ def run(ctx: AnalysisContext) -> None:
             community = truth.artists.set_index("artist_id")["community"]
             pred["true_community"] = pred["artist_id"].map(community).to_numpy()
             ari = adjusted_rand_index(pred["block"], pred["true_community"])
-            out.note(f"Simulated data: adjusted Rand index of the MAP blocks against the true "
+            out.finding(f"Simulated data: adjusted Rand index of the MAP blocks against the true "
                      f"communities = {ari:.3f} (1 is perfect, 0 is chance) over "
                      f"{len(pred)} artists in the graph.")
         out.set_predictions(pred)
@@ -191,9 +192,9 @@ def run(ctx: AnalysisContext) -> None:
                           f"{cfg['sbm_on']} hidden from the models and "
                           f"{scores.attrs['n_test_non_edges']} non-edges; AUC and average "
                           "precision of the models' posterior mean edge probabilities and "
-                          "of networkx heuristics on the training graph")
+                          "of networkx heuristics on the training graph", section="findings")
             best = scores["auc"].idxmax()
-            out.note(f"Link prediction: the best AUC is {best} ({scores.loc[best, 'auc']:.3f});"
+            out.finding(f"Link prediction: the best AUC is {best} ({scores.loc[best, 'auc']:.3f});"
                      " " + ", ".join(f"{m} {a:.3f}" for m, a in scores["auc"].items()) + ".")
 
 

@@ -99,10 +99,16 @@ class FitRecord:
     warnings: list[str] = field(default_factory=list)
 
 
+#: Sections of the report a table or figure can go to, in the report's order.
+SECTIONS = ("findings", "checks", "details")
+
+
 @dataclass
 class _Figure:
     name: str
     caption: str
+    section: str = "details"
+    order: int = 0
 
 
 @dataclass
@@ -110,6 +116,15 @@ class _Table:
     name: str
     caption: str
     frame: pd.DataFrame
+    section: str = "details"
+    order: int = 0
+
+
+def _check_section(section: str) -> str:
+    if section not in SECTIONS:
+        raise ValueError(f"The 'section' of a report item must be one of {list(SECTIONS)}. "
+                         f"Got {section!r} instead.")
+    return section
 
 
 class AnalysisOutputs:
@@ -143,6 +158,7 @@ class AnalysisOutputs:
         self.tables: list[_Table] = []
         self.figures: list[_Figure] = []
         self.notes: list[str] = []
+        self.findings: list[str] = []
         self.predictions: pd.DataFrame | None = None
         self.timings: dict[str, float] = {}
         self._n_step = 0
@@ -171,6 +187,11 @@ class AnalysisOutputs:
         """Add a sentence to the report's notes (and print it)."""
         self.notes.append(text)
         self.say(f"note: {text}")
+
+    def finding(self, text: str) -> None:
+        """Add a sentence to the findings the report opens with (and print it)."""
+        self.findings.append(text)
+        self.say(f"finding: {text}")
 
     # -------------------------------------------------------------------- fits
     def fit(self, name: str, model: BayesianModel, data: Any, *, description: str,
@@ -269,15 +290,28 @@ class AnalysisOutputs:
                 path.unlink()
 
     # ------------------------------------------------------- tables and figures
-    def add_table(self, name: str, frame: pd.DataFrame, caption: str) -> None:
-        """Record a table (written to ``tables/<name>.csv`` and shown in the report)."""
-        self.tables.append(_Table(name, caption, frame))
+    def add_table(self, name: str, frame: pd.DataFrame, caption: str, *,
+                  section: str = "details") -> None:
+        """Record a table (written to ``tables/<name>.csv`` and shown in the report).
 
-    def add_figure(self, name: str, figure: Any, caption: str) -> None:
-        """Save a matplotlib figure to ``figures/<name>.png`` and list it in the report."""
+        ``section`` places it in the report: ``"findings"`` (the answers the report
+        opens with), ``"checks"`` (checks of the data, after the findings) or
+        ``"details"`` (after the fit diagnostics).
+        """
+        order = len(self.tables) + len(self.figures)
+        self.tables.append(_Table(name, caption, frame, _check_section(section), order))
+
+    def add_figure(self, name: str, figure: Any, caption: str, *,
+                   section: str = "details") -> None:
+        """Save a matplotlib figure to ``figures/<name>.png`` and list it in the report.
+
+        ``section`` as in :meth:`add_table`.
+        """
+        _check_section(section)
         figure.savefig(self.out / "figures" / f"{name}.png", dpi=90, bbox_inches="tight",
                        metadata={"Software": None})
-        self.figures.append(_Figure(name, caption))
+        order = len(self.tables) + len(self.figures)
+        self.figures.append(_Figure(name, caption, section, order))
 
     def set_predictions(self, frame: pd.DataFrame) -> None:
         """Record the analysis's predictions (``predictions.csv``)."""

@@ -163,8 +163,40 @@ def _table_html(frame: pd.DataFrame, max_rows: int = 40) -> str:
     return text
 
 
+def _figure_html(outputs: AnalysisOutputs, fig: Any) -> str:
+    data = base64.b64encode((outputs.out / "figures" / f"{fig.name}.png").read_bytes())
+    return (f"<h3>{html.escape(fig.caption)}</h3><img alt='{html.escape(fig.name)}' "
+            f"src='data:image/png;base64,{data.decode()}'>")
+
+
+def _section(outputs: AnalysisOutputs, section: str, heading: str, sentences: list[str],
+             ) -> list[str]:
+    """Return the HTML of a section: its sentences, then its figures and tables in order."""
+    items = [("figure", f) for f in outputs.figures if f.section == section]
+    items += [("table", t) for t in outputs.tables if t.section == section]
+    items.sort(key=lambda item: item[1].order)
+    if not items and not sentences:
+        return []
+    parts = [f"<h2>{html.escape(heading)}</h2>"]
+    if sentences:
+        parts.append("<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in sentences)
+                     + "</ul>")
+    for kind, item in items:
+        if kind == "figure":
+            parts.append(_figure_html(outputs, item))
+        else:
+            parts.append(f"<h3>{html.escape(item.caption)}</h3>{_table_html(item.frame)}")
+    return parts
+
+
 def write_report(outputs: AnalysisOutputs, *, title: str, inputs_text: str) -> Path:
-    """Write ``report.html``: one page with figures embedded, readable offline."""
+    """Write ``report.html``: one page with figures embedded, readable offline.
+
+    The page leads with the answers (the findings: sentences, figures and tables an
+    analysis marked ``section="findings"``), then the checks of the data, then whether
+    the fits can be trusted (verdicts, problems, advice), notes, the remaining figures
+    and tables (trace plots, diagnostics), posterior summaries and predictions.
+    """
     esc = html.escape
     verdict = outputs.overall_verdict()
     parts = [
@@ -181,8 +213,10 @@ def write_report(outputs: AnalysisOutputs, *, title: str, inputs_text: str) -> P
         f"<p><b>Overall verdict: <span class='{esc(verdict)}'>{esc(verdict.upper())}</span></b>"
         f" &mdash; {esc(_VERDICT_TEXT.get(verdict, ''))}.</p>",
         f"<p>{esc(inputs_text)}</p>",
-        "<h2>What was fitted, and can it be trusted?</h2>",
     ]
+    parts += _section(outputs, "findings", "Findings", outputs.findings)
+    parts += _section(outputs, "checks", "Checks of the data", [])
+    parts.append("<h2>What was fitted, and can it be trusted?</h2>")
     rows = []
     for name, r in outputs.fits.items():
         report = r.model.diagnostics()
@@ -207,16 +241,14 @@ def write_report(outputs: AnalysisOutputs, *, title: str, inputs_text: str) -> P
         parts.append("<h2>Notes</h2><ul>")
         parts += [f"<li>{esc(n)}</li>" for n in outputs.notes]
         parts.append("</ul>")
-    if outputs.figures:
+    figures = [f for f in outputs.figures if f.section == "details"]
+    if figures:
         parts.append("<h2>Figures</h2>")
-        for fig in outputs.figures:
-            data = base64.b64encode((outputs.out / "figures" / f"{fig.name}.png").read_bytes())
-            parts.append(f"<h3>{esc(fig.caption)}</h3><img alt='{esc(fig.name)}' "
-                         f"src='data:image/png;base64,{data.decode()}'>")
-    if outputs.tables:
+        parts += [_figure_html(outputs, fig) for fig in figures]
+    tables = [t for t in outputs.tables if t.section == "details"]
+    if tables:
         parts.append("<h2>Tables</h2>")
-        for table in outputs.tables:
-            parts.append(f"<h3>{esc(table.caption)}</h3>{_table_html(table.frame)}")
+        parts += [f"<h3>{esc(t.caption)}</h3>{_table_html(t.frame)}" for t in tables]
     summary = outputs.summary_frame()
     if len(summary):
         parts.append("<h2>Posterior summaries (89% equal-tailed intervals)</h2>")

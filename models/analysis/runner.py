@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,9 +36,10 @@ __all__ = [
 
 
 def _registry() -> dict[str, Analysis]:
-    from models.analysis import churn, listening, network
+    from models.analysis import churn, experiment, listening, network
 
-    return {a.name: a for a in (churn.ANALYSIS, listening.ANALYSIS, network.ANALYSIS)}
+    return {a.name: a for a in (churn.ANALYSIS, listening.ANALYSIS, network.ANALYSIS,
+                                experiment.ANALYSIS)}
 
 
 #: Every analysis by name; ``run all`` runs them in this order.
@@ -130,7 +132,7 @@ def check_priors(analysis: Analysis, config: dict[str, Any], source: str) -> Non
     ConfigError
         Naming the bad key and listing the valid ones.
     """
-    from models import churn, listening, network  # noqa: F401 - register the model classes
+    from models import churn, experiments, listening, network  # noqa: F401 - register models
     from models.base import BayesianModel
 
     for model_name, table in config.get("priors", {}).items():
@@ -167,6 +169,7 @@ def run_analysis(
     *,
     events: str | Path | None = None,
     users: str | Path | None = None,
+    assignments: str | Path | None = None,
     config: str | Path | None = None,
     out: str | Path | None = None,
     seed: int | None = None,
@@ -189,6 +192,11 @@ def run_analysis(
     events, users : str or pathlib.Path, optional
         Listening log (CSV/Parquet file or a folder of Parquet files) and users
         table; without ``events`` the built-in simulated service is used.
+    assignments : str or pathlib.Path, optional
+        Assignment table of an experiment (CSV or Parquet: ``user_id``, ``variant``,
+        ``assigned_at``), for the ``experiment`` analysis of your own log. With
+        ``"all"``, ``events`` and no assignment table, the experiment analysis is
+        skipped (with a message); without ``events`` it simulates an experiment.
     config : str or pathlib.Path, optional
         TOML file overriding the defaults (for ``"all"``: one table per analysis).
     out : str or pathlib.Path, optional
@@ -226,6 +234,14 @@ def run_analysis(
     if name != "all" and name not in ANALYSES:
         raise ValueError(f"Unknown analysis {name!r}; choose one of {[*ANALYSES, 'all']}.")
     names = list(ANALYSES) if name == "all" else [name]
+    if assignments is not None and not any(ANALYSES[n].load for n in names):
+        raise ValueError(f"The {name} analysis takes no assignment table; --assignments is for "
+                         "the experiment analysis.")
+    if name == "all" and events is not None and assignments is None:
+        names = [n for n in names if ANALYSES[n].load is None]
+        if not quiet:
+            print("[all] no --assignments given: the experiment analysis is skipped (it needs "
+                  "the assignment table of your experiment).", file=sys.stderr, flush=True)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"The 'seed' must be a non-negative integer. Got {seed!r} instead.")
     configs = {n: _resolve(n, config, quick, seed, name == "all") for n in names}
@@ -240,13 +256,13 @@ def run_analysis(
         else:
             folder = Path(out) if out is not None else Path("results") / n
         written.append(_run_one(ANALYSES[n], cfg, folder, events=events, users=users,
-                                config_path=config, quiet=quiet, force=force,
-                                command=command))
+                                assignments=assignments, config_path=config, quiet=quiet,
+                                force=force, command=command))
     return written
 
 
 def _run_one(analysis: Analysis, config: dict[str, Any], folder: Path, *, events: Any,
-             users: Any, config_path: Any, quiet: bool, force: bool,
+             users: Any, assignments: Any, config_path: Any, quiet: bool, force: bool,
              command: Sequence[str] | None) -> Path:
     if not isinstance(config["seed"], int) or config["seed"] < 0:
         raise ConfigError(f"The key 'seed' must be a non-negative integer. "
@@ -257,7 +273,8 @@ def _run_one(analysis: Analysis, config: dict[str, Any], folder: Path, *, events
                               cache_dirs=[folder / "posterior"])
     try:
         _run_in(analysis, config, outputs, events=events, users=users,
-                config_path=config_path, quiet=quiet, command=command)
+                assignments=assignments, config_path=config_path, quiet=quiet,
+                command=command)
         replace_outputs(work, folder)
     except BaseException as err:
         release_work_folder(work)
@@ -277,13 +294,16 @@ def _run_one(analysis: Analysis, config: dict[str, Any], folder: Path, *, events
 
 
 def _run_in(analysis: Analysis, config: dict[str, Any], outputs: AnalysisOutputs, *,
-            events: Any, users: Any, config_path: Any, quiet: bool,
+            events: Any, users: Any, assignments: Any, config_path: Any, quiet: bool,
             command: Sequence[str] | None) -> None:
     """Run the analysis and write every output into ``outputs.out`` (the working folder)."""
     seed = int(config["seed"])
     start = time.perf_counter()
     with outputs.step("load the data"):
-        inputs = load_inputs(events, users, config, seed)
+        if analysis.load is not None:
+            inputs = analysis.load(events, users, assignments, config, seed)
+        else:
+            inputs = load_inputs(events, users, config, seed)
     outputs.say(inputs.description)
     check_enough_users(analysis, inputs)
     context = AnalysisContext(inputs, config, seed, outputs, quiet)

@@ -10,6 +10,9 @@ Data
     :func:`sufficient_statistics`.
 Checks before any effect is read
     :func:`sample_ratio_test`, :func:`check_experiment`.
+Hierarchical models
+    :class:`SegmentEffectModel` (effects across segments, partially pooled) and
+    :class:`ExperimentHistoryModel` (a prior learned from past experiments).
 Fast conjugate engine
     :func:`analyze` (Beta-binomial and delta-method normal models, CUPED with the
     pre-period covariate, priors, ROPE, always-valid sequential intervals),
@@ -33,6 +36,7 @@ from models.experiments.checks import (
 from models.experiments.conjugate import beta_binomial, beta_posterior, normal_effect
 from models.experiments.decision import Decision, decide
 from models.experiments.engine import EFFECT_COLUMNS, analyze, summarize_arms
+from models.experiments.history import ExperimentHistoryModel, estimate_heterogeneity
 from models.experiments.metrics import (
     DEFAULT_METRICS,
     ActiveDays,
@@ -60,6 +64,7 @@ from models.experiments.reference import (
     reference_cohort,
     sample_average_effects,
 )
+from models.experiments.segments import SegmentEffectModel
 from models.experiments.sequential import (
     PeekingResult,
     confidence_sequence,
@@ -94,6 +99,7 @@ __all__ = [
     "Distinct",
     "Effect",
     "ExperimentChecks",
+    "ExperimentHistoryModel",
     "ExperimentTruth",
     "LongTermProjection",
     "Metric",
@@ -103,6 +109,7 @@ __all__ = [
     "Retained",
     "SampleRatioResult",
     "SampleSize",
+    "SegmentEffectModel",
     "SimulatedExperiment",
     "Sum",
     "SurrogateIndexModel",
@@ -115,6 +122,7 @@ __all__ = [
     "compute_user_metrics",
     "confidence_sequence",
     "decide",
+    "estimate_heterogeneity",
     "exposure_activity",
     "long_term_outcome",
     "minimum_detectable_lift",

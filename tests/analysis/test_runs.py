@@ -36,6 +36,11 @@ def network_dir(tmp_path_factory):
     return _run(tmp_path_factory.mktemp("network"), "network")
 
 
+@pytest.fixture(scope="module")
+def experiment_dir(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("experiment"), "experiment")
+
+
 def _check_layout(folder: Path, fits: list[str]) -> dict:
     summary = pd.read_csv(folder / "summary.csv")
     assert set(summary["model"]) == set(fits)
@@ -99,6 +104,45 @@ def test_network_outputs_and_reload(network_dir):
     assert isinstance(sbm, StochasticBlockModel)
     preds = pd.read_csv(network_dir / "predictions.csv")
     assert sorted(preds["artist_id"]) == sorted(sbm.point_partition().index)
+
+
+def test_experiment_outputs(experiment_dir):
+    from models.experiments import DEFAULT_METRICS
+
+    _check_layout(experiment_dir, ["segments", "surrogate_index", "projection"])
+    effects = pd.read_csv(experiment_dir / "predictions.csv")
+    assert sorted(effects["metric"]) == sorted(m.name for m in DEFAULT_METRICS)
+    assert (effects["lift_ci_lower"] <= effects["lift_ci_upper"]).all()
+    decision = pd.read_csv(experiment_dir / "tables" / "decision.csv")
+    assert set(decision["role"]) == {"success", "guardrail"} and decision["reason"].notna().all()
+    checks = pd.read_csv(experiment_dir / "tables" / "checks.csv")
+    assert {"sample_ratio", "variants", "pre_period_balance"} <= set(checks["check"])
+    long_term = pd.read_csv(experiment_dir / "tables" / "long_term.csv")
+    assert set(long_term["route"]) == {"surrogate index", "churn-model projection"}
+    assert long_term["truth"].notna().all()  # the built-in experiment's truth is known
+    truth = pd.read_csv(experiment_dir / "tables" / "truth.csv")
+    assert truth["covered"].mean() >= 0.7  # 95% intervals against the exact sample effects
+    report = (experiment_dir / "report.html").read_text()
+    # the report leads with the answer: findings (decision first), then checks, then the fits
+    findings = report.index("<h2>Findings</h2>")
+    assert findings < report.index("<h2>Checks of the data</h2>") < report.index(
+        "<h2>What was fitted, and can it be trusted?</h2>")
+    assert report.index("Decision: ") > findings
+    assert "forest" in report.lower() and "Long-term projection" in report
+
+
+def test_experiment_rerun_is_byte_identical(experiment_dir):
+    before = {f: (experiment_dir / f).read_bytes() for f in DETERMINISTIC}
+    _run(experiment_dir, "experiment")
+    for f in DETERMINISTIC:
+        assert (experiment_dir / f).read_bytes() == before[f], f
+
+
+def test_reports_lead_with_findings(churn_dir, network_dir):
+    for folder in (churn_dir, network_dir):
+        report = (folder / "report.html").read_text()
+        assert report.index("<h2>Findings</h2>") < report.index(
+            "<h2>What was fitted, and can it be trusted?</h2>")
 
 
 def test_rerun_loads_cached_fits_and_gives_identical_files(churn_dir):
