@@ -1,0 +1,11 @@
+"""The experiment analysis as a script: `python analyses/experiment.py [--quick] [--events PATH] ...`.
+
+Same options and outputs as `listening-models run experiment`; see `--help`.
+"""
+
+import sys
+
+from models.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main(["run", "experiment", *sys.argv[1:]]))
