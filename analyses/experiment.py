@@ -1,4 +1,4 @@
-"""The experiment analysis as a script: `python analyses/experiment.py [--quick] [--events PATH] ...`.
+"""The experiment analysis as a script: `python analyses/experiment.py [--quick] ...`.
 
 Same options and outputs as `listening-models run experiment`; see `--help`.
 """
