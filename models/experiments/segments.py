@@ -161,7 +161,7 @@ class SegmentEffectModel(BayesianModel):
 
     The likelihood is evaluated on cell statistics: per (segment, variant) the
     users :math:`n`, zeros and total, plus the histogram of the counts
-    (:func:`~models.listening.count_likelihood.cell_loglik`); it equals the sum
+    (``models.listening.count_likelihood.cell_loglik``); it equals the sum
     of the per-user log-pmfs, for a cost that does not depend on the users.
 
     Default priors (``default_priors``): ``intercept`` Normal(0, 5) (log mean
