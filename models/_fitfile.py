@@ -17,7 +17,11 @@ import xarray as xr
 
 from models.exceptions import FitInterrupted, SavedFitError
 
-__all__ = ["check_complete", "import_model_module", "missing_draws", "read_fit_file"]
+__all__ = ["check_complete", "decode_labels", "encode_labels", "import_model_module",
+           "missing_draws", "read_fit_file"]
+
+#: Attribute marking a variable whose labels were stored as JSON text (see encode_labels).
+_JSON_LABELS = "listening_models_json_labels"
 
 #: Methods whose posterior has exactly ``chains`` chains of ``draws`` draws.
 _MCMC = ("nuts", "gibbs")
@@ -56,6 +60,57 @@ def check_complete(idata: xr.DataTree, meta: dict[str, Any], owner: str) -> None
             f"{owner} was interrupted: the sampler returned {missing}. The partial draws "
             "were discarded and no fit is returned; run fit again to get a complete one."
         )
+
+
+def _mixed(values: np.ndarray) -> bool:
+    return values.dtype == object and len({type(v) for v in values.ravel()}) > 1
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def encode_labels(tree: xr.DataTree) -> xr.DataTree:
+    """Store labels of mixed types (``1`` and ``"a"`` among one graph's nodes) as JSON text.
+
+    netCDF has no column type that holds both; writing them as text would bring ``1``
+    back as ``"1"``. Each such variable becomes the JSON of its values, marked so that
+    :func:`decode_labels` restores the types on load. Other variables are untouched.
+    """
+    out = tree.copy()
+    for node in out.subtree:
+        ds = node.to_dataset(inherit=False)
+        changed = False
+        for name, var in ds.variables.items():
+            if _mixed(var.values):
+                text = np.array([json.dumps(_plain(v)) for v in var.values.ravel()])
+                new = xr.Variable(var.dims, text.reshape(var.shape),
+                                  {**var.attrs, _JSON_LABELS: 1})
+                ds = ds.assign_coords({name: new}) if name in ds.coords else ds.assign(
+                    {name: new})
+                changed = True
+        if changed:
+            node.dataset = ds
+    return out
+
+
+def decode_labels(tree: xr.DataTree) -> xr.DataTree:
+    """Inverse of :func:`encode_labels` (in place); returns ``tree``."""
+    for node in tree.subtree:
+        ds = node.to_dataset(inherit=False)
+        changed = False
+        for name, var in ds.variables.items():
+            if var.attrs.get(_JSON_LABELS):
+                values = np.empty(var.size, dtype=object)
+                values[:] = [json.loads(str(v)) for v in var.values.ravel()]
+                attrs = {k: v for k, v in var.attrs.items() if k != _JSON_LABELS}
+                new = xr.Variable(var.dims, values.reshape(var.shape), attrs)
+                ds = ds.assign_coords({name: new}) if name in ds.coords else ds.assign(
+                    {name: new})
+                changed = True
+        if changed:
+            node.dataset = ds
+    return tree
 
 
 def import_model_module(meta: dict[str, Any]) -> None:
@@ -119,4 +174,4 @@ def read_fit_file(path: Path, attr_key: str, data_group: str) -> tuple[xr.DataTr
         raise SavedFitError(
             f"{text!r} holds an incomplete fit: {missing} (an interrupted fit). {fix}"
         )
-    return tree, meta
+    return decode_labels(tree), meta

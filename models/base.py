@@ -24,7 +24,13 @@ import pymc as pm
 import xarray as xr
 
 from models._atomic import atomic_path
-from models._fitfile import check_complete, import_model_module, missing_draws, read_fit_file
+from models._fitfile import (
+    check_complete,
+    encode_labels,
+    import_model_module,
+    missing_draws,
+    read_fit_file,
+)
 from models._interrupts import watch_interrupts
 from models._version import __version__
 from models.diagnostics import FitReport, check_fit, warn_if_not_converged, warn_if_uninformed
@@ -560,6 +566,7 @@ class BayesianModel(ABC):
         path.parent.mkdir(parents=True, exist_ok=True)
         tree = self.idata_.copy()
         tree[_FIT_DATA_GROUP] = xr.DataTree(self._data_to_dataset(self.data_))
+        tree = encode_labels(tree)
         with atomic_path(path) as tmp:
             tree.to_netcdf(tmp, engine="h5netcdf")
         return path

@@ -197,6 +197,18 @@ def build_hazard_table(
     if forecast:  # every row up to the first unknown period (covariates carry over rows)
         at_risk = churn_period > last_obs.to_numpy()
         n_rows = np.where(at_risk, np.maximum(last_obs.to_numpy() + 2, 1), 0)
+    elif n_rows.sum() == 0:
+        # Name the cause here: an empty table only fails later, in the model, without one.
+        first = start.min()
+        span = (end - first) / _DAY
+        raise ValueError(
+            f"{func}: no user has a fully observed period, so the table would be empty. A "
+            f"period counts once its churn status is known: {length / _DAY:g} days after it "
+            f"starts plus {delta / _DAY:g} days of silence (the inactivity threshold), "
+            f"{(length + delta) / _DAY:g} days in all; the log starts on {first.date()} and "
+            f"observation ends on {end.date()} ({span:g} days). Use a longer log, a later "
+            f"observation_end, a shorter 'period' or a shorter 'inactivity'."
+        )
 
     user_index = per_user.index.to_numpy()
     rows = pd.DataFrame({USER_ID: np.repeat(user_index, n_rows)})

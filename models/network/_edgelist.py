@@ -118,11 +118,20 @@ def validate_edge_list(data: Any, weight: str | None, owner: str) -> pd.DataFram
     return frame
 
 
+def label_array(values: Sequence[Any]) -> np.ndarray:
+    """Node labels as an array that keeps their types (numpy turns [1, "a"] into text)."""
+    array = np.asarray(values)
+    if array.dtype.kind in "US" and not all(isinstance(v, str) for v in values):
+        array = np.empty(len(values), dtype=object)
+        array[:] = list(values)
+    return array
+
+
 def edge_list_to_dataset(data: pd.DataFrame) -> xr.Dataset:
     """Store an edge list and its node list for ``save``."""
     return xr.Dataset(
         {c: ("edge", data[c].to_numpy()) for c in EDGE_COLUMNS}
-        | {"node_id": ("node", np.asarray(data.attrs["nodes"]))}
+        | {"node_id": ("node", label_array(data.attrs["nodes"]))}
     )
 
 

@@ -22,6 +22,7 @@ from models.network import _gibbs
 from models.network._edgelist import (
     edge_list_from_dataset,
     edge_list_to_dataset,
+    label_array,
     pair_codes,
     validate_edge_list,
 )
@@ -336,7 +337,7 @@ class StochasticBlockModel(BayesianModel):
                 inverse = np.argsort(perm)
                 draws["omega"][c, d] = draws["omega"][c, d][np.ix_(inverse, inverse)]
                 draws["pi"][c, d] = draws["pi"][c, d][inverse]
-        node_ids = np.asarray(list(nodes))
+        node_ids = label_array(list(nodes))  # keeps 1 an int beside "a"
         coords = {"chain": np.arange(chains), "draw": np.arange(n_draws), "node": node_ids,
                   "block": np.arange(k), "block_": np.arange(k)}
         posterior = {

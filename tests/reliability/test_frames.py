@@ -156,3 +156,15 @@ def test_play_counts_that_are_not_whole_int64_numbers_are_an_error(count):
         user_artist_matrix(table, count_col="plays")
     pd.testing.assert_frame_equal(table, copy)
     assert user_artist_matrix(table, weight="plays").matrix.shape == (2, 2)
+
+
+def test_a_log_too_short_for_one_hazard_period_names_the_cause():
+    # catalogue 65: a 30-day log with a 30-day inactivity threshold gave a silently empty table
+    from models.churn import build_hazard_table
+
+    log = pd.DataFrame({"user_id": ["a", "a", "b"],
+                        "timestamp": pd.to_datetime(["2024-01-01", "2024-01-20", "2024-01-05"])})
+    with pytest.raises(ValueError, match=r"(?s)no user has a fully observed period.*37 days in "
+                       r"all.*\(19 days\).*shorter 'inactivity'"):
+        build_hazard_table(log, inactivity="30D")
+    assert len(build_hazard_table(log, inactivity="5D")) > 0

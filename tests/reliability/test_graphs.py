@@ -50,3 +50,21 @@ def test_as_many_blocks_as_nodes_is_allowed():
         model = StochasticBlockModel(n_blocks=3).fit(graph, draws=5, tune=0, chains=1,
                                                      n_starts=1, random_seed=1)
     assert len(model.point_partition()) == 3
+
+
+def test_mixed_int_and_str_node_labels_keep_their_types_through_fit_and_save(tmp_path):
+    # catalogue 69: int labels came back as str ("1") when a graph mixed them with str labels
+    graph = nx.Graph([(0, 1), (1, 2), (0, 2), ("a", "b"), ("b", "c"), ("a", "c"), (2, "a")])
+    graph.add_node(99)
+    model = StochasticBlockModel(n_blocks=2).fit(graph, draws=10, tune=5, chains=1, n_starts=1,
+                                                 random_seed=1)
+    labels = [0, 1, 2, "a", "b", "c", 99]
+    assert model.point_partition().index.tolist() == labels
+    assert [type(x) for x in model.coassignment_matrix().index] == [type(x) for x in labels]
+    before = model.probability_edge([(0, "a"), (99, "c")])
+    assert before.index.tolist() == [(0, "a"), (99, "c")]
+    model.save(tmp_path / "sbm.nc")
+    loaded = StochasticBlockModel.load(tmp_path / "sbm.nc")
+    assert loaded.point_partition().index.tolist() == labels
+    assert [type(x) for x in loaded.point_partition().index] == [type(x) for x in labels]
+    pd.testing.assert_frame_equal(loaded.probability_edge([(0, "a"), (99, "c")]), before)
