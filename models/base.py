@@ -36,7 +36,7 @@ from models._version import __version__
 from models.diagnostics import FitReport, check_fit, warn_if_not_converged, warn_if_uninformed
 from models.diagnostics.contraction import PRIOR_DRAWS
 from models.exceptions import FitInterrupted, ModelMismatchError, NotFittedError
-from models.priors import Prior, draw_prior
+from models.priors import Prior, check_prior_domain, draw_prior
 
 __all__ = ["BayesianModel", "resolve_seed"]
 
@@ -201,6 +201,7 @@ class BayesianModel(ABC):
                     f"The prior {name!r} of {owner} must be a models.Prior or a dict. "
                     f"Got {value!r} instead."
                 )
+            check_prior_domain(name, value, self.default_priors[name], owner)
             priors[name] = value
         return priors
 

@@ -18,7 +18,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-__all__ = ["Prior", "draw_prior"]
+__all__ = ["Prior", "check_prior_domain", "draw_prior"]
 
 #: Keywords of a PyMC distribution that are not parameters of the prior.
 _NOT_PARAMETERS = frozenset({"cls", "size", "shape", "dims", "initval", "observed", "transform",
@@ -65,6 +65,80 @@ def _support_violation(distribution: str, items: tuple[tuple[str, Any], ...]) ->
     except Exception:  # noqa: BLE001 - not checkable without the model's shape
         return None
     return None
+
+
+@functools.lru_cache(maxsize=512)
+def _domain(distribution: str, items: tuple[tuple[str, Any], ...]) -> tuple[float, float] | None:
+    """Return the values a prior can take, from PyMC's default transform of the distribution.
+
+    ``(-inf, inf)`` without a transform, ``(0, inf)`` for a log transform, ``(0, 1)`` for
+    log-odds; None for bounded supports of other kinds (an interval), which
+    :func:`check_prior_domain` then checks by drawing.
+    """
+    from pymc.distributions.transforms import _default_transform
+
+    params = {k: np.asarray(v, dtype=float) for k, v in items}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rv = getattr(pm, distribution).dist(**params)
+            transform = _default_transform(rv.owner.op, rv)
+    except Exception:  # noqa: BLE001 - needs the model's shape; not checked
+        return None
+    kind = type(transform).__name__ if transform is not None else None
+    return {None: (-np.inf, np.inf), "LogTransform": (0.0, np.inf),
+            "LogOddsTransform": (0.0, 1.0)}.get(kind)
+
+
+@functools.lru_cache(maxsize=512)
+def _drawn_range(distribution: str, items: tuple[tuple[str, Any], ...]) -> tuple[float, float]:
+    params = {k: np.asarray(v, dtype=float) for k, v in items}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x = np.asarray(pm.draw(getattr(pm, distribution).dist(**params), draws=2000,
+                               random_seed=0))
+    return float(x.min()), float(x.max())
+
+
+def check_prior_domain(name: str, prior: Prior, default: Prior, owner: str) -> None:
+    """Raise when ``prior`` puts mass where the parameter it replaces cannot be.
+
+    The parameter's domain is that of its default prior (positive for a rate or a
+    scale, (0, 1) for a probability). A Normal prior on a positive parameter would
+    otherwise sample values the likelihood cannot use and end in divergences and an
+    R-hat failure that never names the cause.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter, the prior, the domain and distributions that fit it.
+
+    Examples
+    --------
+    >>> check_prior_domain("r", Prior("Gamma", alpha=2, beta=1), Prior("LogNormal"), "M")
+    >>> check_prior_domain("r", Prior("Normal", mu=0, sigma=1), Prior("LogNormal"), "M")
+    Traceback (most recent call last):
+    ...
+    ValueError: The prior of 'r' in M, Prior("Normal", mu=0, sigma=1), puts mass outside (0, inf), where r must lie (its default prior is Prior("LogNormal")). Use a distribution on (0, inf) such as LogNormal, Gamma, HalfNormal or TruncatedNormal(lower=0).
+    """  # noqa: E501
+    def key(p: Prior) -> tuple[str, tuple[tuple[str, Any], ...]]:
+        return p.distribution, tuple((k, _hashable(v)) for k, v in p.params.items())
+
+    allowed = _domain(*key(default))
+    if allowed is None or allowed == (-np.inf, np.inf):
+        return
+    own = _domain(*key(prior)) or _drawn_range(*key(prior))
+    if allowed[0] <= own[0] and own[1] <= allowed[1]:
+        return
+    lo, hi = allowed
+    domain = f"({lo:g}, {hi:g})"
+    examples = ("LogNormal, Gamma, HalfNormal or TruncatedNormal(lower=0)" if hi == np.inf
+                else "Beta or Uniform(0, 1)")
+    raise ValueError(
+        f"The prior of {name!r} in {owner}, {prior!r}, puts mass outside {domain}, where "
+        f"{name} must lie (its default prior is {default!r}). Use a distribution on {domain} "
+        f"such as {examples}."
+    )
 
 
 class Prior:

@@ -108,3 +108,20 @@ def test_valid_config_priors_pass():
     check_priors(ANALYSES["churn"], _config_with_priors(
         {"BetaGeoModel": {"r": {"distribution": "LogNormal",
                                 "params": {"mu": 0.0, "sigma": 1.0}}}}), "c.toml")
+
+
+@pytest.mark.parametrize("prior", [Prior("Normal", mu=0.0, sigma=1.0), Prior("StudentT", nu=3),
+                                   Prior("Uniform", lower=-1.0, upper=2.0)])
+def test_a_prior_with_mass_where_the_parameter_cannot_be_is_an_error(prior):
+    # catalogue 50: a Normal prior on the positive r sampled, diverged and failed R-hat
+    # without the cause being named
+    with pytest.raises(ValueError, match=r"prior of 'r' in BetaGeoModel.*outside \(0, inf\).*"
+                       r"LogNormal, Gamma"):
+        BetaGeoModel(priors={"r": prior})
+
+
+@pytest.mark.parametrize("prior", [Prior("Gamma", alpha=2.0, beta=1.0), Prior("HalfFlat"),
+                                   Prior("TruncatedNormal", mu=1.0, sigma=1.0, lower=0.0),
+                                   Prior("Uniform", lower=0.1, upper=5.0)])
+def test_priors_inside_the_parameters_domain_are_accepted(prior):
+    assert BetaGeoModel(priors={"r": prior}).resolved_priors()["r"] == prior
