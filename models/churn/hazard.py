@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -20,7 +21,7 @@ from models.churn.features import (
     TENURE,
 )
 from models.data.schema import COUNTRY, PLAN, USER_ID
-from models.exceptions import DataValidationError, Problem
+from models.exceptions import DataQualityWarning, DataValidationError, Problem
 from models.predict import posterior_arrays, predict_in_batches, summarize_draws
 from models.priors import Prior
 
@@ -220,10 +221,17 @@ class ChurnHazardModel(BayesianModel):
 
     # ------------------------------------------------------------------ data
     def _validate_data(self, data: Any) -> pd.DataFrame:
-        return _check_person_periods(
+        frame = _check_person_periods(
             data, list(self.covariates), list(self.groups), with_event=True,
             what="person-period table", owner=type(self).__name__,
         )
+        if len(frame) and frame[EVENT].sum() == 0:
+            warnings.warn(DataQualityWarning(
+                f"The person-period table has no churn event in its {len(frame):,} rows: the "
+                "data bound the hazard only from above, so its level and the covariate effects "
+                "come mostly from the priors. Check the inactivity threshold and the "
+                "observation end (build_hazard_table)."), stacklevel=3)
+        return frame
 
     @staticmethod
     def _standardisation(data: pd.DataFrame, covs: list[str]) -> tuple[pd.Series, pd.Series]:

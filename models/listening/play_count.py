@@ -12,6 +12,7 @@ no indexing. This is exact, not an approximation (see :class:`PlayCountModel`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -23,7 +24,7 @@ import pytensor.tensor as pt
 
 from models.base import BayesianModel, resolve_seed
 from models.data.schema import USER_ID
-from models.exceptions import DataValidationError, Problem
+from models.exceptions import DataQualityWarning, DataValidationError, Problem
 from models.listening.count_likelihood import NegBinGridLogp, cell_loglik
 from models.listening.gamma_users import compress_users, draw_user_log_rates, gamma_user_loglik
 from models.predict import posterior_arrays, predict_in_batches, summarize_draws
@@ -314,6 +315,11 @@ class PlayCountModel(BayesianModel):
         if problems:
             raise DataValidationError(problems, what=what)
         self._check_periods(frame, what)
+        if len(frame) and frame[PLAYS].sum() == 0:
+            warnings.warn(DataQualityWarning(
+                f"Every one of the {len(frame):,} play counts of the {what} is 0: the data say "
+                "only that plays are rare, so the play rate's estimate and every user and group "
+                "effect come from the priors. Check the log's period and filters."), stacklevel=3)
         return frame.sort_values([USER_ID, PERIOD_START], kind="stable").reset_index(drop=True)
 
     def _check_periods(self, frame: pd.DataFrame, what: str) -> None:

@@ -168,3 +168,23 @@ def test_a_log_too_short_for_one_hazard_period_names_the_cause():
                        r"all.*\(19 days\).*shorter 'inactivity'"):
         build_hazard_table(log, inactivity="30D")
     assert len(build_hazard_table(log, inactivity="5D")) > 0
+
+
+def test_all_zero_plays_and_a_hazard_table_without_events_warn_that_the_prior_decides():
+    # catalogue 45: both fitted with only convergence warnings, the cause never named
+    from models.churn import ChurnHazardModel
+    from models.listening import PlayCountModel
+
+    plays = pd.DataFrame({"user_id": np.repeat(["u1", "u2"], 7),
+                          "period_start": np.tile(pd.date_range("2024-01-01", periods=7), 2),
+                          "plays": 0})
+    with pytest.warns(DataQualityWarning, match=r"Every one of the 14 play counts .* is 0"):
+        PlayCountModel(groups=())._validate_data(plays)
+    periods = pd.DataFrame({"user_id": [1, 1, 2], "tenure": [0, 1, 0], "event": 0,
+                            "plays": [1.0, 2.0, 3.0]})
+    with pytest.warns(DataQualityWarning, match=r"no churn event in its 3 rows"):
+        ChurnHazardModel(covariates=["plays"], groups=[])._validate_data(periods)
+    periods.loc[2, "event"] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQualityWarning)
+        ChurnHazardModel(covariates=["plays"], groups=[])._validate_data(periods)
