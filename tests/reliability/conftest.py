@@ -86,6 +86,26 @@ def churn_copy(finished_churn, tmp_path):
     return out, config
 
 
+def _default_sigint():
+    """Give a child the default Ctrl-C: a shell starting a job in the background ignores SIGINT.
+
+    Python then installs no KeyboardInterrupt handler, and the child would ignore the test's
+    SIGINT as every program started with ``command &`` does.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture(autouse=True)
+def _ctrl_c_raises_keyboard_interrupt():
+    """Ctrl-C raises KeyboardInterrupt in the tests, also where pytest runs as a background job."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture
 def interrupt_cli():
     """``f(args, trigger, delay, setup="")``: run the CLI, SIGINT it ``delay`` s after ``trigger``.
@@ -99,7 +119,8 @@ def interrupt_cli():
                 f"sys.exit(main({list(map(str, args))!r}))\n")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True, env=env)
+                                stdout=subprocess.PIPE, text=True, env=env,
+                                preexec_fn=_default_sigint)
         lines = []
         deadline = time.monotonic() + timeout
         try:
