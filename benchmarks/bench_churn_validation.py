@@ -80,9 +80,9 @@ def compare(label: str, table: pd.DataFrame, horizon: float, fit: dict, rows: li
     cols = [bayes.by_frequency[["n", "actual", "actual_se"]]]
     cols += [ev.by_frequency["predicted"].rename(name) for name, ev, *_ in results]
     table_out = pd.concat(cols, axis=1)
-    table_out["hdi (Bayes)"] = [f"[{lo:.2f}, {hi:.2f}]" for lo, hi in
-                                zip(bayes.by_frequency["hdi_lower"],
-                                    bayes.by_frequency["hdi_upper"], strict=True)]
+    table_out["ci (Bayes)"] = [f"[{lo:.2f}, {hi:.2f}]" for lo, hi in
+                               zip(bayes.by_frequency["ci_lower"],
+                                   bayes.by_frequency["ci_upper"], strict=True)]
     print(table_out.round(3).to_markdown())
 
 

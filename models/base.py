@@ -4,7 +4,14 @@ A model subclass declares three things: its default priors, how it checks its
 input data (``_validate_data``) and the PyMC model it builds from that data
 (``_build_model``). The base class does the rest: fitting with an explicit
 inference method and sampler, the convergence report, summaries, posterior
-predictive sampling and saving/loading a fit.
+predictive sampling, pointwise log-likelihoods for LOO, saving/loading a fit,
+pickling and the notebook display.
+
+Models whose likelihood PyMC cannot expand observation by observation (a
+``pm.Potential``, or observations compressed into weighted rows) implement two
+more hooks, ``_pointwise_log_likelihood`` and ``_posterior_predictive``, which
+compute the ``log_likelihood`` and ``posterior_predictive`` groups with numpy
+from the posterior draws (see :meth:`BayesianModel.compute_log_likelihood`).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
+from models import _html
 from models._atomic import atomic_path
 from models._fitfile import (
     check_complete,
@@ -32,10 +40,14 @@ from models._fitfile import (
     read_fit_file,
 )
 from models._interrupts import watch_interrupts
+from models._pointwise import thin_draws
+from models._progress import NotebookProgress, in_notebook, resolve_progressbar
+from models._validation import check_choice, check_positive_int
 from models._version import __version__
 from models.diagnostics import FitReport, check_fit, warn_if_not_converged, warn_if_uninformed
 from models.diagnostics.contraction import PRIOR_DRAWS
 from models.exceptions import FitInterrupted, ModelMismatchError, NotFittedError
+from models.predict import check_ci_prob
 from models.priors import Prior, check_prior_domain, draw_prior
 
 __all__ = ["BayesianModel", "resolve_seed"]
@@ -44,6 +56,9 @@ METHODS = ("nuts", "advi", "map")
 SAMPLERS = ("pymc", "nutpie")
 _FIT_DATA_GROUP = "fit_data"
 _ATTR_KEY = "listening_models"
+#: The parameter checks of :mod:`models._validation`, under the names other modules import.
+_check_positive_int = check_positive_int
+_check_choice = check_choice
 
 
 def resolve_seed(random_seed: int | np.random.Generator | None) -> int:
@@ -87,24 +102,6 @@ def resolve_seed(random_seed: int | np.random.Generator | None) -> int:
     )
 
 
-def _check_positive_int(owner: str, name: str, value: Any, *, allow_zero: bool = False) -> None:
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
-    ok = ok and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must be a {kind} integer. Got {value!r} instead."
-        )
-
-
-def _check_choice(owner: str, name: str, value: Any, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must be one of {list(choices)}. "
-            f"Got {value!r} instead."
-        )
-
-
 def _stop_after_interrupt(watch: Any, callback: Any) -> Any:
     """Return a ``pymc.sample`` callback that stops every chain once Ctrl-C was pressed."""
 
@@ -115,6 +112,18 @@ def _stop_after_interrupt(watch: Any, callback: Any) -> Any:
             callback(trace=trace, draw=draw)
 
     return stop
+
+
+def _chain_callbacks(first: Any, second: Any) -> Any:
+    """Return a ``pymc.sample`` callback that calls ``first`` and then ``second`` (if any)."""
+    if second is None:
+        return first
+
+    def both(trace: Any, draw: Any) -> None:
+        first(trace=trace, draw=draw)
+        second(trace=trace, draw=draw)
+
+    return both
 
 
 class BayesianModel(ABC):
@@ -177,6 +186,52 @@ class BayesianModel(ABC):
         """
         return [rv.name for rv in self.model_.free_RVs]
 
+    def _pointwise_log_likelihood(self, posterior: xr.Dataset) -> dict[str, xr.DataArray] | None:
+        """Log-likelihood of each observation unit of the training data, per posterior draw.
+
+        Models whose likelihood is a ``pm.Potential`` or is evaluated on compressed
+        rows return one DataArray per observed quantity, dims ``(chain, draw, <unit>)``
+        with the draws of ``posterior``, computed with numpy in blocks of units. The
+        units are what leave-one-out should leave out; each model's docstring says
+        which. None (the default) lets PyMC compute it from the observed variables.
+        """
+        return None
+
+    def _posterior_predictive(
+        self, posterior: xr.Dataset, rng: np.random.Generator
+    ) -> dict[str, xr.DataArray] | None:
+        """Replicated training data, one replicate per draw of ``posterior``.
+
+        Same contract as :meth:`_pointwise_log_likelihood`: DataArrays of the
+        observed shape with leading ``(chain, draw)``, or None for PyMC's
+        :func:`pymc.sample_posterior_predictive`.
+        """
+        return None
+
+    def _observed_data(self) -> dict[str, xr.DataArray]:
+        """Return the observed quantities of :meth:`_posterior_predictive` (``observed_data``)."""
+        return {}
+
+    # ------------------------------------------------------------ PyMC graph
+    @property
+    def model_(self) -> pm.Model:
+        """The PyMC model of the fit, built from ``data_``.
+
+        It is not pickled (see :meth:`__getstate__`): after unpickling, or on a
+        light copy without it, it is rebuilt from ``data_`` on first use.
+        """
+        model = self.__dict__.get("model_")
+        if model is None:
+            if "data_" not in self.__dict__:
+                raise AttributeError(f"This {type(self).__name__} has no model_ yet; call "
+                                     "fit(data) first (or build_model(data) for the graph alone).")
+            model = self.__dict__["model_"] = self._build_model(self.data_)
+        return model
+
+    @model_.setter
+    def model_(self, value: pm.Model) -> None:
+        self.__dict__["model_"] = value
+
     # ----------------------------------------------------------- configuration
     def resolved_priors(self) -> dict[str, Prior]:
         """Return the priors in use: the defaults updated with the user's ones.
@@ -234,7 +289,7 @@ class BayesianModel(ABC):
         sampler: Literal["pymc", "nutpie"] = "pymc",
         target_accept: float = 0.9,
         random_seed: int | np.random.Generator | None = None,
-        progressbar: bool = False,
+        progressbar: bool | None = None,
         log_likelihood: bool = False,
         advi_steps: int = 20_000,
         **sample_kwargs: Any,
@@ -262,10 +317,17 @@ class BayesianModel(ABC):
         random_seed : int, numpy.random.Generator or None
             Same seed, data and settings give identical draws. The seed used is
             stored in ``idata_.attrs``.
-        progressbar : bool, default False
-            Show the sampler's progress bar.
+        progressbar : bool, optional
+            Show the progress of sampling or optimisation. None (the default):
+            shown in IPython and Jupyter, quiet in scripts, tests and the docs
+            build; the environment variable ``LISTENING_MODELS_PROGRESSBAR`` (0 or
+            1) overrides that. In a notebook the progress is written as ordinary
+            output (draws per chain, divergences, time, and the verdict at the
+            end), so a saved notebook shows it.
         log_likelihood : bool, default False
-            Also store pointwise log-likelihoods (needed for LOO comparison).
+            Also store the pointwise log-likelihood in ``idata_["log_likelihood"]``
+            (see :meth:`compute_log_likelihood`), which :func:`arviz.loo` and
+            :func:`models.diagnostics.compare_models` need. Not with ``method="map"``.
         advi_steps : int, default 20000
             Optimisation steps for ``method="advi"``.
         **sample_kwargs
@@ -314,6 +376,7 @@ class BayesianModel(ABC):
                 f"Got {target_accept!r} instead."
             )
         seed = resolve_seed(random_seed)
+        show = resolve_progressbar(progressbar, owner)
         data_ = self._validate_data(data)
         model = self._build_model(data_)
 
@@ -330,6 +393,11 @@ class BayesianModel(ABC):
             mass_matrix = "dense" if full else "diagonal"
 
         loss_steps = None
+        tracker = self._notebook_progress(show, method, sampler, draws, tune, chains, advi_steps)
+        bar = show and tracker is None  # the samplers' own bars outside notebooks
+        if tracker is not None and method == "nuts":
+            sample_kwargs["callback"] = _chain_callbacks(tracker.callback,
+                                                         sample_kwargs.get("callback"))
         with model, warnings.catch_warnings(), watch_interrupts() as watch:
             # the dense mass matrix is chosen deliberately (see dense_mass_max_dim)
             warnings.filterwarnings("ignore", message="QuadPotentialFullAdapt is an experimental")
@@ -347,13 +415,14 @@ class BayesianModel(ABC):
                         random_seed=seed,
                         nuts_sampler=sampler,
                         target_accept=target_accept,
-                        progressbar=progressbar,
+                        progressbar=bar,
                         compute_convergence_checks=False,
                         **sample_kwargs,
                     )
                 elif method == "advi":
                     approx = pm.fit(
-                        n=advi_steps, method="advi", random_seed=seed, progressbar=progressbar
+                        n=advi_steps, method="advi", random_seed=seed, progressbar=bar,
+                        callbacks=[] if tracker is None else [tracker.optimisation_callback],
                     )
                     loss_steps = len(approx.hist)
                     idata = approx.sample(draws, random_seed=seed)
@@ -363,7 +432,7 @@ class BayesianModel(ABC):
                 else:
                     idata = pm.find_MAP(
                         random_seed=seed,
-                        progressbar=progressbar,
+                        progressbar=bar,
                         return_inferencedata=True,
                         jitter=False,
                     )
@@ -386,9 +455,6 @@ class BayesianModel(ABC):
                 "complete one."
             )
         check_complete(idata, meta, owner)
-        if log_likelihood and method != "map":
-            with model:
-                pm.compute_log_likelihood(idata, model=model, progressbar=False)
 
         idata.attrs[_ATTR_KEY] = json.dumps(
             {
@@ -411,8 +477,26 @@ class BayesianModel(ABC):
         self.idata_ = idata
         if method != "map":
             self._attach_prior(seed)
+            if log_likelihood:
+                self.compute_log_likelihood()
         self._check()
+        if tracker is not None:
+            tracker.close(note=f"verdict: {self.fit_report_.verdict}")
         return self
+
+    def _notebook_progress(self, show: bool, method: str, sampler: str, draws: int, tune: int,
+                           chains: int, advi_steps: int) -> NotebookProgress | None:
+        """Progress written as notebook output, for runs whose own bar is a widget there.
+
+        nutpie's progress is already notebook output; PyMC's (NUTS, ADVI, MAP) is a
+        widget that a saved notebook shows empty.
+        """
+        if not (show and in_notebook()) or (method == "nuts" and sampler == "nutpie"):
+            return None
+        title = f"{type(self).__name__}.fit: {method.upper()}"
+        if method == "nuts":
+            return NotebookProgress(title, chains=chains, total=draws + tune, tune=tune)
+        return NotebookProgress(title, chains=1, total=advi_steps if method == "advi" else 1)
 
     def _sample_defaults(self, model: pm.Model, sampler: str) -> dict[str, Any]:
         """Default :func:`pymc.sample` options of this model; the caller's keywords win.
@@ -478,16 +562,33 @@ class BayesianModel(ABC):
         var_names : sequence of str, optional
             Variables to summarise; the model's parameters by default.
         ci_prob : float, default 0.89
-            Probability mass of the credible interval (ArviZ's default).
+            Probability mass of the equal-tailed credible interval (ArviZ's default).
 
         Returns
         -------
         pandas.DataFrame
-            One row per scalar parameter element.
+            One row per scalar parameter element; columns ``mean``, ``sd``,
+            ``ci_lower``, ``ci_upper`` (the equal-tailed interval, as in every
+            prediction summary), ``ess_bulk``, ``ess_tail``, ``r_hat``,
+            ``mcse_mean``, ``mcse_sd``. ``attrs["ci_prob"]`` holds ``ci_prob``.
+
+        Raises
+        ------
+        ValueError
+            If ``ci_prob`` is not in (0, 1).
+        models.exceptions.NotFittedError
+            Before :meth:`fit`.
         """
+        ci_prob = check_ci_prob(f"{type(self).__name__}.summary", ci_prob)
         self._require_fitted("summary()")
         names = list(var_names) if var_names is not None else self._parameter_names()
-        return az.summary(self.idata_, var_names=names, ci_prob=ci_prob)
+        table = az.summary(self.idata_, var_names=names, ci_prob=ci_prob, ci_kind="eti")
+        # ArviZ names the bounds after the interval (eti89_lb, eti89_ub): one name everywhere
+        bounds = {c: "ci_lower" if c.endswith("_lb") else "ci_upper" for c in table.columns
+                  if c.startswith("eti") and c.endswith(("_lb", "_ub"))}
+        table = table.rename(columns=bounds)
+        table.attrs["ci_prob"] = ci_prob
+        return table
 
     def posterior_draws(self, var_name: str) -> xr.DataArray:
         """Return the posterior draws of one variable, dims ``(chain, draw, ...)``."""
@@ -501,27 +602,149 @@ class BayesianModel(ABC):
         return posterior[var_name]
 
     def sample_posterior_predictive(
-        self, *, random_seed: int | np.random.Generator | None = None
+        self, *, random_seed: int | np.random.Generator | None = None,
+        max_draws: int | None = None,
     ) -> xr.DataTree:
-        """Draw from the posterior predictive distribution of the training data.
+        """Draw replicated training data from the posterior predictive distribution.
 
-        The draws are added to ``idata_`` as the ``posterior_predictive`` group
-        and returned.
+        One replicate of the observed data per posterior draw, of the observed
+        shape, for posterior predictive checks (:func:`arviz.plot_ppc_dist`,
+        :func:`arviz.plot_ppc_rootogram`, :mod:`models.diagnostics.ppc`, and the
+        plots of :mod:`models.churn.plotting`). Models whose likelihood is a
+        ``pm.Potential`` or compressed draw the replicates with numpy (their
+        docstrings say what is replicated); the others use
+        :func:`pymc.sample_posterior_predictive`.
+
+        Parameters
+        ----------
+        random_seed : int, numpy.random.Generator or None
+            Seed of the replicates.
+        max_draws : int, optional
+            Use at most this many posterior draws, evenly thinned within each chain
+            (all of them by default); the replicates take memory draws x observations.
+
+        Returns
+        -------
+        xarray.DataTree
+            ``idata_``, with the ``posterior_predictive`` group (dims ``(chain, draw,
+            ...)``) replaced and the matching ``observed_data`` variables added.
+
+        Raises
+        ------
+        models.exceptions.NotFittedError
+            Before :meth:`fit`.
+        NotImplementedError
+            If the model's likelihood is a ``pm.Potential`` without a replicate
+            (PyMC would silently leave it out).
+        ValueError
+            If ``max_draws`` is not a positive integer or None.
         """
+        owner = f"{type(self).__name__}.sample_posterior_predictive"
         self._require_fitted("sample_posterior_predictive()")
+        posterior = thin_draws(self.idata_["posterior"].to_dataset(), max_draws, owner)
+        seed = resolve_seed(random_seed)
+        replicates = self._posterior_predictive(posterior, np.random.default_rng(seed))
+        if replicates is not None:
+            self.idata_["posterior_predictive"] = xr.DataTree(xr.Dataset(replicates))
+            self._attach_observed()
+            return self.idata_
+        self._refuse_potentials(owner, "posterior predictive replicates")
         with self.model_, warnings.catch_warnings():
             # Custom distributions draw with numpy/scipy in Python by design (e.g. the
             # zero-truncated counts of UserArtistModel); numba's notice that it runs them
             # in object mode says nothing the user can act on.
             warnings.filterwarnings(
                 "ignore", message=r"Numba will use object mode to run CustomDist")
-            pm.sample_posterior_predictive(
-                self.idata_,
-                random_seed=resolve_seed(random_seed),
-                extend_inferencedata=True,
+            drawn = pm.sample_posterior_predictive(
+                xr.DataTree.from_dict({"posterior": posterior}),
+                random_seed=seed,
+                extend_inferencedata=False,
                 progressbar=False,
             )
+        self.idata_["posterior_predictive"] = xr.DataTree(
+            drawn["posterior_predictive"].to_dataset())
+        if "observed_data" not in self.idata_.children and "observed_data" in drawn.children:
+            self.idata_["observed_data"] = xr.DataTree(drawn["observed_data"].to_dataset())
         return self.idata_
+
+    def compute_log_likelihood(self, *, max_draws: int | None = None) -> xr.DataTree:
+        """Store the pointwise log-likelihood of the training data in ``idata_``.
+
+        One value per posterior draw and per observation unit that leave-one-out
+        cross-validation leaves out (a user, a user-day, a cohort-period...: each
+        model's docstring says which), so that :func:`arviz.loo` and
+        :func:`models.diagnostics.compare_models` work on ``idata_``. For a fitted
+        or loaded model; ``fit(..., log_likelihood=True)`` calls it. Models whose
+        likelihood is a ``pm.Potential`` or is evaluated on compressed rows
+        compute it with numpy from the posterior draws (in blocks of units, so the
+        only large array is the result); the others through
+        :func:`pymc.compute_log_likelihood`.
+
+        Parameters
+        ----------
+        max_draws : int, optional
+            Use at most this many posterior draws, evenly thinned within each chain
+            (all of them by default). The group takes 8 bytes x draws x units;
+            :func:`models.diagnostics.loo_report` and ``compare_models`` account
+            for the thinning.
+
+        Returns
+        -------
+        xarray.DataTree
+            ``idata_``, with the ``log_likelihood`` group (dims ``(chain, draw,
+            <unit>)``) replaced and the matching ``observed_data`` variables added.
+
+        Raises
+        ------
+        models.exceptions.NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            For a MAP fit (one point, no posterior draws), or if ``max_draws`` is
+            not a positive integer or None.
+        NotImplementedError
+            If the model's likelihood is a ``pm.Potential`` that has no pointwise
+            form (PyMC would silently leave it out).
+        """
+        owner = f"{type(self).__name__}.compute_log_likelihood"
+        self._require_fitted("compute_log_likelihood()")
+        if self.idata_.attrs.get("inference_method") == "map":
+            raise ValueError(f"{owner} needs posterior draws, and a MAP fit has one point; "
+                             "refit with method='nuts' (or 'advi').")
+        posterior = thin_draws(self.idata_["posterior"].to_dataset(), max_draws, owner)
+        values = self._pointwise_log_likelihood(posterior)
+        if values is not None:
+            dataset = xr.Dataset(values)
+        else:
+            self._refuse_potentials(owner, "a pointwise log-likelihood")
+            if not self.model_.observed_RVs:
+                raise NotImplementedError(f"{type(self).__name__} has no observed variables, so "
+                                          "no pointwise log-likelihood.")
+            dataset = pm.compute_log_likelihood(
+                xr.DataTree.from_dict({"posterior": posterior}), model=self.model_,
+                extend_inferencedata=False, progressbar=False)
+        self.idata_["log_likelihood"] = xr.DataTree(dataset)
+        self._attach_observed()
+        return self.idata_
+
+    def _refuse_potentials(self, owner: str, what: str) -> None:
+        """Raise when PyMC would leave a ``pm.Potential`` likelihood out of ``what``."""
+        potentials = [p.name for p in self.model_.potentials]
+        if potentials:
+            raise NotImplementedError(
+                f"{owner}: the likelihood of {type(self).__name__} includes the pm.Potential "
+                f"term(s) {potentials}, which PyMC cannot expand into {what}, and this model "
+                "does not compute it itself.")
+
+    def _attach_observed(self) -> None:
+        """Add the model's observed quantities (:meth:`_observed_data`) to ``observed_data``."""
+        observed = self._observed_data()
+        if not observed:
+            return
+        if "observed_data" in self.idata_.children:
+            dataset = self.idata_["observed_data"].to_dataset().assign(observed)
+        else:
+            dataset = xr.Dataset(observed)
+        self.idata_["observed_data"] = xr.DataTree(dataset)
 
     # ------------------------------------------------------------ persistence
     def _data_to_dataset(self, data: pd.DataFrame) -> xr.Dataset:
@@ -618,7 +841,59 @@ class BayesianModel(ABC):
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v is not None)
         text = f"{type(self).__name__}({params})"
         if self.is_fitted:
-            meta = json.loads(self.idata_.attrs[_ATTR_KEY])
-            text += f" [fitted: {meta['method']}, verdict={self.fit_report_.verdict}]"
+            meta = json.loads(self.idata_.attrs.get(_ATTR_KEY, "{}"))
+            how = meta.get("method", self.idata_.attrs.get("inference_method", "?"))
+            report = getattr(self, "fit_report_", None)
+            verdict = report.verdict if report is not None else "unchecked"
+            text += f" [fitted: {how}, verdict={verdict}]"
         return text
+
+    def _repr_html_(self) -> str:
+        """Notebook display: options, fit status and verdict, and a short posterior summary."""
+        name = type(self).__name__
+        options = {k: v for k, v in self.get_params().items() if v is not None}
+        status: dict[str, Any] = {}
+        parts = []
+        if not self.is_fitted:
+            status["status"] = "not fitted (call fit(data))"
+        else:
+            meta = json.loads(self.idata_.attrs.get(_ATTR_KEY, "{}"))
+            how = meta.get("method", self.idata_.attrs.get("inference_method", "?"))
+            if meta.get("sampler"):
+                how += f" ({meta['sampler']})"
+            if "chains" in meta and "draws" in meta:
+                how += f", {meta['chains']} chain(s) x {meta['draws']:,} draws"
+            status["status"] = f"fitted: {how}"
+            report = getattr(self, "fit_report_", None)
+            if report is not None:
+                status["verdict"] = _html.markup(_html.verdict_badge(report.verdict))
+                issues = [*report.problems, *report.cautions]
+                parts.append(_html.items_html("Checks", issues[:5]))
+            data = getattr(self, "data_", None)
+            if data is not None:
+                status["training rows"] = f"{len(data):,}"
+            groups = [g for g in ("log_likelihood", "posterior_predictive")
+                      if g in self.idata_.children]
+            if groups:
+                status["groups"] = ", ".join(groups)
+            parts.append(_html.frame_html(self.summary()))
+        if options:
+            parts.insert(0, _html.pairs_html({k: repr(v) for k, v in options.items()}))
+        return _html.card(name, _html.pairs_html(status), *parts)
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        """State for pickling: everything but the PyMC graph ``model_``.
+
+        The graph holds compiled functions that do not pickle; it is rebuilt
+        from ``data_`` on first use after unpickling (see :attr:`model_`), so a
+        fitted model can be sent to multiprocessing or Dask workers.
+        """
+        state = self.__dict__.copy()
+        state.pop("model_", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore the state written by :meth:`__getstate__`."""
+        self.__dict__.update(state)
 

@@ -232,7 +232,7 @@ def _demo(args: argparse.Namespace) -> int:
         print()
         alive = model.probability_alive()
         alive_true = truth.users.set_index("user_id").reindex(alive.index)["alive"]
-        print("P(active at the end of the log), 89% HDI, for the first users:")
+        print("P(active at the end of the log), 89% equal-tailed interval, for the first users:")
         print(alive.assign(truly_active=alive_true).head(8).round(3))
         brier = float(np.mean((alive["mean"] - alive_true.astype(float)) ** 2))
         print(f"\nBrier score of P(active) against the simulated truth: {brier:.3f} "

@@ -53,7 +53,8 @@ def thin_posterior(
     The copy keeps the configuration, the training data (``data_``, which some
     models need to encode ids and covariates) and the fit report; its ``idata_``
     holds only the posterior group, cut to at most ``max_draws`` draws as one
-    chain, and it has no ``model_``. Its prediction methods give the same values
+    chain, and it carries no PyMC graph (``model_`` is rebuilt from ``data_``
+    only if something uses it). Its prediction methods give the same values
     as the original's called with the same ``max_draws`` and integer
     ``random_seed`` (the same draws are kept, in the same order, as
     :func:`models.predict.posterior_arrays` keeps).
@@ -157,8 +158,9 @@ def score_partitions(
     model : models.base.BayesianModel
         A fitted model whose ``method`` takes a DataFrame of rows as its first
         argument and returns one row per input row (``mean``, ``sd``,
-        ``hdi_lower``, ``hdi_upper``, possibly with id columns), e.g.
-        ``BetaGeoModel.probability_alive``, ``BetaGeoModel.expected_activity``,
+        ``ci_lower``, ``ci_upper``, possibly with id columns), e.g.
+        ``BetaGeoModel.probability_alive``, ``expected_activity``,
+        ``probability_active``,
         ``BetaGeoBetaBinomModel.probability_alive`` / ``expected_activity``,
         ``ChurnHazardModel.probability_churn`` / ``expected_survival``,
         ``PlayCountModel.expected_plays``, ``SkipModel.probability_skip``,
@@ -184,7 +186,7 @@ def score_partitions(
         input only). By default, when the method's output on the training row
         has the input's index name; each partition is then checked.
     **kwargs
-        Further keyword arguments of the method (``t=30.0``, ``horizon=4``,
+        Further keyword arguments of the method (``horizon=30.0``,
         ``ci_prob=0.9``, ...).
 
     Returns

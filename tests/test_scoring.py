@@ -87,7 +87,8 @@ def lazy(frame: pd.DataFrame, n: int = 4):
 def test_thin_posterior_keeps_the_draws_posterior_arrays_keeps(bgnbd):
     light = thin_posterior(bgnbd, max_draws=25, random_seed=4)
     assert dict(light.idata_["posterior"].sizes) == {"chain": 1, "draw": 25}
-    assert not hasattr(light, "model_") and light.data_ is bgnbd.data_
+    # no PyMC graph is carried (model_ is a lazy property, rebuilt from data_ only on use)
+    assert "model_" not in light.__dict__ and light.data_ is bgnbd.data_
     assert bgnbd.idata_["posterior"].sizes["draw"] == 60  # original untouched
     full = bgnbd.idata_["posterior"]["r"].values.reshape(-1)
     keep = np.sort(np.random.default_rng(4).choice(N_DRAWS, 25, replace=False))
@@ -115,7 +116,7 @@ def test_light_model_pickles_and_predicts_the_same(bgnbd_segments, users):
 
 # ------------------------------------------------------------------------------ pandas
 @pytest.mark.parametrize("method, kwargs", [("probability_alive", {}),
-                                            ("expected_activity", {"t": 10.0})])
+                                            ("expected_activity", {"horizon": 10.0})])
 def test_pandas_equals_the_model_method_with_the_same_draws(bgnbd, users, method, kwargs):
     got = score_partitions(bgnbd, users, method, max_draws=40, random_seed=7, **kwargs)
     expected = getattr(bgnbd, method)(users, max_draws=40, random_seed=7, **kwargs)
@@ -126,12 +127,12 @@ def test_pandas_equals_the_model_method_with_the_same_draws(bgnbd, users, method
 
 # ------------------------------------------------------------------------ dask cluster
 @pytest.mark.parametrize("method, kwargs", [("probability_alive", {"ci_prob": 0.8}),
-                                            ("expected_activity", {"t": 10.0})])
+                                            ("expected_activity", {"horizon": 10.0})])
 def test_dask_on_cluster_equals_pandas(client, bgnbd, users, method, kwargs):
     ddf = lazy(users)
     result = score_partitions(bgnbd, ddf, method, max_draws=40, random_seed=7, **kwargs)
     assert isinstance(result, dd.DataFrame) and result.npartitions == ddf.npartitions
-    assert list(result.columns) == ["mean", "sd", "hdi_lower", "hdi_upper"]
+    assert list(result.columns) == ["mean", "sd", "ci_lower", "ci_upper"]
     assert result.known_divisions and result.divisions == ddf.divisions
     got = client.compute(result).result()
     expected = score_partitions(bgnbd, users, method, max_draws=40, random_seed=7, **kwargs)
@@ -163,8 +164,8 @@ def test_bgbb_on_cluster(client):
     model._build_model(model.data_)  # sets the compressed training rows
     model.idata_ = fake_posterior(3, alpha=(1.2, (), 0), beta=(0.75, (), 0),
                                   gamma=(0.66, (), 0), delta=(2.8, (), 0))
-    for method, kwargs in [("probability_alive", {"future": 2}),
-                           ("expected_activity", {"n_future": 5})]:
+    for method, kwargs in [("probability_alive", {"horizon": 2}),
+                           ("expected_activity", {"horizon": 5})]:
         got = client.compute(score_partitions(model, lazy(rows), method, max_draws=50,
                                               random_seed=1, **kwargs)).result()
         light = thin_posterior(model, max_draws=50, random_seed=1)
@@ -223,9 +224,9 @@ def test_empty_partitions_and_explicit_meta(client, bgnbd, users):
     ddf = ddf[ddf["T"] > 1e9]  # every partition empty
     result = score_partitions(bgnbd, ddf, "probability_alive", max_draws=10, random_seed=0)
     got = client.compute(result).result()
-    assert len(got) == 0 and list(got.columns) == ["mean", "sd", "hdi_lower", "hdi_upper"]
+    assert len(got) == 0 and list(got.columns) == ["mean", "sd", "ci_lower", "ci_upper"]
     meta = pd.DataFrame({c: pd.Series(dtype=float)
-                         for c in ["mean", "sd", "hdi_lower", "hdi_upper"]})
+                         for c in ["mean", "sd", "ci_lower", "ci_upper"]})
     same = score_partitions(bgnbd, lazy(users), "probability_alive", max_draws=10,
                             random_seed=0, meta=meta, keep_divisions=True)
     assert same.known_divisions
@@ -252,7 +253,8 @@ def test_keep_divisions_is_checked_per_partition(bgnbd, users):
 def test_errors(bgnbd, users):
     with pytest.raises(ValueError, match=r"must name a prediction method of BetaGeoModel that "
                                          r"takes rows; one of \['expected_activity', "
-                                         r"'probability_alive'\]. Got 'summary' instead"):
+                                         r"'probability_active', 'probability_alive'\]. "
+                                         r"Got 'summary' instead"):
         score_partitions(bgnbd, users, "summary")
     with pytest.raises(ValueError, match="Got '_draws' instead"):
         score_partitions(bgnbd, users, "_draws")

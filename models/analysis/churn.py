@@ -22,62 +22,7 @@ from models.analysis.config import ConfigError, default_config
 from models.analysis.context import Analysis, AnalysisContext
 from models.analysis.report import plot_trace_rank
 
-__all__ = ["ANALYSIS", "auc_score", "brier_score", "calibration_table"]
-
-
-def auc_score(score: np.ndarray, outcome: np.ndarray) -> float:
-    """Area under the ROC curve: P(score of a positive > score of a negative), ties half.
-
-    Examples
-    --------
-    >>> auc_score(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
-    0.75
-    """
-    score = np.asarray(score, dtype=float)
-    outcome = np.asarray(outcome, dtype=bool)
-    n_pos, n_neg = int(outcome.sum()), int((~outcome).sum())
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    ranks = pd.Series(score).rank(method="average").to_numpy()
-    return float((ranks[outcome].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def brier_score(probability: np.ndarray, outcome: np.ndarray) -> float:
-    """Mean squared difference between predicted probabilities and 0/1 outcomes.
-
-    Examples
-    --------
-    >>> brier_score(np.array([1.0, 0.0, 0.5]), np.array([1, 0, 1]))
-    0.08333333333333333
-    """
-    p = np.asarray(probability, dtype=float)
-    return float(np.mean((p - np.asarray(outcome, dtype=float)) ** 2))
-
-
-def calibration_table(probability: np.ndarray, outcome: np.ndarray, bins: int) -> pd.DataFrame:
-    """Predicted against observed rates in bins of equal width of the predicted probability.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per non-empty bin: ``bin``, ``n``, ``mean_predicted``, ``observed_rate``.
-
-    Examples
-    --------
-    >>> calibration_table(np.array([0.1, 0.15, 0.9]), np.array([0, 1, 1]), 2)
-            bin  n  mean_predicted  observed_rate
-    0  [0, 0.5)  2           0.125            0.5
-    1  [0.5, 1]  1           0.900            1.0
-    """
-    p = np.asarray(probability, dtype=float)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
-    frame = pd.DataFrame({"b": which, "p": p, "y": np.asarray(outcome, dtype=float)})
-    table = frame.groupby("b").agg(n=("p", "size"), mean_predicted=("p", "mean"),
-                                   observed_rate=("y", "mean")).reset_index()
-    table.insert(0, "bin", [f"[{edges[b]:.3g}, {edges[b + 1]:.3g}"
-                            + ("]" if b == bins - 1 else ")") for b in table["b"]])
-    return table.drop(columns="b")
+__all__ = ["ANALYSIS"]
 
 
 def _segment_column(ctx: AnalysisContext) -> str | None:
@@ -110,36 +55,8 @@ def _user_segments(ctx: AnalysisContext, seg: str | None) -> pd.Series | None:
 
 
 def _flatten(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
-    cols = ["mean", "hdi_lower", "hdi_upper"]
+    cols = ["mean", "ci_lower", "ci_upper"]
     return frame[cols].rename(columns={c: f"{prefix}_{c}" for c in cols})
-
-
-def _probability_active_in(model: Any, activity: pd.DataFrame, seg: str | None, horizon: float,
-                           max_draws: int, seed: int) -> np.ndarray:
-    r"""Draws of P(at least one active period in the next ``horizon``) under BG/NBD.
-
-    Given the user is alive, the rate is :math:`\lambda \mid x, T \sim
-    \mathrm{Gamma}(r + x, \alpha + T)` and no dropout can happen before the next
-    activity, so :math:`P = P(\text{alive}) [1 - ((\alpha+T)/(\alpha+T+h))^{r+x}]`.
-    """
-    from models.predict import posterior_arrays
-
-    alive = model.probability_alive(return_draws=True, max_draws=max_draws, random_seed=seed)
-    names = ["r_segment", "alpha_segment"] if seg else ["r", "alpha"]
-    p = posterior_arrays(model.idata_, names, max_draws=max_draws, random_seed=seed)
-    r, alpha = (p[n].reshape(p[n].shape[0], -1) for n in names)
-    if seg:
-        codes = pd.Index(list(model.model_.coords["segment"])).get_indexer(activity[seg])
-        r, alpha = r[:, codes], alpha[:, codes]
-    x = activity["frequency"].to_numpy(dtype=float)[None, :]
-    T = activity["T"].to_numpy(dtype=float)[None, :]
-    return alive * (1.0 - np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + horizon))))
-
-
-def _summarise(draws: np.ndarray, index: pd.Index) -> pd.DataFrame:
-    from models.predict import summarize_draws
-
-    return summarize_draws(draws, ci_prob=0.89, index=index)
 
 
 def _cohorts(ctx: AnalysisContext, events: pd.DataFrame, end: pd.Timestamp, seg: str | None,
@@ -160,46 +77,24 @@ def _cohorts(ctx: AnalysisContext, events: pd.DataFrame, end: pd.Timestamp, seg:
     return pd.concat(parts, ignore_index=True)
 
 
-def _retention_figure(model: Any, cohorts: pd.DataFrame, seg: str | None,
-                      periods: int, unit: str) -> Figure:
-    curve = model.expected_survival(list(range(periods + 1)))
-    fig = Figure(figsize=(7, 4.5))
-    ax = fig.subplots()
-    complete = cohorts[cohorts["complete"]]
-    groups = [(None, curve, complete)] if seg is None else [
-        (level, curve.xs(level, level=0), complete[complete[seg] == level])
-        for level in curve.index.get_level_values(0).unique()]
-    for i, (level, c, obs) in enumerate(groups):
-        color = f"C{i}"
-        t = c.index.to_numpy()
-        ax.fill_between(t, c["hdi_lower"], c["hdi_upper"], color=color, alpha=0.25)
-        ax.plot(t, c["mean"], color=color, label=f"{level or 'all users'} (model, 89% HDI)")
-        start = obs[obs["period"] == 0].set_index("cohort")["n_surviving"]
-        obs = obs.assign(n0=obs["cohort"].map(start))
-        pooled = obs.groupby("period").agg(s=("n_surviving", "sum"), n0=("n0", "sum"))
-        pooled = pooled[pooled.index <= periods]
-        ax.plot(pooled.index, pooled["s"] / pooled["n0"], "o", color=color, ms=4,
-                label=f"{level or 'all users'} (observed, pooled cohorts)")
+def _retention_figure(model: Any, cohorts: pd.DataFrame, periods: int, unit: str) -> Figure:
+    from models.churn import plot_retention_curves
+
+    ax = plot_retention_curves(model, cohorts, horizon=periods,
+                               ax=Figure(figsize=(7, 4.5)).subplots())
     ax.set_xlabel(f"{unit} since the cohort started")
-    ax.set_ylabel("share of the cohort still listening")
-    ax.set_ylim(0, 1.02)
     ax.set_title("Retention curves by segment (shifted-beta-geometric)")
-    ax.legend(fontsize=7)
-    return fig
+    return ax.figure
 
 
 def _holdout_figure(metrics: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> Figure:
-    fig = Figure(figsize=(5.5, 5))
-    ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    from models.churn import plot_holdout_calibration
+
+    ax = Figure(figsize=(5.5, 5)).subplots()
     for i, (name, table) in enumerate(tables.items()):
-        ax.plot(table["mean_predicted"], table["observed_rate"], "o-", color=f"C{i}",
-                label=f"{name} (AUC {metrics.loc[name, 'auc']:.2f})")
-    ax.set_xlabel("predicted probability of activity in the holdout")
-    ax.set_ylabel("observed share active in the holdout")
-    ax.set_title("Holdout calibration")
-    ax.legend(fontsize=7)
-    return fig
+        plot_holdout_calibration(table, ax=ax, color=f"C{i}",
+                                 label=f"{name} (AUC {metrics.loc[name, 'auc']:.2f})")
+    return ax.figure
 
 
 def run(ctx: AnalysisContext) -> None:
@@ -210,8 +105,11 @@ def run(ctx: AnalysisContext) -> None:
         ChurnHazardModel,
         ShiftedBetaGeoModel,
         bgbb_summary,
+        brier_score,
         build_hazard_table,
+        calibration_table,
         churn_labels,
+        roc_auc,
     )
     from models.data import summarize_activity
 
@@ -297,22 +195,24 @@ def run(ctx: AnalysisContext) -> None:
         out.add_figure("trace_sbg", plot_trace_rank(sbg), "sBG: trace and rank plots")
         periods = cfg["retention_periods"]
         unit = {"M": "months", "W": "weeks", "D": "days"}[cfg["cohort_period"]]
-        out.add_figure("retention_curves", _retention_figure(sbg, cohorts, seg, periods, unit),
+        out.add_figure("retention_curves", _retention_figure(sbg, cohorts, periods, unit),
                        "Retention curves by segment with 89% credible bands",
                        section="findings")
-        surv = sbg.expected_survival([1, periods])
-        draws = sbg.expected_survival([periods], return_draws=True)
+        surv = sbg.expected_survival_new_user(horizon=[1, periods])
+        draws = sbg.expected_survival_new_user(horizon=[periods], return_draws=True)
         loss = surv.xs(periods, level=-1) if seg else surv.loc[[periods]]
         loss = loss.rename(columns=lambda c: f"survival_{periods}_{c}")
         first = surv.xs(1, level=-1) if seg else surv.loc[[1]]
         loss["churn_first_period_mean"] = 1 - first["mean"].to_numpy()
-        if seg and draws.shape[1] > 1:
-            worst = np.argmin(draws, axis=1)
+        if seg and draws.sizes["segment"] > 1:
+            # the segment with the lowest survival in each posterior draw
+            survival = draws.sel(horizon=periods).stack(sample=("chain", "draw"))
+            worst = survival.transpose("sample", "segment").argmin("segment").values
             loss["probability_loses_fastest"] = [(worst == i).mean() for i in range(len(loss))]
         loss = loss.sort_values(f"survival_{periods}_mean")
         out.add_table("segments_losing_users", loss,
                       f"Segments ranked by how fast they lose users: expected share of a new "
-                      f"cohort still listening after {periods} {unit} (89% HDI), churn in the "
+                      f"cohort still listening after {periods} {unit} (89% interval), churn in the "
                       "first period, and the posterior probability that the segment has the "
                       "lowest survival.", section="findings")
         out.finding(f"Segment losing users fastest: {loss.index[0]!r}, with "
@@ -369,16 +269,16 @@ def run(ctx: AnalysisContext) -> None:
             horizon /= 7
         elif cfg["activity_period"] == "M":
             horizon /= 30.44
-        pa_draws = _probability_active_in(bg, activity, seg, horizon, max_draws, seed)
         preds = pd.DataFrame(index=activity.index)
         if seg:
             preds[seg] = activity[seg]
         preds = preds.join(_flatten(bg.probability_alive(max_draws=max_draws,
                                                          random_seed=seed),
                                     "probability_alive"))
-        preds = preds.join(_flatten(_summarise(pa_draws, activity.index),
+        preds = preds.join(_flatten(bg.probability_active(horizon=horizon, max_draws=max_draws,
+                                                          random_seed=seed),
                                     "probability_active_holdout"))
-        preds = preds.join(_flatten(bg.expected_activity(t=horizon, max_draws=max_draws,
+        preds = preds.join(_flatten(bg.expected_activity(horizon=horizon, max_draws=max_draws,
                                                          random_seed=seed),
                                     "expected_active_periods_holdout"))
         scores = {"BG/NBD P(active in holdout)": preds["probability_active_holdout_mean"]}
@@ -404,11 +304,11 @@ def run(ctx: AnalysisContext) -> None:
         for name, score in scores.items():
             ok = score.notna().to_numpy()
             rows.append({"model": name, "users": int(ok.sum()),
-                         "auc": auc_score(score[ok], y[ok]),
-                         "brier": brier_score(score[ok], y[ok]),
-                         "brier_base_rate": brier_score(np.full(ok.sum(), y[ok].mean()),
-                                                        y[ok])})
-            tables[name] = calibration_table(score[ok], y[ok], cfg["calibration_bins"])
+                         "auc": roc_auc(y[ok], score[ok]),
+                         "brier": brier_score(y[ok], score[ok]),
+                         "brier_base_rate": brier_score(y[ok], np.full(ok.sum(),
+                                                                       y[ok].mean()))})
+            tables[name] = calibration_table(y[ok], score[ok], n_bins=cfg["calibration_bins"])
         metrics = pd.DataFrame(rows).set_index("model")
         mae = float(np.mean(np.abs(preds["expected_active_periods_holdout_mean"]
                                    - preds["active_periods_in_holdout"])))
@@ -425,7 +325,8 @@ def run(ctx: AnalysisContext) -> None:
         calib = pd.concat(tables, names=["model", "row"]).reset_index(level=0)
         out.add_table("holdout_calibration", calib,
                       "Holdout calibration: predicted probability against the observed share "
-                      "active, by bin")
+                      "active, in bins of equal counts; lower/upper bound the share expected "
+                      "(95%) if the predictions were right")
         out.add_figure("holdout_calibration", _holdout_figure(metrics, tables),
                        "Holdout calibration of the activity predictions", section="findings")
         truth = ctx.inputs.truth

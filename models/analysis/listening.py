@@ -14,72 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from scipy import special, stats
 
 from models.analysis.context import Analysis, AnalysisContext
 from models.analysis.report import plot_trace_rank
 
-__all__ = ["ANALYSIS", "pointwise_log_likelihood"]
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return special.expit(x)
-
-
-def _count_part(model: Any, max_draws: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """Draws of the count-part mean of every training row and the matching parameters."""
-    from models.predict import posterior_arrays
-
-    mean = model.expected_plays(return_draws=True, max_draws=max_draws, random_seed=seed)
-    names = [n for n in ("alpha", "zero_logit")
-             if n in model.idata_["posterior"].data_vars]
-    p = posterior_arrays(model.idata_, names, max_draws=max_draws, random_seed=seed) \
-        if names else {}
-    if model.likelihood == "zinb":
-        mean = mean / (1.0 - _sigmoid(p["zero_logit"]))[:, None]
-    return mean, p
-
-
-def pointwise_log_likelihood(model: Any, *, max_draws: int, seed: int) -> np.ndarray:
-    r"""Log-likelihood of every training row under every posterior draw, (draw, row).
-
-    For ``negbin`` :math:`\log \mathrm{NB}(y; \mu, \alpha)`, ``poisson``
-    :math:`\log \mathrm{Pois}(y; \mu)`, ``zinb`` :math:`\log[\pi 1_{y=0} + (1-\pi)
-    \mathrm{NB}(y; \mu, \alpha)]`, with :math:`\mu` recovered from the model's
-    ``expected_plays`` draws.
-
-    Raises
-    ------
-    ValueError
-        For the ``hurdle`` likelihood (not supported here).
-    """
-    y = model.data_["plays"].to_numpy(dtype=float)[None, :]
-    mu, p = _count_part(model, max_draws, seed)
-    if model.likelihood == "poisson":
-        return stats.poisson.logpmf(y, mu)
-    if model.likelihood not in ("negbin", "zinb"):
-        raise ValueError(f"LOO for the {model.likelihood!r} likelihood is not supported.")
-    a = p["alpha"][:, None]
-    ll = stats.nbinom.logpmf(y, a, a / (a + mu))
-    if model.likelihood == "zinb":
-        pi = _sigmoid(p["zero_logit"])[:, None]
-        ll = np.where(y == 0, np.logaddexp(np.log(pi), np.log1p(-pi) + ll), np.log1p(-pi) + ll)
-    return ll
-
-
-def _simulate_counts(model: Any, max_draws: int, seed: int, n_draws: int) -> np.ndarray:
-    """Posterior predictive draws of the training rows' play counts, (draw, row)."""
-    mu, p = _count_part(model, max_draws, seed)
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(mu.shape[0], size=min(n_draws, mu.shape[0]), replace=False)
-    mu = mu[pick]
-    if model.likelihood == "poisson":
-        return rng.poisson(mu)
-    a = p["alpha"][pick][:, None]
-    y = rng.poisson(rng.gamma(a, mu / a))
-    if model.likelihood == "zinb":
-        y = np.where(rng.random(y.shape) < _sigmoid(p["zero_logit"][pick])[:, None], 0, y)
-    return y
+__all__ = ["ANALYSIS"]
 
 
 def _ppc_figure(observed: np.ndarray, simulated: dict[str, np.ndarray]) -> Figure:
@@ -104,8 +43,6 @@ def _ppc_figure(observed: np.ndarray, simulated: dict[str, np.ndarray]) -> Figur
 
 def run(ctx: AnalysisContext) -> None:
     """Run the listening analysis on ``ctx`` (see the module docstring)."""
-    import arviz as az
-
     from models.data import period_play_counts
     from models.diagnostics import compare_models, plot_ppc_counts
     from models.listening import PlayCountModel, SkipModel, skip_table
@@ -148,26 +85,22 @@ def run(ctx: AnalysisContext) -> None:
                    f"Play-count model ({main_name}): trace and rank plots")
 
     with out.step("LOO comparison of the likelihoods"):
-        trees = {}
-        for name, model in fits.items():
-            if name == "hurdle":
-                out.note("The hurdle likelihood is left out of the LOO comparison.")
-                continue
-            ll = pointwise_log_likelihood(model, max_draws=cfg["loo_max_draws"], seed=seed)
-            trees[name] = az.from_dict({
-                "posterior": {"log_likelihood_sum": ll.sum(axis=1)[None, :]},
-                "log_likelihood": {"plays": ll[None]},
-                "observed_data": {"plays": model.data_["plays"].to_numpy()},
-            })
-        if len(trees) >= 2:
-            table = compare_models(trees, var_name="plays")
+        if ctx.config["sampler"]["method"] == "map":
+            out.note("MAP fits have no posterior draws: no LOO comparison.")
+            fits_with_loo = {}
+        else:
+            fits_with_loo = fits
+            for model in fits.values():
+                model.compute_log_likelihood(max_draws=cfg["loo_max_draws"])
+        if len(fits_with_loo) >= 2:
+            table = compare_models(fits_with_loo)
             out.add_table("loo_comparison", table,
                           "PSIS-LOO comparison of the play-count likelihoods (per user-day; "
                           "best first; a difference matters when it is several times dse; "
                           "Pareto k above 0.7 makes an elpd unreliable)", section="findings")
             out.finding(f"Play counts are best described by the {table.index[0]} likelihood "
                         "(PSIS-LOO, per user-day).")
-        else:
+        elif len(fits) < 2:
             out.note("Only one likelihood was fitted: no LOO comparison.")
 
     with out.step("segment contrasts"):
@@ -181,12 +114,15 @@ def run(ctx: AnalysisContext) -> None:
             contrasts = pd.concat(rows)
             out.add_table("segment_contrasts", contrasts,
                           "Ratio of expected daily plays between segment levels (each against "
-                          "the first level), 89% HDI, and P(ratio > 1)", section="findings")
+                          "the first level), 89% interval, and P(ratio > 1)", section="findings")
 
     with out.step("posterior predictive check of play counts"):
         observed = counts["plays"].to_numpy(dtype=np.int64)
-        sims = {name: _simulate_counts(m, cfg["loo_max_draws"], seed, 100)
-                for name, m in fits.items() if name != "hurdle"}
+        sims = {}
+        for name, m in fits.items():
+            replicates = m.sample_posterior_predictive(max_draws=100, random_seed=seed)
+            plays = replicates["posterior_predictive"]["plays"]
+            sims[name] = plays.values.reshape(-1, plays.sizes["user_period"])
         out.add_figure("ppc_plays", _ppc_figure(observed, sims),
                        "Posterior predictive check: distribution of daily play counts")
 
@@ -211,20 +147,20 @@ def run(ctx: AnalysisContext) -> None:
             excess = skip.track_skip_excess()
             out.add_table("skip_excess", excess.head(20),
                           f"{crossed[-1]} skipped more than their audience explains "
-                          "(log-odds effect, 89% HDI), top 20", section="findings")
+                          "(log-odds effect, 89% interval), top 20", section="findings")
     else:
         out.note("No 'skipped' column (or fit_skips = false): the skip model is not fitted.")
 
     with out.step("per-user predictions"):
-        from models.predict import summarize_draws
+        from models.predict import flatten_draws, summarize_draws
 
-        draws = main.expected_plays(return_draws=True, max_draws=cfg["max_draws"],
-                                    random_seed=seed)
+        draws = flatten_draws(main.expected_plays(return_draws=True, max_draws=cfg["max_draws"],
+                                                  random_seed=seed))
         codes, users_idx = pd.factorize(main.data_["user_id"], sort=True)
         n_rows = np.bincount(codes)
         per_user = np.stack([np.bincount(codes, weights=d) for d in draws]) / n_rows
         pred = summarize_draws(per_user, ci_prob=0.89, index=pd.Index(users_idx, name="user_id"))
-        pred = pred[["mean", "hdi_lower", "hdi_upper"]].add_prefix("expected_daily_plays_")
+        pred = pred[["mean", "ci_lower", "ci_upper"]].add_prefix("expected_daily_plays_")
         observed_mean = main.data_.groupby("user_id")["plays"].mean()
         pred["observed_daily_plays"] = observed_mean.reindex(pred.index)
         pred["days"] = n_rows

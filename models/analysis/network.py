@@ -111,7 +111,7 @@ def run(ctx: AnalysisContext) -> None:
         out.add_figure("trace_sbm", plot_trace_rank(sbm), "Block model: trace and rank plots")
         partition = sbm.point_partition()
         coassign = sbm.coassignment_matrix()
-        ax = plot_communities(target, partition, seed=seed)
+        ax = plot_communities(target, partition, random_seed=seed)
         out.add_figure("communities", ax.figure, "Artist communities (MAP partition)",
                        section="findings")
         ax = plot_coassignment(sbm)
@@ -170,7 +170,7 @@ def run(ctx: AnalysisContext) -> None:
                            "(Procrustes-aligned posterior means, 89% ellipses), coloured by "
                            "block")
             emb = lsm.embedding()
-            cols = [c for c in emb.columns if c.endswith(("_mean", "_hdi_lower", "_hdi_upper"))]
+            cols = [c for c in emb.columns if c.endswith(("_mean", "_ci_lower", "_ci_upper"))]
             cols.append("position_sd")
             pred = pred.merge(emb[cols].add_prefix("latent_"), left_on="artist_id",
                               right_index=True, how="left")

@@ -254,7 +254,7 @@ def write_report(outputs: AnalysisOutputs, *, title: str, inputs_text: str) -> P
         parts.append("<h2>Posterior summaries (89% equal-tailed intervals)</h2>")
         parts.append(_table_html(summary, max_rows=80))
     if outputs.predictions is not None and len(outputs.predictions):
-        parts.append("<h2>Predictions (first rows; 89% highest-density intervals)</h2>")
+        parts.append("<h2>Predictions (first rows; 89% equal-tailed intervals)</h2>")
         parts.append(_table_html(outputs.predictions, max_rows=15))
     parts.append("<p class='small'>Files: summary.csv, diagnostics.json, predictions.csv, "
                  "tables/, posterior/ (reload with the model class's <code>load</code>), "

@@ -18,8 +18,15 @@ melt_cohort_table, bgbb_summary, build_hazard_table, churn_labels
 
 Out-of-time validation
 ----------------------
-calibration_holdout_split, holdout_evaluation, score_holdout,
-probability_active_within, roc_auc, brier_score, calibration_table
+calibration_holdout_split, holdout_evaluation, score_holdout, roc_auc,
+brier_score, calibration_table (``probability_active_within`` is deprecated: use
+``BetaGeoModel.probability_active``)
+
+Plots
+-----
+plot_holdout_calibration, plot_retention_curves, plot_probability_alive_matrix,
+plot_expected_activity_matrix; posterior predictive checks plot_ppc_repeat_activity,
+plot_ppc_gaps, plot_ppc_survival
 """
 
 from models.churn.beta_geo import BetaGeoModel
@@ -27,6 +34,15 @@ from models.churn.beta_geo_beta_binom import BetaGeoBetaBinomModel, bgbb_summary
 from models.churn.features import build_hazard_table
 from models.churn.hazard import ChurnHazardModel
 from models.churn.labels import churn_labels
+from models.churn.plotting import (
+    plot_expected_activity_matrix,
+    plot_holdout_calibration,
+    plot_ppc_gaps,
+    plot_ppc_repeat_activity,
+    plot_ppc_survival,
+    plot_probability_alive_matrix,
+    plot_retention_curves,
+)
 from models.churn.shifted_beta_geo import ShiftedBetaGeoModel, melt_cohort_table
 from models.churn.validation import (
     HoldoutEvaluation,
@@ -53,6 +69,13 @@ __all__ = [
     "churn_labels",
     "holdout_evaluation",
     "melt_cohort_table",
+    "plot_expected_activity_matrix",
+    "plot_holdout_calibration",
+    "plot_ppc_gaps",
+    "plot_ppc_repeat_activity",
+    "plot_ppc_survival",
+    "plot_probability_alive_matrix",
+    "plot_retention_curves",
     "probability_active_within",
     "roc_auc",
     "score_holdout",

@@ -22,12 +22,16 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
+import xarray as xr
 from scipy import special
 
+from models._deprecation import deprecated_alias
+from models._pointwise import by_blocks, draw_arrays, sample_array, unit_array, unit_coords
 from models.base import BayesianModel
+from models.churn._pointwise import bgnbd_loglik, simulate_bgnbd_summary
 from models.churn.bgnbd_kernel import DATA_FIELDS, BGNBDLogp
 from models.exceptions import DataValidationError, Problem
-from models.predict import posterior_arrays, predict_in_batches
+from models.predict import posterior_arrays, predict_in_batches, prediction_method, sample_shape
 from models.priors import Prior
 
 __all__ = ["BetaGeoModel"]
@@ -267,6 +271,15 @@ def _check_horizon(owner: str, name: str, value: Any, *, allow_zero: bool = Fals
     return arr
 
 
+def _scalar_horizon(owner: str, value: Any) -> float:
+    """Check a single positive horizon and return it as a float."""
+    values = _check_horizon(owner, "horizon", value)
+    if np.ndim(value) != 0 or values.size != 1:
+        raise ValueError(f"The 'horizon' parameter of {owner} must be a positive number. "
+                         f"Got {value!r} instead.")
+    return float(values[0])
+
+
 def _is_number_like(value: Any) -> bool:
     try:
         arr = np.asarray(value)
@@ -357,6 +370,13 @@ class BetaGeoModel(BayesianModel):
 
     Time units are those of the data (days, weeks): ``alpha`` and the
     prediction horizons are in those units.
+
+    *LOO and predictive checks.* The unit of the pointwise log-likelihood
+    (:meth:`compute_log_likelihood`, variable ``activity``, dim ``user``) is a
+    user: :math:`\log L` of their ``(frequency, recency, T)``, so the values sum
+    to the model's log-likelihood. :meth:`sample_posterior_predictive` replicates
+    each user's ``frequency`` and ``recency`` over their own ``T`` (continuous
+    times, while the data count whole periods).
 
     References
     ----------
@@ -472,6 +492,44 @@ class BetaGeoModel(BayesianModel):
             return [*PARAMETERS, "segment_sigma", *(f"{p}_segment" for p in PARAMETERS)]
         return list(PARAMETERS)
 
+    # ------------------------------------------------ LOO and predictive checks
+    def _user_draws(self, posterior: xr.Dataset) -> tuple[list[np.ndarray], np.ndarray]:
+        """Draws ``(draws, segments)`` of r, alpha, a, b, and each training user's segment."""
+        names = [f"{p}_segment" if self.segment else p for p in PARAMETERS]
+        arrays = draw_arrays(posterior, names)
+        params = [arrays[n].reshape(arrays[n].shape[0], -1) for n in names]
+        labels = list(posterior["segment"].values) if self.segment else None
+        return params, self._segment_codes(self.data_, labels)
+
+    def _pointwise_log_likelihood(self, posterior: xr.Dataset) -> dict[str, xr.DataArray]:
+        params, seg = self._user_draws(posterior)
+        data = self.data_
+        codes, (s, x, t_x, T) = _factorize(seg, data[FREQUENCY].to_numpy(float),
+                                           data[RECENCY].to_numpy(), data[AGE].to_numpy())
+
+        def rows(idx: np.ndarray) -> np.ndarray:  # unique (segment, x, t_x, T) rows
+            return bgnbd_loglik(*(p[:, s[idx]] for p in params), x[idx], t_x[idx], T[idx])
+
+        per_row = by_blocks(rows, params[0].shape[0], len(x))
+        return {"activity": sample_array(per_row[:, codes], posterior, "user",
+                                         unit_coords(data.index))}
+
+    def _posterior_predictive(self, posterior: xr.Dataset,
+                              rng: np.random.Generator) -> dict[str, xr.DataArray]:
+        params, seg = self._user_draws(posterior)
+        T = self.data_[AGE].to_numpy(float)
+        freq, rec = by_blocks(
+            lambda idx: simulate_bgnbd_summary(*(p[:, seg[idx]] for p in params), T[idx], rng),
+            params[0].shape[0], len(T))
+        users = unit_coords(self.data_.index)
+        return {FREQUENCY: sample_array(freq, posterior, "user", users),
+                RECENCY: sample_array(rec, posterior, "user", users)}
+
+    def _observed_data(self) -> dict[str, xr.DataArray]:
+        users = unit_coords(self.data_.index)
+        return {c: unit_array(self.data_[c].to_numpy(), "user", users)
+                for c in (FREQUENCY, RECENCY, AGE)}
+
     # ------------------------------------------------------------ predictions
     def _segment_labels(self) -> list:
         """Segment labels of the fit, read from the posterior (predictions need no PyMC graph)."""
@@ -493,9 +551,11 @@ class BetaGeoModel(BayesianModel):
                                            clean[RECENCY].to_numpy(), clean[AGE].to_numpy())
         rows = pd.DataFrame({_SEG: s, FREQUENCY: x, RECENCY: t_x, AGE: T})
         out = predict_in_batches(func, self._draws(max_draws, random_seed), rows,
-                                 ci_prob=ci_prob, return_draws=return_draws)
+                                 ci_prob=ci_prob, return_draws=return_draws,
+                                 shape=sample_shape(self.idata_, max_draws), unit="user",
+                                 name=what)
         if return_draws:
-            return out[:, codes]
+            return out.isel(user=codes).assign_coords(user=clean.index.to_numpy())
         result = out.iloc[codes].set_axis(clean.index, axis=0)
         result.attrs["ci_prob"] = ci_prob
         return result
@@ -508,11 +568,12 @@ class BetaGeoModel(BayesianModel):
         seg = block[_SEG].to_numpy()
         return [params[p][:, seg] for p in PARAMETERS]
 
+    @prediction_method()
     def probability_alive(
         self, data: pd.DataFrame | None = None, *, horizon: float = 0.0, ci_prob: float = 0.89,
         max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
+    ) -> pd.DataFrame | xr.DataArray:
         r"""Probability that each user is still active at the end of observation (or later).
 
         .. math::
@@ -543,23 +604,27 @@ class BetaGeoModel(BayesianModel):
             Periods after the end of observation (time unit of the data); 0 gives
             the probability of being active now.
         ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
+            Probability mass of the equal-tailed interval.
         max_draws : int, optional
             Use a random subset of this many posterior draws.
         random_seed : int, numpy.random.Generator or None
             Seed of that subset.
         return_draws : bool, default False
-            Return the ``(draw, user)`` array instead of the summary (memory grows
-            with draws x users).
+            Return the draws instead of the summary (memory grows with draws x
+            users).
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            Index ``user`` (the data's index), columns ``mean``, ``sd``,
-            ``hdi_lower``, ``hdi_upper``; or draws of shape ``(draw, user)``.
+        pandas.DataFrame or xarray.DataArray
+            Indexed like ``data`` (one row per user), columns ``mean``, ``sd``,
+            ``ci_lower``, ``ci_upper``; or the draws, dims ``(chain, draw, user)``
+            with the data's index as the ``user`` coordinate (one chain of
+            ``max_draws`` draws when ``max_draws`` keeps a subset).
 
         Raises
         ------
+        ValueError
+            For a bad option (the message names it and the value).
         models.exceptions.NotFittedError
             Before ``fit``.
         models.exceptions.DataValidationError
@@ -582,12 +647,13 @@ class BetaGeoModel(BayesianModel):
         return self._predict_users("probability_alive", data, func, ci_prob, max_draws,
                                    random_seed, return_draws)
 
+    @prediction_method(renamed={"t": "horizon"})
     def expected_activity(
-        self, data: pd.DataFrame | None = None, *, t: float, ci_prob: float = 0.89,
+        self, data: pd.DataFrame | None = None, *, horizon: float, ci_prob: float = 0.89,
         max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
-        r"""Predict the number of active periods of each user in the next ``t`` periods.
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Predict the number of active periods of each user in the next ``horizon`` periods.
 
         FHL (2005) eq. (10):
 
@@ -607,30 +673,28 @@ class BetaGeoModel(BayesianModel):
         ----------
         data : pandas.DataFrame, optional
             Activity summary; the training data by default.
-        t : float
-            Horizon, in the time unit of the data; positive.
+        horizon : float
+            Periods after the end of observation, in the time unit of the data;
+            positive. (``t`` is its deprecated name.)
         ci_prob, max_draws, random_seed, return_draws
             As in :meth:`probability_alive`.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            As in :meth:`probability_alive`, dims ``user`` (or ``(draw, user)``).
+        pandas.DataFrame or xarray.DataArray
+            As in :meth:`probability_alive`: one row per user, or draws
+            ``(chain, draw, user)``.
 
         Raises
         ------
         ValueError
-            If ``t`` is not a positive number.
+            If ``horizon`` is not a positive number, or for a bad option.
         models.exceptions.NotFittedError
             Before ``fit``.
         models.exceptions.DataValidationError
             If ``data`` breaks the rules of the training data.
         """
-        horizon = _check_horizon("BetaGeoModel.expected_activity", "t", t)
-        if horizon.size != 1:
-            raise ValueError("The 't' parameter of BetaGeoModel.expected_activity must be a "
-                             f"positive number. Got {t!r} instead.")
-        t_ = float(horizon[0])
+        t_ = _scalar_horizon("BetaGeoModel.expected_activity", horizon)
 
         def func(params, block):
             r, alpha, a, b = self._at(params, block)
@@ -645,28 +709,105 @@ class BetaGeoModel(BayesianModel):
         return self._predict_users("expected_activity", data, func, ci_prob, max_draws,
                                    random_seed, return_draws)
 
-    def _predict_new(self, what: str, values: np.ndarray, name: str, func: Callable,
-                     ci_prob: float, max_draws: int | None, random_seed: Any,
-                     return_draws: bool):
-        self._require_fitted(f"{what}()")
-        labels = self._segment_labels() if self.segment else [None]
-        seg = np.repeat(np.arange(len(labels)), len(values))
-        rows = pd.DataFrame({_SEG: seg, name: np.tile(values, len(labels))})
-        if self.segment:
-            rows.index = pd.MultiIndex.from_arrays(
-                [np.repeat(np.asarray(labels, dtype=object), len(values)), rows[name]],
-                names=["segment", name])
-        else:
-            rows.index = pd.Index(values, name=name)
-        return predict_in_batches(func, self._draws(max_draws, random_seed), rows,
-                                  ci_prob=ci_prob, return_draws=return_draws)
-
-    def expected_activity_new_user(
-        self, t: float | Sequence[float] | np.ndarray, *, ci_prob: float = 0.89,
+    @prediction_method()
+    def probability_active(
+        self, data: pd.DataFrame | None = None, *, horizon: float, ci_prob: float = 0.89,
         max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
-        r"""Predict the number of repeat active periods of a new user within ``t`` periods.
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Probability that each user is active at least once in the next ``horizon`` periods.
+
+        The observable event of a holdout window (did the user come back?), unlike
+        :meth:`probability_alive`, which is about the unobserved dropout.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            Activity summary; the training data by default.
+        horizon : float
+            Periods after the end of observation, in the time unit of the data;
+            positive.
+        ci_prob, max_draws, random_seed, return_draws
+            As in :meth:`probability_alive`.
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            As in :meth:`probability_alive`: one row per user, or draws
+            ``(chain, draw, user)``.
+
+        Raises
+        ------
+        ValueError
+            If ``horizon`` is not a positive number, or for a bad option.
+        models.exceptions.NotFittedError
+            Before ``fit``.
+        models.exceptions.DataValidationError
+            If ``data`` breaks the rules of the training data.
+
+        Notes
+        -----
+        A user alive at :math:`T` has rate :math:`\lambda \mid x, T \sim
+        \mathrm{Gamma}(r+x, \alpha+T)` and can drop out only after an activity, so
+
+        .. math::
+
+            P(\text{active in } (T, T+h]) = P(\text{alive at } T)
+            \Big[1 - \Big(\frac{\alpha+T}{\alpha+T+h}\Big)^{r+x}\Big].
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd, xarray as xr
+        >>> users = pd.DataFrame({"frequency": [0, 3], "recency": [0.0, 20.0], "T": [30.0, 30.0]},
+        ...                      index=pd.Index(["a", "b"], name="user_id"))
+        >>> model = BetaGeoModel()
+        >>> model.data_ = users
+        >>> model.idata_ = xr.DataTree.from_dict({"posterior": xr.Dataset(
+        ...     {p: (("chain", "draw"), np.full((1, 20), v)) for p, v in
+        ...      [("r", 0.5), ("alpha", 4.0), ("a", 0.8), ("b", 2.5)]})})
+        >>> model.probability_active(horizon=30.0)["mean"].round(3).tolist()
+        [0.271, 0.556]
+        """
+        h = _scalar_horizon("BetaGeoModel.probability_active", horizon)
+
+        def func(params, block):
+            r, alpha, a, b = self._at(params, block)
+            x, t_x, T = (block[c].to_numpy() for c in (FREQUENCY, RECENCY, AGE))
+            alive = _probability_alive(r, alpha, a, b, x, t_x, T)
+            return alive * -np.expm1((r + x) * (np.log(alpha + T) - np.log(alpha + T + h)))
+
+        return self._predict_users("probability_active", data, func, ci_prob, max_draws,
+                                   random_seed, return_draws)
+
+    def _predict_new(self, what: str, grid: Mapping[str, np.ndarray], func: Callable,
+                     ci_prob: float, max_draws: int | None, random_seed: Any,
+                     return_draws: bool):
+        """Predict on the product of the segments and the ``grid`` values (C order)."""
+        self._require_fitted(f"{what}()")
+        labels = self._segment_labels() if self.segment else [None]
+        names = list(grid)
+        product = pd.MultiIndex.from_product([np.arange(len(labels)), *grid.values()],
+                                             names=[_SEG, *names])
+        rows = product.to_frame(index=False)
+        if self.segment:
+            rows.index = pd.MultiIndex.from_arrays(
+                [np.asarray(labels, dtype=object)[rows[_SEG].to_numpy()],
+                 *(rows[n] for n in names)], names=["segment", *names])
+        elif len(names) > 1:
+            rows.index = pd.MultiIndex.from_frame(rows[names])
+        else:
+            rows.index = pd.Index(rows[names[0]].to_numpy(), name=names[0])
+        return predict_in_batches(func, self._draws(max_draws, random_seed), rows,
+                                  ci_prob=ci_prob, return_draws=return_draws,
+                                  shape=sample_shape(self.idata_, max_draws), name=what)
+
+    @prediction_method(renamed={"t": "horizon"}, positional=("horizon",))
+    def expected_activity_new_user(
+        self, *, horizon: float | Sequence[float] | np.ndarray, ci_prob: float = 0.89,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
+        return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Predict the number of repeat active periods of a new user within ``horizon`` periods.
 
         FHL (2005) eq. (7):
 
@@ -677,38 +818,43 @@ class BetaGeoModel(BayesianModel):
 
         Parameters
         ----------
-        t : float or 1-D array of float
-            Horizons (positive), in the time unit of the data.
+        horizon : float or 1-D array of float
+            Periods after the first activity (positive), in the time unit of the
+            data. (``t`` is its deprecated name.)
         ci_prob, max_draws, random_seed, return_draws
             As in :meth:`probability_alive`.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            One row per ``t`` (index ``t``; ``(segment, t)`` with segments), columns
-            ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper``; or draws ``(draw, row)``.
+        pandas.DataFrame or xarray.DataArray
+            One row per ``horizon`` (index ``horizon``; ``(segment, horizon)`` with
+            segments), columns ``mean``, ``sd``, ``ci_lower``, ``ci_upper``; or the
+            draws, dims ``(chain, draw, horizon)`` (``(chain, draw, segment,
+            horizon)`` with segments).
 
         Raises
         ------
         ValueError
-            If ``t`` holds a value that is not a positive number.
+            If ``horizon`` holds a value that is not a positive number, or for a
+            bad option.
         models.exceptions.NotFittedError
             Before ``fit``.
         """
-        horizon = _check_horizon("BetaGeoModel.expected_activity_new_user", "t", t)
+        values = _check_horizon("BetaGeoModel.expected_activity_new_user", "horizon", horizon)
 
         def func(params, block):
             r, alpha, a, b = self._at(params, block)
-            return _expected_if_alive(r, alpha, a, b, 0.0, 0.0, block["t"].to_numpy())
+            return _expected_if_alive(r, alpha, a, b, 0.0, 0.0, block["horizon"].to_numpy())
 
-        return self._predict_new("expected_activity_new_user", horizon, "t", func, ci_prob,
-                                 max_draws, random_seed, return_draws)
+        return self._predict_new("expected_activity_new_user", {"horizon": values}, func,
+                                 ci_prob, max_draws, random_seed, return_draws)
 
+    @prediction_method()
     def probability_alive_new_user(
         self, *, horizon: float | Sequence[float] | np.ndarray, ci_prob: float = 0.89,
         max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
+    ) -> pd.DataFrame | xr.DataArray:
         r"""Probability that a new user is still active ``horizon`` periods after the first one.
 
         A user with rate :math:`\lambda` and dropout probability :math:`p` survives the
@@ -729,15 +875,14 @@ class BetaGeoModel(BayesianModel):
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            One row per ``horizon`` (index ``horizon``; ``(segment, horizon)`` with
-            segments), columns ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper``; or draws
-            ``(draw, row)``.
+        pandas.DataFrame or xarray.DataArray
+            As in :meth:`expected_activity_new_user`.
 
         Raises
         ------
         ValueError
-            If ``horizon`` holds a value that is not a non-negative number.
+            If ``horizon`` holds a value that is not a non-negative number, or for
+            a bad option.
         models.exceptions.NotFittedError
             Before ``fit``.
         """
@@ -748,21 +893,23 @@ class BetaGeoModel(BayesianModel):
             r, alpha, a, b = self._at(params, block)
             return _survival_if_alive(r, alpha, a, b, 0.0, 0.0, block["horizon"].to_numpy())
 
-        return self._predict_new("probability_alive_new_user", values, "horizon", func, ci_prob,
-                                 max_draws, random_seed, return_draws)
+        return self._predict_new("probability_alive_new_user", {"horizon": values}, func,
+                                 ci_prob, max_draws, random_seed, return_draws)
 
-    def probability_activity(
-        self, n: int | Sequence[int] | np.ndarray, t: float, *, ci_prob: float = 0.89,
+    @prediction_method()
+    def probability_repeat_count_new_user(
+        self, *, count: int | Sequence[int] | np.ndarray,
+        horizon: float | Sequence[float] | np.ndarray, ci_prob: float = 0.89,
         max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
-        r"""Probability that a new user has exactly ``n`` repeat active periods within ``t``.
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Probability of exactly ``count`` repeat active periods of a new user within ``horizon``.
 
-        FHL (2005) eq. (8), with :math:`\rho = \alpha / (\alpha + t)`:
+        FHL (2005) eq. (8), with :math:`\rho = \alpha / (\alpha + h)`:
 
         .. math::
 
-            P(X(t) = n) = \frac{B(a, b+n)}{B(a, b)}\,\mathrm{NB}(n; r, \rho)
+            P(X(h) = n) = \frac{B(a, b+n)}{B(a, b)}\,\mathrm{NB}(n; r, \rho)
             + \mathbb{1}_{n>0}\frac{B(a+1, b+n-1)}{B(a, b)}
             \Big[1 - \sum_{j<n}\mathrm{NB}(j; r, \rho)\Big],
 
@@ -772,41 +919,60 @@ class BetaGeoModel(BayesianModel):
 
         Parameters
         ----------
-        n : int or 1-D array of int
-            Counts (non-negative whole numbers).
-        t : float
-            Horizon (positive), in the time unit of the data.
+        count : int or 1-D array of int
+            Numbers :math:`n` of repeat active periods (non-negative whole numbers).
+        horizon : float or 1-D array of float
+            Periods :math:`h` after the first activity (positive), in the time unit
+            of the data.
         ci_prob, max_draws, random_seed, return_draws
             As in :meth:`probability_alive`.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            One row per ``n`` (index ``n``; ``(segment, n)`` with segments), columns
-            ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper``; or draws ``(draw, row)``.
+        pandas.DataFrame or xarray.DataArray
+            One row per (``count``, ``horizon``) pair of the grid of both (index
+            ``(count, horizon)``; ``(segment, count, horizon)`` with segments),
+            columns ``mean``, ``sd``, ``ci_lower``, ``ci_upper``; or the draws,
+            dims ``(chain, draw, count, horizon)`` (``segment`` before ``count``
+            with segments).
 
         Raises
         ------
         ValueError
-            If ``n`` is not made of non-negative whole numbers or ``t`` is not a
-            positive number.
+            If ``count`` is not made of non-negative whole numbers, ``horizon`` of
+            positive numbers, or for a bad option.
         models.exceptions.NotFittedError
             Before ``fit``.
         """
-        owner = "BetaGeoModel.probability_activity"
-        counts = _check_horizon(owner, "n", n, allow_zero=True)
+        owner = "BetaGeoModel.probability_repeat_count_new_user"
+        counts = _check_horizon(owner, "count", count, allow_zero=True)
         if not np.all(counts == np.round(counts)):
-            raise ValueError(f"The 'n' parameter of {owner} must be a non-negative whole number "
-                             f"or 1-D array of them. Got {n!r} instead.")
-        horizon = _check_horizon(owner, "t", t)
-        if horizon.size != 1:
-            raise ValueError(f"The 't' parameter of {owner} must be a positive number. "
-                             f"Got {t!r} instead.")
-        t_ = float(horizon[0])
+            raise ValueError(f"The 'count' parameter of {owner} must be a non-negative whole "
+                             f"number or 1-D array of them. Got {count!r} instead.")
+        horizons = _check_horizon(owner, "horizon", horizon)
 
         def func(params, block):
             r, alpha, a, b = self._at(params, block)
-            return _probability_activity(r, alpha, a, b, block["n"].to_numpy(), t_)
+            return _probability_activity(r, alpha, a, b, block["count"].to_numpy(),
+                                         block["horizon"].to_numpy())
 
-        return self._predict_new("probability_activity", counts.astype(np.int64), "n", func,
+        return self._predict_new("probability_repeat_count_new_user",
+                                 {"count": counts.astype(np.int64), "horizon": horizons}, func,
                                  ci_prob, max_draws, random_seed, return_draws)
+
+    @deprecated_alias("probability_repeat_count_new_user")
+    def probability_activity(
+        self, n: int | Sequence[int] | np.ndarray, t: float, *, ci_prob: float = 0.89,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
+        return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        """Return ``probability_repeat_count_new_user(count=n, horizon=t)`` (deprecated name).
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            What :meth:`probability_repeat_count_new_user` returns.
+        """
+        return self.probability_repeat_count_new_user(
+            count=n, horizon=t, ci_prob=ci_prob, max_draws=max_draws, random_seed=random_seed,
+            return_draws=return_draws)

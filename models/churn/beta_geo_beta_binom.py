@@ -17,12 +17,16 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
+import xarray as xr
 from scipy import special
 
+from models._deprecation import deprecated_alias
+from models._pointwise import by_blocks, draw_arrays, sample_array, unit_array, unit_coords
 from models.base import BayesianModel
+from models.churn._pointwise import simulate_bgbb_summary
 from models.data.summaries import summarize_activity
 from models.exceptions import DataValidationError, Problem
-from models.predict import posterior_arrays, predict_in_batches
+from models.predict import posterior_arrays, predict_in_batches, prediction_method, sample_shape
 from models.priors import Prior
 
 __all__ = ["BetaGeoBetaBinomModel", "bgbb_summary"]
@@ -210,6 +214,14 @@ class BetaGeoBetaBinomModel(BayesianModel):
     ``fit(method="map")`` give the maximum-likelihood estimate (PyMC's
     ``find_MAP`` drops the log-transform's Jacobian).
 
+    *LOO and predictive checks.* The unit of the pointwise log-likelihood
+    (:meth:`compute_log_likelihood`, variable ``activity``, dim ``user``) is a
+    user: :math:`\log L` of their ``(frequency, recency, n)``; a data row with a
+    ``weight`` stands for that many users (coordinate ``row``: its position in
+    the data), so the values sum to the model's log-likelihood.
+    :meth:`sample_posterior_predictive` replicates every user's ``frequency`` and
+    ``recency`` over their ``n`` opportunities.
+
     References
     ----------
     .. [1] Fader, P. S., Hardie, B. G. S. and Shang, J. (2010). Customer-base
@@ -262,11 +274,50 @@ class BetaGeoBetaBinomModel(BayesianModel):
     def _parameter_names(self) -> list[str]:
         return list(_PARAMS)
 
+    # ------------------------------------------------ LOO and predictive checks
+    def _users(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """Each user's data row (rows with a ``weight`` repeated) and the user coordinates."""
+        data = self.data_
+        if WEIGHT not in data.columns:
+            return np.arange(len(data)), {"coords": unit_coords(data.index)}
+        row = np.repeat(np.arange(len(data)), data[WEIGHT].to_numpy())
+        return row, {"extra_coords": {"row": row}}
+
+    def _pointwise_log_likelihood(self, posterior: xr.Dataset) -> dict[str, xr.DataArray]:
+        rows, codes = _compress(self.data_)
+        x, tx, n = (rows[k].to_numpy(dtype=float) for k in _KEYS)
+        p = [v[:, None] for v in draw_arrays(posterior, _PARAMS).values()]
+        width = max(1, int(np.max(n - tx, initial=0)))
+        per_row = by_blocks(lambda i: _loglik(*p, x[i], tx[i], n[i]), p[0].shape[0], len(rows),
+                            unit_width=width)
+        user_row, coords = self._users()
+        return {"activity": sample_array(per_row[:, codes[user_row]], posterior, "user",
+                                         **coords)}
+
+    def _posterior_predictive(self, posterior: xr.Dataset,
+                              rng: np.random.Generator) -> dict[str, xr.DataArray]:
+        p = [v[:, None] for v in draw_arrays(posterior, _PARAMS).values()]
+        user_row, coords = self._users()
+        n = self.data_[N_OPPORTUNITIES].to_numpy()[user_row]
+        freq, rec = by_blocks(lambda i: simulate_bgbb_summary(*p, n[i], rng), p[0].shape[0],
+                              len(n))
+        return {FREQUENCY: sample_array(freq, posterior, "user", **coords),
+                RECENCY: sample_array(rec, posterior, "user", **coords)}
+
+    def _observed_data(self) -> dict[str, xr.DataArray]:
+        user_row, coords = self._users()
+        return {k: unit_array(self.data_[k].to_numpy()[user_row], "user", **coords)
+                for k in _KEYS}
+
     # ----------------------------------------------------------- predictions
+    def _draws(self, max_draws: int | None, random_seed: Any) -> dict[str, np.ndarray]:
+        return posterior_arrays(self.idata_, _PARAMS, max_draws=max_draws,
+                                random_seed=random_seed)
+
     def _predict(
         self, func: Callable[..., np.ndarray], data: pd.DataFrame | None, method: str,
-        ci_prob: float, return_draws: bool,
-    ) -> pd.DataFrame | np.ndarray:
+        ci_prob: float, max_draws: int | None, random_seed: Any, return_draws: bool,
+    ) -> pd.DataFrame | xr.DataArray:
         self._require_fitted(f"{method}()")
         if data is None:
             users, rows, codes = self.data_, self.rows_, self.row_of_user_
@@ -277,7 +328,7 @@ class BetaGeoBetaBinomModel(BayesianModel):
                     f"DataFrame or None. Got {type(data).__name__} instead.")
             users = _validate_rows(data, with_weight=False)
             rows, codes = _compress(users)
-        params = posterior_arrays(self.idata_, _PARAMS)
+        params = self._draws(max_draws, random_seed)
 
         def block_func(p: Mapping[str, np.ndarray], block: pd.DataFrame) -> np.ndarray:
             a, b, g, d = (p[k][:, None] for k in _PARAMS)
@@ -285,47 +336,59 @@ class BetaGeoBetaBinomModel(BayesianModel):
             return func(a, b, g, d, x, tx, n)
 
         out = predict_in_batches(block_func, params, rows, ci_prob=ci_prob,
-                                 return_draws=return_draws)
+                                 return_draws=return_draws,
+                                 shape=sample_shape(self.idata_, max_draws), unit="user",
+                                 name=method)
         if return_draws:
-            return out[:, codes]
+            return out.isel(user=codes).assign_coords(user=users.index.to_numpy())
         result = out.iloc[codes]
         result.index = users.index
         result.attrs["ci_prob"] = ci_prob
         return result
 
+    @prediction_method(renamed={"future": "horizon"})
     def probability_alive(
-        self, data: pd.DataFrame | None = None, *, future: int = 0, ci_prob: float = 0.89,
+        self, data: pd.DataFrame | None = None, *, horizon: int = 0, ci_prob: float = 0.89,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
-        r"""Probability that each user is still alive at opportunity ``n + 1 + future``.
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Probability that each user is still alive at opportunity ``n + 1 + horizon``.
 
         Parameters
         ----------
         data : pandas.DataFrame, optional
             Users (``frequency``, ``recency``, ``n``); the training users by default.
-        future : int, default 0
-            Further opportunities beyond the next one.
+        horizon : int, default 0
+            Opportunities beyond the next one; 0 gives the probability of being
+            alive now (at the next opportunity). (``future`` is its deprecated name.)
         ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
+            Probability mass of the equal-tailed interval.
+        max_draws : int, optional
+            Use a random subset of this many posterior draws.
+        random_seed : int, numpy.random.Generator or None
+            Seed of that subset.
         return_draws : bool, default False
-            Return the ``(n_draws, n_users)`` draws instead of the summary.
+            Return the draws instead of the summary.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper`` per user (dim ``user``,
-            the index of ``data``).
+        pandas.DataFrame or xarray.DataArray
+            Indexed like ``data`` (one row per user), columns ``mean``, ``sd``,
+            ``ci_lower``, ``ci_upper``; or the draws, dims ``(chain, draw, user)``
+            with the data's index as the ``user`` coordinate (one chain of
+            ``max_draws`` draws when ``max_draws`` keeps a subset).
 
         Raises
         ------
         models.exceptions.NotFittedError
             Before :meth:`fit`.
         ValueError
-            If ``future`` is not a non-negative integer, or ``data`` is invalid.
+            If ``horizon`` is not a non-negative integer, ``data`` is invalid, or
+            for a bad option.
 
         Notes
         -----
-        Fader, Hardie & Shang (2010), eq. 11, with :math:`m` = ``future``:
+        Fader, Hardie & Shang (2010), eq. 11, with :math:`m` = ``horizon``:
 
         .. math::
 
@@ -333,33 +396,37 @@ class BetaGeoBetaBinomModel(BayesianModel):
             \frac{B(\alpha + x, \beta + n - x)}{B(\alpha, \beta)}
             \frac{B(\gamma, \delta + n + 1 + m)}{B(\gamma, \delta)} \Big/ L.
         """
-        _check_int(future, "future", "probability_alive", minimum=0)
+        _check_int(horizon, "horizon", "probability_alive", minimum=0)
 
         def alive(a, b, g, d, x, tx, n):
             log_num = (_log_beta(a + x, b + n - x) - _log_beta(a, b)
-                       + _log_beta(g, d + n + 1 + future) - _log_beta(g, d))
+                       + _log_beta(g, d + n + 1 + horizon) - _log_beta(g, d))
             return np.exp(log_num - _loglik(a, b, g, d, x, tx, n))
 
-        return self._predict(alive, data, "probability_alive", ci_prob, return_draws)
+        return self._predict(alive, data, "probability_alive", ci_prob, max_draws, random_seed,
+                             return_draws)
 
+    @prediction_method(renamed={"n_future": "horizon"})
     def expected_activity(
-        self, data: pd.DataFrame | None = None, *, n_future: int, ci_prob: float = 0.89,
+        self, data: pd.DataFrame | None = None, *, horizon: int, ci_prob: float = 0.89,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
-        r"""Predict each user's expected active opportunities among the next ``n_future``.
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Predict each user's expected active opportunities among the next ``horizon``.
 
         Parameters
         ----------
         data : pandas.DataFrame, optional
             Users (``frequency``, ``recency``, ``n``); the training users by default.
-        n_future : int
+        horizon : int
             Number of future opportunities :math:`n^*` (``n + 1 .. n + n*``).
-        ci_prob, return_draws
+            (``n_future`` is its deprecated name.)
+        ci_prob, max_draws, random_seed, return_draws
             As in :meth:`probability_alive`.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
+        pandas.DataFrame or xarray.DataArray
             As in :meth:`probability_alive`.
 
         Notes
@@ -374,42 +441,49 @@ class BetaGeoBetaBinomModel(BayesianModel):
             \Big[\frac{\Gamma(1 + \delta + n)}{\Gamma(\gamma + \delta + n)}
             - \frac{\Gamma(1 + \delta + n + n^*)}{\Gamma(\gamma + \delta + n + n^*)}\Big].
         """
-        _check_int(n_future, "n_future", "expected_activity", minimum=0)
+        _check_int(horizon, "horizon", "expected_activity", minimum=0)
 
         def activity(a, b, g, d, x, tx, n):
             log_p = _log_beta(a + x + 1, b + n - x) - _log_beta(a, b)
-            return np.exp(log_p - _loglik(a, b, g, d, x, tx, n)) * _future_sum(g, d, n, n_future)
+            return np.exp(log_p - _loglik(a, b, g, d, x, tx, n)) * _future_sum(g, d, n, horizon)
 
-        return self._predict(activity, data, "expected_activity", ci_prob, return_draws)
+        return self._predict(activity, data, "expected_activity", ci_prob, max_draws,
+                             random_seed, return_draws)
 
     def _new_user(self, func: Callable[..., np.ndarray], rows: pd.DataFrame, ci_prob: float,
-                  return_draws: bool, method: str) -> pd.DataFrame | np.ndarray:
+                  max_draws: int | None, random_seed: Any, return_draws: bool,
+                  method: str) -> pd.DataFrame | xr.DataArray:
         self._require_fitted(f"{method}()")
-        params = posterior_arrays(self.idata_, _PARAMS)
+        params = self._draws(max_draws, random_seed)
 
         def block_func(p: Mapping[str, np.ndarray], block: pd.DataFrame) -> np.ndarray:
             return func(*(p[k][:, None] for k in _PARAMS), block)
 
         return predict_in_batches(block_func, params, rows, ci_prob=ci_prob,
-                                  return_draws=return_draws)
+                                  return_draws=return_draws,
+                                  shape=sample_shape(self.idata_, max_draws), name=method)
 
+    @prediction_method(renamed={"n": "horizon"}, positional=("horizon",))
     def expected_activity_new_user(
-        self, n: int | list[int] | np.ndarray, *, ci_prob: float = 0.89,
+        self, *, horizon: int | list[int] | np.ndarray, ci_prob: float = 0.89,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
-        r"""Predict a new user's expected active opportunities :math:`E[X(n)]` in her first ``n``.
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Predict a new user's expected active opportunities :math:`E[X(n)]` in ``horizon``.
 
         Parameters
         ----------
-        n : int or sequence of int
-            Opportunities after the first (trial) one.
-        ci_prob, return_draws
+        horizon : int or sequence of int
+            Opportunities :math:`n` after the first (trial) one. (``n`` is its
+            deprecated name.)
+        ci_prob, max_draws, random_seed, return_draws
             As in :meth:`probability_alive`.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            Summary indexed by ``n``.
+        pandas.DataFrame or xarray.DataArray
+            Summary indexed by ``horizon``, or the draws, dims ``(chain, draw,
+            horizon)``.
 
         Notes
         -----
@@ -418,32 +492,48 @@ class BetaGeoBetaBinomModel(BayesianModel):
         \big[1 - \frac{\Gamma(\gamma + \delta)\Gamma(1 + \delta + n)}
         {\Gamma(\gamma + \delta + n)\Gamma(1 + \delta)}\big]`.
         """
-        ns = _int_array(n, "n", "expected_activity_new_user")
-        rows = pd.DataFrame({"n": ns}, index=pd.Index(ns, name="n"))
+        ns = _int_array(horizon, "horizon", "expected_activity_new_user")
+        rows = pd.DataFrame({"horizon": ns}, index=pd.Index(ns, name="horizon"))
 
         def func(a, b, g, d, block):
-            return a / (a + b) * _future_sum(g, d, 0.0, block["n"].to_numpy(dtype=float)[None])
+            n = block["horizon"].to_numpy(dtype=float)[None]
+            return a / (a + b) * _future_sum(g, d, 0.0, n)
 
-        return self._new_user(func, rows, ci_prob, return_draws, "expected_activity_new_user")
+        return self._new_user(func, rows, ci_prob, max_draws, random_seed, return_draws,
+                              "expected_activity_new_user")
 
-    def probability_activity(
-        self, x: int | list[int] | np.ndarray, n: int | list[int] | np.ndarray, *,
-        ci_prob: float = 0.89, return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
-        r"""Probability :math:`P(X(n) = x)` that a new user is active ``x`` times in ``n``.
+    @prediction_method()
+    def probability_repeat_count_new_user(
+        self, *, count: int | list[int] | np.ndarray, horizon: int | list[int] | np.ndarray,
+        ci_prob: float = 0.89, max_draws: int | None = None,
+        random_seed: int | np.random.Generator | None = None, return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Probability :math:`P(X(n) = x)` of ``count`` active opportunities within ``horizon``.
 
         Parameters
         ----------
-        x, n : int or sequence of int
-            Activity counts and numbers of opportunities (broadcast together),
-            :math:`0 \le x \le n`.
-        ci_prob, return_draws
+        count : int or sequence of int
+            Numbers :math:`x` of active opportunities (non-negative).
+        horizon : int or sequence of int
+            Opportunities :math:`n` after the first (trial) one (non-negative).
+        ci_prob, max_draws, random_seed, return_draws
             As in :meth:`probability_alive`.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            Summary indexed by ``(x, n)``.
+        pandas.DataFrame or xarray.DataArray
+            One row per (``count``, ``horizon``) pair of the grid of both (index
+            ``(count, horizon)``; 0 where ``count > horizon``), columns ``mean``,
+            ``sd``, ``ci_lower``, ``ci_upper``; or the draws, dims ``(chain, draw,
+            count, horizon)``.
+
+        Raises
+        ------
+        ValueError
+            If ``count`` or ``horizon`` are not non-negative integers, or for a
+            bad option.
+        models.exceptions.NotFittedError
+            Before :meth:`fit`.
 
         Notes
         -----
@@ -458,22 +548,28 @@ class BetaGeoBetaBinomModel(BayesianModel):
             \frac{B(\alpha + x, \beta + i - x)}{B(\alpha, \beta)}
             \frac{B(\gamma + 1, \delta + i)}{B(\gamma, \delta)}.
         """
-        xs, ns = np.broadcast_arrays(_int_array(x, "x", "probability_activity"),
-                                     _int_array(n, "n", "probability_activity"))
-        if (xs > ns).any():
-            raise ValueError(
-                "The 'x' parameter of BetaGeoBetaBinomModel.probability_activity must not "
-                f"exceed n. Got x={xs.tolist()} for n={ns.tolist()} instead.")
-        rows = pd.DataFrame({"x": xs, "n": ns},
-                            index=pd.MultiIndex.from_arrays([xs, ns], names=["x", "n"]))
+        method = "probability_repeat_count_new_user"
+        xs = _int_array(count, "count", method)
+        ns = _int_array(horizon, "horizon", method)
+        index = pd.MultiIndex.from_product([xs, ns], names=["count", "horizon"])
+        return self._repeat_count(index, ci_prob, max_draws, random_seed, return_draws, method)
+
+    def _repeat_count(self, index: pd.MultiIndex, ci_prob: float, max_draws: int | None,
+                      random_seed: Any, return_draws: bool, method: str
+                      ) -> pd.DataFrame | xr.DataArray:
+        """P(X(n) = x) for the (count, horizon) rows of ``index``; 0 where count > horizon."""
+        rows = index.to_frame(index=False).set_axis(index, axis=0)
+        n_max = int(rows["horizon"].max())
 
         def func(a, b, g, d, block):
-            bx, bn = (block[k].to_numpy(dtype=float)[None] for k in ("x", "n"))
+            bx, bn = (block[k].to_numpy(dtype=float)[None] for k in ("count", "horizon"))
+            ok = bx <= bn
+            bx = np.minimum(bx, bn)
             log_binom = special.gammaln(bn + 1) - special.gammaln(bx + 1) - special.gammaln(
                 bn - bx + 1)
             alive = np.exp(log_binom + _log_beta(a + bx, b + bn - bx) - _log_beta(a, b)
                            + _log_beta(g, d + bn) - _log_beta(g, d))
-            i = np.arange(int(ns.max()))
+            i = np.arange(n_max)
             e = lambda v: v[..., None]  # noqa: E731
             ii = np.maximum(i, e(bx))
             log_c = special.gammaln(ii + 1) - special.gammaln(e(bx) + 1) - special.gammaln(
@@ -481,9 +577,40 @@ class BetaGeoBetaBinomModel(BayesianModel):
             dead = np.exp(log_c + _log_beta(e(a + bx), e(b) + ii - e(bx)) - e(_log_beta(a, b))
                           + _log_beta(e(g) + 1, e(d) + ii) - e(_log_beta(g, d)))
             mask = (i >= e(bx)) & (i < e(bn))
-            return alive + np.where(mask, dead, 0.0).sum(axis=-1)
+            return np.where(ok, alive + np.where(mask, dead, 0.0).sum(axis=-1), 0.0)
 
-        return self._new_user(func, rows, ci_prob, return_draws, "probability_activity")
+        return self._new_user(func, rows, ci_prob, max_draws, random_seed, return_draws, method)
+
+    @deprecated_alias("probability_repeat_count_new_user")
+    def probability_activity(
+        self, x: int | list[int] | np.ndarray, n: int | list[int] | np.ndarray, *,
+        ci_prob: float = 0.89, return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        """Return :math:`P(X(n) = x)` for the broadcast pairs of ``x`` and ``n`` (deprecated).
+
+        Use :meth:`probability_repeat_count_new_user` (``count=x``,
+        ``horizon=n``), which takes the grid of both.
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            One row per pair (index ``(count, horizon)``), as
+            :meth:`probability_repeat_count_new_user`.
+
+        Raises
+        ------
+        ValueError
+            If ``x`` or ``n`` are not non-negative integers, or ``x > n``.
+        """
+        xs, ns = np.broadcast_arrays(_int_array(x, "x", "probability_activity"),
+                                     _int_array(n, "n", "probability_activity"))
+        if (xs > ns).any():
+            raise ValueError(
+                "The 'x' parameter of BetaGeoBetaBinomModel.probability_activity must not "
+                f"exceed n. Got x={xs.tolist()} for n={ns.tolist()} instead.")
+        index = pd.MultiIndex.from_arrays([xs, ns], names=["count", "horizon"])
+        return self._repeat_count(index, ci_prob, None, None, return_draws,
+                                  "probability_activity")
 
 
 # ------------------------------------------------------------------ helpers

@@ -10,8 +10,11 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
+import xarray as xr
 
+from models._pointwise import by_blocks, draw_arrays, sample_array, unit_array
 from models.base import BayesianModel
+from models.churn._pointwise import bernoulli_logit_loglik
 from models.churn.features import (
     DAYS_SINCE_LAST_PLAY,
     EVENT,
@@ -22,7 +25,13 @@ from models.churn.features import (
 )
 from models.data.schema import COUNTRY, PLAN, USER_ID
 from models.exceptions import DataQualityWarning, DataValidationError, Problem
-from models.predict import posterior_arrays, predict_in_batches, summarize_draws
+from models.predict import (
+    posterior_arrays,
+    predict_in_batches,
+    prediction_method,
+    sample_shape,
+    summarize_draws,
+)
 from models.priors import Prior
 
 __all__ = ["ChurnHazardModel"]
@@ -161,6 +170,15 @@ class ChurnHazardModel(BayesianModel):
     :math:`h`, so they are collapsed into one
     :math:`\mathrm{Binomial}(n, h)` row, whose log-likelihood equals the sum of
     the Bernoulli ones up to the constant :math:`\log\binom{n}{y}`.
+
+    **LOO and predictive checks.** The unit of the pointwise log-likelihood
+    (:meth:`compute_log_likelihood`, variable ``event``, dim ``user_period``:
+    the rows of the training table, with coordinates ``tenure`` and ``user_id``
+    when the table has it) is one user-period row, the Bernoulli
+    :math:`y_{it}\log h_{it} + (1 - y_{it})\log(1 - h_{it})`; the values sum to
+    the model's log-likelihood minus :math:`\sum\log\binom{n}{y}` over the
+    collapsed cells. :meth:`sample_posterior_predictive` replicates ``event``
+    for every row (the risk set as observed, so censoring is kept).
 
     **Predictions.** From period :math:`t` on, with covariates held at their
     current values, the probability to churn within :math:`k` periods is
@@ -323,6 +341,51 @@ class ChurnHazardModel(BayesianModel):
             names += ["group_sigma"] + [f"u_{g}" for g in self.groups]
         return names
 
+    # ------------------------------------------------ LOO and predictive checks
+    def _training_logits(self, posterior: xr.Dataset) -> tuple[Any, int, int]:
+        """``logits(rows)``: draws ``(draws, rows)`` of the logit hazard of training rows."""
+        names = ["baseline"] + (["beta"] if self.covariates else [])
+        p = draw_arrays(posterior, names + [f"u_{g}" for g in self.groups])
+        design = self._design(self.data_, self.data_)
+
+        def logits(i: np.ndarray) -> np.ndarray:
+            eta = p["baseline"][:, design["tenure"][i]]
+            if self.covariates:
+                eta = eta + p["beta"] @ design["X"][i].T
+            for g in self.groups:
+                eta = eta + p[f"u_{g}"][:, design[g][i]]
+            return eta
+
+        return logits, p["baseline"].shape[0], len(self.data_)
+
+    def _row_coords(self) -> dict[str, Any]:
+        extra = {TENURE: self.data_[TENURE].to_numpy()}
+        if USER_ID in self.data_.columns:
+            extra[USER_ID] = self.data_[USER_ID].astype(str).to_numpy()
+        return {"extra_coords": extra}
+
+    def _pointwise_log_likelihood(self, posterior: xr.Dataset) -> dict[str, xr.DataArray]:
+        logits, n_samples, n_rows = self._training_logits(posterior)
+        y = self.data_[EVENT].to_numpy()
+        values = by_blocks(lambda i: bernoulli_logit_loglik(logits(i), y[i]), n_samples, n_rows)
+        return {EVENT: sample_array(values, posterior, "user_period", **self._row_coords())}
+
+    def _posterior_predictive(self, posterior: xr.Dataset,
+                              rng: np.random.Generator) -> dict[str, xr.DataArray]:
+        logits, n_samples, n_rows = self._training_logits(posterior)
+
+        def draw(i: np.ndarray) -> np.ndarray:
+            eta = logits(i)
+            hazard = np.exp(-np.logaddexp(0.0, -eta))  # logistic, without overflow
+            return (rng.random(eta.shape) < hazard).astype(np.int64)
+
+        values = by_blocks(draw, n_samples, n_rows)
+        return {EVENT: sample_array(values, posterior, "user_period", **self._row_coords())}
+
+    def _observed_data(self) -> dict[str, xr.DataArray]:
+        return {EVENT: unit_array(self.data_[EVENT].to_numpy(), "user_period",
+                                  **self._row_coords())}
+
     # ----------------------------------------------------------- predictions
     def _prediction_rows(self, data: pd.DataFrame | None, what: str) -> pd.DataFrame:
         train = self.data_
@@ -377,8 +440,8 @@ class ChurnHazardModel(BayesianModel):
 
     def _predict(
         self, kind: str, data: pd.DataFrame | None, horizon: int, ci_prob: float,
-        batch_size: int | None, return_draws: bool,
-    ) -> pd.DataFrame | np.ndarray:
+        max_draws: int | None, random_seed: Any, return_draws: bool,
+    ) -> pd.DataFrame | xr.DataArray:
         what = f"{type(self).__name__}.{kind}"
         self._require_fitted(f"{kind}()")
         if not (isinstance(horizon, int | np.integer) and not isinstance(horizon, bool)
@@ -390,24 +453,29 @@ class ChurnHazardModel(BayesianModel):
         rows = self._prediction_rows(data, what)
         names = ["baseline"] + (["beta"] if self.covariates else [])
         names += [f"u_{g}" for g in self.groups]
-        params = posterior_arrays(self.idata_, names)
+        params = posterior_arrays(self.idata_, names, max_draws=max_draws,
+                                  random_seed=random_seed)
 
         def func(p: Mapping[str, np.ndarray], block: pd.DataFrame) -> np.ndarray:
             survival = np.exp(-self._cumulative_hazard(p, block, int(horizon)))
             return 1.0 - survival if kind == "probability_churn" else survival
 
-        return predict_in_batches(func, params, rows, ci_prob=ci_prob, batch_size=batch_size,
-                                  return_draws=return_draws)
+        return predict_in_batches(func, params, rows, ci_prob=ci_prob, return_draws=return_draws,
+                                  shape=sample_shape(self.idata_, max_draws), unit="user",
+                                  name=kind)
 
+    @prediction_method(removed={"batch_size": "memory is bounded by blocks of users chosen "
+                                "automatically; pass max_draws to bound the cost."})
     def probability_churn(
         self,
         data: pd.DataFrame | None = None,
         *,
         horizon: int = 1,
         ci_prob: float = 0.89,
-        batch_size: int | None = None,
+        max_draws: int | None = None,
+        random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
+    ) -> pd.DataFrame | xr.DataArray:
         r"""Probability that each user churns within the next ``horizon`` periods.
 
         Parameters
@@ -425,23 +493,29 @@ class ChurnHazardModel(BayesianModel):
         horizon : int, default 1
             Number of periods :math:`k`.
         ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
-        batch_size : int, optional
-            Users per block (see :func:`models.predict.predict_in_batches`).
+            Probability mass of the equal-tailed interval.
+        max_draws : int, optional
+            Use a random subset of this many posterior draws.
+        random_seed : int, numpy.random.Generator or None
+            Seed of that subset.
         return_draws : bool, default False
-            Return the ``(draws, users)`` array instead of the summary.
+            Return the draws instead of the summary.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper`` per user (dim ``user``).
+        pandas.DataFrame or xarray.DataArray
+            ``mean``, ``sd``, ``ci_lower``, ``ci_upper`` per user (index
+            ``user_id``, or the index of ``data`` without that column); or the
+            draws, dims ``(chain, draw, user)`` (one chain of ``max_draws`` draws
+            when ``max_draws`` keeps a subset). ``batch_size`` is deprecated and
+            ignored: memory is bounded automatically.
 
         Raises
         ------
         NotFittedError
             Before :meth:`fit`.
         ValueError
-            If ``horizon`` is not a positive integer.
+            If ``horizon`` is not a positive integer, or for a bad option.
         DataValidationError
             For missing columns, NaN covariates, negative tenure or group labels
             unseen in training (the message names them).
@@ -452,18 +526,21 @@ class ChurnHazardModel(BayesianModel):
         covariates held at their current values (no forecast of engagement) and
         the baseline held at its last fitted value beyond the fitted tenures.
         """
-        return self._predict("probability_churn", data, horizon, ci_prob, batch_size,
-                             return_draws)
+        return self._predict("probability_churn", data, horizon, ci_prob, max_draws,
+                             random_seed, return_draws)
 
+    @prediction_method(removed={"batch_size": "memory is bounded by blocks of users chosen "
+                                "automatically; pass max_draws to bound the cost."})
     def expected_survival(
         self,
         data: pd.DataFrame | None = None,
         *,
         horizon: int = 1,
         ci_prob: float = 0.89,
-        batch_size: int | None = None,
+        max_draws: int | None = None,
+        random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
+    ) -> pd.DataFrame | xr.DataArray:
         r"""Probability that each user is still retained after ``horizon`` periods.
 
         :math:`S = \prod_{j=0}^{k-1} (1 - h(t + j \mid x))`, i.e.
@@ -476,21 +553,18 @@ class ChurnHazardModel(BayesianModel):
             As in :meth:`probability_churn`.
         horizon : int, default 1
             Number of periods.
-        ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
-        batch_size : int, optional
-            Users per block.
-        return_draws : bool, default False
-            Return the ``(draws, users)`` array instead of the summary.
+        ci_prob, max_draws, random_seed, return_draws
+            As in :meth:`probability_churn`.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper`` per user.
+        pandas.DataFrame or xarray.DataArray
+            As in :meth:`probability_churn`.
         """
-        return self._predict("expected_survival", data, horizon, ci_prob, batch_size,
-                             return_draws)
+        return self._predict("expected_survival", data, horizon, ci_prob, max_draws,
+                             random_seed, return_draws)
 
+    @prediction_method()
     def baseline_hazard(self, *, ci_prob: float = 0.89) -> pd.DataFrame:
         r"""Baseline hazard by tenure: :math:`\operatorname{logit}^{-1}(\alpha_t)`.
 
@@ -500,12 +574,12 @@ class ChurnHazardModel(BayesianModel):
         Parameters
         ----------
         ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
+            Probability mass of the equal-tailed interval.
 
         Returns
         -------
         pandas.DataFrame
-            Indexed by ``tenure``: ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper``.
+            Indexed by ``tenure``: ``mean``, ``sd``, ``ci_lower``, ``ci_upper``.
         """
         self._require_fitted("baseline_hazard()")
         alpha = posterior_arrays(self.idata_, ["baseline"])["baseline"]

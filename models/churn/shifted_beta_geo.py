@@ -15,11 +15,15 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
+import xarray as xr
 from scipy import special
 
+from models._deprecation import deprecated_alias
+from models._pointwise import by_blocks, draw_arrays, sample_array
 from models.base import BayesianModel
+from models.churn._pointwise import sbg_transition_loglik
 from models.exceptions import DataValidationError, Problem
-from models.predict import posterior_arrays, predict_in_batches
+from models.predict import posterior_arrays, predict_in_batches, prediction_method, sample_shape
 from models.priors import Prior
 
 __all__ = ["ShiftedBetaGeoModel", "melt_cohort_table"]
@@ -178,8 +182,19 @@ class ShiftedBetaGeoModel(BayesianModel):
 
     Up to the multinomial coefficient this is the sBG likelihood of Fader &
     Hardie (2007). The observed variable ``last_alive`` has dims
-    ``(cohort, period)``, so posterior predictive checks and per-cohort
-    log-likelihoods work.
+    ``(cohort, period)``.
+
+    *LOO and predictive checks.* The unit of the pointwise log-likelihood
+    (:meth:`compute_log_likelihood`, variable ``churned``, dim
+    ``cohort_period`` with coordinates ``cohort`` and ``period``) is one
+    cohort-period transition: of the :math:`s_{c,k}` users alive in period
+    :math:`k < K_c`, :math:`d_{c,k}` do not renew,
+    :math:`d_{c,k} \sim \mathrm{Binomial}(s_{c,k}, \alpha/(\alpha+\beta+k))`
+    given the cohort's earlier periods. These binomials multiply to the
+    multinomial above, coefficient included, so the values sum to the model's
+    log-likelihood; leaving one out asks how well the other periods and cohorts
+    predict that period's churn. :meth:`sample_posterior_predictive` replicates
+    ``last_alive`` (cohort x period).
 
     Priors. Without pooling, :math:`\alpha, \beta \sim \mathrm{LogNormal}(0, 2)`:
     weakly informative over 0.02 to 50 and vanishing as :math:`\alpha, \beta \to
@@ -228,7 +243,7 @@ class ShiftedBetaGeoModel(BayesianModel):
     >>> model = ShiftedBetaGeoModel(priors=flat).fit(table, method="map", random_seed=1)
     >>> round(float(model.posterior_draws("alpha").mean()), 3)
     0.704
-    >>> model.expected_survivors(1000, [8])["mean"].round().tolist()
+    >>> model.expected_survivors_new_user(n_start=1000, horizon=[8])["mean"].round().tolist()
     [220.0]
     """
 
@@ -426,6 +441,54 @@ class ShiftedBetaGeoModel(BayesianModel):
             return [*_POOLED, "alpha", "beta"]
         return list(_FLAT)
 
+    # ------------------------------------------------ LOO and predictive checks
+    def _cohort_draws(self, posterior: xr.Dataset,
+                      seg_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Draws ``(draws, cohorts)`` of each cohort's alpha and beta."""
+        p = draw_arrays(posterior, ["alpha", "beta"])
+        return tuple(v.reshape(v.shape[0], -1)[:, seg_idx] for v in (p["alpha"], p["beta"]))
+
+    def _pointwise_log_likelihood(self, posterior: xr.Dataset) -> dict[str, xr.DataArray]:
+        stats = self._statistics(self.data_)
+        counts, last = stats["counts"], stats["last"]
+        cohort = np.repeat(np.arange(len(last)), last)  # one unit per observed transition
+        period = np.concatenate([np.arange(k) for k in last]).astype(np.int64)
+        churned = counts[cohort, period].astype(float)
+        lost_before = np.cumsum(counts, axis=1) - counts  # churned in earlier periods
+        at_risk = stats["n0"][cohort] - lost_before[cohort, period]
+        a, b = self._cohort_draws(posterior, stats["seg_idx"])
+        values = by_blocks(
+            lambda i: sbg_transition_loglik(a[:, cohort[i]], b[:, cohort[i]], period[i],
+                                            at_risk[i], churned[i]),
+            a.shape[0], len(cohort))
+        labels = np.asarray(stats["labels"], dtype=object)[cohort].astype(str)
+        return {"churned": sample_array(values, posterior, "cohort_period",
+                                        extra_coords={COHORT: labels, PERIOD: period})}
+
+    def _posterior_predictive(self, posterior: xr.Dataset,
+                              rng: np.random.Generator) -> dict[str, xr.DataArray]:
+        stats = self._statistics(self.data_)
+        a, b = self._cohort_draws(posterior, stats["seg_idx"])
+        periods = stats["periods"].astype(float)
+        draws = _cohort_random(a, b, stats["n0"][None, :].astype(float),
+                               stats["last"][None, :].astype(float), periods, rng=rng)
+        chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
+        return {"last_alive": xr.DataArray(
+            draws.reshape(chains, n_draws, *draws.shape[1:]),
+            dims=("chain", "draw", COHORT, PERIOD),
+            coords={"chain": posterior["chain"].values, "draw": posterior["draw"].values,
+                    COHORT: stats["labels"], PERIOD: stats["periods"]})}
+
+    def _observed_data(self) -> dict[str, xr.DataArray]:
+        stats = self._statistics(self.data_)
+        coords = {COHORT: stats["labels"], PERIOD: stats["periods"]}
+        # users alive at the start of each period, NaN after the cohort's last observed one
+        lost = np.cumsum(stats["counts"], axis=1) - stats["counts"]
+        alive = (stats["n0"][:, None] - lost).astype(float)
+        alive[stats["periods"][None, :] > stats["last"][:, None]] = np.nan
+        return {"last_alive": xr.DataArray(stats["counts"], dims=(COHORT, PERIOD), coords=coords),
+                N_SURVIVING: xr.DataArray(alive, dims=(COHORT, PERIOD), coords=coords)}
+
     # ----------------------------------------------------------- predictions
     def _predict(
         self,
@@ -434,15 +497,19 @@ class ShiftedBetaGeoModel(BayesianModel):
         name: str,
         segment: Hashable | Sequence[Hashable] | None,
         ci_prob: float,
+        max_draws: int | None,
+        random_seed: Any,
         return_draws: bool,
-    ) -> pd.DataFrame | np.ndarray:
-        params = posterior_arrays(self.idata_, ["alpha", "beta"])
+        method: str,
+    ) -> pd.DataFrame | xr.DataArray:
+        params = posterior_arrays(self.idata_, ["alpha", "beta"], max_draws=max_draws,
+                                  random_seed=random_seed)
         values = np.atleast_1d(np.asarray(values))
         if self.segments_ is None:
             if segment is not None:
                 raise ValueError(
-                    "The 'segment' parameter must be None for a ShiftedBetaGeoModel fitted "
-                    f"without segments. Got {segment!r} instead.")
+                    f"The 'segment' parameter of ShiftedBetaGeoModel.{method} must be None for "
+                    f"a model fitted without segments. Got {segment!r} instead.")
             rows = pd.DataFrame({"_seg": 0, "_v": values}, index=pd.Index(values, name=name))
         else:
             chosen = list(self.segments_) if segment is None else (
@@ -452,7 +519,7 @@ class ShiftedBetaGeoModel(BayesianModel):
                 raise ValueError(
                     f"Unknown segment(s) {[c for c, i in zip(chosen, codes, strict=True) if i < 0]}"
                     f"; the fitted segments are {list(self.segments_)}.")
-            index = pd.MultiIndex.from_product([chosen, values], names=[self.segment, name])
+            index = pd.MultiIndex.from_product([chosen, values], names=["segment", name])
             rows = pd.DataFrame({"_seg": np.repeat(codes, len(values)),
                                  "_v": np.tile(values, len(codes))}, index=index)
 
@@ -464,63 +531,84 @@ class ShiftedBetaGeoModel(BayesianModel):
             return func(a, b, block["_v"].to_numpy()[None, :])
 
         return predict_in_batches(block_func, params, rows, ci_prob=ci_prob,
-                                  return_draws=return_draws)
+                                  return_draws=return_draws,
+                                  shape=sample_shape(self.idata_, max_draws), name=method)
 
-    def _periods(self, periods: Any, minimum: int, method: str) -> np.ndarray:
+    def _horizon(self, horizon: Any, minimum: int, method: str, name: str = "horizon"
+                 ) -> np.ndarray:
         self._require_fitted(f"{method}()")
-        arr = np.atleast_1d(np.asarray(periods))
+        arr = np.atleast_1d(np.asarray(horizon))
         if not (np.issubdtype(arr.dtype, np.integer) and arr.ndim == 1 and arr.size
                 and (arr >= minimum).all()):
             raise ValueError(
-                f"The 'periods' parameter of ShiftedBetaGeoModel.{method} must be integers "
-                f">= {minimum}. Got {periods!r} instead.")
+                f"The '{name}' parameter of ShiftedBetaGeoModel.{method} must be integers "
+                f">= {minimum}. Got {horizon!r} instead.")
         return arr.astype("int64")
 
-    def expected_survival(
-        self, periods: int | Sequence[int], segment: Hashable | None = None, *,
-        ci_prob: float = 0.89, return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
-        r"""Survival curve :math:`S(t)`: share of a cohort still subscribed in period ``t``.
+    @prediction_method()
+    def expected_survival_new_user(
+        self, *, horizon: int | Sequence[int], segment: Hashable | None = None,
+        ci_prob: float = 0.89, max_draws: int | None = None,
+        random_seed: int | np.random.Generator | None = None, return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Survival curve :math:`S(t)`: share of a new cohort still subscribed in period :math:`t`.
 
         Parameters
         ----------
-        periods : int or sequence of int
-            Periods :math:`t \ge 0` (period 0 is the cohort's first, :math:`S(0) = 1`).
+        horizon : int or sequence of int
+            Periods :math:`t \ge 0` after the cohort's first (period 0, where
+            :math:`S(0) = 1`).
         segment : label or list of labels, optional
             Segments to predict for (all by default); only with ``segment`` set.
         ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
+            Probability mass of the equal-tailed interval.
+        max_draws : int, optional
+            Use a random subset of this many posterior draws.
+        random_seed : int, numpy.random.Generator or None
+            Seed of that subset.
         return_draws : bool, default False
-            Return the ``(n_draws, n_rows)`` array of draws instead of the summary.
+            Return the draws instead of the summary.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper`` indexed by ``period``
-            (and the segment first, with segments).
+        pandas.DataFrame or xarray.DataArray
+            ``mean``, ``sd``, ``ci_lower``, ``ci_upper`` indexed by ``horizon``
+            (``(segment, horizon)`` with segments); or the draws, dims ``(chain,
+            draw, horizon)`` (``(chain, draw, segment, horizon)`` with segments; one
+            chain of ``max_draws`` draws when ``max_draws`` keeps a subset).
 
         Raises
         ------
         models.exceptions.NotFittedError
             Before :meth:`fit`.
         ValueError
-            If ``periods`` are not non-negative integers or a segment is unknown.
+            If ``horizon`` is not non-negative integers, a segment is unknown, or
+            for a bad option.
 
         Notes
         -----
         :math:`S(t) = B(\alpha, \beta + t) / B(\alpha, \beta)`, for every posterior draw.
         """
-        t = self._periods(periods, 0, "expected_survival")
-        return self._predict(_survival, t, PERIOD, segment, ci_prob, return_draws)
+        method = "expected_survival_new_user"
+        t = self._horizon(horizon, 0, method)
+        return self._predict(_survival, t, "horizon", segment, ci_prob, max_draws, random_seed,
+                             return_draws, method)
 
-    def expected_retention_rate(
-        self, periods: int | Sequence[int], segment: Hashable | None = None, *,
-        ci_prob: float = 0.89, return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
+    @prediction_method()
+    def expected_retention_rate_new_user(
+        self, *, horizon: int | Sequence[int], segment: Hashable | None = None,
+        ci_prob: float = 0.89, max_draws: int | None = None,
+        random_seed: int | np.random.Generator | None = None, return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
         r"""Retention rate :math:`r_t = S(t)/S(t-1)`: share of period ``t - 1``'s users renewing.
 
-        Parameters and returns are those of :meth:`expected_survival`, with
-        ``periods`` :math:`t \ge 1`.
+        Parameters and returns are those of :meth:`expected_survival_new_user`,
+        with ``horizon`` :math:`t \ge 1`.
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            As in :meth:`expected_survival_new_user`.
 
         Notes
         -----
@@ -528,63 +616,103 @@ class ShiftedBetaGeoModel(BayesianModel):
         :math:`t` as the users most likely to churn leave first. The conditional
         churn probability is :math:`1 - r_t`.
         """
-        t = self._periods(periods, 1, "expected_retention_rate")
-        return self._predict(lambda a, b, v: (b + v - 1) / (a + b + v - 1), t, PERIOD, segment,
-                             ci_prob, return_draws)
+        method = "expected_retention_rate_new_user"
+        t = self._horizon(horizon, 1, method)
+        return self._predict(lambda a, b, v: (b + v - 1) / (a + b + v - 1), t, "horizon",
+                             segment, ci_prob, max_draws, random_seed, return_draws, method)
 
-    def probability_churn(
-        self, periods: int | Sequence[int], segment: Hashable | None = None, *,
-        ci_prob: float = 0.89, return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
-        r"""Probability :math:`P(T = t)` that a new subscriber's last paid period is ``t``.
+    @prediction_method()
+    def probability_churn_new_user(
+        self, *, horizon: int | Sequence[int], segment: Hashable | None = None,
+        ci_prob: float = 0.89, max_draws: int | None = None,
+        random_seed: int | np.random.Generator | None = None, return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Probability :math:`P(T \le t) = 1 - S(t)` of a new subscriber churning by ``horizon``.
 
-        Parameters and returns are those of :meth:`expected_survival`, with
-        ``periods`` :math:`t \ge 1`.
+        The same event as :meth:`ChurnHazardModel.probability_churn
+        <models.churn.ChurnHazardModel.probability_churn>`: gone by period
+        ``horizon``. Parameters and returns are those of
+        :meth:`expected_survival_new_user`, with ``horizon`` :math:`t \ge 0`.
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            As in :meth:`expected_survival_new_user`.
+        """
+        method = "probability_churn_new_user"
+        t = self._horizon(horizon, 0, method)
+        return self._predict(lambda a, b, v: 1.0 - _survival(a, b, v), t, "horizon", segment,
+                             ci_prob, max_draws, random_seed, return_draws, method)
+
+    @prediction_method()
+    def probability_churn_in_period_new_user(
+        self, *, horizon: int | Sequence[int], segment: Hashable | None = None,
+        ci_prob: float = 0.89, max_draws: int | None = None,
+        random_seed: int | np.random.Generator | None = None, return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Probability :math:`P(T = t)` that a new subscriber pays for exactly ``horizon`` periods.
+
+        Parameters and returns are those of :meth:`expected_survival_new_user`,
+        with ``horizon`` :math:`t \ge 1`.
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            As in :meth:`expected_survival_new_user`.
 
         Notes
         -----
         :math:`P(T = t) = B(\alpha + 1, \beta + t - 1)/B(\alpha, \beta) = S(t - 1) - S(t)`:
         the share of a cohort lost between periods ``t - 1`` and ``t``. The
         churn probability conditional on reaching period ``t - 1`` is
-        ``1 - expected_retention_rate(t)``.
+        ``1 - expected_retention_rate_new_user(horizon=t)``; the probability of
+        churning by period ``t`` is :meth:`probability_churn_new_user`.
         """
-        t = self._periods(periods, 1, "probability_churn")
+        method = "probability_churn_in_period_new_user"
+        t = self._horizon(horizon, 1, method)
 
         def churn(a, b, v):
             return np.exp(_log_beta(a + 1, b + v - 1, np) - _log_beta(a, b, np))
 
-        return self._predict(churn, t, PERIOD, segment, ci_prob, return_draws)
+        return self._predict(churn, t, "horizon", segment, ci_prob, max_draws, random_seed,
+                             return_draws, method)
 
-    def expected_survivors(
-        self, n_start: float, periods: int | Sequence[int], segment: Hashable | None = None, *,
-        ci_prob: float = 0.89, return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
-        r"""Predict the users still subscribed in period ``t`` out of ``n_start`` new ones.
+    @prediction_method()
+    def expected_survivors_new_user(
+        self, *, n_start: float, horizon: int | Sequence[int], segment: Hashable | None = None,
+        ci_prob: float = 0.89, max_draws: int | None = None,
+        random_seed: int | np.random.Generator | None = None, return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Predict the users still subscribed in period ``horizon`` out of ``n_start`` new ones.
 
         Parameters
         ----------
         n_start : float
             Cohort size at period 0.
-        periods, segment, ci_prob, return_draws
-            As in :meth:`expected_survival`.
+        horizon, segment, ci_prob, max_draws, random_seed, return_draws
+            As in :meth:`expected_survival_new_user`.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            As in :meth:`expected_survival`: :math:`n_\text{start}\, S(t)`.
+        pandas.DataFrame or xarray.DataArray
+            As in :meth:`expected_survival_new_user`: :math:`n_\text{start}\, S(t)`.
         """
-        if not (isinstance(n_start, int | float | np.number) and n_start >= 0):
+        method = "expected_survivors_new_user"
+        if not (isinstance(n_start, int | float | np.number) and not isinstance(n_start, bool)
+                and n_start >= 0):
             raise ValueError(
-                "The 'n_start' parameter of ShiftedBetaGeoModel.expected_survivors must be a "
+                f"The 'n_start' parameter of ShiftedBetaGeoModel.{method} must be a "
                 f"non-negative number. Got {n_start!r} instead.")
-        t = self._periods(periods, 0, "expected_survivors")
-        return self._predict(lambda a, b, v: n_start * _survival(a, b, v), t, PERIOD, segment,
-                             ci_prob, return_draws)
+        t = self._horizon(horizon, 0, method)
+        return self._predict(lambda a, b, v: n_start * _survival(a, b, v), t, "horizon",
+                             segment, ci_prob, max_draws, random_seed, return_draws, method)
 
+    @prediction_method(positional=("discount_rate",))
     def expected_residual_lifetime(
-        self, discount_rate: float, *, periods_survived: int | Sequence[int] = 1,
-        segment: Hashable | None = None, ci_prob: float = 0.89, return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
+        self, *, discount_rate: float, periods_survived: int | Sequence[int] = 1,
+        segment: Hashable | None = None, ci_prob: float = 0.89, max_draws: int | None = None,
+        random_seed: int | np.random.Generator | None = None, return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
         r"""Discounted expected residual lifetime (DERL) of a current subscriber.
 
         Parameters
@@ -595,15 +723,16 @@ class ShiftedBetaGeoModel(BayesianModel):
             Periods :math:`n \ge 1` the subscriber has paid for (she has made
             :math:`n - 1` renewals); she is at the end of period :math:`n`,
             about to decide on her next renewal.
-        segment, ci_prob, return_draws
-            As in :meth:`expected_survival`.
+        segment, ci_prob, max_draws, random_seed, return_draws
+            As in :meth:`expected_survival_new_user`.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
+        pandas.DataFrame or xarray.DataArray
             Indexed by ``periods_survived`` (and segment): the expected number of
             further periods she pays for, each discounted to now; multiply by the
-            margin per period for her residual value.
+            margin per period for her residual value. Or the draws, dims
+            ``(chain, draw, periods_survived)`` (``segment`` before it with segments).
 
         Notes
         -----
@@ -615,17 +744,85 @@ class ShiftedBetaGeoModel(BayesianModel):
             = \frac{\beta + n - 1}{\alpha + \beta + n - 1}\,
             {}_2F_1\big(1, \beta + n; \alpha + \beta + n; \delta\big).
         """
-        if not (isinstance(discount_rate, int | float | np.number) and discount_rate > 0):
+        method = "expected_residual_lifetime"
+        if not (isinstance(discount_rate, int | float | np.number)
+                and not isinstance(discount_rate, bool) and discount_rate > 0):
             raise ValueError(
-                "The 'discount_rate' parameter of ShiftedBetaGeoModel.expected_residual_lifetime"
-                f" must be a positive number. Got {discount_rate!r} instead.")
-        n = self._periods(periods_survived, 1, "expected_residual_lifetime")
+                f"The 'discount_rate' parameter of ShiftedBetaGeoModel.{method} must be a "
+                f"positive number. Got {discount_rate!r} instead.")
+        n = self._horizon(periods_survived, 1, method, "periods_survived")
         delta = 1.0 / (1.0 + discount_rate)
 
         def derl(a, b, v):
             return (b + v - 1) / (a + b + v - 1) * special.hyp2f1(1.0, b + v, a + b + v, delta)
 
-        return self._predict(derl, n, "periods_survived", segment, ci_prob, return_draws)
+        return self._predict(derl, n, "periods_survived", segment, ci_prob, max_draws,
+                             random_seed, return_draws, method)
+
+    # ------------------------------------------------- deprecated names (one release)
+    @deprecated_alias("expected_survival_new_user")
+    def expected_survival(
+        self, periods: int | Sequence[int], segment: Hashable | None = None, *,
+        ci_prob: float = 0.89, return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        """Return ``expected_survival_new_user(horizon=periods, ...)`` (deprecated name).
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            What :meth:`expected_survival_new_user` returns.
+        """
+        return self.expected_survival_new_user(horizon=periods, segment=segment,
+                                               ci_prob=ci_prob, return_draws=return_draws)
+
+    @deprecated_alias("expected_retention_rate_new_user")
+    def expected_retention_rate(
+        self, periods: int | Sequence[int], segment: Hashable | None = None, *,
+        ci_prob: float = 0.89, return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        """Return ``expected_retention_rate_new_user(horizon=periods, ...)`` (deprecated name).
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            What :meth:`expected_retention_rate_new_user` returns.
+        """
+        return self.expected_retention_rate_new_user(horizon=periods, segment=segment,
+                                                     ci_prob=ci_prob, return_draws=return_draws)
+
+    @deprecated_alias("probability_churn_in_period_new_user")
+    def probability_churn(
+        self, periods: int | Sequence[int], segment: Hashable | None = None, *,
+        ci_prob: float = 0.89, return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        """Return ``probability_churn_in_period_new_user(horizon=periods, ...)`` (deprecated).
+
+        The old name meant :math:`P(T = t)`; ``probability_churn`` now means churn
+        *within* a horizon everywhere (:meth:`probability_churn_new_user`).
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            What :meth:`probability_churn_in_period_new_user` returns.
+        """
+        return self.probability_churn_in_period_new_user(
+            horizon=periods, segment=segment, ci_prob=ci_prob, return_draws=return_draws)
+
+    @deprecated_alias("expected_survivors_new_user")
+    def expected_survivors(
+        self, n_start: float, periods: int | Sequence[int], segment: Hashable | None = None, *,
+        ci_prob: float = 0.89, return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        """Return ``expected_survivors_new_user(n_start=..., horizon=periods)`` (deprecated name).
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            What :meth:`expected_survivors_new_user` returns.
+        """
+        return self.expected_survivors_new_user(n_start=n_start, horizon=periods,
+                                                segment=segment, ci_prob=ci_prob,
+                                                return_draws=return_draws)
 
 
 def _is_number(values: pd.Series) -> bool:

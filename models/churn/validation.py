@@ -12,7 +12,7 @@ predictions against what happened in the holdout window that follows:
   point predictions of another tool (``lifetimes``, an MLE) on the same table.
 
 The outcome scored is observable: whether a user is active at least once in
-the holdout. Its BG/NBD probability is :func:`probability_active_within`.
+the holdout. Its BG/NBD probability is :meth:`BetaGeoModel.probability_active`.
 """
 
 from __future__ import annotations
@@ -23,21 +23,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from scipy import stats
 
+from models import _html
+from models._deprecation import deprecated_arguments, warn_deprecated
 from models.base import resolve_seed
 from models.churn.beta_geo import (
     AGE,
     FREQUENCY,
     RECENCY,
     BetaGeoModel,
-    _check_horizon,
     _factorize,
-    _probability_alive,
 )
 from models.data.schema import TIMESTAMP, USER_ID
 from models.data.summaries import _period_index, summarize_activity
-from models.predict import DEFAULT_BLOCK_ELEMENTS, summarize_draws
+from models.predict import DEFAULT_BLOCK_ELEMENTS, check_ci_prob, flatten_draws, summarize_draws
 
 __all__ = [
     "HoldoutEvaluation",
@@ -142,7 +143,9 @@ def brier_score(y: Any, p: Any) -> float:
     return float(np.round(np.mean((p_ - y_) ** 2), 15))
 
 
-def calibration_table(y: Any, p: Any, *, n_bins: int = 10, prob: float = 0.95) -> pd.DataFrame:
+@deprecated_arguments(renamed={"prob": "ci_prob"})
+def calibration_table(y: Any, p: Any, *, n_bins: int = 10, ci_prob: float = 0.95
+                      ) -> pd.DataFrame:
     r"""Observed rate against mean predicted probability in bins of the prediction.
 
     Parameters
@@ -154,20 +157,22 @@ def calibration_table(y: Any, p: Any, *, n_bins: int = 10, prob: float = 0.95) -
     n_bins : int, default 10
         Number of bins of (nearly) equal counts, formed on the sorted
         predictions (tied predictions may fall in neighbouring bins).
-    prob : float, default 0.95
-        Probability of the bounds of the observed rate.
+    ci_prob : float, default 0.95
+        Probability of the bounds of the observed rate. (``prob`` is its
+        deprecated name.)
 
     Returns
     -------
     pandas.DataFrame
         One row per bin (index ``bin``): ``n``, ``mean_predicted``,
-        ``observed_rate``, ``lower``, ``upper`` (central ``prob`` interval of the
+        ``observed_rate``, ``lower``, ``upper`` (central ``ci_prob`` interval of the
         observed rate if the predictions were right) and ``inside``.
 
     Raises
     ------
     ValueError
-        As :func:`roc_auc`, or if ``n_bins`` is not a positive integer.
+        As :func:`roc_auc`, or if ``n_bins`` is not a positive integer or
+        ``ci_prob`` not in (0, 1).
 
     Notes
     -----
@@ -186,6 +191,7 @@ def calibration_table(y: Any, p: Any, *, n_bins: int = 10, prob: float = 0.95) -
     1    3             0.8            1.0
     """
     y_, p_ = _outcomes(y, p, "calibration_table")
+    ci_prob = check_ci_prob("calibration_table", ci_prob)
     if not (isinstance(n_bins, int | np.integer) and not isinstance(n_bins, bool) and n_bins > 0):
         raise ValueError("The 'n_bins' parameter of calibration_table must be a positive "
                          f"integer. Got {n_bins!r} instead.")
@@ -194,12 +200,12 @@ def calibration_table(y: Any, p: Any, *, n_bins: int = 10, prob: float = 0.95) -
     for i, idx in enumerate(np.array_split(order, min(n_bins, p_.size))):
         n = idx.size
         mean_p = p_[idx].mean()
-        lo, hi = stats.binom.ppf([(1 - prob) / 2, (1 + prob) / 2], n, mean_p) / n
+        lo, hi = stats.binom.ppf([(1 - ci_prob) / 2, (1 + ci_prob) / 2], n, mean_p) / n
         obs = y_[idx].mean()
         rows.append({"bin": i, "n": n, "mean_predicted": mean_p, "observed_rate": obs,
                      "lower": lo, "upper": hi, "inside": bool(lo <= obs <= hi)})
     out = pd.DataFrame(rows).set_index("bin")
-    out.attrs["prob"] = prob
+    out.attrs["ci_prob"] = ci_prob
     return out
 
 
@@ -290,60 +296,30 @@ def calibration_holdout_split(
 
 # --------------------------------------------------------------------- predictions
 def probability_active_within(
-    model: BetaGeoModel, data: pd.DataFrame | None = None, *, t: float, ci_prob: float = 0.89,
-    max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
-    return_draws: bool = False,
-) -> pd.DataFrame | np.ndarray:
-    r"""BG/NBD probability that each user is active at least once in the next ``t`` periods.
+    model: BetaGeoModel, data: pd.DataFrame | None = None, *, horizon: float | None = None,
+    t: float | None = None, ci_prob: float = 0.89, max_draws: int | None = None,
+    random_seed: int | np.random.Generator | None = None, return_draws: bool = False,
+) -> pd.DataFrame | xr.DataArray:
+    """Return ``model.probability_active(data, horizon=...)`` (deprecated function).
 
-    Parameters
-    ----------
-    model : BetaGeoModel
-        A fitted model.
-    data : pandas.DataFrame, optional
-        Activity summary; the training data by default.
-    t : float
-        Horizon (positive), in the time unit of the data.
-    ci_prob, max_draws, random_seed, return_draws
-        As in :meth:`BetaGeoModel.probability_alive`.
+    Use :meth:`BetaGeoModel.probability_active` instead; ``t`` is the deprecated
+    name of ``horizon``.
 
     Returns
     -------
-    pandas.DataFrame or numpy.ndarray
-        Index ``user``, columns ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper``;
-        or draws ``(draw, user)``.
-
-    Raises
-    ------
-    ValueError
-        If ``t`` is not a positive number.
-    models.exceptions.NotFittedError
-        Before ``fit``.
-
-    Notes
-    -----
-    A user alive at :math:`T` has rate :math:`\lambda \mid x, T \sim
-    \mathrm{Gamma}(r+x, \alpha+T)` and can drop out only after an activity, so
-
-    .. math::
-
-        P(\text{active in } (T, T+t]) = P(\text{alive at } T)
-        \Big[1 - \Big(\frac{\alpha+T}{\alpha+T+t}\Big)^{r+x}\Big].
+    pandas.DataFrame or xarray.DataArray
+        What :meth:`BetaGeoModel.probability_active` returns.
     """
-    horizon = _check_horizon("probability_active_within", "t", t)
-    if horizon.size != 1:
-        raise ValueError("The 't' parameter of probability_active_within must be a positive "
-                         f"number. Got {t!r} instead.")
-    t_ = float(horizon[0])
-
-    def func(params, block):
-        r, alpha, a, b = model._at(params, block)
-        x, t_x, T = (block[c].to_numpy() for c in (FREQUENCY, RECENCY, AGE))
-        alive = _probability_alive(r, alpha, a, b, x, t_x, T)
-        return alive * -np.expm1((r + x) * (np.log(alpha + T) - np.log(alpha + T + t_)))
-
-    return model._predict_users("probability_active_within", data, func, ci_prob, max_draws,
-                                random_seed, return_draws)
+    if t is not None:
+        if horizon is not None:
+            raise TypeError("probability_active_within() got both 't' and 'horizon'; pass "
+                            "only horizon.")
+        horizon = t
+    warn_deprecated("probability_active_within(model, data, t=...) is deprecated; use "
+                    "model.probability_active(data, horizon=...) instead.")
+    return model.probability_active(data, horizon=horizon, ci_prob=ci_prob,
+                                    max_draws=max_draws, random_seed=random_seed,
+                                    return_draws=return_draws)
 
 
 # ------------------------------------------------------------------------- scoring
@@ -361,8 +337,8 @@ class HoldoutEvaluation:
     by_frequency : pandas.DataFrame
         Mean holdout activity per calibration frequency bucket: ``n``,
         ``actual`` and its standard error ``actual_se``, ``predicted`` and, for a
-        Bayesian model, the ``hdi_lower``/``hdi_upper`` of the predicted bucket
-        mean (parameter uncertainty only).
+        Bayesian model, the ``ci_lower``/``ci_upper`` (equal-tailed interval) of
+        the predicted bucket mean (parameter uncertainty only).
     users : pandas.DataFrame
         Per user: the split table plus ``p_active`` and ``expected_activity``
         (posterior means, or the point predictions scored).
@@ -376,6 +352,19 @@ class HoldoutEvaluation:
     by_frequency: pd.DataFrame
     users: pd.DataFrame
     horizon: float
+
+    def _repr_html_(self) -> str:
+        """Notebook display: the scores, the calibration table and activity by frequency."""
+        return _html.card(
+            "Holdout evaluation",
+            _html.pairs_html({"users": f"{len(self.users):,}",
+                              "holdout (periods)": f"{self.horizon:g}",
+                              "AUC (0.5 is chance)": f"{self.auc:.3f}",
+                              "Brier score": f"{self.brier:.4f}"}),
+            "<div><strong>Calibration of P(active in the holdout)</strong></div>",
+            _html.frame_html(self.calibration),
+            "<div><strong>Holdout activity by calibration frequency</strong></div>",
+            _html.frame_html(self.by_frequency))
 
 
 def _buckets(frequency: np.ndarray, top: int) -> np.ndarray:
@@ -445,8 +434,10 @@ def score_holdout(
         step = max(1, DEFAULT_BLOCK_ELEMENTS // (max_draws or 4000))
         for start in range(0, len(rows), step):  # (draws x rows) blocks of bounded size
             block = rows.iloc[start:start + step]
-            p_draws = probability_active_within(model, block, t=horizon, return_draws=True, **kw)
-            e_draws = model.expected_activity(block, t=horizon, return_draws=True, **kw)
+            p_draws = flatten_draws(model.probability_active(block, horizon=horizon,
+                                                             return_draws=True, **kw))
+            e_draws = flatten_draws(model.expected_activity(block, horizon=horizon,
+                                                            return_draws=True, **kw))
             p_mean[start:start + step] = p_draws.mean(axis=0)
             e_mean[start:start + step] = e_draws.mean(axis=0)
             per_bucket = per_bucket + e_draws @ weights[start:start + step]
@@ -470,8 +461,8 @@ def score_holdout(
         "predicted": grouped["expected_activity"].mean(),
     })
     if predicted is not None:
-        by_freq["hdi_lower"] = predicted["hdi_lower"].to_numpy()
-        by_freq["hdi_upper"] = predicted["hdi_upper"].to_numpy()
+        by_freq["ci_lower"] = predicted["ci_lower"].to_numpy()
+        by_freq["ci_upper"] = predicted["ci_upper"].to_numpy()
     by_freq.index.name = FREQUENCY
     return HoldoutEvaluation(
         auc=roc_auc(y, users["p_active"]), brier=brier_score(y, users["p_active"]),

@@ -1,14 +1,16 @@
 """Model comparison by PSIS-LOO, thin over :func:`arviz.loo` and :func:`arviz.compare`.
 
-Both functions need the pointwise ``log_likelihood`` group of each fit, e.g. from
-``pymc.sample(..., idata_kwargs={"log_likelihood": True})`` or
-``pymc.compute_log_likelihood(idata)``.
+Both functions take fitted models of the package, whose pointwise log-likelihood
+they compute when it is missing (:meth:`~models.base.BayesianModel.compute_log_likelihood`),
+or ArviZ fits (:class:`xarray.DataTree`) with a ``log_likelihood`` group, e.g. from
+``pymc.sample(..., idata_kwargs={"log_likelihood": True})``.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -16,6 +18,8 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
+
+from models import _html
 
 __all__ = ["LooReport", "compare_models", "loo_report"]
 
@@ -104,6 +108,19 @@ class LooReport:
         """
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in asdict(self).items()}
 
+    def _repr_html_(self) -> str:
+        """Notebook display: elpd with its standard error and the Pareto-k counts."""
+        verdict = "warn" if self.warning else "pass"
+        return _html.card("PSIS-LOO", _html.pairs_html({
+            "reliability": _html.markup(_html.verdict_badge(verdict)),
+            "elpd": f"{self.elpd:.1f} (se {self.se:.1f})",
+            "p_loo": f"{self.p_loo:.1f}",
+            "observations / draws": f"{self.n_data_points:,} / {self.n_samples:,}",
+            f"Pareto k > {self.good_k:.2f} / > 0.7 / > 1":
+                f"{self.n_k_above_good} / {self.n_k_above_0_7} / {self.n_k_above_1}",
+            "largest Pareto k": f"{self.pareto_k_max:.2f}",
+        }))
+
     def __str__(self) -> str:
         flag = " (unreliable: high Pareto k)" if self.warning else ""
         return (
@@ -114,13 +131,14 @@ class LooReport:
         )
 
 
-def loo_report(idata: xr.DataTree, var_name: str | None = None) -> LooReport:
+def loo_report(idata: xr.DataTree | Any, var_name: str | None = None) -> LooReport:
     r"""Estimate out-of-sample predictive accuracy by PSIS-LOO and summarise its reliability.
 
     Parameters
     ----------
-    idata : xarray.DataTree
-        A fit with ``posterior`` and ``log_likelihood`` groups.
+    idata : xarray.DataTree or fitted model
+        A fit with ``posterior`` and ``log_likelihood`` groups, or a fitted model of
+        the package (its ``log_likelihood`` group is computed when missing).
     var_name : str, optional
         Log-likelihood variable to use; needed when the fit has more than one.
 
@@ -134,6 +152,8 @@ def loo_report(idata: xr.DataTree, var_name: str | None = None) -> LooReport:
     ValueError
         If the ``log_likelihood`` group is missing or empty, or ``var_name`` is not in it,
         or it has several variables and ``var_name`` is None.
+    TypeError
+        If ``idata`` is neither a DataTree nor a model of the package.
 
     Notes
     -----
@@ -170,12 +190,13 @@ def loo_report(idata: xr.DataTree, var_name: str | None = None) -> LooReport:
     >>> round(loo_report(idata).p_loo, 1)
     1.1
     """
+    idata = _as_tree(idata, "the fit")
     name = _check_log_likelihood(idata, var_name, label="the fit")
     return _report_from_elpd(_loo(idata, name), name)
 
 
 def compare_models(
-    fits: dict[str, xr.DataTree],
+    fits: Mapping[str, xr.DataTree | Any] | Sequence[Any],
     *,
     var_name: str | None = None,
     method: str = "stacking",
@@ -184,9 +205,11 @@ def compare_models(
 
     Parameters
     ----------
-    fits : dict of str to xarray.DataTree
-        Two or more fits of the same observations, keyed by model name; each needs a
-        ``log_likelihood`` group.
+    fits : dict of str to (xarray.DataTree or fitted model), or list of fitted models
+        Two or more fits of the same observations, keyed by model name (a list of
+        models is keyed by class name, numbered when a class repeats). A DataTree
+        needs a ``log_likelihood`` group; a fitted model of the package gets one from
+        :meth:`~models.base.BayesianModel.compute_log_likelihood` when it has none.
     var_name : str, optional
         Log-likelihood variable to compare on; needed when the fits have more than one.
     method : {"stacking", "BB-pseudo-BMA", "pseudo-BMA"}, default "stacking"
@@ -204,10 +227,13 @@ def compare_models(
     Raises
     ------
     ValueError
-        If fewer than two fits are given, a fit has no ``log_likelihood`` group (the
-        message says how to get one), or ``var_name`` is missing or ambiguous.
+        If fewer than two fits are given, a list holds DataTree fits (which have no
+        name; key them in a dict), a fit has no ``log_likelihood`` group (the
+        message says how to get one), ``var_name`` is missing or ambiguous, or the fits
+        do not have the same observation units (e.g. users in one, user-days in the
+        other).
     TypeError
-        If a fit is not an :class:`xarray.DataTree`.
+        If a fit is neither an :class:`xarray.DataTree` nor a model of the package.
 
     Notes
     -----
@@ -244,16 +270,26 @@ def compare_models(
     >>> compare_models(fits).index[0]
     'negbinom'
     """
-    if not isinstance(fits, dict) or len(fits) < 2:
-        got = f"{len(fits)} fit(s)" if isinstance(fits, dict) else type(fits).__name__
+    if isinstance(fits, Sequence) and not isinstance(fits, str):
+        if any(isinstance(fit, xr.DataTree) for fit in fits):
+            raise ValueError(
+                "compare_models needs a dict of at least two fits keyed by model name (or a "
+                "list of fitted models, keyed by class name). Got list instead, holding "
+                "DataTree fits, which have no name: pass them as a dict keyed by model name."
+            )
+        fits = _label_models(fits)
+    if not isinstance(fits, Mapping) or len(fits) < 2:
+        got = f"{len(fits)} fit(s)" if isinstance(fits, Mapping) else type(fits).__name__
         raise ValueError(
-            "compare_models needs a dict of at least two fits keyed by model name. "
-            f"Got {got} instead."
+            "compare_models needs a dict of at least two fits keyed by model name (or a "
+            f"list of fitted models). Got {got} instead."
         )
+    trees = {label: _as_tree(fit, f"fit '{label}'") for label, fit in fits.items()}
     names: dict[str, str] = {}
-    for label, idata in fits.items():
+    for label, idata in trees.items():
         names[label] = _check_log_likelihood(idata, var_name, label=f"fit '{label}'")
-    elpds = {label: _loo(idata, names[label]) for label, idata in fits.items()}
+    _check_same_units(trees, names)
+    elpds = {label: _loo(idata, names[label]) for label, idata in trees.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         table = az.compare(elpds, method=method, round_to="none")
@@ -268,18 +304,70 @@ def compare_models(
 # --------------------------------------------------------------------------- helpers
 
 
+def _label_models(models: Sequence[Any]) -> dict[str, Any]:
+    """Key a list of fitted models by class name, numbering repeated classes."""
+    names = [type(m).__name__ for m in models]
+    out = {}
+    for i, (name, model) in enumerate(zip(names, models, strict=True)):
+        out[name if names.count(name) == 1 else f"{name} [{i}]"] = model
+    return out
+
+
+def _as_tree(fit: Any, label: str) -> xr.DataTree:
+    """Return the DataTree of a fit: the tree itself, or a fitted model's ``idata_``.
+
+    A model without a pointwise log-likelihood gets one from its
+    ``compute_log_likelihood`` (an unfitted model raises ``NotFittedError`` there).
+    """
+    if isinstance(fit, xr.DataTree):
+        return fit
+    compute = getattr(fit, "compute_log_likelihood", None)
+    if compute is None:
+        raise TypeError(
+            f"Expected an xarray.DataTree (ArviZ 1 fit) or a fitted listening-models model "
+            f"for {label}. Got {type(fit).__name__} instead."
+        )
+    tree = getattr(fit, "idata_", None)
+    if tree is None or not _has_log_likelihood(tree):
+        compute()
+    return fit.idata_
+
+
+def _has_log_likelihood(idata: xr.DataTree) -> bool:
+    return "log_likelihood" in idata.children and bool(idata["log_likelihood"].data_vars)
+
+
+def _check_same_units(trees: Mapping[str, xr.DataTree], names: Mapping[str, str]) -> None:
+    """Raise unless every fit's log-likelihood has the same observation dims and sizes."""
+    shapes = {}
+    for label, idata in trees.items():
+        da = idata["log_likelihood"][names[label]]
+        shapes[label] = {d: int(da.sizes[d]) for d in da.dims if d not in ("chain", "draw")}
+    first, *rest = shapes.items()
+    for label, shape in rest:
+        if sorted(shape.values()) != sorted(first[1].values()):
+            raise ValueError(
+                "compare_models needs fits of the same observations, one log-likelihood "
+                f"value per unit in each: fit '{first[0]}' has {first[1]} and fit '{label}' "
+                f"has {shape}."
+            )
+
+
 def _check_log_likelihood(idata: xr.DataTree, var_name: str | None, *, label: str) -> str:
     if not isinstance(idata, xr.DataTree):
         raise TypeError(
             f"Expected an xarray.DataTree (ArviZ 1 fit) for {label}. Got "
             f"{type(idata).__name__} instead."
         )
-    if "log_likelihood" not in idata.children or not idata["log_likelihood"].data_vars:
+    if not _has_log_likelihood(idata):
+        state = ("an empty 'log_likelihood' group" if "log_likelihood" in idata.children
+                 else "no 'log_likelihood' group")
         raise ValueError(
-            f"PSIS-LOO needs the pointwise log-likelihood, but {label} has no "
-            f"'log_likelihood' group (groups: {sorted(idata.children)}). Sample with "
-            "pm.sample(..., idata_kwargs={'log_likelihood': True}) or add it afterwards with "
-            "pm.compute_log_likelihood(idata, model=model)."
+            f"PSIS-LOO needs the pointwise log-likelihood, but {label} has {state} (groups: "
+            f"{sorted(idata.children)}). For a model of this package call "
+            "model.compute_log_likelihood() (or fit(..., log_likelihood=True)); for a PyMC "
+            "model sample with pm.sample(..., idata_kwargs={'log_likelihood': True}) or add "
+            "it with pm.compute_log_likelihood(idata, model=model)."
         )
     available = sorted(idata["log_likelihood"].data_vars)
     if var_name is None:
@@ -298,6 +386,14 @@ def _check_log_likelihood(idata: xr.DataTree, var_name: str | None, *, label: st
 
 
 def _loo(idata: xr.DataTree, var_name: str) -> Any:
+    log_lik = idata["log_likelihood"][var_name]
+    if "posterior" in idata.children and "draw" in log_lik.dims:
+        posterior = idata["posterior"].to_dataset()
+        if posterior.sizes.get("draw") != log_lik.sizes["draw"]:
+            # a thinned log-likelihood: the relative efficiency of those draws only
+            idata = xr.DataTree.from_dict({
+                "posterior": posterior.sel(draw=log_lik["draw"].values),
+                "log_likelihood": log_lik.to_dataset(name=var_name)})
     with warnings.catch_warnings():
         # High Pareto k is reported in the result, not as a stray warning.
         warnings.simplefilter("ignore", UserWarning)

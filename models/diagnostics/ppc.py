@@ -13,6 +13,9 @@ import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
 
+from models._deprecation import deprecated_arguments
+from models.predict import check_ci_prob
+
 __all__ = ["STATISTICS", "plot_ppc_counts", "plot_ppc_stat", "ppc_pvalue"]
 
 
@@ -180,6 +183,7 @@ def plot_ppc_stat(
     return ax
 
 
+@deprecated_arguments(renamed={"prob": "ci_prob"})
 def plot_ppc_counts(
     idata: xr.DataTree,
     var_name: str,
@@ -188,7 +192,7 @@ def plot_ppc_counts(
     num_draws: int = 50,
     random_seed: int | np.random.Generator | None = None,
     max_count: int | None = None,
-    prob: float = 0.89,
+    ci_prob: float = 0.89,
 ) -> Axes:
     """Plot observed count frequencies against their posterior predictive intervals.
 
@@ -210,14 +214,15 @@ def plot_ppc_counts(
         Largest count shown on its own; larger counts are pooled into the last bar
         (labelled ``"max_count+"``). Defaults to the 99th percentile of the observed
         counts (at least 1), so that a few huge counts do not stretch the axis.
-    prob : float, default 0.89
-        Probability mass of the equal-tailed predictive interval.
+    ci_prob : float, default 0.89
+        Probability mass of the equal-tailed predictive interval. (``prob`` is its
+        deprecated name.)
 
     Returns
     -------
     matplotlib.axes.Axes
         The Axes drawn on: bars of the observed number of observations with each count,
-        and for each count the predictive median (dot) and ``prob`` interval (line).
+        and for each count the predictive median (dot) and ``ci_prob`` interval (line).
 
     Raises
     ------
@@ -258,10 +263,7 @@ def plot_ppc_counts(
             "The 'num_draws' parameter of plot_ppc_counts must be a positive integer. "
             f"Got {num_draws!r} instead."
         )
-    if not 0 < prob < 1:
-        raise ValueError(
-            f"The 'prob' parameter of plot_ppc_counts must be in (0, 1). Got {prob!r} instead."
-        )
+    ci_prob = check_ci_prob("plot_ppc_counts", ci_prob)
     if max_count is not None and (
         isinstance(max_count, bool) or not isinstance(max_count, int | np.integer) or max_count < 1
     ):
@@ -287,11 +289,13 @@ def plot_ppc_counts(
     edges = np.arange(max_count + 1)
     obs_freq = _count_frequencies(observed[None, :], max_count)[0]
     rep_freq = _count_frequencies(np.round(predicted), max_count)
-    lower, median, upper = np.quantile(rep_freq, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)
+    lower, median, upper = np.quantile(rep_freq, [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2],
+                                       axis=0)
 
     ax = _new_axes(ax)
     ax.bar(edges, obs_freq, width=0.8, color="C0", alpha=0.5, label="observed")
-    ax.vlines(edges, lower, upper, color="C1", linewidth=2, label=f"predictive {prob:.0%} interval")
+    ax.vlines(edges, lower, upper, color="C1", linewidth=2,
+              label=f"predictive {ci_prob:.0%} interval")
     ax.plot(edges, median, "o", color="C1", markersize=4, label="predictive median")
     ax.set_xticks(edges)
     labels = [str(k) for k in edges]

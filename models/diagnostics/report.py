@@ -9,6 +9,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from models import _html
+
 __all__ = ["FitReport", "Verdict"]
 
 Verdict = Literal["pass", "warn", "fail", "not-applicable"]
@@ -241,6 +243,26 @@ class FitReport:
             if items:
                 lines += ["", f"{title}:"] + [f"  - {item}" for item in items]
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """Notebook display: the verdict, the fit-level checks and what to do."""
+        head = {
+            "verdict": _html.markup(_html.verdict_badge(self.verdict)),
+            "method": f"{self.method} ({self.sampler or 'unknown sampler'})",
+            "draws": f"{self.n_chains} chain(s) x {self.n_draws:,}",
+        }
+        if self.uninformed:
+            head["not informed by the data"] = ", ".join(self.uninformed)
+        flagged = self.variables[self.variables["flags"].astype(bool)] if (
+            "flags" in self.variables.columns) else self.variables.iloc[:0]
+        return _html.card(
+            "Fit check", _html.pairs_html(head), _html.frame_html(self.to_frame()),
+            _html.frame_html(flagged) if len(flagged) else "",
+            _html.items_html("Problems", self.problems),
+            _html.items_html("Cautions", self.cautions),
+            _html.items_html("Notes", self.notes),
+            _html.items_html("Advice", self.advice),
+        )
 
     def __repr__(self) -> str:
         return (

@@ -7,22 +7,62 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_prior", "check_probability", "check_real", "check_rope"]
+__all__ = [
+    "check_bool",
+    "check_column_names",
+    "check_prior",
+    "check_probability",
+    "check_real",
+    "check_rope",
+    "is_real",
+]
 
 PRIOR_KEYS = ("beta", "lift", "effect")
+_NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five"}
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool
-    )
+def is_real(value: Any, *, finite: bool = False) -> bool:
+    """Whether ``value`` is a real number (a Python or numpy int or float, not a bool)."""
+    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+    return ok and (not finite or bool(np.isfinite(value)))
+
+
+def check_bool(owner: str, name: str, value: Any) -> bool:
+    """Return ``value`` as a bool, or raise the parameter error if it is not True or False."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(
+            f"The '{name}' parameter of {owner} must be True or False. Got {value!r} instead."
+        )
+    return bool(value)
+
+
+def check_column_names(owner: str, **columns: Any) -> None:
+    """Raise the parameter error unless every value is a column name (str) and all differ."""
+    for name, value in columns.items():
+        if not isinstance(value, str):
+            raise ValueError(
+                f"The '{name}' parameter of {owner} must be a column name (str). "
+                f"Got {value!r} instead."
+            )
+    if len(set(columns.values())) < len(columns):
+        names = _enumerate([f"'{n}'" for n in columns])
+        count = _NUMBERS.get(len(columns), len(columns))
+        raise ValueError(
+            f"The {names} parameters of {owner} must name {count} different columns. "
+            f"Got {_enumerate([repr(v) for v in columns.values()])} instead."
+        )
+
+
+def _enumerate(items: list[str]) -> str:
+    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def check_probability(owner: str, name: str, value: Any, *, low: float = 0.0) -> float:
     """Return ``value`` as a float in ``(low, 1)`` or raise the parameter error."""
-    if not (_is_real(value) and low < value < 1):
+    if not (is_real(value) and low < value < 1):
         raise ValueError(
-            f"The '{name}' parameter of {owner} must be in ({low:g}, 1). Got {value!r} instead."
+            f"The '{name}' parameter of {owner} must be a number in ({low:g}, 1). "
+            f"Got {value!r} instead."
         )
     return float(value)
 
@@ -31,7 +71,7 @@ def check_real(
     owner: str, name: str, value: Any, *, low: float | None = None, strict: bool = False
 ) -> float:
     """Return ``value`` as a finite float, at least (or above, ``strict``) ``low``."""
-    ok = _is_real(value) and np.isfinite(value)
+    ok = is_real(value, finite=True)
     if ok and low is not None:
         ok = value > low if strict else value >= low
     if not ok:
@@ -76,7 +116,7 @@ def check_prior(
         pair = tuple(value) if isinstance(value, tuple | list) else None
         if key == "beta":
             ok = pair is not None and len(pair) == 2 and all(
-                _is_real(p) and np.isfinite(p) and p > 0 for p in pair
+                is_real(p, finite=True) and p > 0 for p in pair
             )
             if not ok:
                 raise ValueError(
@@ -88,7 +128,7 @@ def check_prior(
             ok = (
                 pair is not None
                 and len(pair) == 2
-                and all(_is_real(p) and np.isfinite(p) for p in pair)
+                and all(is_real(p, finite=True) for p in pair)
                 and pair[1] > 0
             )
             if not ok:

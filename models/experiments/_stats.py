@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.data.validation import TABLE, _row_problem
+from models._validation import TABLE, row_problem
 from models.exceptions import DataValidationError, Problem
 
 __all__ = ["KINDS", "STAT_COLUMNS", "ArmMoments", "StatsTable", "arm_moments", "prepare_stats"]
@@ -177,7 +177,7 @@ def prepare_stats(stats: Any, *, control: str, owner: str) -> StatsTable:
         if col in frame.columns:
             bad = ~np.isfinite(v[col])
             if bad.any():
-                problems.append(_row_problem(
+                problems.append(row_problem(
                     col, "finite numbers (no NaN, no infinity)", bad, _examples(frame, col),
                     fix="fill or drop the metric; NaN per-user values must be handled "
                         "before summing"))  # fmt: skip
@@ -186,17 +186,17 @@ def prepare_stats(stats: Any, *, control: str, owner: str) -> StatsTable:
         finite &= np.isfinite(v[col])
     bad = finite & ((n < 2) | (n != np.round(n)))
     if bad.any():
-        problems.append(_row_problem(
+        problems.append(row_problem(
             "n", "an integer of at least 2 users in every arm", bad, _examples(frame, "n"),
             fix="drop the metric or wait for more users"))  # fmt: skip
     bad_kind = ~kinds.isin(KINDS).to_numpy()
     if bad_kind.any():
-        problems.append(_row_problem(
+        problems.append(row_problem(
             "kind", f"one of {list(KINDS)}", bad_kind, _examples(frame, "kind")))
     for col in [c for c in ("sum_yy", "sum_dd", "sum_xx", "sum_ww") if c in frame.columns]:
         bad = finite & (v[col] < 0)
         if bad.any():
-            problems.append(_row_problem(
+            problems.append(row_problem(
                 col, "a non-negative sum of squares", bad, _examples(frame, col)))
     # a sum of squares below sum^2 / n is a negative variance: the sums do not match
     for sq, s in (("sum_yy", "sum_y"), ("sum_xx", "sum_x")):
@@ -204,23 +204,23 @@ def prepare_stats(stats: Any, *, control: str, owner: str) -> StatsTable:
         bad = finite & (n >= 1) & (v[sq] >= 0)
         bad &= gap < -_REL_TOL * np.maximum(np.abs(v[sq]), 1.0)
         if bad.any():
-            problems.append(_row_problem(
+            problems.append(row_problem(
                 sq, f"at least {s}**2 / n (a sum of squares of the same values)", bad,
                 _examples(frame, sq), fix=f"{sq} must be the sum of the squared values"))
     binary = (kinds == "binary").to_numpy()
     bad = finite & binary & ((v["sum_y"] < 0) | (v["sum_y"] > n))
     if bad.any():
-        problems.append(_row_problem(
+        problems.append(row_problem(
             "sum_y", "a count between 0 and n for a binary metric", bad,
             _examples(frame, "sum_y")))
     bad = finite & binary & (np.abs(v["sum_yy"] - v["sum_y"]) > _REL_TOL * np.maximum(n, 1))
     if bad.any():
-        problems.append(_row_problem(
+        problems.append(row_problem(
             "sum_yy", "equal to sum_y for a binary metric (values 0 or 1)", bad,
             _examples(frame, "sum_yy"), fix="declare the metric 'continuous'"))
     bad = finite & is_ratio & ~(v["sum_d"] > 0)
     if bad.any():
-        problems.append(_row_problem(
+        problems.append(row_problem(
             "sum_d", "a positive sum of the denominator of a ratio metric", bad,
             _examples(frame, "sum_d"),
             fix="the denominator is zero for every user of this arm: the ratio is "
@@ -230,7 +230,7 @@ def prepare_stats(stats: Any, *, control: str, owner: str) -> StatsTable:
         if col in frame.columns:
             bad = means & (np.abs(v[col] - n) > _REL_TOL * np.maximum(n, 1))
             if bad.any():
-                problems.append(_row_problem(
+                problems.append(row_problem(
                     col, "equal to n for a continuous or binary metric (d = 1)", bad,
                     _examples(frame, col), fix="declare the metric 'ratio'"))
 
@@ -244,7 +244,7 @@ def prepare_stats(stats: Any, *, control: str, owner: str) -> StatsTable:
     counts = np.bincount(cell, minlength=len(keys) * len(variants))
     dup = counts[cell] > 1
     if dup.any():
-        problems.append(_row_problem(
+        problems.append(row_problem(
             VARIANT, "one row per (metric, variant)", dup, _examples(frame)))
     if control not in variants:
         problems.append(Problem(
@@ -271,7 +271,7 @@ def prepare_stats(stats: Any, *, control: str, owner: str) -> StatsTable:
             values = frame[col].to_numpy()
             bad = values != values[first][code]
             if bad.any():
-                problems.append(_row_problem(
+                problems.append(row_problem(
                     col, "the same value in every arm of a metric", bad,
                     _examples(frame, col)))
     if problems:

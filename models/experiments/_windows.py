@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models._validation import N_EXAMPLES, row_problem
 from models.data._lazy import compute, dask_row_problem, is_dask
 from models.data.schema import MS_PLAYED, TIMESTAMP
-from models.data.validation import _row_problem
 from models.exceptions import DataQualityWarning, DataValidationError, Problem
 from models.experiments.schema import ASSIGNED_AT, USER_ID
 
@@ -45,8 +45,6 @@ DAY = pd.Timedelta(days=1)
 DAYCOL, ONE = "_day", "_one"
 #: Largest magnitude an integer sum may reach (a margin below 2**63 for float rounding).
 INT64_LIMIT = 2.0**63 * (1 - 1e-9)
-#: How many users a message names.
-N_NAMED = 5
 
 
 def _rows(
@@ -181,7 +179,7 @@ def flag(column: str, rule: str, mask: Any, values: Any, fix: str) -> Problem:
     """Build a row problem from a pandas or Dask mask (a second pass over Dask data)."""
     if is_dask(mask):
         return dask_row_problem(column, rule, mask, values, fix)
-    return _row_problem(column, rule, mask.to_numpy(dtype=bool), values, fix)
+    return row_problem(column, rule, mask.to_numpy(dtype=bool), values, fix)
 
 
 def event_row_checks(events: Any, sums: list[str], known: Any) -> dict[str, Any]:
@@ -222,8 +220,8 @@ def raise_for_event_rows(events: Any, checks: dict, known: Any, unassigned: str)
     n_events, n_users = int(checks["unknown_events"]), int(checks["unknown_users"])
     if n_events and unassigned == "error":
         (ids,) = compute(events[USER_ID][~known].drop_duplicates())
-        first = ", ".join(repr(v) for v in sorted(ids.tolist())[:N_NAMED])
-        more = ", ..." if n_users > N_NAMED else ""
+        first = ", ".join(repr(v) for v in sorted(ids.tolist())[:N_EXAMPLES])
+        more = ", ..." if n_users > N_EXAMPLES else ""
         problems.append(
             flag(
                 USER_ID,
@@ -266,7 +264,7 @@ def check_overflow(rows: Any, keys: list[str], columns: list[str], totals: dict)
                 Problem(
                     column,
                     f"integer sums within int64; the sums of {len(users)} user(s) overflow, "
-                    f"first: {', '.join(repr(u) for u in users[:N_NAMED])}",
+                    f"first: {', '.join(repr(u) for u in users[:N_EXAMPLES])}",
                     fix=f"rescale '{column}' (e.g. to a coarser unit) before summing",
                 )
             )
@@ -286,7 +284,7 @@ def check_exposure(table: pd.DataFrame, end: pd.Timestamp, window_days: int, pos
         return
     order = np.argsort(table[position].to_numpy(), kind="stable")
     ids = table[USER_ID].iloc[order].reset_index(drop=True)
-    found = _row_problem(ASSIGNED_AT, "", late[order], ids)
+    found = row_problem(ASSIGNED_AT, "", late[order], ids)
     raise DataValidationError(
         [
             Problem(

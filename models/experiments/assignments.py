@@ -20,15 +20,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.data.validation import (
+from models._validation import (
+    N_EXAMPLES,
     TABLE,
-    _check_ids,
-    _clean_ids,
-    _parse_datetimes,
-    _raise_or_drop,
-    _Report,
-    _row_problem,
-    _to_naive_utc,
+    Report,
+    check_ids,
+    clean_ids,
+    parse_datetimes,
+    per_value,
+    raise_or_drop,
+    row_problem,
+    text_missing,
+    to_naive_utc,
 )
 from models.exceptions import DataValidationError, Problem
 from models.experiments.schema import (
@@ -44,32 +47,14 @@ __all__ = ["validate_assignments"]
 #: Strings that mean "no id" (compared after stripping spaces, ignoring case): what
 #: ``astype(str)`` makes of None, NaN and pd.NA, and what SQL exports write.
 _BLANK_STRINGS = frozenset({"", "nan", "none", "null", "<na>"})
-#: How many users an error message names.
-_N_NAMED = 5
-
-
-def _per_value(s: pd.Series, test: Any) -> np.ndarray:
-    """``test(value)`` for every row, evaluated once per distinct value (missing: False)."""
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
-    values = uniques.tolist()  # iterating an Arrow-backed array value by value is slow
-    flags = np.fromiter((bool(test(v)) for v in values), dtype=bool, count=len(values))
-    return np.where(codes >= 0, flags[np.maximum(codes, 0)], False) if len(flags) else \
-        np.zeros(len(s), dtype=bool)
 
 
 def _blank(s: pd.Series) -> np.ndarray:
     """Missing values, and strings that stand for a missing value ('', 'nan', ...)."""
-    missing = s.isna().to_numpy()
-    if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object:
-        text = s.str.strip().str.lower().isin(_BLANK_STRINGS)
-        missing = missing | text.fillna(False).to_numpy(dtype=bool)
-    elif s.dtype == object:
-        missing = missing | _per_value(
-            s, lambda v: isinstance(v, str) and v.strip().lower() in _BLANK_STRINGS)
-    return missing
+    return s.isna().to_numpy(dtype=bool) | text_missing(s, _BLANK_STRINGS)
 
 
-def _check_id_column(s: pd.Series, column: str, report: _Report) -> np.ndarray:
+def _check_id_column(s: pd.Series, column: str, report: Report) -> np.ndarray:
     """Report missing (or blank) ids and ids of mixed types; return the missing mask."""
     blank = _blank(s)
     report.add_rows(
@@ -79,11 +64,14 @@ def _check_id_column(s: pd.Series, column: str, report: _Report) -> np.ndarray:
         s,
         f"drop the rows with a missing '{column}', or fill them with the real id",
     )
-    _check_ids(s.mask(blank) if blank.any() else s, column, report, allow_missing=True)
+    if s.dtype == object or not pd.api.types.is_string_dtype(s.dtype):
+        # a column of a string dtype holds only strings and missing values: no containers,
+        # mixed types or fractional numbers for check_ids to find
+        check_ids(s.mask(blank) if blank.any() else s, column, report, allow_missing=True)
     return blank
 
 
-def _parse_assigned_at(s: pd.Series, report: _Report) -> pd.Series:
+def _parse_assigned_at(s: pd.Series, report: Report) -> pd.Series:
     """Parse ``assigned_at`` strictly: datetime64 values or ISO-8601 strings only."""
     strings = not (
         pd.api.types.is_datetime64_any_dtype(s.dtype)
@@ -108,14 +96,14 @@ def _parse_assigned_at(s: pd.Series, report: _Report) -> pd.Series:
             # Those rows are reported once, above; a placeholder keeps them out of the
             # "missing values" rule of the shared parser (the table is refused anyway).
             s = s.mask(not_iso, "1970-01-01")
-    return _parse_datetimes(s, ASSIGNED_AT, report)
+    return parse_datetimes(s, ASSIGNED_AT, report)
 
 
-def _check_variant_names(s: pd.Series, report: _Report) -> tuple[np.ndarray, list[str]]:
+def _check_variant_names(s: pd.Series, report: Report) -> tuple[np.ndarray, list[str]]:
     """Report missing, empty and non-string variants; return the valid mask and the names."""
     blank = s.isna().to_numpy()
     if pd.api.types.is_string_dtype(s.dtype) or s.dtype == object:
-        blank = blank | _per_value(s, lambda v: isinstance(v, str) and not v.strip())
+        blank = blank | per_value(s, lambda v: isinstance(v, str) and not v.strip())
     report.add_rows(
         VARIANT,
         "no missing or empty variant names",
@@ -123,7 +111,7 @@ def _check_variant_names(s: pd.Series, report: _Report) -> tuple[np.ndarray, lis
         s,
         f"drop the rows without a '{VARIANT}', or fill in the arm each user was given",
     )
-    not_str = _per_value(s, lambda v: not isinstance(v, str)) & ~blank
+    not_str = per_value(s, lambda v: not isinstance(v, str)) & ~blank
     report.add_rows(
         VARIANT,
         "variant names as strings",
@@ -141,7 +129,7 @@ def _check_variant_names(s: pd.Series, report: _Report) -> tuple[np.ndarray, lis
     if clashes:
         odd = s.isin([n for group in clashes for n in group]).to_numpy() & valid
         report.table.append(
-            _row_problem(
+            row_problem(
                 VARIANT,
                 "variant names that differ in more than case or spaces (found "
                 + "; ".join(" vs ".join(repr(n) for n in group) for group in clashes)
@@ -186,7 +174,7 @@ def check_control_param(control: Any, variants: tuple[str, ...] | None, func: st
         )
 
 
-def _check_repeats(data: pd.DataFrame, keys: list[str], valid: np.ndarray, report: _Report) -> None:
+def _check_repeats(data: pd.DataFrame, keys: list[str], valid: np.ndarray, report: Report) -> None:
     """Report repeated assignments and users assigned to two or more variants."""
     frame = data.loc[valid, [*keys, VARIANT]]
     positions = np.flatnonzero(valid)
@@ -208,9 +196,9 @@ def _check_repeats(data: pd.DataFrame, keys: list[str], valid: np.ndarray, repor
         users = data.loc[conflict, keys].drop_duplicates()
         named = ", ".join(
             repr(row[0] if len(row) == 1 else tuple(row))
-            for row in users.head(_N_NAMED).itertuples(index=False)
+            for row in users.head(N_EXAMPLES).itertuples(index=False)
         )
-        more = ", ..." if len(users) > _N_NAMED else ""
+        more = ", ..." if len(users) > N_EXAMPLES else ""
         report.add_rows(
             key_text,
             f"one variant per user; {len(users)} user(s) were assigned to two or more "
@@ -312,9 +300,9 @@ def validate_assignments(
         )
     variants = check_variants_param(variants, func)
     check_control_param(control, variants, func)
-    end = None if observation_end is None else _to_naive_utc(observation_end, "observation_end")
+    end = None if observation_end is None else to_naive_utc(observation_end, "observation_end")
 
-    report = _Report(n_rows=len(assignments))
+    report = Report(n_rows=len(assignments))
     for column in REQUIRED_ASSIGNMENT_COLUMNS:
         if column not in assignments.columns:
             report.table.append(
@@ -375,9 +363,9 @@ def validate_assignments(
         )
     _check_repeats(data, keys, valid, report)
 
-    out = _raise_or_drop(report, out, what="assignments", drop_invalid=False)
+    out = raise_or_drop(report, out, what="assignments", drop_invalid=False)
     for column in keys:
-        out[column] = _clean_ids(out[column])
+        out[column] = clean_ids(out[column])
     out[VARIANT] = out[VARIANT].astype("str")
     out[ASSIGNED_AT] = out[ASSIGNED_AT].astype("datetime64[ns]")
     return out.sort_values(keys, kind="stable").reset_index(drop=True)

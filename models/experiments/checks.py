@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from models._validation import check_table, lazy_checks, raise_lazy
 from models.data._lazy import is_dask
 from models.data.schema import TIMESTAMP
-from models.data.summaries import _check_table, _lazy_checks, _raise_lazy
+from models.experiments._checks import check_probability
 from models.experiments._windows import (
     DAYCOL,
     ONE,
@@ -103,16 +104,6 @@ class ExperimentChecks:
             "until the causes are found."
         )
         return "\n".join([head, *(f"  - {m}" for m in self.messages)])
-
-
-def _check_threshold(threshold: Any, func: str) -> float:
-    ok = isinstance(threshold, int | float | np.floating) and not isinstance(threshold, bool)
-    if not (ok and 0 < threshold < 1):
-        raise ValueError(
-            f"The 'threshold' parameter of {func} must be a probability in (0, 1). "
-            f"Got {threshold!r} instead."
-        )
-    return float(threshold)
 
 
 def _counts(data: Any, func: str) -> pd.Series:
@@ -216,7 +207,7 @@ def sample_ratio_test(
     False
     """
     func = "sample_ratio_test"
-    threshold = _check_threshold(threshold, func)
+    threshold = check_probability(func, "threshold", threshold)
     counts = _counts(assignments_or_counts, func)
     shares = _shares(expected, list(counts.index), func)
     observed = counts.reindex(shares.index, fill_value=0).astype("int64")
@@ -467,7 +458,7 @@ def check_experiment(
     6     pre_period_balance  treatment    1.0  True
     """
     func = "check_experiment"
-    threshold = _check_threshold(threshold, func)
+    threshold = check_probability(func, "threshold", threshold)
     if not (isinstance(pre_days, int | np.integer) and not isinstance(pre_days, bool)) or (
         pre_days <= 0
     ):
@@ -492,7 +483,7 @@ def check_experiment(
             f"The 'control' parameter of {func} must be one of the variants {names}. "
             f"Got {control!r} instead."
         )
-    _check_table(events, [USER_ID, TIMESTAMP], func)
+    check_table(events, [USER_ID, TIMESTAMP], func)
     check_id_types(events, table)
 
     n_users = table.groupby(VARIANT).size().reindex(names, fill_value=0).astype("int64")
@@ -502,10 +493,10 @@ def check_experiment(
     rows = relative_rows(events, table[[USER_ID, ASSIGNED_AT]], [], -(pre_days + span + 1), 0)
     early = rows[rows[TIMESTAMP] >= start].groupby(USER_ID)[ONE].sum()
     pre = rows[rows[DAYCOL] >= -pre_days].groupby(USER_ID)[ONE].sum()
-    lazy = _lazy_checks(events, [USER_ID, TIMESTAMP]) if is_dask(events) else {}
+    lazy = lazy_checks(events, [USER_ID, TIMESTAMP]) if is_dask(events) else {}
     early, pre, lazy = compute_nested(early, pre, lazy)
     if lazy:
-        _raise_lazy(events, [USER_ID, TIMESTAMP], lazy, "events")
+        raise_lazy(events, [USER_ID, TIMESTAMP], lazy, "events")
     per_user = table[[USER_ID, VARIANT]].set_index(USER_ID)
     per_user["early"] = early.reindex(per_user.index, fill_value=0).to_numpy() > 0
     per_user["pre"] = pre.reindex(per_user.index, fill_value=0).to_numpy(dtype="float64")

@@ -31,14 +31,13 @@ The two models on plain numbers (or arrays) are
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import special
 
-from models.base import _check_choice, _check_positive_int
-from models.experiments._checks import check_prior, check_probability, check_rope
+from models._validation import check_choice, check_positive_int
+from models.experiments._checks import check_bool, check_prior, check_probability, check_rope
 from models.experiments._stats import arm_moments, prepare_stats
 from models.experiments.conjugate import beta_rows, normal_rows
 from models.experiments.sequential import confidence_sequence
@@ -58,14 +57,6 @@ BINARY_MODELS = ("beta-binomial", "normal")
 
 
 # ------------------------------------------------------------------- the table API
-def _check_options(owner: str, **flags: Any) -> None:
-    for name, value in flags.items():
-        if not isinstance(value, bool | np.bool_):
-            raise ValueError(
-                f"The '{name}' parameter of {owner} must be True or False. Got {value!r} instead."
-            )
-
-
 def _metric_names(table) -> list[str]:
     """Return the ``metric`` level of every key (for ``rope`` mappings)."""
     if len(table.key_names) == 1:
@@ -238,8 +229,9 @@ def analyze(
     owner = "analyze"
     ci_prob = check_probability(owner, "ci_prob", ci_prob)
     beta_prior, normal_prior = check_prior(owner, prior)
-    _check_choice(owner, "binary_model", binary_model, BINARY_MODELS)
-    _check_options(owner, cuped=cuped, sequential=sequential)
+    check_choice(owner, "binary_model", binary_model, BINARY_MODELS)
+    check_bool(owner, "cuped", cuped)
+    check_bool(owner, "sequential", sequential)
     if not isinstance(control, str):
         raise ValueError(
             f"The 'control' parameter of {owner} must be a variant name (str). "
@@ -251,7 +243,7 @@ def analyze(
                 f"The 'sequential_n' parameter of {owner} must be a positive integer with "
                 "sequential=True (the planned number of users, both arms). Got None instead."
             )
-        _check_positive_int(owner, "sequential_n", sequential_n)
+        check_positive_int(owner, "sequential_n", sequential_n)
         if normal_prior is not None:
             raise ValueError(
                 f"The 'prior' parameter of {owner} cannot hold a normal prior on the effect "
@@ -414,8 +406,8 @@ def summarize_arms(
             f"The 'prior' parameter of {owner} takes only a 'beta' prior (a prior on the "
             "effect does not apply to one arm)."
         )
-    _check_choice(owner, "binary_model", binary_model, BINARY_MODELS)
-    _check_options(owner, cuped=cuped)
+    check_choice(owner, "binary_model", binary_model, BINARY_MODELS)
+    check_bool(owner, "cuped", cuped)
     table = prepare_stats(stats, control=control, owner=owner)
     mom = arm_moments(table, cuped=cuped)
     v = table.values

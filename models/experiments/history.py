@@ -18,9 +18,20 @@ import pytensor.tensor as pt
 import xarray as xr
 from scipy import special, stats
 
-from models.base import BayesianModel, _check_choice, resolve_seed
-from models.data.validation import TABLE, _row_problem
+from models._validation import TABLE, check_choice, row_problem
+from models.base import BayesianModel, resolve_seed
 from models.exceptions import DataValidationError, Problem
+from models.experiments._checks import check_bool, check_column_names, check_probability
+from models.experiments._mixtures import normal_mixture_summary
+from models.experiments._shrinkage import (
+    check_new_estimates,
+    estimate_heterogeneity,
+    loo_pit,
+    prior_components,
+    shrink_estimates,
+    tail_shrinkage,
+)
+from models.predict import posterior_arrays, summarize_draws
 from models.priors import Prior
 
 __all__ = ["ExperimentHistoryModel", "estimate_heterogeneity"]
@@ -28,232 +39,6 @@ __all__ = ["ExperimentHistoryModel", "estimate_heterogeneity"]
 PARAMETERIZATIONS = ("auto", "centred", "non-centred")
 _WHAT = "experiment history"
 _OWNER = "ExperimentHistoryModel"
-#: with robust=True, latent tail weights are drawn until the posterior draws times
-#: the weights per draw reach this many mixture components
-_TAIL_COMPONENTS = 8000
-#: mixture components x experiments evaluated at once (memory bound of shrink)
-_BLOCK_ELEMENTS = 2_000_000
-#: root finding of mixture quantiles: at most this many steps, to a CDF error of _CDF_TOL
-_ROOT_STEPS = 100
-_CDF_TOL = 1e-10
-#: quantiles of a tail weight's conditional posterior averaged over (robust shrinkage)
-_TAIL_QUANTILES = 16
-
-
-def _check_ci_prob(owner: str, ci_prob: Any) -> None:
-    if not (isinstance(ci_prob, float | int | np.floating) and 0 < ci_prob < 1):
-        raise ValueError(
-            f"The 'ci_prob' parameter of {owner} must be a number in (0, 1). "
-            f"Got {ci_prob!r} instead.")
-
-
-def _summarize(draws: np.ndarray, ci_prob: float, index: pd.Index) -> pd.DataFrame:
-    """Mean, sd, equal-tailed interval and P(> 0) of each column of (samples, units) draws."""
-    lower, upper = np.quantile(draws, [(1 - ci_prob) / 2, (1 + ci_prob) / 2], axis=0)
-    return pd.DataFrame({
-        "mean": draws.mean(axis=0),
-        "sd": draws.std(axis=0, ddof=1) if draws.shape[0] > 1 else np.nan,
-        "ci_lower": lower,
-        "ci_upper": upper,
-        "prob_positive": (draws > 0).mean(axis=0),
-    }, index=index)
-
-
-def _mixture_quantiles(mean: np.ndarray, sd: np.ndarray, weight: np.ndarray,
-                       probs: Sequence[float]) -> np.ndarray:
-    r"""Quantiles of normal mixtures; arrays of shape (components, units).
-
-    Newton's method on the mixture CDF from the quantile of the moment-matched
-    normal, kept inside a shrinking bracket (a bisection step whenever Newton
-    would leave it), until the CDF is within ``_CDF_TOL`` of the target. The
-    first bracket is :math:`m \pm k s` with the mixture's mean :math:`m`, sd
-    :math:`s` and :math:`k = 1/\sqrt{\min(p, 1 - p)}`, which holds the
-    quantile by Cantelli's inequality :math:`P(X - m \le -k s) \le 1/(1 + k^2)`.
-    """
-    m = np.sum(weight * mean, axis=0)
-    s = np.sqrt(np.maximum(np.sum(weight * (sd**2 + mean**2), axis=0) - m**2, 0.0))
-    s = np.maximum(s, np.min(sd, axis=0))
-    out = []
-    for p in probs:
-        k = 1.0 / np.sqrt(min(p, 1.0 - p))
-        lo, hi = m - k * s, m + k * s
-        x = m + special.ndtri(p) * s
-        for _ in range(_ROOT_STEPS):
-            u = (x - mean) / sd
-            gap = np.sum(weight * special.ndtr(u), axis=0) - p
-            done = np.abs(gap) < _CDF_TOL
-            if done.all():
-                break
-            density = np.sum(weight * np.exp(-0.5 * u**2) / sd, axis=0) / np.sqrt(2 * np.pi)
-            lo = np.where(gap < 0, x, lo)
-            hi = np.where(gap < 0, hi, x)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                step = x - gap / density
-            step = np.where((step > lo) & (step < hi), step, 0.5 * (lo + hi))
-            x = np.where(done, x, step)
-        out.append(x)
-    return np.array(out)
-
-
-def estimate_heterogeneity(
-    estimate: Sequence[float] | np.ndarray, std_error: Sequence[float] | np.ndarray
-) -> float:
-    r"""Estimate the spread of true effects, :math:`\tau`, by the DerSimonian-Laird method.
-
-    The classical (non-Bayesian) moment estimate of a random-effects
-    meta-analysis: quick, and a check on :class:`ExperimentHistoryModel`'s
-    posterior of :math:`\tau`. The models of this package also use it to
-    choose how to parameterise their hierarchies.
-
-    Parameters
-    ----------
-    estimate : array-like
-        Estimated effects :math:`y_j` (at least two).
-    std_error : array-like
-        Their standard errors :math:`s_j > 0`.
-
-    Returns
-    -------
-    float
-        :math:`\hat\tau \ge 0`; 0 when the estimates vary no more than their
-        standard errors explain.
-
-    Raises
-    ------
-    ValueError
-        If there are fewer than two estimates, the lengths differ, or a value is
-        not finite or a standard error not positive.
-
-    Notes
-    -----
-    With weights :math:`w_j = 1/s_j^2`, the weighted mean :math:`\bar y_w` and
-    Cochran's :math:`Q = \sum_j w_j (y_j - \bar y_w)^2`,
-
-    .. math::
-
-        \hat\tau^2 = \max\Big(0, \frac{Q - (J - 1)}{\sum_j w_j -
-        \sum_j w_j^2 / \sum_j w_j}\Big).
-
-    References
-    ----------
-    .. [1] DerSimonian, R. and Laird, N. (1986). Meta-analysis in clinical
-       trials. Controlled Clinical Trials 7(3), 177-188.
-
-    Examples
-    --------
-    The eight schools vary less than their standard errors explain:
-
-    >>> estimate_heterogeneity([28, 8, -3, 7, -1, 1, 18, 12], [15, 10, 16, 11, 9, 11, 10, 18])
-    0.0
-    >>> round(estimate_heterogeneity([0.05, -0.02, 0.01, 0.04], [0.01, 0.01, 0.02, 0.01]), 4)
-    0.0336
-    """
-    y = np.asarray(estimate, dtype=float)
-    s = np.asarray(std_error, dtype=float)
-    if y.ndim != 1 or y.shape != s.shape or y.size < 2:
-        raise ValueError("The 'estimate' and 'std_error' parameters of estimate_heterogeneity "
-                         "must be two 1-d arrays of the same length, at least 2. Got "
-                         f"shapes {y.shape} and {s.shape} instead.")
-    if not (np.isfinite(y).all() and np.isfinite(s).all() and (s > 0).all()):
-        raise ValueError("The 'estimate' and 'std_error' parameters of estimate_heterogeneity "
-                         "must be finite, with positive standard errors. Got "
-                         f"{estimate!r} and {std_error!r} instead.")
-    w = 1.0 / s**2
-    mean = np.sum(w * y) / np.sum(w)
-    q = np.sum(w * (y - mean) ** 2)
-    tau2 = (q - (y.size - 1)) / (np.sum(w) - np.sum(w**2) / np.sum(w))
-    return float(np.sqrt(max(0.0, tau2)))
-
-
-def _mixture_summary(mean: np.ndarray, sd: np.ndarray, weight: np.ndarray,
-                     ci_prob: float) -> pd.DataFrame:
-    """Summary columns of normal mixtures; arrays (components, units)."""
-    sd = np.maximum(sd, 1e-300)
-    m = np.sum(weight * mean, axis=0)
-    var = np.sum(weight * (sd**2 + mean**2), axis=0) - m**2
-    lower, upper = _mixture_quantiles(mean, sd, weight, [(1 - ci_prob) / 2, (1 + ci_prob) / 2])
-    return pd.DataFrame({
-        "mean": m, "sd": np.sqrt(np.maximum(var, 0.0)), "ci_lower": lower, "ci_upper": upper,
-        "prob_positive": np.sum(weight * special.ndtr(mean / sd), axis=0),
-    })
-
-
-def _conjugate_update(y: np.ndarray, s: np.ndarray, mean: np.ndarray,
-                      sd: np.ndarray) -> tuple[np.ndarray, ...]:
-    r"""Per prior component (rows) and new estimate (columns): the normal update.
-
-    Returns the posterior means and sds, the mixture weights (proportional to the
-    estimate's marginal likelihood, normalised over components) and the
-    shrinkage factors :math:`s^2/(s^2 + \mathrm{sd}^2)`.
-    """
-    v, s2 = sd[:, None] ** 2, s[None, :] ** 2
-    factor = s2 / (v + s2)
-    post_mean = factor * mean[:, None] + (1 - factor) * y[None, :]
-    logw = stats.norm.logpdf(y[None, :], mean[:, None], np.sqrt(v + s2))
-    weight = np.exp(logw - special.logsumexp(logw, axis=0, keepdims=True))
-    return post_mean, np.sqrt(factor * v), weight, factor
-
-
-def _sample_mixture(mean: np.ndarray, sd: np.ndarray, weight: np.ndarray, n: int,
-                    rng: np.random.Generator) -> np.ndarray:
-    """``n`` draws of each column's normal mixture; arrays (components, units)."""
-    cum = np.cumsum(weight, axis=0)
-    u = rng.random((n, mean.shape[1])) * cum[-1]
-    pick = np.column_stack([np.searchsorted(cum[:, j], u[:, j]) for j in range(u.shape[1])])
-    pick = np.minimum(pick, mean.shape[0] - 1)
-    cols = np.arange(mean.shape[1])
-    return mean[pick, cols] + sd[pick, cols] * rng.standard_normal(pick.shape)
-
-
-def _loo_pit(y: np.ndarray, s: np.ndarray, mean: np.ndarray, sd: np.ndarray,
-             n_draws: int) -> tuple[np.ndarray, np.ndarray]:
-    """Leave-one-out PIT and Pareto k of each past estimate (see ``predictive_check``).
-
-    ``mean`` and ``sd`` hold the prior components, ``n_draws`` consecutive groups
-    of equally many (one group per posterior draw).
-    """
-    per_draw = mean.size // n_draws
-    scale = np.sqrt(sd[:, None] ** 2 + s[None, :] ** 2)
-    shape = (n_draws, per_draw, y.size)
-    loglik = special.logsumexp(stats.norm.logpdf(y, mean[:, None], scale).reshape(shape),
-                               axis=1) - np.log(per_draw)
-    cdf = special.ndtr((y - mean[:, None]) / scale).reshape(shape).mean(axis=1)
-    # ratios that (nearly) do not vary give (nearly) equal weights: nothing to smooth,
-    # and the Pareto fit of PSIS is undefined (a MAP fit has a single draw)
-    varies = np.ptp(loglik, axis=0) > 1e-8
-    weights = np.full(loglik.shape, 1.0 / n_draws)
-    khat = np.full(y.size, np.nan)
-    if varies.any():
-        ratios = xr.DataArray(-loglik[:, varies], dims=("sample", "experiment"))
-        log_w, k = ratios.azstats.psislw(dim="sample")
-        weights[:, varies] = np.exp(log_w.transpose("sample", "experiment").values)
-        khat[varies] = k.values
-    return np.clip(np.sum(weights * cdf, axis=0), 0.0, 1.0), khat
-
-
-def _new_experiments(estimate: Any, std_error: Any,
-                     owner: str) -> tuple[np.ndarray, np.ndarray, pd.Index]:
-    """Check the new estimates and standard errors; return them and their index."""
-    index = next((v.index for v in (estimate, std_error) if isinstance(v, pd.Series)), None)
-    try:
-        y = np.atleast_1d(np.asarray(estimate, dtype=float))
-        s = np.atleast_1d(np.asarray(std_error, dtype=float))
-    except (TypeError, ValueError):
-        raise ValueError(f"The 'estimate' and 'std_error' parameters of {owner} must be "
-                         f"numbers. Got {estimate!r} and {std_error!r} instead.") from None
-    if y.ndim != 1 or s.ndim != 1 or (s.size != 1 and s.size != y.size):
-        raise ValueError(f"The 'std_error' parameter of {owner} must be a number or have "
-                         f"the length of 'estimate' ({y.size}). Got {std_error!r} instead.")
-    if not np.isfinite(y).all() or y.size == 0:
-        raise ValueError(f"The 'estimate' parameter of {owner} must be finite numbers. "
-                         f"Got {estimate!r} instead.")
-    if not (np.isfinite(s) & (s > 0)).all():
-        raise ValueError(f"The 'std_error' parameter of {owner} must be positive numbers. "
-                         f"Got {std_error!r} instead.")
-    s = np.broadcast_to(s, y.shape).astype(float)
-    if index is None or len(index) != y.size:
-        index = pd.RangeIndex(y.size)
-    return y, s, index
 
 
 class ExperimentHistoryModel(BayesianModel):
@@ -404,22 +189,13 @@ class ExperimentHistoryModel(BayesianModel):
     ) -> None:
         self.robust = robust
         self.parameterization = parameterization
-        _check_choice(_OWNER, "parameterization", parameterization, PARAMETERIZATIONS)
+        check_choice(_OWNER, "parameterization", parameterization, PARAMETERIZATIONS)
         self.experiment_id = experiment_id
         self.estimate = estimate
         self.std_error = std_error
-        if not isinstance(robust, bool):
-            raise ValueError(f"The 'robust' parameter of {_OWNER} must be a bool. "
-                             f"Got {robust!r} instead.")
-        for name in ("experiment_id", "estimate", "std_error"):
-            value = getattr(self, name)
-            if not isinstance(value, str):
-                raise ValueError(f"The '{name}' parameter of {_OWNER} must be a column name "
-                                 f"(str). Got {value!r} instead.")
-        if len({experiment_id, estimate, std_error}) < 3:
-            raise ValueError(f"The 'experiment_id', 'estimate' and 'std_error' parameters of "
-                             f"{_OWNER} must name three different columns. Got "
-                             f"{experiment_id!r}, {estimate!r} and {std_error!r} instead.")
+        self.robust = check_bool(_OWNER, "robust", robust)
+        check_column_names(_OWNER, experiment_id=experiment_id, estimate=estimate,
+                           std_error=std_error)
         super().__init__(priors=priors)
         if not robust and "nu" in (priors or {}):
             raise ValueError(f"{_OWNER}(robust=False) does not use the prior 'nu'; it uses "
@@ -439,11 +215,11 @@ class ExperimentHistoryModel(BayesianModel):
         frame = data[columns].reset_index(drop=True)
         ids = frame[self.experiment_id]
         if ids.isna().any():
-            problems.append(_row_problem(self.experiment_id, "no missing values",
+            problems.append(row_problem(self.experiment_id, "no missing values",
                                          ids.isna().to_numpy(), ids))
         dup = (ids.duplicated(keep=False) & ids.notna()).to_numpy()
         if dup.any():
-            problems.append(_row_problem(self.experiment_id, "one row per experiment", dup, ids,
+            problems.append(row_problem(self.experiment_id, "one row per experiment", dup, ids,
                                          fix="keep one estimate per experiment and metric"))
         for column, rule, fix in (
             (self.estimate, "finite numbers", "drop experiments without an estimate"),
@@ -461,7 +237,7 @@ class ExperimentHistoryModel(BayesianModel):
             if column == self.std_error:
                 bad |= np.isfinite(num) & (num <= 0)
             if bad.any():
-                problems.append(_row_problem(column, rule, bad, values, fix=fix))
+                problems.append(row_problem(column, rule, bad, values, fix=fix))
         if len(frame) < 2:
             problems.append(Problem(TABLE, f"at least two past experiments (got {len(frame)})",
                                     fix="a prior learned from history needs a history"))
@@ -518,9 +294,7 @@ class ExperimentHistoryModel(BayesianModel):
 
     # ----------------------------------------------------------- learned prior
     def _draws(self, names: Sequence[str]) -> dict[str, np.ndarray]:
-        post = self.idata_["posterior"]
-        return {n: post[n].stack(__sample__=("chain", "draw")).transpose("__sample__", ...).values
-                for n in names}
+        return posterior_arrays(self.idata_, names)
 
     def population_effect(self, *, ci_prob: float = 0.95) -> pd.DataFrame:
         r"""Posterior of the learned prior's parameters: the mean and spread of true effects.
@@ -546,25 +320,16 @@ class ExperimentHistoryModel(BayesianModel):
             If ``ci_prob`` is not in (0, 1).
         """
         self._require_fitted("population_effect()")
-        _check_ci_prob(f"{_OWNER}.population_effect", ci_prob)
+        check_probability(f"{_OWNER}.population_effect", "ci_prob", ci_prob)
         names = ["mu", "tau", *(["nu"] if self.robust else [])]
         draws = self._draws(names)
-        frame = _summarize(np.column_stack([draws[n] for n in names]), ci_prob,
-                           pd.Index(names, name="parameter"))
-        frame = frame.drop(columns="prob_positive")
-        frame.attrs["ci_prob"] = ci_prob
-        return frame
+        return summarize_draws(np.column_stack([draws[n] for n in names]), ci_prob=ci_prob,
+                               index=pd.Index(names, name="parameter"))
 
     def _components(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Means and sds of the prior of a new true effect: one normal per component."""
         draws = self._draws(["mu", "tau", *(["nu"] if self.robust else [])])
-        mu, tau = draws["mu"], draws["tau"]
-        if not self.robust:
-            return mu, tau
-        per_draw = max(1, int(np.ceil(_TAIL_COMPONENTS / mu.size)))
-        nu = np.repeat(draws["nu"], per_draw)
-        w = rng.gamma(nu / 2, 2 / nu)
-        return np.repeat(mu, per_draw), np.repeat(tau, per_draw) / np.sqrt(w)
+        return prior_components(draws["mu"], draws["tau"], draws.get("nu"), rng)
 
     def predictive_prior(
         self,
@@ -607,7 +372,7 @@ class ExperimentHistoryModel(BayesianModel):
         :math:`w`), whose quantiles are found by a safeguarded Newton iteration on its CDF.
         """
         self._require_fitted("predictive_prior()")
-        _check_ci_prob(f"{_OWNER}.predictive_prior", ci_prob)
+        check_probability(f"{_OWNER}.predictive_prior", "ci_prob", ci_prob)
         rng = np.random.default_rng(resolve_seed(random_seed))
         if return_draws:
             post = self.idata_["posterior"]
@@ -618,9 +383,8 @@ class ExperimentHistoryModel(BayesianModel):
                 z = z / np.sqrt(rng.gamma(nu / 2, 2 / nu))
             return (post["mu"] + post["tau"] * z).rename("theta_new")
         mean, sd = self._components(rng)
-        frame = _mixture_summary(mean[:, None], sd[:, None],
-                                 np.full((mean.size, 1), 1 / mean.size), ci_prob)
-        frame.index = pd.Index(["new_experiment"])
+        frame = pd.DataFrame(normal_mixture_summary(mean[:, None], sd[:, None], ci_prob),
+                             index=pd.Index(["new_experiment"]))
         frame.attrs["ci_prob"] = ci_prob
         return frame
 
@@ -676,31 +440,18 @@ class ExperimentHistoryModel(BayesianModel):
         """
         self._require_fitted("shrink()")
         owner = f"{_OWNER}.shrink"
-        _check_ci_prob(owner, ci_prob)
-        y, s, index = _new_experiments(estimate, std_error, owner)
+        check_probability(owner, "ci_prob", ci_prob)
+        y, s, index = check_new_estimates(estimate, std_error, owner)
         rng = np.random.default_rng(resolve_seed(random_seed))
         mean, sd = self._components(rng)
-        n_draws = self._draws(["mu"])["mu"].size
-        block = max(1, _BLOCK_ELEMENTS // mean.size)
-        parts = []
-        for lo in range(0, y.size, block):
-            yb, sb = y[lo:lo + block], s[lo:lo + block]
-            post_mean, post_sd, weight, factor = _conjugate_update(yb, sb, mean, sd)
-            if return_draws:
-                parts.append(_sample_mixture(post_mean, post_sd, weight, n_draws, rng))
-                continue
-            frame = _mixture_summary(post_mean, post_sd, weight, ci_prob)
-            frame.insert(0, "std_error", sb)
-            frame.insert(0, "estimate", yb)
-            frame["shrinkage"] = np.sum(weight * factor, axis=0)
-            parts.append(frame)
+        n_draws = self._draws(["mu"])["mu"].size if return_draws else None
+        result = shrink_estimates(y, s, mean, sd, ci_prob=ci_prob, n_draws=n_draws, rng=rng)
         if return_draws:
-            return xr.DataArray(np.concatenate(parts, axis=1), dims=("draw", "experiment"),
+            return xr.DataArray(result, dims=("draw", "experiment"),
                                 coords={"experiment": index}, name="theta_new")
-        frame = pd.concat(parts, ignore_index=True)
-        frame.index = index
-        frame.attrs["ci_prob"] = ci_prob
-        return frame
+        result.index = index
+        result.attrs["ci_prob"] = ci_prob
+        return result
 
     def experiment_effects(
         self, *, ci_prob: float = 0.95, return_draws: bool = False
@@ -733,27 +484,20 @@ class ExperimentHistoryModel(BayesianModel):
             If ``ci_prob`` is not in (0, 1).
         """
         self._require_fitted("experiment_effects()")
-        _check_ci_prob(f"{_OWNER}.experiment_effects", ci_prob)
+        check_probability(f"{_OWNER}.experiment_effects", "ci_prob", ci_prob)
         if return_draws:
             return self.idata_["posterior"]["theta"]
-        names = ["theta", "tau", *(["mu", "nu"] if self.robust else [])]
-        draws = self._draws(names)
+        draws = self._draws(["theta", "tau", *(["mu", "nu"] if self.robust else [])])
         s2 = self.data_[self.std_error].to_numpy() ** 2
-        v = draws["tau"][:, None] ** 2
         if self.robust:
-            # w | z, nu ~ Gamma((nu + 1)/2, rate (nu + z^2)/2): average over its quantiles
-            nu = draws["nu"][:, None, None]
-            q = (np.arange(_TAIL_QUANTILES) + 0.5) / _TAIL_QUANTILES
-            z = (draws["theta"] - draws["mu"][:, None]) / draws["tau"][:, None]
-            w = special.gammaincinv((nu + 1) / 2, q) * 2 / (nu + z[..., None] ** 2)
-            factor = np.mean(s2[:, None] / (s2[:, None] + v[..., None] / w), axis=-1)
+            factor = tail_shrinkage(draws["theta"], draws["mu"], draws["tau"], draws["nu"], s2)
         else:
-            factor = s2 / (s2 + v)
-        frame = _summarize(draws["theta"], ci_prob, self._ids())
+            factor = s2 / (s2 + draws["tau"][:, None] ** 2)
+        frame = summarize_draws(draws["theta"], ci_prob=ci_prob, index=self._ids())
+        frame["prob_positive"] = (draws["theta"] > 0).mean(axis=0)
         frame.insert(0, "std_error", self.data_[self.std_error].to_numpy())
         frame.insert(0, "estimate", self.data_[self.estimate].to_numpy())
         frame["shrinkage"] = factor.mean(axis=0)
-        frame.attrs["ci_prob"] = ci_prob
         return frame
 
     # ------------------------------------------------------------------ checks
@@ -808,7 +552,7 @@ class ExperimentHistoryModel(BayesianModel):
         mean, sd = self._components(rng)
         y = self.data_[self.estimate].to_numpy()
         s = self.data_[self.std_error].to_numpy()
-        pit, khat = _loo_pit(y, s, mean, sd, self._draws(["mu"])["mu"].size)
+        pit, khat = loo_pit(y, s, mean, sd, self._draws(["mu"])["mu"].size)
         frame = pd.DataFrame({
             "estimate": y, "std_error": s, "pit": pit,
             "z": special.ndtri(pit), "p_value": 2 * np.minimum(pit, 1 - pit),

@@ -25,13 +25,13 @@ they belong to.
 from __future__ import annotations
 
 import keyword
-import math
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from models.data.schema import ARTIST_ID, MS_PLAYED, SKIPPED
+from models.experiments._checks import check_bool, is_real
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -90,11 +90,7 @@ class Metric:
                 f"The 'name' parameter of {owner} must be a Python identifier such as "
                 f"'minutes_listened'. Got {self.name!r} instead."
             )
-        if not isinstance(self.higher_is_better, bool | np.bool_):
-            raise ValueError(
-                f"The 'higher_is_better' parameter of {owner} must be a bool. "
-                f"Got {self.higher_is_better!r} instead."
-            )
+        check_bool(owner, "higher_is_better", self.higher_is_better)
         object.__setattr__(self, "window", _check_window(owner, "window", self.window))
 
     def _inherit(self, part: Metric, label: str) -> None:
@@ -160,10 +156,7 @@ class Sum(Metric):
                 f"The 'column' parameter of Sum must be the name of an event column. "
                 f"Got {self.column!r} instead."
             )
-        ok = isinstance(self.scale, int | float | np.integer | np.floating) and not isinstance(
-            self.scale, bool
-        )
-        if not (ok and math.isfinite(self.scale) and self.scale > 0):
+        if not (is_real(self.scale, finite=True) and self.scale > 0):
             raise ValueError(
                 f"The 'scale' parameter of Sum must be a finite positive number. "
                 f"Got {self.scale!r} instead."
@@ -243,8 +236,7 @@ class Binary(Metric):
         super().__post_init__()
         _check_part("Binary", "of", self.of, ("continuous",))
         self._inherit(self.of, "of")
-        ok = isinstance(self.threshold, int | float | np.integer | np.floating)
-        if not (ok and not isinstance(self.threshold, bool) and math.isfinite(self.threshold)):
+        if not is_real(self.threshold, finite=True):
             raise ValueError(
                 f"The 'threshold' parameter of Binary must be a finite number. "
                 f"Got {self.threshold!r} instead."

@@ -28,11 +28,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 from scipy import optimize, special
 
-from models.base import _check_positive_int
-from models.experiments._checks import check_probability, check_real
+from models._validation import check_positive_int
+from models.experiments._checks import check_bool, check_probability, check_real
 from models.experiments.sequential import sequential_multiplier
 
 __all__ = ["SampleSize", "minimum_detectable_lift", "sample_size"]
@@ -108,11 +107,7 @@ def _check_common(owner, baseline_mean, ci_prob, power, allocation, variance_red
             f"The 'variance_reduction' parameter of {owner} must be in [0, 1). "
             f"Got {variance_reduction!r} instead."
         )
-    if not isinstance(sequential, bool | np.bool_):
-        raise ValueError(
-            f"The 'sequential' parameter of {owner} must be True or False. "
-            f"Got {sequential!r} instead."
-        )
+    check_bool(owner, "sequential", sequential)
     k = sequential_multiplier(ci_prob) if sequential else special.ndtri((1 + ci_prob) / 2)
     return baseline_mean, ci_prob, power, allocation, variance_reduction, k
 
@@ -259,7 +254,7 @@ def minimum_detectable_lift(
     0.05
     """
     owner = "minimum_detectable_lift"
-    _check_positive_int(owner, "n_total", n_total)
+    check_positive_int(owner, "n_total", n_total)
     baseline_mean, ci_prob, power, allocation, variance_reduction, k = _check_common(
         owner, baseline_mean, ci_prob, power, allocation, variance_reduction, sequential
     )

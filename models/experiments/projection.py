@@ -29,11 +29,14 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
+from models._validation import check_positive_int, row_problem
 from models.base import resolve_seed
 from models.churn.beta_geo import BetaGeoModel
 from models.data.schema import TIMESTAMP, USER_ID
 from models.exceptions import DataValidationError, NotFittedError, Problem
+from models.experiments._checks import check_probability
 from models.experiments.schema import ASSIGNED_AT, VARIANT
+from models.predict import eti_bounds, summarize_draws
 
 __all__ = [
     "LongTermProjection",
@@ -46,23 +49,6 @@ __all__ = [
 _NS_PER_DAY = 86_400 * 10**9
 #: The two projected quantities, in the order of every output.
 QUANTITIES = ("active_days", "share_active")
-
-
-def _check_days(owner: str, name: str, value: Any, *, allow_zero: bool = False) -> int:
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
-    ok = ok and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"The '{name}' parameter of {owner} must be a {kind} integer "
-                         f"(days). Got {value!r} instead.")
-    return int(value)
-
-
-def _check_prob(owner: str, value: Any) -> float:
-    if not (isinstance(value, float | int) and not isinstance(value, bool) and 0 < value < 1):
-        raise ValueError(f"The 'ci_prob' parameter of {owner} must be a number in (0, 1). "
-                         f"Got {value!r} instead.")
-    return float(value)
 
 
 def exposure_activity(
@@ -124,7 +110,8 @@ def exposure_activity(
     2                0        0  6  treatment
     """
     owner = "exposure_activity"
-    window = _check_days(owner, "window_days", window_days)
+    check_positive_int(owner, "window_days", window_days)
+    window = int(window_days)
     problems = [Problem(c, "a column of this name", fix="validate the table first")
                 for c in (USER_ID, VARIANT, ASSIGNED_AT) if c not in assignments.columns]
     problems += [Problem(c, "a column of this name in the event log")
@@ -133,21 +120,17 @@ def exposure_activity(
         raise DataValidationError(problems, what="experiment activity")
     dup = assignments[USER_ID].duplicated(keep=False).to_numpy()
     if dup.any():
-        rows = np.flatnonzero(dup)
-        raise DataValidationError([Problem(
-            USER_ID, "one assignment per user", int(dup.sum()), tuple(int(r) for r in rows[:5]),
-            tuple(assignments[USER_ID].iloc[rows[:5]]),
+        raise DataValidationError([row_problem(
+            USER_ID, "one assignment per user", dup, assignments[USER_ID],
             fix="use models.experiments.validate_assignments to find the duplicates")],
             what="experiment activity")
     assigned = assignments[ASSIGNED_AT].to_numpy("datetime64[ns]").view(np.int64)
     last = events[TIMESTAMP].max()
     late = assigned + window * _NS_PER_DAY > pd.Timestamp(last).as_unit("ns").value + 1
     if late.any():
-        rows = np.flatnonzero(late)
-        raise DataValidationError([Problem(
+        raise DataValidationError([row_problem(
             ASSIGNED_AT, f"a {window}-day window that ends by the last event ({last})",
-            int(late.sum()), tuple(int(r) for r in rows[:5]),
-            tuple(str(assignments[ASSIGNED_AT].iloc[r]) for r in rows[:5]),
+            late, assignments[ASSIGNED_AT].astype(str),
             fix="shorten window_days, or wait until every window has been observed")],
             what="experiment activity")
     user_pos = pd.Index(assignments[USER_ID]).get_indexer(events[USER_ID])
@@ -202,11 +185,6 @@ class LongTermProjection:
     horizon: int
     control: str
     ci_prob: float
-
-
-def _interval(draws: np.ndarray, ci_prob: float) -> tuple[np.ndarray, np.ndarray]:
-    tail = (1.0 - ci_prob) / 2.0
-    return (np.quantile(draws, tail, axis=0), np.quantile(draws, 1.0 - tail, axis=0))
 
 
 def project_arms(
@@ -269,9 +247,10 @@ def project_arms(
     """
     owner = "project_arms"
     _check_model(model, owner)
-    window = _check_days(owner, "window_days", window_days)
-    h = _check_days(owner, "horizon", horizon)
-    ci = _check_prob(owner, ci_prob)
+    check_positive_int(owner, "window_days", window_days)
+    check_positive_int(owner, "horizon", horizon)
+    window, h = int(window_days), int(horizon)
+    ci = check_probability(owner, "ci_prob", ci_prob)
     variants, values = _arm_draws(model, window, np.array([h]), control, max_draws,
                                   random_seed, owner)
     active_days, share = values[0][..., 0], values[1][..., 0]
@@ -283,12 +262,8 @@ def project_arms(
     c = variants.index(control)
     for quantity in QUANTITIES:
         values = draws[quantity].values
-        lo, hi = _interval(values, ci)
-        arms.append(pd.DataFrame(
-            {"mean": values.mean(axis=0), "sd": values.std(axis=0, ddof=1),
-             "ci_lower": lo, "ci_upper": hi},
-            index=pd.MultiIndex.from_product([[quantity], variants],
-                                             names=["quantity", VARIANT])))
+        arms.append(summarize_draws(values, ci_prob=ci, index=pd.MultiIndex.from_product(
+            [[quantity], variants], names=["quantity", VARIANT])))
         for k, variant in enumerate(variants):
             if k == c:
                 continue
@@ -306,8 +281,9 @@ def _arm_draws(model: BetaGeoModel, window: int, horizons: np.ndarray, control: 
     ages = window - 1.0 + np.concatenate(([0.0], horizons))
     # one integer seed: both quantities use the same subset of draws
     kw = {"max_draws": max_draws, "random_seed": resolve_seed(random_seed), "return_draws": True}
-    expected = model.expected_activity_new_user(np.maximum(ages, 1e-9), **kw)
-    alive = model.probability_alive_new_user(horizon=ages[1:], **kw)
+    # (chain, draw, segment, horizon) DataArrays, the rows of a segment together
+    expected = model.expected_activity_new_user(horizon=np.maximum(ages, 1e-9), **kw).values
+    alive = model.probability_alive_new_user(horizon=ages[1:], **kw).values
     variants = [str(v) for v in model.idata_["posterior"]["segment"].values]
     if control not in variants:
         raise ValueError(f"The 'control' parameter of {owner} must be one of the model's "
@@ -353,8 +329,9 @@ def projection_curve(
     """
     owner = "projection_curve"
     _check_model(model, owner)
-    window = _check_days(owner, "window_days", window_days)
-    ci = _check_prob(owner, ci_prob)
+    check_positive_int(owner, "window_days", window_days)
+    window = int(window_days)
+    ci = check_probability(owner, "ci_prob", ci_prob)
     values = np.arange(7, 183, 7) if horizons is None else np.asarray(horizons)
     if not (values.ndim == 1 and values.size and np.issubdtype(values.dtype, np.integer)
             and np.all(values > 0)):
@@ -391,8 +368,8 @@ def _effect_row(quantity: str, variant: str, base: np.ndarray, treated: np.ndarr
                 ci_prob: float) -> dict[str, Any]:
     diff = treated - base
     lift = treated / base - 1.0
-    d_lo, d_hi = _interval(diff, ci_prob)
-    l_lo, l_hi = _interval(lift, ci_prob)
+    d_lo, d_hi = eti_bounds(diff, ci_prob)
+    l_lo, l_hi = eti_bounds(lift, ci_prob)
     return {"quantity": quantity, VARIANT: variant, "mean_control": float(base.mean()),
             "mean_treatment": float(treated.mean()), "effect": float(diff.mean()),
             "effect_sd": float(diff.std(ddof=1)), "effect_ci_lower": float(d_lo),
@@ -441,7 +418,7 @@ def compare_with_observed(
     ...                       {"effect": -0.2, "effect_sd": 0.15})["consistent"]
     np.False_
     """
-    ci = _check_prob("compare_with_observed", ci_prob)
+    ci = check_probability("compare_with_observed", "ci_prob", ci_prob)
     values = {}
     for name, source in (("predicted", predicted), ("observed", observed)):
         try:

@@ -16,23 +16,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import numba
 import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
-from pytensor.gradient import disconnected_type
-from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
-from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 from scipy import special
 
-from models._compiled import source_salt
-from models.base import BayesianModel, _check_positive_int
+from models._validation import TABLE, check_positive_int, row_problem
+from models.base import BayesianModel
 from models.exceptions import DataValidationError, Problem
 from models.experiments._checks import check_probability
-from models.predict import posterior_arrays
+from models.experiments._mvnormal import mvnormal_logp, mvnormal_random
+from models.predict import eti_bounds, posterior_arrays, summarize_draws
 from models.priors import Prior
 
 __all__ = ["ProxyMetricModel"]
@@ -44,142 +40,7 @@ COMBINATION = "combination"
 #: The history needs at least this many past experiments, and this many per metric.
 MIN_EXPERIMENTS = 10
 EXPERIMENTS_PER_METRIC = 5
-_TABLE = "<table>"
-_SHOWN = 5
 _MIN_MC_DRAWS = 4000
-
-
-@numba.njit(cache=True)
-def _mvnormal_rows(value: np.ndarray, mu: np.ndarray, cov: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """Log-density of each row and its gradients with respect to the mean and covariance."""
-    n, p = value.shape
-    logp, d_mu, d_cov = np.empty(n), np.empty((n, p)), np.empty((n, p, p))
-    chol, inv_l = np.zeros((p, p)), np.zeros((p, p))
-    white, alpha = np.empty(p), np.empty(p)
-    const = -0.5 * p * np.log(2.0 * np.pi)
-    for r in range(n):
-        ok = True
-        for i in range(p):  # Cholesky factor of this row's covariance
-            for j in range(i + 1):
-                s = cov[r, i, j]
-                for k in range(j):
-                    s -= chol[i, k] * chol[j, k]
-                if i == j:
-                    ok = s > 0.0
-                    if not ok:
-                        break
-                    chol[i, i] = np.sqrt(s)
-                else:
-                    chol[i, j] = s / chol[j, j]
-            if not ok:
-                break
-        if not ok:  # not positive definite: outside the support
-            logp[r] = -np.inf
-            d_mu[r] = 0.0
-            d_cov[r] = 0.0
-            continue
-        half_logdet = 0.0
-        for i in range(p):  # inverse of the factor, and the whitened residual
-            half_logdet += np.log(chol[i, i])
-            inv_l[i, i] = 1.0 / chol[i, i]
-            for j in range(i):
-                s = 0.0
-                for k in range(j, i):
-                    s += chol[i, k] * inv_l[k, j]
-                inv_l[i, j] = -s / chol[i, i]
-        quad = 0.0
-        for i in range(p):
-            s = 0.0
-            for k in range(i + 1):
-                s += inv_l[i, k] * (value[r, k] - mu[r, k])
-            white[i] = s
-            quad += s * s
-        for i in range(p):  # alpha = cov^-1 (value - mu)
-            s = 0.0
-            for k in range(i, p):
-                s += inv_l[k, i] * white[k]
-            alpha[i] = s
-            d_mu[r, i] = s
-        for i in range(p):
-            for j in range(p):
-                s = 0.0
-                for k in range(max(i, j), p):
-                    s += inv_l[k, i] * inv_l[k, j]
-                d_cov[r, i, j] = 0.5 * (alpha[i] * alpha[j] - s)
-        logp[r] = const - 0.5 * quad - half_logdet
-    return logp, d_mu, d_cov
-
-
-class _BatchedMvNormalLogp(Op):
-    r"""Log-densities of rows of ``value`` under normals with per-row means and covariances.
-
-    Inputs ``value`` (rows, p) (data, not differentiated), ``mu`` (rows, p) and
-    ``cov`` (rows, p, p); outputs the log-densities (rows,) and their
-    gradients with respect to ``mu`` and ``cov`` (:math:`\alpha = \Sigma^{-1}(x - \mu)`
-    and :math:`(\alpha\alpha^\top - \Sigma^{-1})/2`), computed together by a
-    compiled loop over the rows. It needs no C compilation and no BLAS, whatever ``p``.
-    """
-
-    __props__ = ()
-
-    def make_node(self, value: Any, mu: Any, cov: Any) -> Apply:
-        """Build the node: value and mean matrices and a stack of covariances."""
-        inputs = [pt.as_tensor_variable(v, dtype="float64") for v in (value, mu, cov)]
-        return Apply(self, inputs, [pt.dvector(), pt.dmatrix(), pt.dtensor3()])
-
-    def perform(self, node: Apply, inputs: Sequence[np.ndarray], outputs: Any) -> None:
-        """Evaluate the log-densities and their gradients."""
-        for out, result in zip(outputs, _mvnormal_rows(*inputs), strict=True):
-            out[0] = result
-
-    def pullback(self, inputs: Sequence[Any], outputs: Sequence[Any],
-                 cotangents: Sequence[Any]) -> list[Any]:
-        """Chain rule through the log-densities (the data input is not differentiated)."""
-        out = cotangents[0]
-        return [disconnected_type(), out[:, None] * outputs[1], out[:, None, None] * outputs[2]]
-
-    def connection_pattern(self, node: Apply) -> list[list[bool]]:
-        """Say which inputs feed which outputs: the data input feeds none."""
-        return [[False] * 3, [True] * 3, [True] * 3]
-
-
-#: Salt of PyTensor's on-disk cache of the compiled Op (see models._compiled.source_salt).
-_KERNEL_VERSION = source_salt(__file__)
-
-
-@register_funcify_default_op_cache_key(_BatchedMvNormalLogp)
-def _numba_mvnormal_rows(op: _BatchedMvNormalLogp, node: Any = None, **kwargs: Any) -> Any:
-    """Compiled implementation of the Op for PyTensor's numba backend (nutpie)."""
-    @numba.njit
-    def mvnormal_rows(value, mu, cov):  # pragma: no cover - compiled
-        return _mvnormal_rows(value, mu, cov)
-
-    return mvnormal_rows, _KERNEL_VERSION
-
-
-def _mvnormal_logp(value: Any, mu: Any, cov: Any) -> Any:
-    """Log-density of each row of ``value``; ``mu`` and ``cov`` broadcast over the rows."""
-    rows, size = value.shape[0], value.shape[1]
-    mu = pt.broadcast_to(mu, (rows, size))
-    cov = pt.broadcast_to(cov, (rows, size, size))
-    return _BatchedMvNormalLogp()(value, mu, cov)[0]
-
-
-def _mvnormal_random(mu: np.ndarray, cov: np.ndarray, rng: np.random.Generator | None = None,
-                     size: tuple[int, ...] | None = None) -> np.ndarray:
-    mu, cov = np.asarray(mu), np.asarray(cov)
-    shape = tuple(np.atleast_1d(size)) if size is not None else np.broadcast_shapes(
-        mu.shape[:-1], cov.shape[:-2])
-    chol = np.linalg.cholesky(np.broadcast_to(cov, (*shape, *cov.shape[-2:])))
-    z = rng.standard_normal((*shape, mu.shape[-1]))
-    return mu + np.einsum("...ij,...j->...i", chol, z)
-
-
-def _interval(draws: np.ndarray, ci_prob: float) -> tuple[np.ndarray, np.ndarray]:
-    tail = (1.0 - ci_prob) / 2
-    lower, upper = np.quantile(draws, [tail, 1.0 - tail], axis=0)
-    return lower, upper
 
 
 class ProxyMetricModel(BayesianModel):
@@ -353,7 +214,7 @@ class ProxyMetricModel(BayesianModel):
         missing = [c for c in columns if c not in data.columns]
         if missing:
             raise DataValidationError([Problem(
-                _TABLE, f"the column(s) {missing}: for every metric k in {list(metrics)} the "
+                TABLE, f"the column(s) {missing}: for every metric k in {list(metrics)} the "
                 f"estimated effect 'k' and its standard error 'k{SE_SUFFIX}'",
                 fix="rename the columns, or choose 'candidates' and 'outcome' to match them")],
                 what=what)
@@ -368,10 +229,8 @@ class ProxyMetricModel(BayesianModel):
             if not bad.any() and column.endswith(SE_SUFFIX):
                 rule, bad = "non-negative standard errors", arr < 0
             if bad.any():
-                rows = np.flatnonzero(bad)[:_SHOWN]
-                problems.append(Problem(column, rule, int(bad.sum()), tuple(int(r) for r in rows),
-                                        tuple(float(arr[r]) for r in rows),
-                                        "drop the experiments without an estimate"))
+                problems.append(row_problem(column, rule, bad, values,
+                                            "drop the experiments without an estimate"))
         if problems:
             raise DataValidationError(problems, what=what)
         return data[columns].astype(float)
@@ -383,7 +242,7 @@ class ProxyMetricModel(BayesianModel):
         need = max(MIN_EXPERIMENTS, EXPERIMENTS_PER_METRIC * len(self._metrics))
         if len(clean) < need:
             problems.append(Problem(
-                _TABLE, f"at least {need} past experiments for {len(self.candidates)} "
+                TABLE, f"at least {need} past experiments for {len(self.candidates)} "
                 f"candidate(s) and the outcome ({EXPERIMENTS_PER_METRIC} per metric, "
                 f"{MIN_EXPERIMENTS} at least); got {len(clean)}",
                 fix="add past experiments or compare fewer candidates at a time"))
@@ -417,8 +276,8 @@ class ProxyMetricModel(BayesianModel):
             pm.Deterministic("corr_outcome", corr[:-1, -1], dims="candidate")
             cov = sd_z[:, None] * corr * sd_z[None, :]
             pm.CustomDist("estimates", mean_z, pt.as_tensor(noise) + cov[None],
-                          logp=_mvnormal_logp,
-                          random=_mvnormal_random, signature="(p),(p,p)->(p)",
+                          logp=mvnormal_logp,
+                          random=mvnormal_random, signature="(p),(p,p)->(p)",
                           observed=x, dims=("experiment", "metric"))
         return model
 
@@ -496,21 +355,17 @@ class ProxyMetricModel(BayesianModel):
         est = self.data_[self._metrics].to_numpy()
         naive = np.corrcoef(est, rowvar=False)[:k, k]
 
-        def summary(draws: np.ndarray) -> dict[str, np.ndarray]:
-            lower, upper = _interval(draws, ci_prob)
-            sd = draws.std(axis=0, ddof=1) if len(draws) > 1 else np.full(draws.shape[1:], np.nan)
-            return {"mean": draws.mean(axis=0), "sd": sd,
-                    "ci_lower": lower, "ci_upper": upper}
-
         columns: dict[str, Any] = {}
         for name, draws, comb in (("r2", r2, r2_comb), ("corr", corr, np.sqrt(r2_comb)),
                                   ("slope", slope, None), ("weight", weight, None)):
-            for key, values in summary(draws).items():
+            summary = summarize_draws(draws, ci_prob=ci_prob)
+            combined = None if comb is None else summarize_draws(comb[:, None], ci_prob=ci_prob)
+            for key in summary.columns:
                 if key == "sd" and name != "r2":
                     continue
-                extra = np.nan if comb is None else summary(comb[:, None])[key][0]
+                extra = np.nan if combined is None else combined[key].iloc[0]
                 label = name if key == "mean" else f"{name}_{key}"
-                columns[label] = np.append(values, extra)
+                columns[label] = np.append(summary[key].to_numpy(), extra)
         columns["prob_best"] = np.append(best, np.nan)
         columns["reliability"] = np.append(reliability, np.nan)
         columns["naive_corr"] = np.append(naive, np.nan)
@@ -588,7 +443,7 @@ class ProxyMetricModel(BayesianModel):
         self._require_fitted("expected_long_term_effect()")
         check_probability(owner, "ci_prob", ci_prob)
         if max_draws is not None:
-            _check_positive_int(owner, "max_draws", max_draws)
+            check_positive_int(owner, "max_draws", max_draws)
         frame = self.data_ if data is None else data
         clean = self._check_table(frame, list(self.candidates), "data")
         rng = np.random.default_rng(random_seed)
@@ -612,7 +467,7 @@ class ProxyMetricModel(BayesianModel):
         sd = np.sqrt(cond_mean.var(axis=0) + cond_var.mean(axis=0))
         safe = np.sqrt(np.where(cond_var > 0, cond_var, 1.0))
         positive = np.where(cond_var > 0, special.ndtr(cond_mean / safe), cond_mean > 0)
-        lower, upper = _interval(draws, ci_prob)
+        lower, upper = eti_bounds(draws, ci_prob)
         result = pd.DataFrame({"mean": cond_mean.mean(axis=0), "sd": sd, "ci_lower": lower,
                                "ci_upper": upper, "prob_positive": positive.mean(axis=0)},
                               index=frame.index)

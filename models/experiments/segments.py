@@ -20,11 +20,13 @@ import pytensor.tensor as pt
 import xarray as xr
 from scipy import special
 
-from models.base import BayesianModel, _check_choice
-from models.data.validation import _row_problem
+from models._validation import check_choice, row_problem
+from models.base import BayesianModel
 from models.exceptions import DataValidationError, Problem
-from models.experiments.history import estimate_heterogeneity
+from models.experiments._cells import cell_statistics, centre_segment_effects, sorted_labels
+from models.experiments._checks import check_bool, check_column_names, check_probability
 from models.listening.count_likelihood import cell_loglik
+from models.predict import summarize_draws
 from models.priors import Prior
 
 __all__ = ["SegmentEffectModel"]
@@ -37,21 +39,6 @@ _COUNT_PRIORS = ("intercept", "sigma_baseline", "effect", "sigma_effect", "alpha
 _BINARY_PRIORS = _COUNT_PRIORS[:-1]
 
 
-def _check_ci_prob(owner: str, ci_prob: Any) -> None:
-    if not (isinstance(ci_prob, float | int | np.floating) and 0 < ci_prob < 1):
-        raise ValueError(
-            f"The 'ci_prob' parameter of {owner} must be a number in (0, 1). "
-            f"Got {ci_prob!r} instead.")
-
-
-def _sorted(values: Any) -> list:
-    """Labels in their natural order, or by their text when they do not compare."""
-    try:
-        return sorted(values)
-    except TypeError:
-        return sorted(values, key=str)
-
-
 def _summarize(draws: xr.DataArray, ci_prob: float, higher_is_better: bool) -> pd.DataFrame:
     """Mean, sd, equal-tailed interval and P(better) over (chain, draw) of each unit."""
     units = [d for d in draws.dims if d not in ("chain", "draw")]
@@ -62,16 +49,8 @@ def _summarize(draws: xr.DataArray, ci_prob: float, higher_is_better: bool) -> p
     else:
         index = flat.indexes[units[0]]
     arr = flat.values.reshape(flat.shape[0], -1)
-    lower, upper = np.quantile(arr, [(1 - ci_prob) / 2, (1 + ci_prob) / 2], axis=0)
-    better = arr > 0 if higher_is_better else arr < 0
-    frame = pd.DataFrame({
-        "mean": arr.mean(axis=0),
-        "sd": arr.std(axis=0, ddof=1) if arr.shape[0] > 1 else np.nan,
-        "ci_lower": lower,
-        "ci_upper": upper,
-        "prob_better": better.mean(axis=0),
-    }, index=index)
-    frame.attrs["ci_prob"] = ci_prob
+    frame = summarize_draws(arr, ci_prob=ci_prob, index=index)
+    frame["prob_better"] = (arr > 0 if higher_is_better else arr < 0).mean(axis=0)
     return frame
 
 
@@ -155,7 +134,7 @@ class SegmentEffectModel(BayesianModel):
     standard error of the raw segment effects (delta method, from the cells'
     sums of squares) is below half their spread :math:`\hat\sigma_\tau`, estimated
     by DerSimonian-Laird per treatment
-    (:func:`~models.experiments.history.estimate_heterogeneity`).
+    (:func:`~models.experiments.estimate_heterogeneity`).
     The negative binomial has variance
     :math:`\mu + \mu^2/\alpha`, with one :math:`\alpha` for all cells.
 
@@ -232,20 +211,10 @@ class SegmentEffectModel(BayesianModel):
         self.higher_is_better = higher_is_better
         self.parameterization = parameterization
         owner = "SegmentEffectModel"
-        for name in ("metric", "segment", "variant"):
-            value = getattr(self, name)
-            if not isinstance(value, str):
-                raise ValueError(f"The '{name}' parameter of {owner} must be a column name "
-                                 f"(str). Got {value!r} instead.")
-        if len({metric, segment, variant}) < 3:
-            raise ValueError(f"The 'metric', 'segment' and 'variant' parameters of {owner} must "
-                             f"name three different columns. Got {metric!r}, {segment!r} and "
-                             f"{variant!r} instead.")
-        _check_choice(owner, "likelihood", likelihood, LIKELIHOODS)
-        _check_choice(owner, "parameterization", parameterization, PARAMETERIZATIONS)
-        if not isinstance(higher_is_better, bool):
-            raise ValueError(f"The 'higher_is_better' parameter of {owner} must be a bool. "
-                             f"Got {higher_is_better!r} instead.")
+        check_column_names(owner, metric=metric, segment=segment, variant=variant)
+        check_choice(owner, "likelihood", likelihood, LIKELIHOODS)
+        check_choice(owner, "parameterization", parameterization, PARAMETERIZATIONS)
+        self.higher_is_better = check_bool(owner, "higher_is_better", higher_is_better)
         super().__init__(priors=priors)
         used = _COUNT_PRIORS if likelihood == "negative_binomial" else _BINARY_PRIORS
         unused = sorted(set(priors or {}) - set(used))
@@ -271,7 +240,7 @@ class SegmentEffectModel(BayesianModel):
                 frame[column] = frame[column].astype(frame[column].cat.categories.dtype)
             missing = frame[column].isna().to_numpy()
             if missing.any():
-                problems.append(_row_problem(
+                problems.append(row_problem(
                     column, "no missing values", missing, frame[column],
                     fix="drop those users or fill the values (e.g. a segment 'unknown')"))
         y = frame[self.metric]
@@ -288,7 +257,7 @@ class SegmentEffectModel(BayesianModel):
                     ("integer counts", np.isfinite(num) & (num != np.round(num))),
                 ):
                     if bad.any():
-                        problems.append(_row_problem(
+                        problems.append(row_problem(
                             self.metric, rule, bad, y,
                             fix="a negative binomial needs counts; use another model for "
                                 "continuous metrics such as minutes"))
@@ -299,14 +268,14 @@ class SegmentEffectModel(BayesianModel):
             else:
                 bad = y_ok & ~y.isin([0, 1]).to_numpy()
                 if bad.any():
-                    problems.append(_row_problem(
+                    problems.append(row_problem(
                         self.metric, "0/1 values (a binary metric)", bad, y,
                         fix="use likelihood='negative_binomial' for counts"))
         if problems:
             raise DataValidationError(problems, what=_WHAT)
         frame[self.metric] = y.astype("int64")
 
-        variants = _sorted(pd.unique(frame[self.variant]))
+        variants = sorted_labels(pd.unique(frame[self.variant]))
         if self.control not in variants:
             problems.append(Problem(
                 self.variant, f"the control variant {self.control!r} among the variants "
@@ -329,21 +298,8 @@ class SegmentEffectModel(BayesianModel):
         return frame
 
     def _statistics(self, data: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        y = data[self.metric]
-        frame = pd.DataFrame({"segment": data[self.segment].to_numpy(),
-                              "variant": data[self.variant].to_numpy(),
-                              "_y": y.to_numpy(), "_zero": (y == 0).to_numpy(),
-                              "_y2": y.to_numpy() ** 2})
-        cells = (frame.groupby(["segment", "variant"], sort=False)
-                 .agg(n=("_y", "size"), n_zero=("_zero", "sum"), total=("_y", "sum"),
-                      total_sq=("_y2", "sum")))
-        segments = _sorted(pd.unique(frame["segment"]))
-        treatments = _sorted([v for v in pd.unique(frame["variant"]) if v != self.control])
-        order = pd.MultiIndex.from_product([segments, [self.control, *treatments]],
-                                           names=["segment", "variant"])
-        cells = cells.reindex(order).astype("int64")
-        values, n = np.unique(y.to_numpy(), return_counts=True)
-        return cells, pd.DataFrame({"value": values, "n": n})
+        return cell_statistics(data[self.segment], data[self.variant], data[self.metric],
+                               self.control)
 
     def cell_statistics(
         self, data: pd.DataFrame | None = None
@@ -427,28 +383,7 @@ class SegmentEffectModel(BayesianModel):
         if self.parameterization != "auto":
             return self.parameterization == "centred"
         shape = (len(self.segments_), len(self.variants_))
-        n, total, total_sq = (cells[c].to_numpy(dtype=float).reshape(shape)
-                              for c in ("n", "total", "total_sq"))
-        mean = total / n
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if self.likelihood == "negative_binomial":
-                g = np.log(mean)
-                se2 = (total_sq / n - mean**2) / (n * mean**2)
-            else:
-                g = special.logit(mean)
-                se2 = 1.0 / (n * mean * (1.0 - mean))
-            raw = g[:, 1:] - g[:, :1]
-            se2 = se2[:, 1:] + se2[:, :1]
-        ok = np.isfinite(raw) & np.isfinite(se2) & (se2 > 0)
-        if len(self.segments_) < 3 or ok.sum(axis=0).min() < 3:
-            return False
-        spread = np.mean([estimate_heterogeneity(raw[ok[:, k], k], np.sqrt(se2[ok[:, k], k]))
-                          for k in range(raw.shape[1])])
-        # centred only when the data clearly dominate: with standard errors close to
-        # the (noisy) spread estimate, sigma_effect can still approach zero and the
-        # centred form becomes the funnel (6 countries of ~250 users per arm: 15-35
-        # divergences of 4,000 centred, none non-centred)
-        return bool(np.median(np.sqrt(se2[ok])) < 0.5 * spread)
+        return centre_segment_effects(cells, shape, self.likelihood)
 
     def _parameter_names(self) -> list[str]:
         names = ["intercept", "sigma_baseline", "effect", "sigma_effect"]
@@ -474,8 +409,8 @@ class SegmentEffectModel(BayesianModel):
     def _options(self, method: str, ci_prob: Any, scale: Any) -> None:
         self._require_fitted(f"{method}()")
         owner = f"SegmentEffectModel.{method}"
-        _check_ci_prob(owner, ci_prob)
-        _check_choice(owner, "scale", scale, SCALES)
+        check_probability(owner, "ci_prob", ci_prob)
+        check_choice(owner, "scale", scale, SCALES)
 
     def segment_effects(
         self,

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from models.base import _check_choice, _check_positive_int
+from models._validation import check_choice, check_positive_int
 from models.experiments._checks import check_probability
 
 __all__ = ["PeekingResult", "confidence_sequence", "sequential_multiplier", "simulate_peeking"]
@@ -112,7 +112,7 @@ def confidence_sequence(
     """
     owner = "confidence_sequence"
     check_probability(owner, "ci_prob", ci_prob)
-    _check_positive_int(owner, "sequential_n", sequential_n)
+    check_positive_int(owner, "sequential_n", sequential_n)
     estimate = np.asarray(estimate, dtype=float)
     sd, n_total = np.asarray(sd, dtype=float), np.asarray(n_total, dtype=float)
     radius = _radius(sd, n_total, ci_prob, sequential_n)
@@ -263,15 +263,15 @@ def simulate_peeking(
     True
     """
     owner = "simulate_peeking"
-    _check_positive_int(owner, "n_experiments", n_experiments)
-    _check_positive_int(owner, "n_looks", n_looks)
-    _check_positive_int(owner, "users_per_look", users_per_look)
-    _check_choice(owner, "kind", kind, ("continuous", "binary"))
+    check_positive_int(owner, "n_experiments", n_experiments)
+    check_positive_int(owner, "n_looks", n_looks)
+    check_positive_int(owner, "users_per_look", users_per_look)
+    check_choice(owner, "kind", kind, ("continuous", "binary"))
     check_probability(owner, "ci_prob", ci_prob)
     check_probability(owner, "threshold", threshold, low=0.5)
     if sequential_n is None:
         sequential_n = 2 * users_per_look * n_looks
-    _check_positive_int(owner, "sequential_n", sequential_n)
+    check_positive_int(owner, "sequential_n", sequential_n)
     from models.experiments.engine import analyze  # engine imports this module
 
     rng = np.random.default_rng(random_seed)

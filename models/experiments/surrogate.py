@@ -14,9 +14,7 @@ sampling noise of the experiment's arms.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,11 +22,20 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
-from scipy import special
 
-from models.base import BayesianModel, _check_choice, _check_positive_int
+from models._validation import TABLE, check_choice, check_positive_int, row_problem
+from models.base import BayesianModel
 from models.exceptions import DataValidationError, Problem
-from models.experiments._checks import check_probability
+from models.experiments._checks import check_bool, check_probability
+from models.experiments._mixtures import normal_mixture_summary
+from models.experiments._surrogate_index import (
+    BLOCK_ELEMENTS,
+    Scaling,
+    arm_moments,
+    column_problems,
+    surrogate_index,
+)
+from models.predict import eti_bounds, summarize_draws
 from models.priors import Prior
 
 __all__ = ["SurrogateIndexModel"]
@@ -42,83 +49,7 @@ _PRIORS_USED = {
     "poisson": ("intercept", "beta"),
     "negative_binomial": ("intercept", "beta", "overdispersion"),
 }
-_TABLE = "<table>"
-_SHOWN = 5
-_BLOCK_ELEMENTS = 4_000_000
 _MIN_MC_DRAWS = 4000
-
-
-# ---------------------------------------------------------------------- validation
-def _row_problem(column: str, rule: str, mask: np.ndarray, values: pd.Series,
-                 fix: str = "") -> Problem:
-    rows = np.flatnonzero(mask)
-    shown = rows[:_SHOWN]
-    examples = tuple(v.item() if isinstance(v, np.generic) else v for v in values.iloc[shown])
-    return Problem(column, rule, int(rows.size), tuple(int(r) for r in shown), examples, fix)
-
-
-def _column_problems(frame: pd.DataFrame, columns: Sequence[str], sample: str) -> list[Problem]:
-    """Missing, non-numeric and non-finite columns among ``columns`` of ``frame``."""
-    problems = []
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        others = [str(c) for c in frame.columns if c not in columns]
-        hints = {c: difflib.get_close_matches(str(c), others, n=1, cutoff=0.6) for c in missing}
-        hints = {c: h[0] for c, h in hints.items() if h}
-        fix = "give both samples the same surrogate columns, named as in 'surrogates'"
-        if hints:
-            fix += "; did you mean " + ", ".join(f"{h!r} for {c!r}" for c, h in hints.items())
-        problems.append(Problem(_TABLE, f"the surrogate column(s) {missing} in the {sample}; "
-                                f"its other columns are {others[:20]}", fix=fix))
-    for column in (c for c in columns if c in frame.columns):
-        values = frame[column]
-        if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
-            problems.append(Problem(column, f"numbers (dtype is {values.dtype})",
-                                    fix=f"convert {column!r} to a numeric dtype"))
-            continue
-        bad = ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
-        if bad.any():
-            problems.append(_row_problem(column, "finite numbers (no NaN or infinity)", bad, values,
-                                         "drop or impute the rows with missing values"))
-    return problems
-
-
-# --------------------------------------------------------------------- numerics
-@dataclass(frozen=True)
-class _Scaling:
-    """Standardisation learnt from the reference sample (identity without ``standardize``)."""
-
-    center: np.ndarray
-    scale: np.ndarray
-    outcome_center: float
-    outcome_scale: float
-    offset: float  # link of the reference mean outcome (GLMs)
-
-
-def _normal_mixture_quantile(means: np.ndarray, sds: np.ndarray, q: float) -> float:
-    r"""Quantile ``q`` of the equal-weight mixture :math:`\frac1D\sum_d N(\mu_d, s_d^2)`."""
-    lo = float(np.min(means - 10 * sds))
-    hi = float(np.max(means + 10 * sds))
-    pad = 1e-12 * (1.0 + abs(lo) + abs(hi))
-    lo, hi = lo - pad, hi + pad
-    positive = sds > 0
-    safe = np.where(positive, sds, 1.0)
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        cdf = np.where(positive, special.ndtr((mid - means) / safe), mid >= means).mean()
-        if cdf < q:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-13 * (1.0 + abs(mid)):
-            break
-    return 0.5 * (lo + hi)
-
-
-def _equal_tailed(draws: np.ndarray, ci_prob: float) -> tuple[np.ndarray, np.ndarray]:
-    tail = (1.0 - ci_prob) / 2
-    lower, upper = np.quantile(draws, [tail, 1.0 - tail], axis=0)
-    return lower, upper
 
 
 class SurrogateIndexModel(BayesianModel):
@@ -199,8 +130,8 @@ class SurrogateIndexModel(BayesianModel):
 
     The posterior of :math:`\tau` is the mixture
     :math:`\frac1D \sum_d N\big(\Delta_d, V_d\big)`, :math:`V_d = v_T/n_T +
-    v_C/n_C`; its mean, standard deviation, equal-tailed interval (found by
-    bisection on the mixture's distribution function) and
+    v_C/n_C`; its mean, standard deviation, equal-tailed interval (found by a
+    safeguarded Newton iteration on the mixture's distribution function) and
     :math:`P(\tau > 0) = \frac1D\sum_d \Phi(\Delta_d/\sqrt{V_d})` are exact
     given the draws. By the law of total variance
     :math:`\operatorname{var}(\tau) = \operatorname{var}_d(\Delta_d) +
@@ -289,11 +220,9 @@ class SurrogateIndexModel(BayesianModel):
         if not isinstance(outcome, str) or outcome in surrogates:
             raise ValueError(f"The 'outcome' parameter of {owner} must be a column name that is "
                              f"not a surrogate. Got {outcome!r} instead.")
-        _check_choice(owner, "likelihood", likelihood, LIKELIHOODS)
-        for name, value in (("standardize", standardize), ("higher_is_better", higher_is_better)):
-            if not isinstance(value, bool):
-                raise ValueError(f"The {name!r} parameter of {owner} must be True or False. "
-                                 f"Got {value!r} instead.")
+        check_choice(owner, "likelihood", likelihood, LIKELIHOODS)
+        self.standardize = check_bool(owner, "standardize", standardize)
+        self.higher_is_better = check_bool(owner, "higher_is_better", higher_is_better)
         super().__init__(priors=priors)
         unused = sorted(set(priors or {}) - set(_PRIORS_USED[likelihood]))
         if unused:
@@ -311,9 +240,9 @@ class SurrogateIndexModel(BayesianModel):
             problems.append(Problem(self.outcome, "the outcome column in the reference sample",
                                     fix="add the long-term outcome of every reference user, or "
                                         "pass outcome=<the column that holds it>"))
-        problems += _column_problems(data, surrogates, "reference sample")
+        problems += column_problems(data, surrogates, "reference sample")
         if self.outcome in data.columns:
-            problems += _column_problems(data, [self.outcome], "reference sample")
+            problems += column_problems(data, [self.outcome], "reference sample")
         if problems:
             raise DataValidationError(problems, what="reference sample")
 
@@ -325,7 +254,7 @@ class SurrogateIndexModel(BayesianModel):
             fewer = (f"or at most {most} surrogate(s) for {n} rows" if most > 0
                      else "or fewer surrogates")
             problems.append(Problem(
-                _TABLE, f"at least {ROWS_PER_COEFFICIENT} rows per coefficient: {need} rows for "
+                TABLE, f"at least {ROWS_PER_COEFFICIENT} rows per coefficient: {need} rows for "
                 f"{k} surrogate(s) and an intercept; got {n}",
                 fix="use a larger reference sample (more users, more cohorts or the control "
                     f"arms of more past experiments) {fewer}"))
@@ -349,7 +278,7 @@ class SurrogateIndexModel(BayesianModel):
         if self.likelihood == "bernoulli":
             bad = (values != 0) & (values != 1)
             if bad.any():
-                return [_row_problem(column, "0 or 1 (bernoulli likelihood)", bad, y,
+                return [row_problem(column, "0 or 1 (bernoulli likelihood)", bad, y,
                                      "code the outcome as 0/1 or choose another likelihood")]
             if values.size and np.unique(values).size < 2:
                 return [Problem(column, f"both 0 and 1 among the outcomes (all are {values[0]:g})",
@@ -357,7 +286,7 @@ class SurrogateIndexModel(BayesianModel):
         elif self.likelihood in ("poisson", "negative_binomial"):
             bad = (values < 0) | (values != np.round(values))
             if bad.any():
-                return [_row_problem(column, f"non-negative integers ({self.likelihood} "
+                return [row_problem(column, f"non-negative integers ({self.likelihood} "
                                      "likelihood)", bad, y,
                                      "use likelihood='normal' for a continuous outcome")]
             if values.size and not (values > 0).any():
@@ -368,17 +297,10 @@ class SurrogateIndexModel(BayesianModel):
         return []
 
     # ------------------------------------------------------------------ model
-    def _scaling(self, data: pd.DataFrame) -> _Scaling:
-        s = data[list(self.surrogates)].to_numpy(dtype=float)
-        y = data[self.outcome].to_numpy(dtype=float)
-        k = s.shape[1]
-        if not self.standardize:
-            return _Scaling(np.zeros(k), np.ones(k), 0.0, 1.0, 0.0)
-        center, scale = s.mean(axis=0), s.std(axis=0, ddof=1)
-        if self.likelihood == "normal":
-            return _Scaling(center, scale, float(y.mean()), float(y.std(ddof=1)), 0.0)
-        link = special.logit if self.likelihood == "bernoulli" else np.log
-        return _Scaling(center, scale, 0.0, 1.0, float(link(y.mean())))
+    def _scaling(self, data: pd.DataFrame) -> Scaling:
+        return Scaling.fit(data[list(self.surrogates)].to_numpy(dtype=float),
+                           data[self.outcome].to_numpy(dtype=float), self.likelihood,
+                           self.standardize)
 
     def _build_model(self, data: pd.DataFrame) -> pm.Model:
         self.scaling_ = sc = self._scaling(data)
@@ -411,7 +333,7 @@ class SurrogateIndexModel(BayesianModel):
 
     # ------------------------------------------------------------ predictions
     def _standardized(self, frame: pd.DataFrame, sample: str) -> np.ndarray:
-        problems = _column_problems(frame, list(self.surrogates), sample)
+        problems = column_problems(frame, list(self.surrogates), sample)
         if problems:
             raise DataValidationError(problems, what=sample)
         s = frame[list(self.surrogates)].to_numpy(dtype=float)
@@ -419,38 +341,12 @@ class SurrogateIndexModel(BayesianModel):
 
     def _index(self, params: Mapping[str, np.ndarray], z: np.ndarray) -> np.ndarray:
         """Surrogate index E[Y | S, theta_d], shape (draw, user)."""
-        sc = self.scaling_
-        eta = sc.offset + params["intercept"][:, None] + params["beta"] @ z.T
-        if self.likelihood == "normal":
-            return sc.outcome_center + sc.outcome_scale * eta
-        if self.likelihood == "bernoulli":
-            return special.expit(eta)
-        return np.exp(eta)
+        return surrogate_index(params, z, self.scaling_, self.likelihood)
 
     def _arm_moments(self, params: Mapping[str, np.ndarray],
                      z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per draw, the mean and variance (ddof=1) over users of the surrogate index."""
-        if self.likelihood == "normal":  # linear: exact from the arm's mean and covariance
-            sc = self.scaling_
-            mean = sc.outcome_center + sc.outcome_scale * (
-                params["intercept"] + params["beta"] @ z.mean(axis=0))
-            cov = np.atleast_2d(np.cov(z, rowvar=False))
-            var = sc.outcome_scale**2 * np.einsum("dk,kl,dl->d", params["beta"], cov,
-                                                  params["beta"])
-            return mean, var
-        return self._arm_moments_by_block(params, z)
-
-    def _arm_moments_by_block(self, params: Mapping[str, np.ndarray],
-                              z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n_draws, n = params["intercept"].shape[0], z.shape[0]
-        block = max(1, _BLOCK_ELEMENTS // max(n_draws, 1))
-        shift = self._index(params, z[:1])[:, 0]  # a per-draw shift keeps the sums accurate
-        total, squares = np.zeros(n_draws), np.zeros(n_draws)
-        for start in range(0, n, block):
-            dev = self._index(params, z[start:start + block]) - shift[:, None]
-            total += dev.sum(axis=1)
-            squares += (dev**2).sum(axis=1)
-        return shift + total / n, np.maximum(squares - total**2 / n, 0.0) / (n - 1)
+        return arm_moments(params, z, self.scaling_, self.likelihood)
 
     def _draws(self, max_draws: int | None,
                rng: np.random.Generator) -> tuple[dict[str, np.ndarray], tuple[int, int]]:
@@ -481,13 +377,13 @@ class SurrogateIndexModel(BayesianModel):
             problems.append(Problem(treatment, "the treatment column in the experiment sample",
                                     fix="pass treatment=<the column that holds each user's "
                                         "arm>"))
-        problems += _column_problems(experiment, list(self.surrogates), sample)
+        problems += column_problems(experiment, list(self.surrogates), sample)
         if problems:
             raise DataValidationError(problems, what=sample)
         arms = experiment[treatment]
         missing = arms.isna().to_numpy()
         if missing.any():
-            problems.append(_row_problem(treatment, "an arm for every user", missing, arms,
+            problems.append(row_problem(treatment, "an arm for every user", missing, arms,
                                          "drop the users without an assignment"))
         else:
             counts = arms.value_counts()
@@ -577,7 +473,7 @@ class SurrogateIndexModel(BayesianModel):
         self._require_fitted("estimate_effect()")
         check_probability(owner, "ci_prob", ci_prob)
         if max_draws is not None:
-            _check_positive_int(owner, "max_draws", max_draws)
+            check_positive_int(owner, "max_draws", max_draws)
         arms = self._experiment_arms(experiment, treatment, control)
         z = self._standardized(experiment, "experiment sample")
         rng = np.random.default_rng(random_seed)
@@ -593,24 +489,22 @@ class SurrogateIndexModel(BayesianModel):
             moments[arm] = (int(rows.sum()), mean, var / rows.sum(), (mean + noise).reshape(-1))
         n_c, m_c, s2_c, draws_c = moments[control]
         records, effect_draws = [], []
-        tail = (1.0 - ci_prob) / 2
         for arm in variants:
             n_t, m_t, s2_t, draws_t = moments[arm]
             delta, within = m_t - m_c, s2_t + s2_c
             var_p, var_s = float(delta.var()), float(within.mean())
             total = var_p + var_s
-            sd = np.sqrt(within)
-            p_up = np.where(sd > 0, special.ndtr(delta / np.where(sd > 0, sd, 1.0)),
-                            delta > 0).mean()
+            effect = normal_mixture_summary(delta[:, None], np.sqrt(within)[:, None], ci_prob)
+            p_up = effect["prob_positive"].item()
             lift = draws_t / draws_c - 1.0
-            lift_lo, lift_hi = _equal_tailed(lift, ci_prob)
+            lift_lo, lift_hi = eti_bounds(lift, ci_prob)
             effect_draws.append(draws_t - draws_c)
             records.append({
                 "n_control": n_c, "n_treatment": n_t,
                 "mean_control": float(m_c.mean()), "mean_treatment": float(m_t.mean()),
-                "effect": float(delta.mean()), "effect_sd": float(np.sqrt(total)),
-                "effect_ci_lower": _normal_mixture_quantile(delta, sd, tail),
-                "effect_ci_upper": _normal_mixture_quantile(delta, sd, 1.0 - tail),
+                "effect": effect["mean"].item(), "effect_sd": effect["sd"].item(),
+                "effect_ci_lower": effect["ci_lower"].item(),
+                "effect_ci_upper": effect["ci_upper"].item(),
                 "lift": float(lift.mean()),
                 "lift_sd": float(lift.std(ddof=1)) if lift.size > 1 else np.nan,
                 "lift_ci_lower": float(lift_lo), "lift_ci_upper": float(lift_hi),
@@ -680,7 +574,7 @@ class SurrogateIndexModel(BayesianModel):
         self._require_fitted("expected_outcome()")
         check_probability(owner, "ci_prob", ci_prob)
         if max_draws is not None:
-            _check_positive_int(owner, "max_draws", max_draws)
+            check_positive_int(owner, "max_draws", max_draws)
         frame = self.data_ if data is None else data
         if not isinstance(frame, pd.DataFrame):
             raise TypeError(f"The 'data' parameter of {owner} must be a pandas DataFrame. "
@@ -693,16 +587,11 @@ class SurrogateIndexModel(BayesianModel):
                                 coords={"chain": np.arange(n_chain), "draw": np.arange(n_draw),
                                         "user": frame.index.to_numpy()},
                                 name="expected_outcome")
-        block = max(1, _BLOCK_ELEMENTS // (n_chain * n_draw))
-        parts = []
-        for start in range(0, len(frame), block):
-            draws = self._index(params, z[start:start + block])
-            lower, upper = _equal_tailed(draws, ci_prob)
-            sd = draws.std(axis=0, ddof=1) if draws.shape[0] > 1 else np.full(draws.shape[1],
-                                                                               np.nan)
-            parts.append(np.column_stack([draws.mean(axis=0), sd, lower, upper]))
-        values = np.concatenate(parts) if parts else np.empty((0, 4))
-        result = pd.DataFrame(values, columns=["mean", "sd", "ci_lower", "ci_upper"],
-                              index=frame.index)
+        block = max(1, BLOCK_ELEMENTS // (n_chain * n_draw))
+        parts = [summarize_draws(self._index(params, z[start:start + block]), ci_prob=ci_prob,
+                                 index=frame.index[start:start + block])
+                 for start in range(0, len(frame), block)]
+        result = pd.concat(parts) if parts else summarize_draws(
+            np.empty((n_chain * n_draw, 0)), ci_prob=ci_prob, index=frame.index)
         result.attrs["ci_prob"] = ci_prob
         return result

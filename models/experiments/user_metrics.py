@@ -29,12 +29,19 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from models.base import _check_choice, _check_positive_int
+from models._validation import (
+    N_EXAMPLES,
+    check_choice,
+    check_positive_int,
+    check_table,
+    lazy_checks,
+    raise_lazy,
+    to_naive_utc,
+)
 from models.data._lazy import compute, is_dask
 from models.data.schema import TIMESTAMP
-from models.data.summaries import _check_table, _lazy_checks, _raise_lazy
-from models.data.validation import _to_naive_utc
 from models.exceptions import DataQualityWarning, DataValidationError, Problem
+from models.experiments._metric_plan import check_metrics, leaves, output_columns, plan, value
 from models.experiments._windows import (
     aggregate,
     check_exposure,
@@ -48,12 +55,9 @@ from models.experiments._windows import (
 from models.experiments.assignments import validate_assignments
 from models.experiments.metrics import (
     DEFAULT_METRICS,
-    ActiveDays,
-    Binary,
     Distinct,
     Metric,
     Ratio,
-    Retained,
     Sum,
 )
 from models.experiments.schema import ASSIGNED_AT, EXPERIMENT_ID, USER_ID, VARIANT
@@ -62,8 +66,6 @@ __all__ = ["STAT_COLUMNS", "UserMetrics", "compute_user_metrics", "sufficient_st
 
 #: Temporary column: each assignment row's position in the table as passed in.
 _POS = "_position"
-#: How many cells or users a message names.
-_N_NAMED = 5
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,104 +135,6 @@ class UserMetrics:
         return {"y": metric.name, "d": None, "x": f"{metric.name}_pre" if pre else None, "w": None}
 
 
-# --------------------------------------------------------------------------- planning
-
-
-def _output_columns(metric: Metric, pre: bool) -> list[str]:
-    name = metric.name
-    names = [f"{name}_num", f"{name}_den"] if metric.kind == "ratio" else [name]
-    return names + ([f"{c}_pre" for c in names] if pre else [])
-
-
-def _day_range(window: tuple[int, int] | None, pre: bool, window_days: int, pre_days: int):
-    if not pre:
-        return window if window is not None else (0, window_days)
-    if window is None:
-        return (-pre_days, 0)
-    return (-min(window[1] - window[0], pre_days), 0)
-
-
-def _leaves(metric: Metric, inherited: tuple[int, int] | None = None):
-    """Yield (leaf metric, window or None) of a metric and its parts."""
-    window = metric.window if metric.window is not None else inherited
-    if isinstance(metric, Ratio):
-        yield from _leaves(metric.numerator, window)
-        yield from _leaves(metric.denominator, window)
-    elif isinstance(metric, Binary):
-        yield from _leaves(metric.of, window)
-    else:
-        yield metric, window
-
-
-def _primitive(leaf: Metric, days: tuple[int, int]) -> tuple[str, str | None, int, int]:
-    if isinstance(leaf, Sum):
-        return ("sum", leaf.column, *days)
-    if isinstance(leaf, Distinct):
-        return ("distinct", leaf.column, *days)
-    if isinstance(leaf, ActiveDays | Retained):
-        return ("days", None, *days)
-    return ("count", None, *days)
-
-
-def _check_metrics(metrics: Any, window_days: int, func: str) -> tuple[Metric, ...]:
-    if isinstance(metrics, Metric):
-        metrics = (metrics,)
-    ok = isinstance(metrics, Sequence) and not isinstance(metrics, str) and len(metrics) > 0
-    if not (ok and all(isinstance(m, Metric) for m in metrics)):
-        raise ValueError(
-            f"The 'metrics' parameter of {func} must be a metric or a non-empty sequence of "
-            f"metrics (Count, Sum, ...). Got {metrics!r} instead."
-        )
-    names = [m.name for m in metrics]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ValueError(
-            f"The 'metrics' parameter of {func} must have unique names. Got {repeated} more "
-            "than once instead."
-        )
-    columns = [c for m in metrics for c in _output_columns(m, True)]
-    clash = sorted({c for c in columns if columns.count(c) > 1})
-    if clash:
-        raise ValueError(
-            f"The 'metrics' parameter of {func} must give distinct output columns. Got "
-            f"{clash} from two metrics instead; rename one."
-        )
-    for metric in metrics:
-        for _, window in _leaves(metric):
-            if window is not None and window[1] > window_days:
-                raise ValueError(
-                    f"The 'window_days' parameter of {func} must be at least {window[1]} (the "
-                    f"end of the window of metric '{metric.name}'). Got {window_days} instead."
-                )
-    return tuple(metrics)
-
-
-def _plan(metrics: tuple[Metric, ...], window_days: int, pre_days: int) -> list[tuple]:
-    """Every distinct primitive (operation, column, first day, end day) the metrics need."""
-    periods = (False, True) if pre_days > 0 else (False,)
-    prims = [
-        _primitive(leaf, _day_range(window, pre, window_days, pre_days))
-        for metric in metrics
-        for leaf, window in _leaves(metric)
-        for pre in periods
-    ]
-    return list(dict.fromkeys(prims))
-
-
-def _value(metric: Metric, window, pre: bool, prim: pd.DataFrame, names: dict, sizes) -> pd.Series:
-    """Per-user value of a non-ratio metric from the primitives table."""
-    window = metric.window if metric.window is not None else window
-    if isinstance(metric, Binary):
-        inner = _value(metric.of, window, pre, prim, names, sizes)
-        return (inner > metric.threshold).astype("int64")
-    column = prim[names[_primitive(metric, _day_range(window, pre, *sizes))]]
-    if isinstance(metric, Sum):
-        return column.astype("float64") * metric.scale
-    if isinstance(metric, Retained):
-        return (column > 0).astype("int64")
-    return column.astype("int64")
-
-
 def _check_events(events: Any, metrics: tuple[Metric, ...], func: str) -> dict[str, list[str]]:
     """Check columns and dtypes (metadata only); return the summed and the distinct columns."""
     if not (isinstance(events, pd.DataFrame) or is_dask(events)):
@@ -241,7 +145,7 @@ def _check_events(events: Any, metrics: tuple[Metric, ...], func: str) -> dict[s
     sums: dict[str, list[str]] = {}
     distinct: dict[str, list[str]] = {}
     for metric in metrics:
-        for leaf, _ in _leaves(metric):
+        for leaf, _ in leaves(metric):
             if isinstance(leaf, Sum | Distinct):
                 users = (sums if isinstance(leaf, Sum) else distinct).setdefault(leaf.column, [])
                 users.append(metric.name)
@@ -267,7 +171,7 @@ def _check_events(events: Any, metrics: tuple[Metric, ...], func: str) -> dict[s
             )
     if problems:
         raise DataValidationError(problems, what="events")
-    _check_table(events, [USER_ID, TIMESTAMP], func)
+    check_table(events, [USER_ID, TIMESTAMP], func)
     return {"sums": list(sums), "distinct": list(distinct)}
 
 
@@ -382,13 +286,13 @@ def compute_user_metrics(
     3        treatment      0          0            0
     """
     func = "compute_user_metrics"
-    _check_positive_int(func, "window_days", window_days)
+    check_positive_int(func, "window_days", window_days)
     if pre_days is None:
         pre_days = 0
-    _check_positive_int(func, "pre_days", pre_days, allow_zero=True)
-    _check_choice(func, "unassigned", unassigned, ("error", "drop"))
-    metrics = _check_metrics(metrics, window_days, func)
-    end = None if observation_end is None else _to_naive_utc(observation_end, "observation_end")
+    check_positive_int(func, "pre_days", pre_days, allow_zero=True)
+    check_choice(func, "unassigned", unassigned, ("error", "drop"))
+    metrics = check_metrics(metrics, window_days, func)
+    end = None if observation_end is None else to_naive_utc(observation_end, "observation_end")
     used = _check_events(events, metrics, func)
     if is_dask(assignments):
         (assignments,) = compute(assignments)
@@ -402,7 +306,7 @@ def compute_user_metrics(
     )
     keys = [EXPERIMENT_ID, USER_ID] if EXPERIMENT_ID in table.columns else [USER_ID]
     attributes = [c for c in table.columns if c not in (*keys, VARIANT, ASSIGNED_AT, _POS)]
-    outputs = [c for m in metrics for c in _output_columns(m, pre_days > 0)]
+    outputs = [c for m in metrics for c in output_columns(m, pre_days > 0)]
     clash = sorted(set(outputs) & {*keys, VARIANT, ASSIGNED_AT, *attributes})
     if clash:
         raise ValueError(
@@ -411,7 +315,7 @@ def compute_user_metrics(
         )
     check_id_types(events, table)
 
-    prims = _plan(metrics, window_days, pre_days)
+    prims = plan(metrics, window_days, pre_days)
     names = {p: f"_p{i}" for i, p in enumerate(prims)}
     int_sums = [c for c in used["sums"] if pd.api.types.is_integer_dtype(events[c].dtype)]
     columns = list(dict.fromkeys(used["sums"] + used["distinct"]))
@@ -419,13 +323,13 @@ def compute_user_metrics(
     known = events[USER_ID].isin(pd.unique(table[USER_ID]))
     checks = event_row_checks(events, used["sums"], known)
     totals = {c: rows[c].abs().astype("float64").sum() for c in int_sums}
-    lazy = _lazy_checks(events, [USER_ID, TIMESTAMP]) if is_dask(events) else {}
+    lazy = lazy_checks(events, [USER_ID, TIMESTAMP]) if is_dask(events) else {}
     last = events[TIMESTAMP].max() if end is None else None
     aggs = aggregate(rows, keys, prims, names)
     # One pass over the data for Dask: results and checks together.
     aggs, checks, totals, lazy, last = compute_nested(aggs, checks, totals, lazy, last)
     if is_dask(events):
-        _raise_lazy(events, [USER_ID, TIMESTAMP], lazy, "events")
+        raise_lazy(events, [USER_ID, TIMESTAMP], lazy, "events")
     raise_for_event_rows(events, checks, known, unassigned)
     check_overflow(rows, keys, int_sums, totals)
     if end is None:
@@ -442,11 +346,11 @@ def compute_user_metrics(
             suffix = "_pre" if pre else ""
             if isinstance(metric, Ratio):
                 for part, tag in ((metric.numerator, "_num"), (metric.denominator, "_den")):
-                    columns_out[f"{metric.name}{tag}{suffix}"] = _value(
+                    columns_out[f"{metric.name}{tag}{suffix}"] = value(
                         part, metric.window, pre, prim, names, sizes
                     )
             else:
-                columns_out[f"{metric.name}{suffix}"] = _value(
+                columns_out[f"{metric.name}{suffix}"] = value(
                     metric, None, pre, prim, names, sizes
                 )
     values = pd.DataFrame({k: v.to_numpy() for k, v in columns_out.items()})
@@ -488,7 +392,7 @@ STAT_COLUMNS = (
 
 def _check_by(by: Any, user_metrics: UserMetrics, func: str) -> list[str]:
     frame = user_metrics.frame
-    outputs = {c for m in user_metrics.metrics for c in _output_columns(m, True)}
+    outputs = {c for m in user_metrics.metrics for c in output_columns(m, True)}
     allowed = [c for c in frame.columns if c not in (VARIANT, ASSIGNED_AT) and c not in outputs]
     by_list = [] if by is None else [by] if isinstance(by, str) else by
     ok = isinstance(by_list, list | tuple) and all(c in allowed for c in by_list)
@@ -652,7 +556,7 @@ def sufficient_statistics(
     table.attrs = {"window_days": user_metrics.window_days, "pre_days": user_metrics.pre_days}
     empty = table[(table["kind"] == "ratio") & (table["sum_d"] == 0)]
     if len(empty):
-        cells = "; ".join(str(i) for i in empty.index[:_N_NAMED])
+        cells = "; ".join(str(i) for i in empty.index[:N_EXAMPLES])
         warnings.warn(
             DataQualityWarning(
                 f"The denominator of a ratio metric is zero for every user of {len(empty)} "

@@ -21,13 +21,24 @@ import pandas as pd
 import pymc as pm
 import pytensor
 import pytensor.tensor as pt
+import xarray as xr
 
+from models._deprecation import deprecated_alias
+from models._pointwise import blocks, by_blocks, draw_arrays, sample_array, unit_array
 from models.base import BayesianModel, resolve_seed
 from models.data.schema import USER_ID
 from models.exceptions import DataQualityWarning, DataValidationError, Problem
+from models.listening._pointwise import count_loglik, gamma_conditional_loglik
 from models.listening.count_likelihood import NegBinGridLogp, cell_loglik
 from models.listening.gamma_users import compress_users, draw_user_log_rates, gamma_user_loglik
-from models.predict import posterior_arrays, predict_in_batches, summarize_draws
+from models.predict import (
+    draws_to_dataarray,
+    posterior_arrays,
+    predict_in_batches,
+    prediction_method,
+    sample_shape,
+    summarize_draws,
+)
 from models.priors import Prior
 
 __all__ = ["PlayCountModel"]
@@ -109,7 +120,7 @@ def check_labels(
 
 
 def interval_summary(draws: np.ndarray, ci_prob: float, index: Sequence[Any]) -> pd.DataFrame:
-    """Mean, sd, HDI and P(draw > 0) of each column of a (draws x units) array."""
+    """Mean, sd, equal-tailed interval and P(draw > 0) of each column of a (draws x units) array."""
     frame = summarize_draws(draws, ci_prob=ci_prob, index=index)
     frame["prob_positive"] = (draws > 0).mean(axis=0)
     return frame
@@ -211,6 +222,21 @@ class PlayCountModel(BayesianModel):
     period is its own column: the trend costs a grid of users x periods but
     stays one vectorised pass), plus the period itself with covariates (whose
     per-row values are then a users x periods x covariates array).
+
+    *LOO and predictive checks.* The unit of the pointwise log-likelihood
+    (:meth:`compute_log_likelihood`, variable ``plays``, dim ``user_period``:
+    the rows of ``data_``, with coordinates ``user_id`` and ``period_start``) is
+    one user-day, :math:`\log p(y_{ut} \mid \theta)` under the model's
+    likelihood (hurdle included); the values sum to the model's log-likelihood.
+    With ``user_effect="gamma"`` the user rates are integrated out and the days of
+    a user are not independent given the parameters, so the value of a user-day
+    is its log-probability given the user's other days,
+    :math:`\log p(y_{ut} \mid y_{u,-t}, \theta)` (a negative binomial), which is what
+    PSIS-LOO needs for a model that does not factorise (Bürkner, Gabry & Vehtari
+    2021); they do not sum to the collapsed log-likelihood, but they are
+    comparable, user-day by user-day, with those of the other likelihoods.
+    :meth:`sample_posterior_predictive` replicates ``plays`` for every row (with
+    ``"gamma"``, each user's rate drawn from its exact conditional).
 
     Examples
     --------
@@ -607,6 +633,80 @@ class PlayCountModel(BayesianModel):
             names.append("zero_logit")
         return names
 
+    # ------------------------------------------------ LOO and predictive checks
+    def _row_draws(self, posterior: xr.Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Flattened posterior draws (user effects included) and each training row's user."""
+        names = self._parameter_names()
+        if self.user_effect != "gamma":
+            names.append("user_z" if self._is_noncentered() else "user_log_rate")
+        return draw_arrays(posterior, names), pd.factorize(self.data_[USER_ID], sort=True)[0]
+
+    def _row_coords(self) -> dict[str, Any]:
+        return {"extra_coords": {USER_ID: self.data_[USER_ID].astype(str).to_numpy(),
+                                 PERIOD_START: self.data_[PERIOD_START].to_numpy()}}
+
+    def _pointwise_log_likelihood(self, posterior: xr.Dataset) -> dict[str, xr.DataArray]:
+        p, user = self._row_draws(posterior)
+        y = self.data_[PLAYS].to_numpy(dtype=float)
+        n_samples = p["intercept"].shape[0]
+        if self.user_effect == "gamma":
+            values = self._gamma_pointwise(p, user, y)
+        else:
+            log_rate = self._user_log_rate(p)
+            extra = {k: p[k][:, None] for k in ("alpha", "zero_logit") if k in p}
+
+            def rows(i: np.ndarray) -> np.ndarray:
+                eta = log_rate[:, user[i]] + self._row_eta(p, self.data_.iloc[i])
+                return count_loglik(self.likelihood, y[i], eta, extra.get("alpha"),
+                                    extra.get("zero_logit"))
+
+            values = by_blocks(rows, n_samples, len(y))
+        return {PLAYS: sample_array(values, posterior, "user_period", **self._row_coords())}
+
+    def _gamma_pointwise(self, p: Mapping[str, np.ndarray], user: np.ndarray,
+                         y: np.ndarray) -> np.ndarray:
+        """Each user-day given the user's other days (``user_effect="gamma"``)."""
+        n_users = int(user.max()) + 1
+        first = np.unique(user, return_index=True)[1]
+        codes = self._user_group_codes(self.data_, first)
+        log_mean = np.repeat(p["intercept"][:, None], n_users, axis=1)
+        for j, g in enumerate(self.groups):
+            log_mean = log_mean + p[f"{g}_effect"][:, codes[:, j]]
+        n_samples = log_mean.shape[0]
+        exposure = np.zeros((n_samples, n_users))  # E_u: the user's summed period means
+        for i in blocks(n_samples, len(y)):
+            e = np.exp(self._row_eta(p, self.data_.iloc[i]))
+            np.add.at(exposure, (slice(None), user[i]), e)
+        total = np.bincount(user, weights=y, minlength=n_users)
+        shape = p["user_shape"][:, None]
+
+        def rows(i: np.ndarray) -> np.ndarray:
+            u = user[i]
+            return gamma_conditional_loglik(shape, log_mean[:, u],
+                                            self._row_eta(p, self.data_.iloc[i]),
+                                            exposure[:, u], y[i], total[u])
+
+        return by_blocks(rows, n_samples, len(y))
+
+    def _posterior_predictive(self, posterior: xr.Dataset,
+                              rng: np.random.Generator) -> dict[str, xr.DataArray]:
+        p, user = self._row_draws(posterior)
+        if self.user_effect == "gamma":  # each user's rate from its exact conditional
+            log_rate = self._gamma_user_log_rate(p, np.arange(int(user.max()) + 1), rng)
+        else:
+            log_rate = self._user_log_rate(p)
+
+        def rows(i: np.ndarray) -> np.ndarray:
+            eta = log_rate[:, user[i]] + self._row_eta(p, self.data_.iloc[i])
+            return _draw_counts(self.likelihood, p, eta, rng).astype(np.int64)
+
+        values = by_blocks(rows, p["intercept"].shape[0], len(self.data_))
+        return {PLAYS: sample_array(values, posterior, "user_period", **self._row_coords())}
+
+    def _observed_data(self) -> dict[str, xr.DataArray]:
+        return {PLAYS: unit_array(self.data_[PLAYS].to_numpy(), "user_period",
+                                  **self._row_coords())}
+
     # ---------------------------------------------------------- predictions
     def _draws(self, max_draws: int | None, random_seed: Any, users: bool) -> dict[str, Any]:
         names = self._parameter_names()
@@ -684,6 +784,7 @@ class PlayCountModel(BayesianModel):
             return (1.0 - _sigmoid(p["zero_logit"]))[:, None] * mu / -np.expm1(np.log(p0))
         return mu
 
+    @prediction_method()
     def expected_plays(
         self,
         data: pd.DataFrame | None = None,
@@ -692,7 +793,7 @@ class PlayCountModel(BayesianModel):
         max_draws: int | None = 1000,
         random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
+    ) -> pd.DataFrame | xr.DataArray:
         """Posterior expected plays of known users in given periods.
 
         Parameters
@@ -701,19 +802,22 @@ class PlayCountModel(BayesianModel):
             Rows with ``user_id`` (users of the training data), ``period_start``
             and the covariates; the training rows by default.
         ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
+            Probability mass of the equal-tailed interval.
         max_draws : int, optional
             Use a random subset of at most this many posterior draws.
         random_seed : int, numpy.random.Generator or None
             Seed of that subset.
         return_draws : bool, default False
-            Return the ``(draws, rows)`` array instead of the summary.
+            Return the draws instead of the summary.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
+        pandas.DataFrame or xarray.DataArray
             Per row of ``data`` (same index): ``user_id``, ``period_start``,
-            ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper``.
+            ``mean``, ``sd``, ``ci_lower``, ``ci_upper``; or the draws, dims
+            ``(chain, draw, row)`` with the data's index as the ``row`` coordinate
+            and ``user_id`` and ``period_start`` as further coordinates of ``row``
+            (one chain of ``max_draws`` draws when ``max_draws`` keeps a subset).
 
         Raises
         ------
@@ -745,9 +849,12 @@ class PlayCountModel(BayesianModel):
                    + self._row_eta(params, block))
             return self._mean(params, eta)
 
-        out = predict_in_batches(func, p, frame, ci_prob=ci_prob, return_draws=return_draws)
+        out = predict_in_batches(func, p, frame, ci_prob=ci_prob, return_draws=return_draws,
+                                 shape=sample_shape(self.idata_, max_draws), unit="row",
+                                 name="expected_plays")
         if return_draws:
-            return out
+            return out.assign_coords({USER_ID: ("row", rows[USER_ID].to_numpy()),
+                                      PERIOD_START: ("row", rows[PERIOD_START].to_numpy())})
         out.insert(0, PERIOD_START, rows[PERIOD_START].to_numpy())
         out.insert(0, USER_ID, rows[USER_ID].to_numpy())
         return out
@@ -810,70 +917,86 @@ class PlayCountModel(BayesianModel):
                  else pd.Timestamp(start))
         return pd.DataFrame({PERIOD_START: pd.date_range(start, periods=n_periods, freq="D")})
 
+    @prediction_method(renamed={"n_periods": "horizon"}, collect="segment")
     def expected_plays_new_user(
         self,
         *,
-        n_periods: int = 7,
+        horizon: int = 7,
+        segment: Mapping[str, Any] | None = None,
         start: Any = None,
         ci_prob: float = 0.89,
         max_draws: int | None = 4000,
         random_seed: int | np.random.Generator | None = None,
-        **segment: Any,
-    ) -> pd.DataFrame:
+        return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
         """Predict the daily plays of a new user of a segment (a fresh user effect per draw).
 
         Parameters
         ----------
-        n_periods : int, default 7
-            Number of daily periods from ``start``.
+        horizon : int, default 7
+            Number of daily periods from ``start``. (``n_periods`` is its
+            deprecated name.)
+        segment : mapping, optional
+            One level per group, e.g. ``{"country": "SE", "plan": "free"}``;
+            may be left out when the model has no groups. (Passing the levels
+            as keyword arguments, ``country="SE"``, is deprecated.)
         start : timestamp-like, optional
             First period; the day after the training data by default.
         ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
+            Probability mass of the equal-tailed interval.
         max_draws : int, optional
             Use at most this many posterior draws.
         random_seed : int, numpy.random.Generator or None
             Seed of the draw subset and of the new user effects.
-        **segment
-            One level per group, e.g. ``country="SE", plan="free"``.
+        return_draws : bool, default False
+            Return the draws instead of the summary.
 
         Returns
         -------
-        pandas.DataFrame
+        pandas.DataFrame or xarray.DataArray
             One row per period (index ``period_start``): ``mean``, ``sd``,
-            ``hdi_lower``, ``hdi_upper`` of the expected plays, which carry the
-            uncertainty about who the new user is.
+            ``ci_lower``, ``ci_upper`` of the expected plays, which carry the
+            uncertainty about who the new user is; or the draws, dims ``(chain,
+            draw, period_start)``.
 
         Raises
         ------
         ValueError
-            For an unknown group or level (the message lists the valid ones).
+            For an unknown group or level (the message lists the valid ones), or
+            a bad option.
         """
         owner = "PlayCountModel.expected_plays_new_user"
         self._require_fitted("expected_plays_new_user()")
-        _check_count(owner, "n_periods", n_periods)
-        periods = self._period_grid(n_periods, start)
+        _check_count(owner, "horizon", horizon)
+        segment = _check_segment(owner, segment)
+        periods = self._period_grid(horizon, start)
         p, eta = self._new_user_eta(owner, segment, periods, max_draws, random_seed)
-        return summarize_draws(self._mean(p, eta), ci_prob=ci_prob,
-                               index=pd.Index(periods[PERIOD_START], name=PERIOD_START))
+        index = pd.Index(periods[PERIOD_START], name=PERIOD_START)
+        if return_draws:
+            return draws_to_dataarray(self._mean(p, eta), index=index,
+                                      shape=sample_shape(self.idata_, max_draws),
+                                      name="expected_plays_new_user")
+        return summarize_draws(self._mean(p, eta), ci_prob=ci_prob, index=index)
 
-    def simulate_new_user(
+    @prediction_method()
+    def sample_plays_new_user(
         self,
-        segment: Mapping[str, Any],
-        n_periods: int,
         *,
+        horizon: int,
+        segment: Mapping[str, Any] | None = None,
         start: Any = None,
         max_draws: int | None = 1000,
         random_seed: int | np.random.Generator | None = None,
-    ) -> pd.DataFrame:
-        """Simulate the daily plays of new users of a segment from the posterior predictive.
+    ) -> xr.DataArray:
+        """Draw the daily plays of new users of a segment from the posterior predictive.
 
         Parameters
         ----------
-        segment : mapping
-            One level per group, e.g. ``{"country": "SE", "plan": "free"}``.
-        n_periods : int
+        horizon : int
             Number of daily periods.
+        segment : mapping, optional
+            One level per group, e.g. ``{"country": "SE", "plan": "free"}``;
+            may be left out when the model has no groups.
         start : timestamp-like, optional
             First period; the day after the training data by default.
         max_draws : int, optional
@@ -883,23 +1006,53 @@ class PlayCountModel(BayesianModel):
 
         Returns
         -------
+        xarray.DataArray
+            Integer plays, dims ``(chain, draw, period_start)``: one simulated new
+            user per posterior draw (one chain of ``max_draws`` draws when
+            ``max_draws`` keeps a subset).
+
+        Raises
+        ------
+        ValueError
+            For an unknown group or level, or a bad option.
+        """
+        owner = "PlayCountModel.sample_plays_new_user"
+        self._require_fitted("sample_plays_new_user()")
+        _check_count(owner, "horizon", horizon)
+        segment = _check_segment(owner, segment)
+        rng = np.random.default_rng(resolve_seed(random_seed))
+        periods = self._period_grid(horizon, start)
+        p, eta = self._new_user_eta(owner, segment, periods, max_draws, rng)
+        y = _draw_counts(self.likelihood, p, eta, rng)
+        return draws_to_dataarray(y, index=pd.Index(periods[PERIOD_START], name=PERIOD_START),
+                                  shape=sample_shape(self.idata_, max_draws),
+                                  name="sample_plays_new_user")
+
+    @deprecated_alias("sample_plays_new_user")
+    def simulate_new_user(
+        self,
+        segment: Mapping[str, Any],
+        n_periods: int,
+        *,
+        start: Any = None,
+        max_draws: int | None = 1000,
+        random_seed: int | np.random.Generator | None = None,
+    ) -> pd.DataFrame:
+        """Return ``sample_plays_new_user(horizon=n_periods, ...)`` as a table (deprecated name).
+
+        Returns
+        -------
         pandas.DataFrame
             One row per simulated user (index ``sample``), one column per period
             (``period_start``), integer plays.
         """
-        owner = "PlayCountModel.simulate_new_user"
-        self._require_fitted("simulate_new_user()")
-        _check_count(owner, "n_periods", n_periods)
-        if not isinstance(segment, Mapping):
-            raise ValueError(f"The 'segment' parameter of {owner} must be a mapping of group to "
-                             f"level. Got {segment!r} instead.")
-        rng = np.random.default_rng(resolve_seed(random_seed))
-        periods = self._period_grid(n_periods, start)
-        p, eta = self._new_user_eta(owner, segment, periods, max_draws, rng)
-        y = _draw_counts(self.likelihood, p, eta, rng)
+        draws = self.sample_plays_new_user(horizon=n_periods, segment=segment, start=start,
+                                           max_draws=max_draws, random_seed=random_seed)
+        y = draws.values.reshape(-1, draws.sizes[PERIOD_START])
         return pd.DataFrame(y, index=pd.RangeIndex(len(y), name="sample"),
-                            columns=pd.Index(periods[PERIOD_START], name=PERIOD_START))
+                            columns=pd.Index(draws[PERIOD_START].values, name=PERIOD_START))
 
+    @prediction_method()
     def segment_contrast(
         self, group: str, a: Any, b: Any, *, ci_prob: float = 0.89
     ) -> pd.DataFrame:
@@ -917,13 +1070,13 @@ class PlayCountModel(BayesianModel):
         a, b : label
             Two levels of that group.
         ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
+            Probability mass of the equal-tailed interval.
 
         Returns
         -------
         pandas.DataFrame
-            One row (index ``"a/b"``): ``mean``, ``sd``, ``hdi_lower``,
-            ``hdi_upper`` of the ratio and ``prob_greater_than_one``.
+            One row (index ``"a/b"``): ``mean``, ``sd``, ``ci_lower``,
+            ``ci_upper`` of the ratio and ``prob_greater_than_one``.
         """
         owner = "PlayCountModel.segment_contrast"
         self._require_fitted("segment_contrast()")
@@ -968,6 +1121,15 @@ def _weeks_since(periods: pd.Series, origin: pd.Timestamp) -> np.ndarray:
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def _check_segment(owner: str, segment: Any) -> Mapping[str, Any]:
+    if segment is None:
+        return {}
+    if not isinstance(segment, Mapping):
+        raise ValueError(f"The 'segment' parameter of {owner} must be a mapping of group to "
+                         f"level. Got {segment!r} instead.")
+    return segment
 
 
 def _check_count(owner: str, name: str, value: Any) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
+import xarray as xr
 
 from models.base import BayesianModel, resolve_seed
 from models.data.schema import SESSION_ID, SKIPPED, TIMESTAMP, USER_ID
@@ -25,7 +26,7 @@ from models.listening.play_count import (
     check_count_column,
     interval_summary,
 )
-from models.predict import posterior_arrays, predict_in_batches
+from models.predict import posterior_arrays, predict_in_batches, prediction_method, sample_shape
 from models.priors import Prior
 
 __all__ = ["SkipModel", "skip_table"]
@@ -186,6 +187,13 @@ class SkipModel(BayesianModel):
     The Binomial rows give the same posterior as one Bernoulli row per play:
     the log-likelihoods differ by :math:`\sum \log\binom{n}{k}`, a constant.
 
+    *LOO and predictive checks.* The unit of the pointwise log-likelihood
+    (:meth:`compute_log_likelihood`, variable ``n_skips``, dim ``row``) is one
+    row of the skip table, a covariate pattern (user, track, position, hour bin,
+    plan) with its binomial log-probability; LOO leaves out a pattern's plays
+    together. PyMC computes it, and the replicates of
+    :meth:`sample_posterior_predictive`, from the observed ``n_skips``.
+
     Examples
     --------
     >>> import numpy as np, pandas as pd
@@ -337,6 +345,7 @@ class SkipModel(BayesianModel):
         return names
 
     # ---------------------------------------------------------- predictions
+    @prediction_method()
     def probability_skip(
         self,
         data: pd.DataFrame | None = None,
@@ -345,7 +354,7 @@ class SkipModel(BayesianModel):
         max_draws: int | None = 1000,
         random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
+    ) -> pd.DataFrame | xr.DataArray:
         """Posterior probability that a play with the given pattern is skipped.
 
         Parameters
@@ -355,19 +364,21 @@ class SkipModel(BayesianModel):
             ``hour_bin``, the group columns and the numeric covariates; the
             training table by default.
         ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
+            Probability mass of the equal-tailed interval.
         max_draws : int, optional
             Use a random subset of at most this many posterior draws.
         random_seed : int, numpy.random.Generator or None
             Seed of that subset.
         return_draws : bool, default False
-            Return the ``(draws, rows)`` array instead of the summary.
+            Return the draws instead of the summary.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper`` per row of ``data``
-            (same index).
+        pandas.DataFrame or xarray.DataArray
+            ``mean``, ``sd``, ``ci_lower``, ``ci_upper`` per row of ``data``
+            (same index); or the draws, dims ``(chain, draw, row)`` with the
+            data's index as the ``row`` coordinate (one chain of ``max_draws``
+            draws when ``max_draws`` keeps a subset).
 
         Raises
         ------
@@ -398,7 +409,9 @@ class SkipModel(BayesianModel):
                 eta += q["beta"] @ d["x"][i].T
             return 1.0 / (1.0 + np.exp(-eta))
 
-        return predict_in_batches(func, p, frame, ci_prob=ci_prob, return_draws=return_draws)
+        return predict_in_batches(func, p, frame, ci_prob=ci_prob, return_draws=return_draws,
+                                  shape=sample_shape(self.idata_, max_draws), unit="row",
+                                  name="probability_skip")
 
     def _validate_prediction_rows(self, data: Any) -> pd.DataFrame:
         what = "prediction rows"
@@ -423,6 +436,7 @@ class SkipModel(BayesianModel):
             raise DataValidationError(problems, what=what)
         return frame
 
+    @prediction_method()
     def track_skip_excess(self, *, ci_prob: float = 0.89) -> pd.DataFrame:
         """Skips of each track (last crossed factor) beyond what its audience explains.
 
@@ -433,13 +447,13 @@ class SkipModel(BayesianModel):
         Parameters
         ----------
         ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
+            Probability mass of the equal-tailed interval.
 
         Returns
         -------
         pandas.DataFrame
             One row per level (index named like the column), sorted by
-            ``mean`` descending: ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper``,
+            ``mean`` descending: ``mean``, ``sd``, ``ci_lower``, ``ci_upper``,
             ``prob_positive``, ``n_plays``, ``n_skips``.
         """
         self._require_fitted("track_skip_excess()")

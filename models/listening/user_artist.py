@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
+import xarray as xr
 from scipy import stats
 
 from models.base import BayesianModel, resolve_seed
@@ -33,7 +34,13 @@ from models.listening.play_count import (
     check_count_column,
     interval_summary,
 )
-from models.predict import hdi_bounds, posterior_arrays, predict_in_batches
+from models.predict import (
+    eti_bounds,
+    posterior_arrays,
+    predict_in_batches,
+    prediction_method,
+    sample_shape,
+)
 from models.priors import Prior
 
 __all__ = ["UserArtistModel", "zero_truncated_negbin_logp", "zero_truncated_poisson_logp"]
@@ -234,6 +241,12 @@ class UserArtistModel(BayesianModel):
     many for NUTS. Last.fm HetRec lists each user's *top 50* artists, a
     stronger selection than :math:`y \ge 1`: the truncation point is really
     each user's 50th-largest count, so the fitted tail describes top artists.
+
+    *LOO and predictive checks.* The unit of the pointwise log-likelihood
+    (:meth:`compute_log_likelihood`, variable ``plays``, dim ``pair``) is one
+    (user, artist) pair, under the (zero-truncated) count distribution. PyMC
+    computes it, and the replicates of :meth:`sample_posterior_predictive`,
+    from the observed ``plays``.
 
     Examples
     --------
@@ -444,6 +457,7 @@ class UserArtistModel(BayesianModel):
         return super().summary(var_names or self._hyperparameters(), ci_prob=ci_prob)
 
     # ---------------------------------------------------------- predictions
+    @prediction_method()
     def expected_plays(
         self,
         data: pd.DataFrame | None = None,
@@ -453,7 +467,7 @@ class UserArtistModel(BayesianModel):
         max_draws: int | None = 1000,
         random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
+    ) -> pd.DataFrame | xr.DataArray:
         r"""Posterior expected plays of (user, artist) pairs.
 
         Parameters
@@ -467,19 +481,21 @@ class UserArtistModel(BayesianModel):
             artist; False returns the untruncated mean :math:`\mu`. Ignored
             (always :math:`\mu`) when the fit includes zeros.
         ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
+            Probability mass of the equal-tailed interval.
         max_draws : int, optional
             Use a random subset of at most this many posterior draws.
         random_seed : int, numpy.random.Generator or None
             Seed of that subset.
         return_draws : bool, default False
-            Return the ``(draws, rows)`` array instead of the summary.
+            Return the draws instead of the summary.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper`` per row of ``data``
-            (same index), computed in batches of rows.
+        pandas.DataFrame or xarray.DataArray
+            ``mean``, ``sd``, ``ci_lower``, ``ci_upper`` per row of ``data``
+            (same index), computed in batches of rows; or the draws, dims
+            ``(chain, draw, row)`` with the data's index as the ``row`` coordinate
+            (one chain of ``max_draws`` draws when ``max_draws`` keeps a subset).
 
         Raises
         ------
@@ -523,7 +539,9 @@ class UserArtistModel(BayesianModel):
             log_p0 = -alpha * np.logaddexp(0.0, eta - np.log(alpha))
             return mu / -np.expm1(log_p0)
 
-        return predict_in_batches(func, q_all, frame, ci_prob=ci_prob, return_draws=return_draws)
+        return predict_in_batches(func, q_all, frame, ci_prob=ci_prob, return_draws=return_draws,
+                                  shape=sample_shape(self.idata_, max_draws), unit="row",
+                                  name="expected_plays")
 
     def _effect_draws(self, q: Mapping[str, np.ndarray], kind: str,
                       index: np.ndarray | slice = slice(None)) -> np.ndarray:
@@ -550,19 +568,20 @@ class UserArtistModel(BayesianModel):
             "total_plays": (PLAYS, "sum")})
         return out.join(counts)
 
+    @prediction_method()
     def user_effects(self, *, ci_prob: float = 0.89) -> pd.DataFrame:
         r"""Posterior of each user's effect :math:`b_u` on the log of expected plays.
 
         Parameters
         ----------
         ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
+            Probability mass of the equal-tailed interval.
 
         Returns
         -------
         pandas.DataFrame
-            Indexed by ``user_id`` (sorted): ``mean``, ``sd``, ``hdi_lower``,
-            ``hdi_upper``, ``prob_positive`` of :math:`b_u`, and the user's
+            Indexed by ``user_id`` (sorted): ``mean``, ``sd``, ``ci_lower``,
+            ``ci_upper``, ``prob_positive`` of :math:`b_u`, and the user's
             ``n_artists`` and ``total_plays`` in the training data.
             :math:`e^{b_u}` is how many times more than average the user plays
             the same artists.
@@ -570,19 +589,20 @@ class UserArtistModel(BayesianModel):
         self._require_fitted("user_effects()")
         return self._effects(_USER, ci_prob)
 
+    @prediction_method()
     def artist_effects(self, *, ci_prob: float = 0.89) -> pd.DataFrame:
         r"""Posterior of each artist's effect :math:`c_a` on the log of expected plays.
 
         Parameters
         ----------
         ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
+            Probability mass of the equal-tailed interval.
 
         Returns
         -------
         pandas.DataFrame
-            Indexed by ``artist_id`` (sorted): ``mean``, ``sd``, ``hdi_lower``,
-            ``hdi_upper``, ``prob_positive`` of :math:`c_a`, and the artist's
+            Indexed by ``artist_id`` (sorted): ``mean``, ``sd``, ``ci_lower``,
+            ``ci_upper``, ``prob_positive`` of :math:`c_a`, and the artist's
             ``n_listeners`` and ``total_plays`` in the training data. With a
             zero-truncated fit :math:`c_a` measures how much the artist's
             listeners play it, after allowing for how much they play anything.
@@ -590,6 +610,7 @@ class UserArtistModel(BayesianModel):
         self._require_fitted("artist_effects()")
         return self._effects(_ARTIST, ci_prob)
 
+    @prediction_method()
     def artist_popularity_ranking(
         self,
         *,
@@ -602,7 +623,7 @@ class UserArtistModel(BayesianModel):
         Parameters
         ----------
         ci_prob : float, default 0.89
-            Probability mass of the rank's highest-density interval.
+            Probability mass of the rank's equal-tailed interval.
         max_draws : int, optional
             Use a random subset of at most this many posterior draws.
         random_seed : int, numpy.random.Generator or None
@@ -612,7 +633,7 @@ class UserArtistModel(BayesianModel):
         -------
         pandas.DataFrame
             Indexed by ``artist_id``, most popular first (by posterior mean
-            rank): ``rank_mean``, ``rank_hdi_lower``, ``rank_hdi_upper`` (1 is
+            rank): ``rank_mean``, ``rank_ci_lower``, ``rank_ci_upper`` (1 is
             the top), ``effect_mean``, ``n_listeners`` and ``total_plays``.
         """
         self._require_fitted("artist_popularity_ranking()")
@@ -622,10 +643,11 @@ class UserArtistModel(BayesianModel):
             block = effect[start:start + 100]
             ranks[start:start + 100] = (
                 stats.rankdata(-block, axis=1, method="ordinal").astype(np.int32))
-        lower, upper = hdi_bounds(ranks, ci_prob)
+        lower, upper = eti_bounds(ranks, ci_prob)
         table = self.artist_effects(ci_prob=ci_prob)
-        out = pd.DataFrame({"rank_mean": ranks.mean(axis=0), "rank_hdi_lower": lower.astype(int),
-                            "rank_hdi_upper": upper.astype(int),
+        out = pd.DataFrame({"rank_mean": ranks.mean(axis=0),
+                            "rank_ci_lower": np.floor(lower).astype(int),
+                            "rank_ci_upper": np.ceil(upper).astype(int),
                             "effect_mean": effect.mean(axis=0)}, index=table.index)
         out = out.join(table[["n_listeners", "total_plays"]])
         out.attrs["ci_prob"] = ci_prob

@@ -19,7 +19,12 @@ from models.network.link_prediction import (
     roc_auc,
     split_edges,
 )
-from models.network.plotting import plot_coassignment, plot_communities, plot_embedding
+from models.network.plotting import (
+    community_colours,
+    plot_coassignment,
+    plot_communities,
+    plot_embedding,
+)
 
 __all__ = [
     "WEIGHTS",
@@ -29,6 +34,7 @@ __all__ = [
     "average_precision",
     "build_colistening_graph",
     "colistening_edges",
+    "community_colours",
     "disparity_filter",
     "link_prediction_scores",
     "plot_coassignment",

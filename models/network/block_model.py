@@ -26,7 +26,7 @@ from models.network._edgelist import (
     pair_codes,
     validate_edge_list,
 )
-from models.predict import posterior_arrays, predict_in_batches
+from models.predict import posterior_arrays, predict_in_batches, prediction_method, sample_shape
 from models.priors import Prior
 
 __all__ = ["StochasticBlockModel", "select_n_blocks"]
@@ -426,36 +426,39 @@ class StochasticBlockModel(BayesianModel):
             best = flat[_gibbs.least_squares_draw(flat, coassign, self.n_blocks)]
         return pd.Series(_gibbs.canonical(best), index=z["node"].values, name="block")
 
+    @prediction_method(renamed={"pairs": "data"})
     def probability_edge(
         self,
-        pairs: pd.DataFrame | Sequence[tuple[Any, Any]] | None = None,
+        data: pd.DataFrame | Sequence[tuple[Any, Any]] | None = None,
         *,
         ci_prob: float = 0.89,
         max_draws: int | None = 1000,
         random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
+    ) -> pd.DataFrame | xr.DataArray:
         r"""Posterior probability that each pair of nodes is linked.
 
         Parameters
         ----------
-        pairs : pandas.DataFrame or sequence of (source, target), optional
+        data : pandas.DataFrame or sequence of (source, target), optional
             Pairs of training nodes (columns ``source`` and ``target``, or 2-tuples);
-            the training edges by default.
+            the training edges by default. (``pairs`` is its deprecated name.)
         ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
+            Probability mass of the equal-tailed interval.
         max_draws : int, optional
             Use a random subset of at most this many posterior draws.
         random_seed : int, numpy.random.Generator or None
             Seed of that subset.
         return_draws : bool, default False
-            Return the ``(draws, pairs)`` array instead of the summary.
+            Return the draws instead of the summary.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper`` per pair, indexed by
-            (``source``, ``target``).
+        pandas.DataFrame or xarray.DataArray
+            ``mean``, ``sd``, ``ci_lower``, ``ci_upper`` per pair, indexed by
+            (``source``, ``target``); or the draws, dims ``(chain, draw, pair)``
+            with that index as the ``pair`` coordinate (one chain of ``max_draws``
+            draws when ``max_draws`` keeps a subset).
 
         Raises
         ------
@@ -479,8 +482,7 @@ class StochasticBlockModel(BayesianModel):
         self._require_fitted("probability_edge()")
         owner = "StochasticBlockModel.probability_edge"
         nodes = pd.Index(self.data_.attrs["nodes"], tupleize_cols=False)
-        if pairs is None:
-            pairs = self.data_[["source", "target"]]
+        pairs = self.data_[["source", "target"]] if data is None else data
         index, i, j = pair_codes(pairs, nodes, owner)
         names = ["z", "omega", *(["theta"] if self.degree_corrected else [])]
         q_all = posterior_arrays(self.idata_, names, max_draws=max_draws,
@@ -497,7 +499,9 @@ class StochasticBlockModel(BayesianModel):
                 rate = rate * q["theta"][:, i[r]] * q["theta"][:, j[r]]
             return -np.expm1(-rate)
 
-        return predict_in_batches(func, q_all, frame, ci_prob=ci_prob, return_draws=return_draws)
+        return predict_in_batches(func, q_all, frame, ci_prob=ci_prob, return_draws=return_draws,
+                                  shape=sample_shape(self.idata_, max_draws), unit="pair",
+                                  name="probability_edge")
 
     def integrated_complete_likelihood(self) -> float:
         r"""Exact ICL: the collapsed :math:`\log p(A, z \mid K)` at the MAP partition.

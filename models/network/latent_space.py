@@ -23,7 +23,13 @@ from models.network._edgelist import (
     sample_non_edges,
     validate_edge_list,
 )
-from models.predict import hdi_bounds, posterior_arrays, predict_in_batches
+from models.predict import (
+    eti_bounds,
+    posterior_arrays,
+    predict_in_batches,
+    prediction_method,
+    sample_shape,
+)
 from models.priors import Prior
 
 __all__ = ["LatentSpaceModel", "procrustes_align"]
@@ -431,22 +437,23 @@ class LatentSpaceModel(BayesianModel):
         return super().sample_posterior_predictive(random_seed=random_seed)
 
     # ------------------------------------------------------------------ results
+    @prediction_method()
     def embedding(self, *, ci_prob: float = 0.89) -> pd.DataFrame:
         """Aligned latent positions and popularity of every node, with uncertainty.
 
         Parameters
         ----------
         ci_prob : float, default 0.89
-            Probability mass of the highest-density intervals.
+            Probability mass of the equal-tailed intervals.
 
         Returns
         -------
         pandas.DataFrame
             Index ``node``. For each dimension ``k``: ``dim{k}_mean``, ``dim{k}_sd``,
-            ``dim{k}_hdi_lower``, ``dim{k}_hdi_upper``; then ``position_sd`` (root mean
+            ``dim{k}_ci_lower``, ``dim{k}_ci_upper``; then ``position_sd`` (root mean
             squared distance of a node's aligned draws from their mean: its positional
             uncertainty in latent units) and ``popularity_mean``, ``popularity_sd``,
-            ``popularity_hdi_lower``, ``popularity_hdi_upper``.
+            ``popularity_ci_lower``, ``popularity_ci_upper``.
 
         Raises
         ------
@@ -459,15 +466,15 @@ class LatentSpaceModel(BayesianModel):
         columns: dict[str, np.ndarray] = {}
         sd_ok = z.shape[0] > 1
         for k in range(self.n_dims):
-            lower, upper = hdi_bounds(z[:, :, k], ci_prob)
+            lower, upper = eti_bounds(z[:, :, k], ci_prob)
             columns[f"dim{k}_mean"] = z[:, :, k].mean(axis=0)
             columns[f"dim{k}_sd"] = z[:, :, k].std(axis=0, ddof=1) if sd_ok else np.nan
-            columns[f"dim{k}_hdi_lower"], columns[f"dim{k}_hdi_upper"] = lower, upper
+            columns[f"dim{k}_ci_lower"], columns[f"dim{k}_ci_upper"] = lower, upper
         columns["position_sd"] = np.sqrt(((z - z.mean(axis=0)) ** 2).sum(axis=2).mean(axis=0))
-        lower, upper = hdi_bounds(a, ci_prob)
+        lower, upper = eti_bounds(a, ci_prob)
         columns["popularity_mean"] = a.mean(axis=0)
         columns["popularity_sd"] = a.std(axis=0, ddof=1) if sd_ok else np.nan
-        columns["popularity_hdi_lower"], columns["popularity_hdi_upper"] = lower, upper
+        columns["popularity_ci_lower"], columns["popularity_ci_upper"] = lower, upper
         frame = pd.DataFrame(columns, index=pd.Index(self._nodes(), name="node"))
         frame.attrs["ci_prob"] = ci_prob
         return frame
@@ -475,7 +482,7 @@ class LatentSpaceModel(BayesianModel):
     def _predict(
         self, pairs: Any, what: str, owner: str, ci_prob: float, max_draws: int | None,
         random_seed: int | np.random.Generator | None, return_draws: bool,
-    ) -> pd.DataFrame | np.ndarray:
+    ) -> pd.DataFrame | xr.DataArray:
         self._require_fitted(f"{what}()")
         if pairs is None:
             pairs = self.data_[["source", "target"]]
@@ -502,38 +509,43 @@ class LatentSpaceModel(BayesianModel):
             alpha = q["dispersion"][:, None]
             return -np.expm1(-alpha * np.log1p(mu / alpha))
 
-        return predict_in_batches(func, q_all, frame, ci_prob=ci_prob, return_draws=return_draws)
+        return predict_in_batches(func, q_all, frame, ci_prob=ci_prob, return_draws=return_draws,
+                                  shape=sample_shape(self.idata_, max_draws), unit="pair",
+                                  name=what)
 
+    @prediction_method(renamed={"pairs": "data"})
     def probability_edge(
         self,
-        pairs: pd.DataFrame | Sequence[tuple[Any, Any]] | None = None,
+        data: pd.DataFrame | Sequence[tuple[Any, Any]] | None = None,
         *,
         ci_prob: float = 0.89,
         max_draws: int | None = 1000,
         random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
+    ) -> pd.DataFrame | xr.DataArray:
         r"""Posterior probability that each pair of nodes is linked (count above 0).
 
         Parameters
         ----------
-        pairs : pandas.DataFrame or sequence of (source, target), optional
+        data : pandas.DataFrame or sequence of (source, target), optional
             Pairs of training nodes (columns ``source`` and ``target``, or 2-tuples);
-            the training edges by default.
+            the training edges by default. (``pairs`` is its deprecated name.)
         ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
+            Probability mass of the equal-tailed interval.
         max_draws : int, optional
             Use a random subset of at most this many posterior draws.
         random_seed : int, numpy.random.Generator or None
             Seed of that subset.
         return_draws : bool, default False
-            Return the ``(draws, pairs)`` array instead of the summary.
+            Return the draws instead of the summary.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper`` per pair, indexed by
-            (``source``, ``target``).
+        pandas.DataFrame or xarray.DataArray
+            ``mean``, ``sd``, ``ci_lower``, ``ci_upper`` per pair, indexed by
+            (``source``, ``target``); or the draws, dims ``(chain, draw, pair)``
+            with that index as the ``pair`` coordinate (one chain of ``max_draws``
+            draws when ``max_draws`` keeps a subset).
 
         Raises
         ------
@@ -549,39 +561,36 @@ class LatentSpaceModel(BayesianModel):
         for every posterior draw; it depends on positions only through distances, so
         it is the same whichever rotation the positions are in.
         """
-        return self._predict(pairs, "probability_edge", "LatentSpaceModel.probability_edge",
+        return self._predict(data, "probability_edge", "LatentSpaceModel.probability_edge",
                              ci_prob, max_draws, random_seed, return_draws)
 
+    @prediction_method(renamed={"pairs": "data"})
     def expected_weight(
         self,
-        pairs: pd.DataFrame | Sequence[tuple[Any, Any]] | None = None,
+        data: pd.DataFrame | Sequence[tuple[Any, Any]] | None = None,
         *,
         ci_prob: float = 0.89,
         max_draws: int | None = 1000,
         random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
-    ) -> pd.DataFrame | np.ndarray:
+    ) -> pd.DataFrame | xr.DataArray:
         r"""Posterior expected edge count of each pair of nodes.
 
         Parameters
         ----------
-        pairs : pandas.DataFrame or sequence of (source, target), optional
-            Pairs of training nodes; the training edges by default.
-        ci_prob : float, default 0.89
-            Probability mass of the highest-density interval.
-        max_draws : int, optional
-            Use a random subset of at most this many posterior draws.
-        random_seed : int, numpy.random.Generator or None
-            Seed of that subset.
-        return_draws : bool, default False
-            Return the ``(draws, pairs)`` array instead of the summary.
+        data : pandas.DataFrame or sequence of (source, target), optional
+            Pairs of training nodes; the training edges by default. (``pairs`` is
+            its deprecated name.)
+        ci_prob, max_draws, random_seed, return_draws
+            As in :meth:`probability_edge`.
 
         Returns
         -------
-        pandas.DataFrame or numpy.ndarray
-            ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper`` per pair, indexed by
+        pandas.DataFrame or xarray.DataArray
+            ``mean``, ``sd``, ``ci_lower``, ``ci_upper`` per pair, indexed by
             (``source``, ``target``): :math:`\mu_{ij} = e^{\eta_{ij}}` for counts, the
-            edge probability for ``family="bernoulli"``.
+            edge probability for ``family="bernoulli"``; or the draws, as in
+            :meth:`probability_edge`.
 
         Raises
         ------
@@ -590,5 +599,5 @@ class LatentSpaceModel(BayesianModel):
         models.exceptions.DataValidationError
             If a pair names a node the model was not fitted on.
         """
-        return self._predict(pairs, "expected_weight", "LatentSpaceModel.expected_weight",
+        return self._predict(data, "expected_weight", "LatentSpaceModel.expected_weight",
                              ci_prob, max_draws, random_seed, return_draws)

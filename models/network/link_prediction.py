@@ -267,7 +267,7 @@ def link_prediction_scores(
     split : EdgeSplit
         From :func:`split_edges`.
     models : mapping of str to fitted model, optional
-        Name -> a model fitted on ``split.train`` with a ``probability_edge(pairs)``
+        Name -> a model fitted on ``split.train`` with a ``probability_edge(data)``
         method (:class:`~models.network.StochasticBlockModel`,
         :class:`~models.network.LatentSpaceModel`); its posterior mean edge
         probability is the score.

@@ -10,12 +10,14 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse
 from scipy.stats import chi2
 
+from models._deprecation import deprecated_arguments
 from models.predict import posterior_arrays
 
-__all__ = ["plot_coassignment", "plot_communities", "plot_embedding"]
+__all__ = ["community_colours", "plot_coassignment", "plot_communities", "plot_embedding"]
 
 
 def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
@@ -60,29 +62,74 @@ def plot_coassignment(model: Any, ax: Axes | None = None) -> Axes:
     return ax
 
 
+def community_colours(n: int, cmap: str | None = None) -> np.ndarray:
+    """Return ``n`` distinct colours, one per community, as an ``(n, 4)`` RGBA array.
+
+    Parameters
+    ----------
+    n : int
+        Number of communities.
+    cmap : str, optional
+        A matplotlib colormap sampled at ``n`` evenly spaced points. By default the
+        qualitative ``tab10`` (up to 10 communities) or ``tab20`` (up to 20), and
+        ``turbo`` sampled evenly beyond: colours never repeat.
+
+    Returns
+    -------
+    numpy.ndarray
+        RGBA rows, community ``k`` in row ``k``.
+
+    Examples
+    --------
+    >>> colours = community_colours(25)
+    >>> colours.shape, len({tuple(c) for c in colours})
+    ((25, 4), 25)
+    """
+    if cmap is None:
+        if n <= 10:
+            return colormaps["tab10"](np.arange(n))
+        if n <= 20:
+            return colormaps["tab20"](np.arange(n))
+        cmap = "turbo"
+    return colormaps[cmap](np.linspace(0.0, 1.0, n) if n > 1 else np.array([0.0]))
+
+
+@deprecated_arguments(renamed={"seed": "random_seed"})
 def plot_communities(
     graph: nx.Graph,
     partition: pd.Series | dict,
     ax: Axes | None = None,
     node_size: str | float = "listeners",
     *,
-    seed: int = 0,
+    labels: pd.Series | dict | str | None = None,
+    legend: bool = True,
+    cmap: str | None = None,
+    random_seed: int = 0,
 ) -> Axes:
-    """Draw a graph with nodes coloured by community.
+    """Draw a graph with nodes coloured by community, with a legend and optional names.
 
     Parameters
     ----------
     graph : networkx.Graph
         The graph, e.g. from :func:`build_colistening_graph`.
     partition : pandas.Series or dict
-        Community of each node (e.g. :meth:`StochasticBlockModel.point_partition`).
+        Community of each node (e.g. :meth:`StochasticBlockModel.point_partition`);
+        nodes missing from it are grey.
     ax : matplotlib.axes.Axes, optional
         Axes to draw on; a new figure (not registered with pyplot) when None.
     node_size : str or float, default "listeners"
         Node attribute scaling the marker area (square-root scaled), or a constant
         size; nodes without the attribute get the median size.
-    seed : int, default 0
-        Seed of the spring layout.
+    labels : pandas.Series, dict or str, optional
+        Text written beside nodes (e.g. artist names): a mapping from node to text,
+        or the name of a node attribute; nodes without one are not labelled.
+    legend : bool, default True
+        Add a legend with one entry per community (and its number of nodes).
+    cmap : str, optional
+        Colormap sampled evenly, one distinct colour per community whatever their
+        number; see :func:`community_colours` for the default.
+    random_seed : int, default 0
+        Seed of the spring layout. (``seed`` is its deprecated name.)
 
     Returns
     -------
@@ -93,26 +140,41 @@ def plot_communities(
     --------
     >>> import networkx as nx
     >>> g = nx.karate_club_graph()
-    >>> ax = plot_communities(g, {n: int(g.nodes[n]["club"] == "Officer") for n in g})
-    >>> len(ax.collections) > 0
-    True
+    >>> ax = plot_communities(g, {n: n % 12 for n in g}, labels={0: "Mr. Hi", 33: "Officer"})
+    >>> len(ax.get_legend().get_texts()), len(ax.texts)
+    (12, 2)
     """
     ax = _axes(ax, (6.0, 6.0))
     nodes = list(graph.nodes)
-    labels = pd.Series(partition).reindex(nodes)
+    communities = pd.Series(partition).reindex(nodes)
     if isinstance(node_size, str):
         raw = np.array([graph.nodes[n].get(node_size, np.nan) for n in nodes], dtype=float)
         raw = np.where(np.isnan(raw), np.nanmedian(raw) if np.isfinite(raw).any() else 1, raw)
         sizes = 30 + 300 * np.sqrt(raw / raw.max()) if raw.max() > 0 else np.full(len(nodes), 60.0)
     else:
         sizes = np.full(len(nodes), float(node_size))
-    codes, _ = pd.factorize(labels, use_na_sentinel=True)
-    pos = nx.spring_layout(graph, seed=seed)
+    codes, levels = pd.factorize(communities, sort=True, use_na_sentinel=True)
+    palette = community_colours(len(levels), cmap)
+    colours = np.array([palette[c] if c >= 0 else (0.6, 0.6, 0.6, 1.0) for c in codes])
+    pos = nx.spring_layout(graph, seed=random_seed)
     nx.draw_networkx_edges(graph, pos, ax=ax, alpha=0.2, width=0.5)
-    nx.draw_networkx_nodes(graph, pos, ax=ax, node_size=sizes, node_color=codes, cmap="tab10",
-                           vmin=0, vmax=9)
+    nx.draw_networkx_nodes(graph, pos, ax=ax, node_size=sizes, node_color=colours)
+    if labels is not None:
+        text = (pd.Series({n: graph.nodes[n].get(labels) for n in nodes})
+                if isinstance(labels, str) else pd.Series(labels)).reindex(nodes)
+        for node, name in zip(nodes, text.tolist(), strict=True):
+            if name is not None and not (isinstance(name, float) and np.isnan(name)):
+                ax.annotate(str(name), pos[node], fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+    if legend and len(levels):
+        counts = np.bincount(codes[codes >= 0], minlength=len(levels))
+        handles = [Line2D([], [], marker="o", ls="", color=palette[k],
+                          label=f"{level} ({counts[k]})") for k, level in enumerate(levels)]
+        ax.legend(handles=handles, title="community (nodes)", fontsize=7, title_fontsize=7,
+                  loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+                  ncols=1 + len(levels) // 25)
     ax.set_axis_off()
-    ax.set_title(f"{len(nodes)} nodes, {labels.nunique()} communities")
+    ax.set_title(f"{len(nodes)} nodes, {len(levels)} communities")
     return ax
 
 
@@ -180,10 +242,12 @@ def plot_embedding(
     mean = table[["dim0_mean", "dim1_mean"]].to_numpy()
     ax = _axes(ax, (6.5, 6.0))
     if color is not None:
-        codes, _ = pd.factorize(pd.Series(color).reindex(nodes), use_na_sentinel=True)
+        codes, levels = pd.factorize(pd.Series(color).reindex(nodes), sort=True,
+                                     use_na_sentinel=True)
     else:
-        codes = np.zeros(len(nodes), dtype=int)
-    colours = [_colour(c) for c in codes]
+        codes, levels = np.zeros(len(nodes), dtype=int), [0]
+    palette = community_colours(len(levels))
+    colours = [tuple(palette[c]) if c >= 0 else (0.6, 0.6, 0.6, 1.0) for c in codes]
     if uncertainty != "none":
         draws = posterior_arrays(model.idata_, ["position"], max_draws=max(n_draws, 400),
                                  random_seed=random_seed)["position"][:, :, :2]
@@ -219,10 +283,3 @@ def plot_embedding(
                 "none": "means"}[uncertainty]
     ax.set_title(f"Latent positions of {len(nodes)} nodes ({shown_as})")
     return ax
-
-
-def _colour(code: int) -> tuple[float, float, float, float]:
-    """Colour of group ``code`` in matplotlib's tab10 cycle (grey for no group)."""
-    if code < 0:
-        return (0.6, 0.6, 0.6, 1.0)
-    return colormaps["tab10"](code % 10)

@@ -73,7 +73,7 @@ def test_churn_outputs(churn_dir):
     model = BetaGeoModel.load(churn_dir / "posterior" / "bgnbd.nc")
     preds = pd.read_csv(churn_dir / "predictions.csv")
     assert len(preds) == len(model.data_)
-    lo, mid, hi = (preds[f"probability_alive_{c}"] for c in ("hdi_lower", "mean", "hdi_upper"))
+    lo, mid, hi = (preds[f"probability_alive_{c}"] for c in ("ci_lower", "mean", "ci_upper"))
     assert ((lo <= mid + 1e-12) & (mid <= hi + 1e-12) & (lo >= 0) & (hi <= 1)).all()
     metrics = pd.read_csv(churn_dir / "tables" / "holdout_metrics.csv", index_col=0)
     assert metrics["auc"].between(0, 1).all() and (metrics["brier"] >= 0).all()

@@ -12,6 +12,7 @@ from scipy import integrate, special, stats
 
 from models.churn.beta_geo import BetaGeoModel
 from models.exceptions import DataValidationError, NotFittedError
+from models.predict import flatten_draws
 from models.priors import Prior
 
 PARAMS = ("r", "alpha", "a", "b")
@@ -137,9 +138,11 @@ def test_segment_likelihood_uses_each_segments_parameters():
 def test_predictions_from_fake_posterior_match_integrals():
     draws = {k: [p[k] for p in POINTS] for k in PARAMS}
     model = fake_fit(BetaGeoModel(), USERS, draws)
-    alive = model.probability_alive(return_draws=True)
-    expect = model.expected_activity(t=39.0, return_draws=True)
-    assert alive.shape == expect.shape == (2, len(USERS))
+    alive_da = model.probability_alive(return_draws=True)
+    expect_da = model.expected_activity(horizon=39.0, return_draws=True)
+    assert alive_da.dims == expect_da.dims == ("chain", "draw", "user")
+    assert alive_da.shape == expect_da.shape == (1, 2, len(USERS))
+    alive, expect = flatten_draws(alive_da), flatten_draws(expect_da)
     for d, point in enumerate(POINTS):
         for u, (x, tx, T) in enumerate(USERS.itertuples(index=False)):
             total, alive_part = individual_lik(x, tx, T)
@@ -151,7 +154,7 @@ def test_predictions_from_fake_posterior_match_integrals():
             assert expect[d, u] == pytest.approx(e_next, rel=1e-7)
     summary = model.probability_alive()
     assert list(summary.index) == list("abcde")
-    assert list(summary.columns) == ["mean", "sd", "hdi_lower", "hdi_upper"]
+    assert list(summary.columns) == ["mean", "sd", "ci_lower", "ci_upper"]
     np.testing.assert_allclose(summary["mean"], alive.mean(axis=0))
     assert summary.loc["a", "mean"] == 1.0  # no repeat activity: still active
 
@@ -159,9 +162,10 @@ def test_predictions_from_fake_posterior_match_integrals():
 def test_probability_alive_at_a_horizon_matches_integrals():
     draws = {k: [p[k] for p in POINTS] for k in PARAMS}
     model = fake_fit(BetaGeoModel(), USERS, draws)
-    now = model.probability_alive(return_draws=True)
-    np.testing.assert_array_equal(model.probability_alive(horizon=0, return_draws=True), now)
-    later = model.probability_alive(horizon=52.0, return_draws=True)
+    now = flatten_draws(model.probability_alive(return_draws=True))
+    np.testing.assert_array_equal(
+        flatten_draws(model.probability_alive(horizon=0, return_draws=True)), now)
+    later = flatten_draws(model.probability_alive(horizon=52.0, return_draws=True))
     for d, point in enumerate(POINTS):
         for u, (x, tx, T) in enumerate(USERS.itertuples(index=False)):
             total, alive_part = individual_lik(x, tx, T)
@@ -179,7 +183,8 @@ def test_probability_alive_at_a_horizon_matches_integrals():
 def test_probability_alive_new_user_matches_integrals():
     draws = {k: [p[k] for p in POINTS] for k in PARAMS}
     model = fake_fit(BetaGeoModel(), USERS, draws)
-    out = model.probability_alive_new_user(horizon=[0.0, 10.0, 80.0], return_draws=True)
+    out = flatten_draws(model.probability_alive_new_user(horizon=[0.0, 10.0, 80.0],
+                                                         return_draws=True))
     for d, point in enumerate(POINTS):
         for j, h in enumerate([0.0, 10.0, 80.0]):
             expected = integrate_lp(lambda lam, p, h=h: math.exp(-lam * p * h), **point)
@@ -195,16 +200,18 @@ def test_published_cdnow_conditional_expectation():
     # purchases in weeks 40-78.
     model = fake_fit(BetaGeoModel(), USERS, {k: [CDNOW_MLE[k]] for k in PARAMS})
     user = pd.DataFrame({"frequency": [2], "recency": [30.43], "T": [38.86]})
-    assert model.expected_activity(user, t=39.0)["mean"].iloc[0] == pytest.approx(1.226, abs=6e-4)
+    assert model.expected_activity(user, horizon=39.0)["mean"].iloc[0] == pytest.approx(1.226, abs=6e-4)
 
 
 def test_new_user_predictions_match_integrals():
     draws = {k: [p[k] for p in POINTS] for k in PARAMS}
     model = fake_fit(BetaGeoModel(), USERS, draws)
     t = np.array([1.0, 39.0, 400.0])
-    e_new = model.expected_activity_new_user(t, return_draws=True)
+    e_new = flatten_draws(model.expected_activity_new_user(horizon=t, return_draws=True))
     n = np.arange(0, 40)
-    probs = model.probability_activity(n, 39.0, return_draws=True)
+    probs_da = model.probability_repeat_count_new_user(count=n, horizon=39.0, return_draws=True)
+    assert probs_da.dims == ("chain", "draw", "count", "horizon")
+    probs = flatten_draws(probs_da.squeeze("horizon", drop=True))
     for d, point in enumerate(POINTS):
         for j, tj in enumerate(t):
             ref = integrate_lp(lambda lam, p, tj=tj: -math.expm1(-lam * p * tj) / p, **point)
@@ -218,11 +225,12 @@ def test_new_user_predictions_match_integrals():
                 return first + (p * (1 - p) ** (k - 1) * (1 - sum(pois[:k])) if k else 0)
             assert probs[d, k] == pytest.approx(integrate_lp(pmf, **point), rel=1e-6)
     # distribution sums to one and its mean is E[X(t)] (long tail for the first point)
-    many = model.probability_activity(np.arange(0, 3000), 39.0, return_draws=True)
+    many = flatten_draws(model.probability_repeat_count_new_user(
+        count=np.arange(0, 3000), horizon=39.0, return_draws=True).squeeze("horizon", drop=True))
     np.testing.assert_allclose(many.sum(axis=1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(many @ np.arange(3000), e_new[:, 1], rtol=1e-5)
-    frame = model.expected_activity_new_user(39.0)
-    assert frame.index.name == "t" and frame.index.tolist() == [39.0]
+    frame = model.expected_activity_new_user(horizon=39.0)
+    assert frame.index.name == "horizon" and frame.index.tolist() == [39.0]
 
 
 def test_expected_activity_stable_for_heavy_users():
@@ -230,7 +238,7 @@ def test_expected_activity_stable_for_heavy_users():
     point = dict(r=0.8, alpha=3.0, a=1.5, b=24.0)
     model = fake_fit(BetaGeoModel(), USERS, {k: [point[k]] for k in PARAMS})
     heavy = pd.DataFrame({"frequency": [300], "recency": [9.0], "T": [10.0]})
-    value = model.expected_activity(heavy, t=1000.0)["mean"].iloc[0]
+    value = model.expected_activity(heavy, horizon=1000.0)["mean"].iloc[0]
     x, T, t = 300, 10.0, 1000.0
     a_post, b_post = point["a"], point["b"] + x
     ref = integrate.quad(lambda p: stats.beta.pdf(p, a_post, b_post) / p * -np.expm1(
@@ -254,8 +262,8 @@ def test_segment_predictions_use_segment_draws():
     alive = model.probability_alive()
     np.testing.assert_allclose(alive["mean"].iloc[5:], plain.probability_alive()["mean"])
     assert not np.allclose(alive["mean"].iloc[:5].to_numpy(), alive["mean"].iloc[5:].to_numpy())
-    new = model.expected_activity_new_user([10.0, 20.0])
-    assert new.index.names == ["segment", "t"] and len(new) == 4
+    new = model.expected_activity_new_user(horizon=[10.0, 20.0])
+    assert new.index.names == ["segment", "horizon"] and len(new) == 4
     with pytest.raises(DataValidationError, match=r"column 'plan'.*segments seen in training"):
         model.probability_alive(USERS.assign(plan="family"))
 
@@ -306,19 +314,30 @@ def test_prediction_errors():
     model = BetaGeoModel()
     with pytest.raises(NotFittedError, match="before probability_alive"):
         model.probability_alive()
-    with pytest.raises(NotFittedError, match="before probability_activity"):
-        model.probability_activity(1, 10.0)
+    with pytest.raises(NotFittedError, match="before probability_repeat_count_new_user"):
+        model.probability_repeat_count_new_user(count=1, horizon=10.0)
     model = fake_fit(model, USERS, {k: [POINTS[0][k]] for k in PARAMS})
-    with pytest.raises(ValueError, match=r"'t' parameter of BetaGeoModel.expected_activity.*-1"):
-        model.expected_activity(t=-1.0)
-    with pytest.raises(ValueError, match=r"'t' parameter.*expected_activity_new_user.*nan"):
-        model.expected_activity_new_user([1.0, np.nan])
-    with pytest.raises(ValueError, match=r"'n' parameter of.*probability_activity.*1.5"):
-        model.probability_activity(1.5, 10.0)
-    with pytest.raises(ValueError, match=r"'t' parameter of.*probability_activity.*'soon'"):
-        model.probability_activity(1, "soon")
+    with pytest.raises(ValueError,
+                       match=r"'horizon' parameter of BetaGeoModel.expected_activity.*-1"):
+        model.expected_activity(horizon=-1.0)
+    with pytest.raises(ValueError, match=r"'horizon' parameter.*expected_activity_new_user.*nan"):
+        model.expected_activity_new_user(horizon=[1.0, np.nan])
+    with pytest.raises(ValueError,
+                       match=r"'count' parameter of.*probability_repeat_count_new_user.*1.5"):
+        model.probability_repeat_count_new_user(count=1.5, horizon=10.0)
+    with pytest.raises(ValueError,
+                       match=r"'horizon' parameter of.*probability_repeat_count_new_user.*'soon'"):
+        model.probability_repeat_count_new_user(count=1, horizon="soon")
     with pytest.raises(DataValidationError, match=r"recency <= T"):
-        model.expected_activity(USERS.assign(T=1.0), t=10.0)
+        model.expected_activity(USERS.assign(T=1.0), horizon=10.0)
+    # the old names still work for one release, with a FutureWarning
+    with pytest.warns(FutureWarning, match="probability_repeat_count_new_user"):
+        old = model.probability_activity(1, 10.0)
+    pd.testing.assert_frame_equal(old, model.probability_repeat_count_new_user(count=1,
+                                                                               horizon=10.0))
+    with pytest.warns(FutureWarning, match="'t' parameter"):
+        old = model.expected_activity(t=10.0)
+    pd.testing.assert_frame_equal(old, model.expected_activity(horizon=10.0))
 
 
 # --------------------------------------------------------------- tier 2: fast fits
@@ -333,12 +352,12 @@ def test_fast_fit_save_load_round_trip(small_fit, tmp_path):
     assert small_fit.model_.bgnbd_compression.n_unique < 800
     alive = small_fit.probability_alive()
     assert alive.index.equals(small_fit.data_.index)
-    assert ((alive["hdi_lower"] <= alive["mean"]) & (alive["mean"] <= alive["hdi_upper"])).all()
+    assert ((alive["ci_lower"] <= alive["mean"]) & (alive["mean"] <= alive["ci_upper"])).all()
     path = small_fit.save(tmp_path / "bgnbd.nc")
     loaded = BetaGeoModel.load(path)
     pd.testing.assert_frame_equal(loaded.probability_alive(), alive)
-    pd.testing.assert_frame_equal(loaded.expected_activity(t=10.0),
-                                  small_fit.expected_activity(t=10.0))
+    pd.testing.assert_frame_equal(loaded.expected_activity(horizon=10.0),
+                                  small_fit.expected_activity(horizon=10.0))
     assert "BetaGeoModel" in repr(loaded) and "fitted: nuts" in repr(loaded)
 
 

@@ -20,6 +20,7 @@ from models.churn.beta_geo_beta_binom import (
 )
 from models.data.simulate import simulate_bgbb
 from models.exceptions import DataValidationError, NotFittedError
+from models.predict import flatten_draws
 from models.priors import Prior
 
 _HERE = Path(__file__).resolve()
@@ -163,11 +164,14 @@ def test_predictions_from_fixed_posterior_equal_closed_forms():
     got = model.probability_alive()
     assert list(got.index) == ["u1", "u2", "u3", "u4"]
     np.testing.assert_allclose(got["mean"], alive.mean(axis=0), rtol=1e-9)
-    np.testing.assert_allclose(model.probability_alive(return_draws=True), alive, rtol=1e-9)
-    np.testing.assert_allclose(model.expected_activity(n_future=3, return_draws=True), act,
-                               rtol=1e-6)
+    alive_draws = model.probability_alive(return_draws=True)
+    assert alive_draws.dims == ("chain", "draw", "user")
+    assert list(alive_draws["user"].values) == ["u1", "u2", "u3", "u4"]
+    np.testing.assert_allclose(flatten_draws(alive_draws), alive, rtol=1e-9)
+    np.testing.assert_allclose(
+        flatten_draws(model.expected_activity(horizon=3, return_draws=True)), act, rtol=1e-6)
     new = users([(1, 3, 8)])
-    later = model.probability_alive(new, future=2, return_draws=True)[:, 0]
+    later = flatten_draws(model.probability_alive(new, horizon=2, return_draws=True))[:, 0]
     for j, (a, b, g, d) in enumerate(zip(*draws.values(), strict=True)):
         expected = (B(a + 1, b + 7) / B(a, b) * B(g, d + 11) / B(g, d)
                     / exact_likelihood(a, b, g, d, 1, 3, 8))
@@ -185,11 +189,20 @@ def test_new_user_predictions_match_enumeration():
             x = sum(pattern)
             tx = max((i + 1 for i, v in enumerate(pattern) if v), default=0)
             dist[j, x] += exact_likelihood(*pars, x, tx, n)
-    got = model.probability_activity(np.arange(n + 1), n, return_draws=True)
-    np.testing.assert_allclose(got, dist, rtol=1e-10)
-    mean = model.expected_activity_new_user([n], return_draws=True)[:, 0]
+    got = model.probability_repeat_count_new_user(count=np.arange(n + 1), horizon=n,
+                                                  return_draws=True)
+    assert got.dims == ("chain", "draw", "count", "horizon")
+    np.testing.assert_allclose(flatten_draws(got.squeeze("horizon", drop=True)), dist,
+                               rtol=1e-10)
+    mean = flatten_draws(model.expected_activity_new_user(horizon=[n], return_draws=True))[:, 0]
     np.testing.assert_allclose(mean, dist @ np.arange(n + 1), rtol=1e-6)
-    assert model.probability_activity([0, 1], [4, 4]).index.names == ["x", "n"]
+    grid = model.probability_repeat_count_new_user(count=[0, 1], horizon=[3, 4])
+    assert grid.index.names == ["count", "horizon"] and len(grid) == 4
+    # the deprecated name still gives P(X(n) = x) for the broadcast pairs, with a warning
+    with pytest.warns(FutureWarning, match="probability_repeat_count_new_user"):
+        old = model.probability_activity([0, 1], [4, 4])
+    assert old.index.names == ["count", "horizon"]
+    np.testing.assert_allclose(old["mean"], dist[:, :2].mean(axis=0), rtol=1e-10)
 
 
 # ---------------------------------------------------------------- data checks
@@ -232,11 +245,14 @@ def test_parameter_errors():
     with pytest.raises(NotFittedError):
         BetaGeoBetaBinomModel().probability_alive()
     model = fake_fit(users([(0, 0, 4)]), {k: [1.0] for k in NAMES})
-    with pytest.raises(ValueError, match="'n_future' .* Got -1"):
-        model.expected_activity(n_future=-1)
-    with pytest.raises(ValueError, match="'future' .* Got 1.5"):
-        model.probability_alive(future=1.5)
-    with pytest.raises(ValueError, match="must not exceed n"):
+    with pytest.raises(ValueError, match="'horizon' .*expected_activity.* Got -1"):
+        model.expected_activity(horizon=-1)
+    with pytest.raises(ValueError, match="'horizon' .*probability_alive.* Got 1.5"):
+        model.probability_alive(horizon=1.5)
+    # more active opportunities than opportunities: probability 0 on the grid
+    impossible = model.probability_repeat_count_new_user(count=5, horizon=4)
+    assert impossible["mean"].tolist() == [0.0]
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="must not exceed n"):
         model.probability_activity(5, 4)
     with pytest.raises(DataValidationError, match="frequency <= recency"):
         model.probability_alive(users([(3, 2, 6)]))
@@ -252,10 +268,10 @@ def test_tiny_fit_and_save_load_round_trip(tmp_path, rng):
         warnings.simplefilter("ignore")
         model = BetaGeoBetaBinomModel().fit(data, draws=100, tune=100, chains=2, cores=1,
                                             random_seed=rng)
-    before = model.expected_activity(n_future=4)
+    before = model.expected_activity(horizon=4)
     assert len(before) == 200 and before.index.equals(data.index)
     loaded = BetaGeoBetaBinomModel.load(model.save(tmp_path / "bgbb.nc"))
-    pd.testing.assert_frame_equal(loaded.expected_activity(n_future=4), before)
+    pd.testing.assert_frame_equal(loaded.expected_activity(horizon=4), before)
     np.testing.assert_array_equal(loaded.row_of_user_, model.row_of_user_)
 
 
@@ -274,7 +290,7 @@ def test_donations_reference(data_dir):
         got = float(flat.idata_["posterior"][name].values.ravel()[0])
         assert got == pytest.approx(value, rel=0.01, abs=0.005), name
     # The paper's P(X(6) = 0) of a new donor is 3464 / 11104 observed.
-    p0 = flat.probability_activity(0, 6)["mean"].iloc[0]
+    p0 = flat.probability_repeat_count_new_user(count=0, horizon=6)["mean"].iloc[0]
     assert p0 == pytest.approx(3464 / 11104, abs=0.005)
     aggregated = pd.read_csv(data_dir / "cdnow" / "donations.csv").rename(
         columns={"periods": "n", "weights": "weight"})
@@ -282,7 +298,7 @@ def test_donations_reference(data_dir):
                                        random_seed=2)
     summary = nuts.summary(ci_prob=0.94)
     for name, value in MLE.items():
-        assert summary.loc[name, "eti94_lb"] < value < summary.loc[name, "eti94_ub"], name
+        assert summary.loc[name, "ci_lower"] < value < summary.loc[name, "ci_upper"], name
 
 
 @pytest.mark.slow
@@ -307,6 +323,6 @@ def test_recovers_simulated_parameters_and_coverage(rng):
             for name, value in TRUTH.items():
                 assert summary.loc[name, "mean"] == pytest.approx(value, rel=0.35), name
         for name, value in TRUTH.items():
-            covered += int(summary.loc[name, "eti90_lb"] < value < summary.loc[name, "eti90_ub"])
+            covered += int(summary.loc[name, "ci_lower"] < value < summary.loc[name, "ci_upper"])
     low, high = 4 * stats.binom.ppf([0.005, 0.995], reps, 0.9)
     assert low <= covered <= high, (covered, low, high)

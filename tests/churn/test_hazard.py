@@ -14,6 +14,7 @@ from models.churn.features import build_hazard_table
 from models.churn.hazard import ChurnHazardModel
 from models.churn.labels import churn_labels
 from models.exceptions import ConvergenceWarning, DataValidationError, NotFittedError
+from models.predict import flatten_draws
 
 COVS = ["plays", "new"]
 GROUPS = ["country", "plan"]
@@ -205,12 +206,20 @@ def test_probability_churn_is_one_minus_product(fake):
     rows = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "tenure": [0, 3, 7],
                          "plays": [0, 2, 3], "new": [1, 0, 1],
                          "country": ["c0", "c2", "c1"], "plan": ["free", "premium", "free"]})
-    draws = model.probability_churn(rows, horizon=4, return_draws=True)
+    draw_array = model.probability_churn(rows, horizon=4, return_draws=True)
+    assert draw_array.dims == ("chain", "draw", "user") and draw_array.shape == (1, 3, 3)
+    assert list(draw_array["user"].values) == ["u1", "u2", "u3"]
+    draws = flatten_draws(draw_array)
     np.testing.assert_allclose(draws, _hand_probability(post, table, rows, 4), rtol=1e-12)
-    summary = model.probability_churn(rows, horizon=4, batch_size=2)
+    summary = model.probability_churn(rows, horizon=4)
     assert list(summary.index) == ["u1", "u2", "u3"] and summary.index.name == "user_id"
+    assert list(summary.columns) == ["mean", "sd", "ci_lower", "ci_upper"]
     np.testing.assert_allclose(summary["mean"], draws.mean(axis=0))
-    survival = model.expected_survival(rows, horizon=4, return_draws=True)
+    # batch_size is deprecated and ignored (blocks are chosen automatically)
+    with pytest.warns(FutureWarning, match="'batch_size' parameter"):
+        old = model.probability_churn(rows, horizon=4, batch_size=2)
+    pd.testing.assert_frame_equal(old, summary)
+    survival = flatten_draws(model.expected_survival(rows, horizon=4, return_draws=True))
     np.testing.assert_allclose(survival, 1 - draws)
     # One period ahead is the hazard itself; the horizon only adds risk.
     one = model.probability_churn(rows, horizon=1)["mean"].to_numpy()
@@ -221,7 +230,8 @@ def test_default_prediction_rows_are_last_rows_per_user(fake):
     model, post, table = fake
     out = model.probability_churn(horizon=2, return_draws=True)
     last = table.sort_values(["user_id", "tenure"]).drop_duplicates("user_id", keep="last")
-    np.testing.assert_allclose(out, _hand_probability(post, table, last.iloc[:], 2))
+    assert list(out["user"].values) == last["user_id"].tolist()
+    np.testing.assert_allclose(flatten_draws(out), _hand_probability(post, table, last.iloc[:], 2))
 
 
 def test_baseline_hazard_from_fake_posterior(fake):
@@ -255,7 +265,7 @@ def test_fast_fit_predicts_and_round_trips(fitted, table, tmp_path):
     np.testing.assert_allclose(fitted.covariate_means_, table[COVS].mean())
     risk = fitted.probability_churn(horizon=3)
     assert risk.index.name == "user_id" and len(risk) == table["user_id"].nunique()
-    assert ((risk["hdi_lower"] <= risk["mean"]) & (risk["mean"] <= risk["hdi_upper"])).all()
+    assert ((risk["ci_lower"] <= risk["mean"]) & (risk["mean"] <= risk["ci_upper"])).all()
     # More periods of exposure mean more churn.
     assert (fitted.probability_churn(horizon=6)["mean"] > risk["mean"]).all()
     back = ChurnHazardModel.load(fitted.save(tmp_path / "hazard.nc"))

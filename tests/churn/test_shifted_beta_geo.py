@@ -15,6 +15,7 @@ from scipy import integrate, special, stats
 from models.churn.shifted_beta_geo import ShiftedBetaGeoModel, melt_cohort_table
 from models.data.simulate import simulate_sbg
 from models.exceptions import DataValidationError, NotFittedError
+from models.predict import flatten_draws
 from models.priors import Prior
 
 _HERE = Path(__file__).resolve()
@@ -98,23 +99,39 @@ def test_predictions_from_fixed_posterior_equal_closed_forms():
     model = fake_fit(ShiftedBetaGeoModel(), table({"a": [10, 5, 3]}), a, b)
     t = np.array([0, 1, 4, 12])
     surv = special.beta(a[:, None], b[:, None] + t) / special.beta(a, b)[:, None]
-    got = model.expected_survival(t)
+    got = model.expected_survival_new_user(horizon=t)
     np.testing.assert_allclose(got["mean"], surv.mean(axis=0), rtol=1e-10)
-    assert list(got.index) == list(t) and got.index.name == "period"
+    assert list(got.index) == list(t) and got.index.name == "horizon"
+    assert list(got.columns) == ["mean", "sd", "ci_lower", "ci_upper"]
     np.testing.assert_allclose(got.loc[0, "mean"], 1.0)
-    np.testing.assert_allclose(model.expected_survival(t, return_draws=True), surv, rtol=1e-10)
-    np.testing.assert_allclose(model.expected_survivors(500, t)["mean"], 500 * surv.mean(0))
-    r = model.expected_retention_rate([1, 4, 12], return_draws=True)
+    draws = model.expected_survival_new_user(horizon=t, return_draws=True)
+    assert draws.dims == ("chain", "draw", "horizon") and list(draws["horizon"].values) == list(t)
+    np.testing.assert_allclose(flatten_draws(draws), surv, rtol=1e-10)
+    np.testing.assert_allclose(model.expected_survivors_new_user(n_start=500, horizon=t)["mean"],
+                               500 * surv.mean(0))
+    r = flatten_draws(model.expected_retention_rate_new_user(horizon=[1, 4, 12],
+                                                             return_draws=True))
     s = special.beta(a[:, None], b[:, None] + np.arange(13)) / special.beta(a, b)[:, None]
     np.testing.assert_allclose(r, s[:, [1, 4, 12]] / s[:, [0, 3, 11]], rtol=1e-10)
-    churn = model.probability_churn([1, 4, 12], return_draws=True)
+    churn = flatten_draws(model.probability_churn_in_period_new_user(horizon=[1, 4, 12],
+                                                                     return_draws=True))
     np.testing.assert_allclose(churn, s[:, [0, 3, 11]] - s[:, [1, 4, 12]], rtol=1e-9)
+    by = flatten_draws(model.probability_churn_new_user(horizon=[1, 4, 12], return_draws=True))
+    np.testing.assert_allclose(by, 1 - s[:, [1, 4, 12]], rtol=1e-9)
+    # the old names still work for one release, with a FutureWarning
+    with pytest.warns(FutureWarning, match="probability_churn_in_period_new_user"):
+        old = model.probability_churn([1, 4, 12], return_draws=True)
+    np.testing.assert_allclose(flatten_draws(old), s[:, [0, 3, 11]] - s[:, [1, 4, 12]],
+                               rtol=1e-9)
 
 
 def test_residual_lifetime_matches_discounted_series():
     a, b, d = np.array([0.7, 1.5]), np.array([1.2, 4.0]), 0.1
     model = fake_fit(ShiftedBetaGeoModel(), table({"a": [10, 5]}), a, b)
-    got = model.expected_residual_lifetime(d, periods_survived=[1, 3], return_draws=True)
+    got = model.expected_residual_lifetime(discount_rate=d, periods_survived=[1, 3],
+                                           return_draws=True)
+    assert got.dims == ("chain", "draw", "periods_survived")
+    got = flatten_draws(got)
     k = np.arange(4000)
     for j, n in enumerate([1, 3]):
         # sum_k delta^k S(n + k) / S(n - 1), summed term by term
@@ -129,13 +146,18 @@ def test_segment_predictions_use_each_segment_draws():
     model = fake_fit(ShiftedBetaGeoModel(segment="plan", hierarchical=False), data,
                      [[1.0, 2.0], [1.0, 2.0]], [[3.0, 1.0], [3.0, 1.0]])
     assert list(model.segments_) == ["highend", "regular"]
-    got = model.expected_retention_rate([1, 2])
-    assert got.index.names == ["plan", "period"]
+    got = model.expected_retention_rate_new_user(horizon=[1, 2])
+    assert got.index.names == ["segment", "horizon"]
+    assert list(got.index.get_level_values("segment")) == ["highend"] * 2 + ["regular"] * 2
     np.testing.assert_allclose(got["mean"], [3 / 4, 4 / 5, 1 / 3, 2 / 4])
-    only = model.expected_retention_rate([1], segment="regular")
+    draws = model.expected_retention_rate_new_user(horizon=[1, 2], return_draws=True)
+    assert draws.dims == ("chain", "draw", "segment", "horizon")
+    np.testing.assert_allclose(draws.sel(segment="regular").values[0],
+                               [[1 / 3, 2 / 4], [1 / 3, 2 / 4]])
+    only = model.expected_retention_rate_new_user(horizon=[1], segment="regular")
     np.testing.assert_allclose(only["mean"], [1 / 3])
     with pytest.raises(ValueError, match="Unknown segment"):
-        model.expected_survival([1], segment="student")
+        model.expected_survival_new_user(horizon=[1], segment="student")
 
 
 # ---------------------------------------------------------------- data checks
@@ -195,16 +217,20 @@ def test_parameter_errors():
     with pytest.raises(ValueError, match="'hierarchical' parameter .* Got 'yes'"):
         ShiftedBetaGeoModel(hierarchical="yes")
     with pytest.raises(NotFittedError):
-        ShiftedBetaGeoModel().expected_survival([1])
+        ShiftedBetaGeoModel().expected_survival_new_user(horizon=[1])
     model = fake_fit(ShiftedBetaGeoModel(), table({"a": [10, 5]}), [1.0], [1.0])
-    with pytest.raises(ValueError, match="'periods' .* integers >= 1. Got 0"):
-        model.expected_retention_rate(0)
+    with pytest.raises(ValueError, match="'horizon' .*expected_retention_rate_new_user"
+                                         " .* integers >= 1. Got 0"):
+        model.expected_retention_rate_new_user(horizon=0)
     with pytest.raises(ValueError, match="'discount_rate' .* Got 0"):
-        model.expected_residual_lifetime(0)
+        model.expected_residual_lifetime(discount_rate=0)
     with pytest.raises(ValueError, match="'n_start' .* Got -3"):
-        model.expected_survivors(-3, [1])
+        model.expected_survivors_new_user(n_start=-3, horizon=[1])
     with pytest.raises(ValueError, match="without segments"):
-        model.expected_survival([1], segment="x")
+        model.expected_survival_new_user(horizon=[1], segment="x")
+    with pytest.raises(ValueError, match="'ci_prob' parameter of ShiftedBetaGeoModel"
+                                         r".expected_survival_new_user .* Got 1.5"):
+        model.expected_survival_new_user(horizon=[1], ci_prob=1.5)
 
 
 # ---------------------------------------------------------------- fast fits
@@ -217,10 +243,10 @@ def test_tiny_pooled_fit_and_save_load_round_trip(tmp_path, rng):
         model = ShiftedBetaGeoModel(segment="plan").fit(
             data, draws=100, tune=100, chains=2, cores=1, random_seed=rng)
     assert model.idata_["posterior"]["alpha"].dims == ("chain", "draw", "segment")
-    before = model.expected_survival([1, 5])
+    before = model.expected_survival_new_user(horizon=[1, 5])
     loaded = ShiftedBetaGeoModel.load(model.save(tmp_path / "sbg.nc"))
     assert loaded.segment == "plan" and loaded.hierarchical
-    pd.testing.assert_frame_equal(loaded.expected_survival([1, 5]), before)
+    pd.testing.assert_frame_equal(loaded.expected_survival_new_user(horizon=[1, 5]), before)
     assert "sigma_log_kappa" in model.summary().index
 
 
@@ -257,7 +283,8 @@ def test_fader_hardie_2007_reference():
     for plan, (alpha, beta) in MLE.items():
         assert post["alpha"].sel(segment=plan).item() == pytest.approx(alpha, abs=0.005)
         assert post["beta"].sel(segment=plan).item() == pytest.approx(beta, abs=0.005)
-    projected = model.expected_survivors(1000, list(range(8, 13)))["mean"]
+    projected = model.expected_survivors_new_user(n_start=1000,
+                                                  horizon=list(range(8, 13)))["mean"]
     errors = {p: projected.loc[p].to_numpy() - np.array(v[8:])
               for p, v in (("regular", REGULAR), ("highend", HIGH_END))}
     assert np.abs(errors["regular"]).max() < 4, errors
@@ -269,7 +296,7 @@ def test_fader_hardie_2007_reference():
     for plan, (alpha, beta) in MLE.items():
         for name, value in (("alpha", alpha), ("beta", beta)):
             row = summary.loc[f"{name}[{plan}]"]
-            assert row["eti94_lb"] < value < row["eti94_ub"], (name, plan, row)
+            assert row["ci_lower"] < value < row["ci_upper"], (name, plan, row)
 
 
 @pytest.mark.slow
@@ -302,7 +329,7 @@ def test_recovers_simulated_parameters(rng):
                                       random_seed=rng)
     summary = model.summary(ci_prob=0.94)
     for name, value in truth.items():
-        assert summary.loc[name, "eti94_lb"] < value < summary.loc[name, "eti94_ub"]
+        assert summary.loc[name, "ci_lower"] < value < summary.loc[name, "ci_upper"]
         assert summary.loc[name, "mean"] == pytest.approx(value, rel=0.3)
 
 
@@ -326,7 +353,7 @@ def test_interval_coverage_is_nominal(rng):
         summary = model.summary(ci_prob=0.90)
         for name, value in zip(("alpha", "beta"), truth, strict=True):
             row = summary.loc[name]
-            covered += int(row["eti90_lb"] < value < row["eti90_ub"])
+            covered += int(row["ci_lower"] < value < row["ci_upper"])
     low, high = 2 * stats.binom.ppf([0.005, 0.995], reps, 0.9)
     assert low <= covered <= high, (covered, low, high)
 

@@ -56,7 +56,8 @@ def test_brier_score_hand_cases():
 def test_calibration_table_hand_case_and_bounds():
     y = [0, 0, 1, 1, 1, 0]
     p = [0.1, 0.2, 0.9, 0.8, 0.7, 0.3]
-    table = calibration_table(y, p, n_bins=2, prob=0.9)
+    table = calibration_table(y, p, n_bins=2, ci_prob=0.9)
+    assert table.attrs["ci_prob"] == 0.9
     assert table["n"].tolist() == [3, 3]
     np.testing.assert_allclose(table["mean_predicted"], [0.2, 0.8])
     np.testing.assert_allclose(table["observed_rate"], [0.0, 1.0])
@@ -122,7 +123,7 @@ def test_probability_active_within_closed_form():
     model.idata_ = xr.DataTree.from_dict({"posterior": xr.Dataset(
         {k: (("chain", "draw"), np.full((1, 1), v)) for k, v in
          [("r", r), ("alpha", alpha), ("a", a), ("b", b)]})})
-    got = probability_active_within(model, t=4.0)["mean"].to_numpy()
+    got = model.probability_active(horizon=4.0)["mean"].to_numpy()
     alive = model.probability_alive()["mean"].to_numpy()
     # Monte Carlo of the definition: lam | alive ~ Gamma(r + x, alpha + T); any event in t
     rng = np.random.default_rng(2)
@@ -131,9 +132,13 @@ def test_probability_active_within_closed_form():
         mc = alive[i] * np.mean(rng.poisson(lam * 4.0) > 0)
         assert got[i] == pytest.approx(mc, abs=3e-3)
     assert got[0] < alive[0] and got[1] < alive[1]
-    with pytest.raises(ValueError, match="'t' parameter of probability_active_within must be a "
-                                         "positive number"):
-        probability_active_within(model, t=[1.0, 2.0])
+    with pytest.raises(ValueError, match="'horizon' parameter of BetaGeoModel.probability_active "
+                                         r"must be a positive number. Got \[1.0, 2.0\]"):
+        model.probability_active(horizon=[1.0, 2.0])
+    # the deprecated function still gives the same numbers, with a FutureWarning
+    with pytest.warns(FutureWarning, match="probability_active_within"):
+        old = probability_active_within(model, t=4.0)
+    pd.testing.assert_frame_equal(old, model.probability_active(horizon=4.0))
 
 
 def test_score_holdout_point_predictions_and_errors():
@@ -191,7 +196,7 @@ def test_simulated_holdout_is_discriminating_and_calibrated(simulated):
     assert (np.abs(by["predicted"] - by["actual"]) < 3 * by["actual_se"] + 0.05).all(), by
     total = result.users[["holdout_activity", "expected_activity"]].sum()
     assert total["expected_activity"] == pytest.approx(total["holdout_activity"], rel=0.1)
-    assert (by["hdi_lower"] <= by["predicted"]).all() and (by["predicted"] <= by["hdi_upper"]).all()
+    assert (by["ci_lower"] <= by["predicted"]).all() and (by["predicted"] <= by["ci_upper"]).all()
 
 
 # ------------------------------------------------------------------------------ CDNOW

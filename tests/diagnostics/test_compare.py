@@ -97,8 +97,30 @@ def test_needs_two_fits(overdispersed, rng):
     fits = fake_fits(overdispersed, rng)
     with pytest.raises(ValueError, match="at least two fits.*Got 1 fit"):
         compare_models({"poisson": fits["poisson"]})
-    with pytest.raises(ValueError, match="Got list instead"):
+    with pytest.raises(ValueError, match="Got list instead, holding DataTree fits"):
         compare_models(list(fits.values()))
+
+
+def test_a_list_of_models_is_keyed_by_class_name(overdispersed, rng):
+    fits = fake_fits(overdispersed, rng)
+
+    class Fitted:  # stands for a fitted model of the package: idata_ and compute_log_likelihood
+        def __init__(self, idata):
+            self.idata_ = idata
+
+        def compute_log_likelihood(self):
+            raise AssertionError("the fit already has its log-likelihood")
+
+    class Poisson(Fitted):
+        pass
+
+    class NegBinom(Fitted):
+        pass
+
+    table = compare_models([Poisson(fits["poisson"]), NegBinom(fits["negbinom"])])
+    assert list(table.index) == ["NegBinom", "Poisson"]
+    same = compare_models([Fitted(fits["poisson"]), Fitted(fits["negbinom"])])
+    assert list(same.index) == ["Fitted [1]", "Fitted [0]"]
 
 
 def test_var_name_checks(rng):

@@ -127,13 +127,23 @@ def test_counts_plot_rejects_non_counts(rng):
     ("kwargs", "match"),
     [
         ({"num_draws": 0}, "'num_draws' parameter .* Got 0 instead"),
-        ({"prob": 1.5}, "'prob' parameter .* Got 1.5 instead"),
+        ({"ci_prob": 1.5}, "'ci_prob' parameter of plot_ppc_counts must be a number in "
+                           r"\(0, 1\). Got 1.5 instead"),
+        ({"ci_prob": "wide"}, "'ci_prob' parameter .* Got 'wide' instead"),
         ({"max_count": -3}, "'max_count' parameter .* Got -3 instead"),
     ],
 )
 def test_counts_plot_parameter_errors(poisson_fit, kwargs, match):
     with pytest.raises(ValueError, match=match):
         plot_ppc_counts(poisson_fit, "plays", **kwargs)
+
+
+def test_counts_plot_old_prob_name_warns(poisson_fit):
+    with pytest.warns(FutureWarning, match="'prob' parameter of plot_ppc_counts is deprecated"):
+        ax = plot_ppc_counts(poisson_fit, "plays", prob=0.5, random_seed=0)
+    assert "predictive 50% interval" in ax.get_legend_handles_labels()[1]
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="'ci_prob' parameter"):
+        plot_ppc_counts(poisson_fit, "plays", prob=1.5)
 
 
 def test_mismatched_observation_dims_raise(rng):

@@ -104,7 +104,7 @@ def test_sample_ratio_errors():
     with pytest.raises(ValueError, match=r"'expected' parameter .* positive share"):
         sample_ratio_test(pd.Series({"a": 10, "b": 12}), expected={"a": 1, "b": 0})
     with pytest.raises(
-        ValueError, match=r"'threshold' parameter .* probability in \(0, 1\)\. Got 0"
+        ValueError, match=r"'threshold' parameter .* a number in \(0, 1\)\. Got 0"
     ):
         sample_ratio_test(pd.Series({"a": 10, "b": 12}), threshold=0)
 

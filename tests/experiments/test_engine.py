@@ -407,7 +407,7 @@ def test_stats_must_be_a_frame():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"ci_prob": 1.5}, r"'ci_prob' parameter of analyze must be in \(0, 1\). Got 1.5"),
+        ({"ci_prob": 1.5}, r"'ci_prob' parameter of analyze must be a number in \(0, 1\). Got 1.5"),
         ({"binary_model": "exact"}, r"'binary_model' parameter of analyze must be one of"),
         ({"prior": {"gamma": (1, 1)}}, r"unknown key\(s\) \['gamma'\]"),
         ({"prior": {"beta": (0, 1)}}, r"'beta' as two positive numbers"),

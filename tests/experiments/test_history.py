@@ -247,7 +247,7 @@ def test_invalid_history_is_rejected(edit, match):
 
 def test_parameter_errors():
     with pytest.raises(ValueError, match="'robust' parameter of ExperimentHistoryModel must "
-                                         "be a bool"):
+                                         "be True or False"):
         ExperimentHistoryModel(robust=1)
     with pytest.raises(ValueError, match="does not use the prior 'nu'"):
         ExperimentHistoryModel(priors={"nu": Prior("Gamma", alpha=2.0, beta=0.1)})

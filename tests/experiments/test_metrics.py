@@ -109,7 +109,7 @@ def test_bad_columns_and_flags():
         Sum("s", "")
     with pytest.raises(ValueError, match=r"'column' parameter of Distinct must be the name"):
         Distinct("d", 3)
-    with pytest.raises(ValueError, match=r"'higher_is_better' parameter of Count must be a bool"):
+    with pytest.raises(ValueError, match=r"'higher_is_better' parameter of Count must be True or False"):
         Count("x", higher_is_better="no")
 
 

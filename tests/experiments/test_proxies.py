@@ -11,7 +11,8 @@ import xarray as xr
 from scipy import stats
 
 from models.exceptions import DataValidationError, NotFittedError
-from models.experiments.proxies import ProxyMetricModel, _mvnormal_logp
+from models.experiments._mvnormal import mvnormal_logp
+from models.experiments.proxies import ProxyMetricModel
 from models.priors import Prior
 
 METRICS = ["days", "plays", "long_term"]
@@ -71,13 +72,13 @@ def test_batched_mvnormal_logp_and_its_gradient():
     a = rng.normal(size=(6, 4, 4))
     cov = a @ a.transpose(0, 2, 1) + 0.5 * np.eye(4)
     mu, x = rng.normal(size=4), rng.normal(size=(6, 4))
-    got = _mvnormal_logp(pt.as_tensor(x), pt.as_tensor(mu), pt.as_tensor(cov)).eval()
+    got = mvnormal_logp(pt.as_tensor(x), pt.as_tensor(mu), pt.as_tensor(cov)).eval()
     want = [stats.multivariate_normal(mu, cov[j]).logpdf(x[j]) for j in range(6)]
     np.testing.assert_allclose(got, want, rtol=1e-10)
 
     # the gradient through the broadcast mean and the covariance, against finite differences
     mu_t, cov_t = pt.dvector("mu"), pt.dtensor3("cov")
-    total = _mvnormal_logp(pt.as_tensor(x), mu_t, cov_t).sum()
+    total = mvnormal_logp(pt.as_tensor(x), mu_t, cov_t).sum()
     f = pytensor.function([mu_t, cov_t], [total, *pytensor.grad(total, [mu_t, cov_t])],
                           mode="FAST_COMPILE")
     _, d_mu, d_cov = f(mu, cov)
@@ -92,7 +93,7 @@ def test_batched_mvnormal_logp_and_its_gradient():
         slope = (f(mu, cov + bump)[0] - f(mu, cov - bump)[0]) / (2 * step)
         assert d_cov[2, i, j] + d_cov[2, j, i] * (i != j) == pytest.approx(slope, rel=1e-5)
     not_pd = -np.broadcast_to(np.eye(4), (6, 4, 4))
-    assert np.isneginf(_mvnormal_logp(pt.as_tensor(x), pt.as_tensor(mu),
+    assert np.isneginf(mvnormal_logp(pt.as_tensor(x), pt.as_tensor(mu),
                                       pt.as_tensor(not_pd)).eval()).all()
 
 

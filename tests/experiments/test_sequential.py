@@ -90,7 +90,7 @@ def test_peeking_binary_metrics():
     [
         ({"n_experiments": 0}, r"'n_experiments' parameter of simulate_peeking"),
         ({"kind": "ratio"}, r"'kind' parameter of simulate_peeking must be one of"),
-        ({"threshold": 0.4}, r"'threshold' parameter of simulate_peeking must be in \(0.5, 1\)"),
+        ({"threshold": 0.4}, r"'threshold' parameter of simulate_peeking must be a number in \(0.5, 1\)"),
         ({"sequential_n": -5}, r"'sequential_n' parameter of simulate_peeking"),
     ],
 )

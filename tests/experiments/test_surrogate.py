@@ -9,8 +9,10 @@ import xarray as xr
 from scipy import optimize, special, stats
 
 from models.exceptions import DataValidationError, ModelMismatchError, NotFittedError
+from models.experiments._mixtures import normal_mixture_quantiles
+from models.experiments._surrogate_index import arm_moments_by_block
 from models.experiments.proxies import ProxyMetricModel
-from models.experiments.surrogate import SurrogateIndexModel, _normal_mixture_quantile
+from models.experiments.surrogate import SurrogateIndexModel
 from models.priors import Prior
 
 SURROGATES = ["days_w1", "plays_w1"]
@@ -126,9 +128,9 @@ def test_mixture_quantile_matches_root_finding():
     for q in (0.025, 0.5, 0.975):
         target = optimize.brentq(lambda x, q=q: special.ndtr((x - means) / sds).mean() - q, -20, 20,
                                  xtol=1e-13)
-        assert _normal_mixture_quantile(means, sds, q) == pytest.approx(target, abs=1e-9)
+        assert normal_mixture_quantiles(means, sds, [q])[0] == pytest.approx(target, abs=1e-9)
     # zero spreads: the quantile of the point masses
-    assert _normal_mixture_quantile(np.array([1.0, 2.0, 3.0]), np.zeros(3), 0.5) == (
+    assert normal_mixture_quantiles(np.array([1.0, 2.0, 3.0]), np.zeros(3), [0.5])[0] == (
         pytest.approx(2.0))
 
 
@@ -138,7 +140,7 @@ def test_general_moments_agree_with_the_linear_closed_form(rng):
     z = model._standardized(experiment(rng, 500), "experiment sample")
     params, _ = model._draws(None, np.random.default_rng(0))
     exact = model._arm_moments(params, z)
-    by_block = model._arm_moments_by_block(params, z)
+    by_block = arm_moments_by_block(params, z, model.scaling_, model.likelihood)
     np.testing.assert_allclose(by_block[0], exact[0], rtol=1e-10)
     np.testing.assert_allclose(by_block[1], exact[1], rtol=1e-8)
 
@@ -316,7 +318,7 @@ def test_experiment_errors(rng):
     with pytest.raises(DataValidationError, match="surrogate column"):
         model.expected_outcome(exp.drop(columns="days_w1"))
     with pytest.raises(ValueError, match="'ci_prob' parameter of SurrogateIndexModel.estimate_"
-                                         "effect must be in \\(0, 1\\). Got 95"):
+                                         "effect must be a number in \\(0, 1\\). Got 95 instead"):
         model.estimate_effect(exp, ci_prob=95)
     with pytest.raises(ValueError, match="'max_draws' .* positive integer. Got 0"):
         model.expected_outcome(max_draws=0)
@@ -370,7 +372,7 @@ def test_linear_fit_recovers_the_coefficients_and_the_effect(linear_fit):
     big, exp = linear_fit
     assert big.converged_
     coef = big.summary(["coef"], ci_prob=0.99)
-    assert ((coef["eti99_lb"] <= COEF) & (COEF <= coef["eti99_ub"])).all()
+    assert ((coef["ci_lower"] <= COEF) & (COEF <= coef["ci_upper"])).all()
     row = big.estimate_effect(exp, random_seed=1).loc["new"]
     truth = SHIFT @ COEF
     assert row["effect_ci_lower"] <= truth <= row["effect_ci_upper"]
@@ -425,7 +427,7 @@ def test_negative_binomial_fit_of_active_days():
                                 likelihood="negative_binomial").fit(
         ref, random_seed=6, **{**FIT, "tune": 1000})  # a shorter warm-up leaves R-hat ~1.011
     od = model.summary(["overdispersion"], ci_prob=0.99)
-    assert od["eti99_lb"].iloc[0] < np.sqrt(0.5) < od["eti99_ub"].iloc[0]
+    assert od["ci_lower"].iloc[0] < np.sqrt(0.5) < od["ci_upper"].iloc[0]
     population = surrogates(rng, 1_000_000)
 
     def mean(x):

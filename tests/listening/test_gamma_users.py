@@ -132,14 +132,15 @@ def test_fit_predictions_and_save_load(tmp_path):
     assert "user_shape" in m.summary().index and "sigma_user" not in m.summary().index
     assert m.posterior_draws("intercept").sizes["draw"] == 1000
     e = m.expected_plays(data.iloc[:28], random_seed=2)
-    assert (e["hdi_lower"] < e["mean"]).all() and (e["mean"] < e["hdi_upper"]).all()
+    assert (e["ci_lower"] < e["mean"]).all() and (e["mean"] < e["ci_upper"]).all()
     again = m.expected_plays(data.iloc[:28], random_seed=2)
     pd.testing.assert_frame_equal(e, again)
-    new = m.expected_plays_new_user(country="SE", plan="free", random_seed=1)
+    new = m.expected_plays_new_user(segment={"country": "SE", "plan": "free"},
+                                   random_seed=1)
     assert (new["sd"] > e["sd"].max()).all()  # a new user is far less certain than a known one
     ratio = m.segment_contrast("plan", "premium", "free")
-    assert ratio.loc["premium/free", "hdi_lower"] < np.exp(0.5) < ratio.loc["premium/free",
-                                                                             "hdi_upper"]
+    assert (ratio.loc["premium/free", "ci_lower"] < np.exp(0.5)
+            < ratio.loc["premium/free", "ci_upper"])
     loaded = PlayCountModel.load(m.save(tmp_path / "gamma.nc"))
     pd.testing.assert_frame_equal(loaded.expected_plays(data.iloc[:28], random_seed=2), e)
 

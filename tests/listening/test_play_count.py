@@ -283,7 +283,8 @@ def test_expected_plays_matches_formula(fake_fit):
            + p["country_effect"][:, np.searchsorted(sorted(COUNTRY), data["country"])]
            + p["plan_effect"][:, np.searchsorted(sorted(PLAN), data["plan"])]
            + p["day_of_week_effect"][:, data["period_start"].dt.day_of_week.to_numpy()])
-    np.testing.assert_allclose(draws, np.exp(eta), rtol=1e-12)
+    assert draws.dims == ("chain", "draw", "row") and draws.shape == (2, 3, len(data))
+    np.testing.assert_allclose(draws.values.reshape(6, -1), np.exp(eta), rtol=1e-12)
     summary = m.expected_plays(max_draws=None)
     np.testing.assert_allclose(summary["mean"], np.exp(eta).mean(axis=0), rtol=1e-12)
     assert list(summary.columns[:2]) == ["user_id", "period_start"]
@@ -301,9 +302,9 @@ def test_segment_contrast_is_exp_of_effect_difference(fake_fit):
 def test_prediction_label_errors(fake_fit):
     m, _, data, _ = fake_fit
     with pytest.raises(ValueError, match=r"Unknown 'country' label\(s\) \['XX'\].*\['BR', 'SE', 'US'\]"):
-        m.expected_plays_new_user(country="XX", plan="free")
+        m.expected_plays_new_user(segment={"country": "XX", "plan": "free"})
     with pytest.raises(ValueError, match="'planet', which is not a group"):
-        m.expected_plays_new_user(country="SE", planet="free")
+        m.expected_plays_new_user(segment={"country": "SE", "planet": "free"})
     with pytest.raises(ValueError, match="'group' parameter of PlayCountModel.segment_contrast"):
         m.segment_contrast("city", "a", "b")
     with pytest.raises(ValueError, match=r"Unknown 'plan' label\(s\) \['gold'\]"):
@@ -311,19 +312,29 @@ def test_prediction_label_errors(fake_fit):
     rows = data.iloc[:2].assign(user_id=["nobody", data["user_id"].iloc[0]])
     with pytest.raises(DataValidationError, match="users of the training data.*'nobody'"):
         m.expected_plays(rows)
-    with pytest.raises(ValueError, match="'n_periods'.*Got 0"):
-        m.simulate_new_user({"country": "SE", "plan": "free"}, 0)
+    with pytest.raises(ValueError, match="'horizon' parameter of PlayCountModel.sample_plays_new_"
+                                         "user must be a positive integer. Got 0"):
+        m.sample_plays_new_user(horizon=0, segment={"country": "SE", "plan": "free"})
 
 
 def test_new_user_predictions(fake_fit):
     m, post, _, _ = fake_fit
-    out = m.expected_plays_new_user(country="SE", plan="free", n_periods=7, random_seed=1)
+    segment = {"country": "SE", "plan": "free"}
+    out = m.expected_plays_new_user(segment=segment, horizon=7, random_seed=1)
     assert len(out) == 7 and (out["mean"] > 0).all()
-    sims = m.simulate_new_user({"country": "SE", "plan": "free"}, 5, random_seed=1)
-    assert sims.shape == (6, 5) and (sims.to_numpy() >= 0).all()
+    sims = m.sample_plays_new_user(horizon=5, segment=segment, random_seed=1)
+    assert sims.dims == ("chain", "draw", "period_start") and sims.shape == (2, 3, 5)
+    assert (sims.values >= 0).all()
+    # the old names still work for one release, with a FutureWarning
+    with pytest.warns(FutureWarning, match="'n_periods' parameter .* deprecated"):
+        old = m.expected_plays_new_user(segment=segment, n_periods=7, random_seed=1)
+    pd.testing.assert_frame_equal(old, out)
+    with pytest.warns(FutureWarning, match="simulate_new_user is deprecated"):
+        old_sims = m.simulate_new_user(segment, 5, random_seed=1)
+    np.testing.assert_array_equal(old_sims.to_numpy(), sims.values.reshape(6, 5))
     # with sigma_user = 0.5, the new-user mean carries exp(sigma^2/2) on average: bigger spread
     # than the typical-user value exp(intercept + effects)
-    assert (out["hdi_upper"] - out["hdi_lower"]).min() > 0
+    assert (out["ci_upper"] - out["ci_lower"]).min() > 0
 
 
 # ------------------------------------------------------------------ fits

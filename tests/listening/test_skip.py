@@ -174,8 +174,9 @@ def test_probability_skip_matches_formula(fake_fit):
            + p["plan_effect"][:, code["plan"]]
            + p["beta_position"][:, None] * np.log(data["position"].to_numpy())
            + p["hour_effect"][:, data["hour_bin"].to_numpy()])
-    np.testing.assert_allclose(m.probability_skip(return_draws=True, max_draws=None),
-                               special.expit(eta), rtol=1e-12)
+    draws = m.probability_skip(return_draws=True, max_draws=None)
+    assert draws.dims[:2] == ("chain", "draw") and draws.shape == (2, 3, len(data))
+    np.testing.assert_allclose(draws.values.reshape(6, -1), special.expit(eta), rtol=1e-12)
 
 
 def test_track_skip_excess(fake_fit):

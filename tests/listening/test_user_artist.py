@@ -193,6 +193,8 @@ def test_expected_plays_matches_brute_force_mean(likelihood, rng):
     out = model.expected_plays(new, max_draws=None)
     draws = model.expected_plays(new, max_draws=None, return_draws=True)
     assert list(out.index) == [10, 11]
+    assert draws.dims[:2] == ("chain", "draw") and draws.shape == (2, 200, 2)
+    draws = draws.values.reshape(-1, 2)  # (chain * draw) x pairs, chain 0 first
     # brute force: sum_y y p(y) / (1 - p(0)) for draw 0 of chain 0, pair (u3, z)
     eta = (post["intercept"][0, 0] + post["sigma_user"][0, 0] * post["user_z"][0, 0, 2]
            + post["sigma_artist"][0, 0] * post["artist_z"][0, 0, 2])
@@ -208,7 +210,7 @@ def test_expected_plays_matches_brute_force_mean(likelihood, rng):
     assert draws[0, 0] == pytest.approx(np.sum(y * pmf) / (1 - pmf[0]), rel=1e-6)
     assert out["mean"].iloc[0] == pytest.approx(draws[:, 0].mean())
     untruncated = model.expected_plays(new, max_draws=None, given_played=False,
-                                       return_draws=True)
+                                       return_draws=True).values.reshape(-1, 2)
     assert untruncated[0, 0] == pytest.approx(mu)
     assert np.all(draws >= untruncated) and np.any(draws > 1.01 * untruncated)
 
@@ -225,12 +227,12 @@ def test_effects_and_ranking_from_fixed_posterior(rng):
     assert list(users.index) == sorted(data["user_id"].unique())
     assert users["n_artists"].tolist() == [5] * 6
     assert artists["total_plays"].sum() == data["plays"].sum()
-    assert (users["hdi_lower"] < users["mean"]).all() and (users["mean"] < users["hdi_upper"]).all()
+    assert (users["ci_lower"] < users["mean"]).all() and (users["mean"] < users["ci_upper"]).all()
     ranking = model.artist_popularity_ranking(max_draws=None)
     # artist_z means fall from 2 to -2, so the ranking follows the artist order
     assert list(ranking.index) == ["a000", "a001", "a002", "a003", "a004"]
     assert ranking["rank_mean"].is_monotonic_increasing
-    assert ranking["rank_hdi_lower"].iloc[0] == 1
+    assert ranking["rank_ci_lower"].iloc[0] == 1
     assert ranking["n_listeners"].tolist() == [6] * 5
 
 
@@ -413,13 +415,13 @@ def test_recovery_and_interval_coverage():
     # the simulated effects have non-zero sample means, which the model puts in the intercept
     truth["intercept"] += b.mean() + c.mean()
     for name, value in truth.items():
-        assert summary.loc[name, "eti99_lb"] <= value <= summary.loc[name, "eti99_ub"], name
+        assert summary.loc[name, "ci_lower"] <= value <= summary.loc[name, "ci_upper"], name
     # 90% intervals of the 65 user and artist effects (zero-sum, so compare centred truths):
     # the number covering the truth must lie within central binomial bounds
     users, artists = model.user_effects(ci_prob=0.9), model.artist_effects(ci_prob=0.9)
     covered = 0
     for table, true in ((users, b - b.mean()), (artists, c - c.mean())):
-        covered += int(np.sum((table["hdi_lower"] <= true) & (true <= table["hdi_upper"])))
+        covered += int(np.sum((table["ci_lower"] <= true) & (true <= table["ci_upper"])))
     low, high = stats.binom.ppf([0.001, 0.999], 65, 0.9)
     assert low <= covered <= high, covered
     assert np.corrcoef(artists["mean"], c)[0, 1] > 0.95
@@ -502,4 +504,4 @@ def test_lastfm_subset_fit_converges():
     alpha = model.summary().loc["alpha"]
     assert 0.5 < alpha["mean"] < 1.5
     top = model.artist_popularity_ranking(random_seed=0).head(3)
-    assert (top["rank_hdi_upper"] <= 20).all()
+    assert (top["rank_ci_upper"] <= 20).all()

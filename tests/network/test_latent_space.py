@@ -133,6 +133,8 @@ def test_predictions_from_a_fixed_posterior_are_rotation_invariant():
     pairs = [(0, 1), (0, 4), (2, 3)]
     first = fake_fit(g, position, popularity, intercept).probability_edge(pairs, return_draws=True,
                                                                           max_draws=None)
+    assert first.dims == ("chain", "draw", "pair") and first.shape == (1, 50, 3)
+    first = first.values[0]  # draws x pairs
     d = np.linalg.norm(position[:, 0] - position[:, 4], axis=1)
     np.testing.assert_allclose(first[:, 1],
                                expit(intercept + popularity[:, 0] + popularity[:, 4]
@@ -140,19 +142,23 @@ def test_predictions_from_a_fixed_posterior_are_rotation_invariant():
     moved = position @ rotation(0.7) * [1, -1] + 5.0
     again = fake_fit(g, moved, popularity, intercept).probability_edge(pairs, return_draws=True,
                                                                        max_draws=None)
-    np.testing.assert_allclose(again, first, atol=1e-12)
+    np.testing.assert_allclose(again.values[0], first, atol=1e-12)
     summary = fake_fit(g, position, popularity, intercept).probability_edge(pairs)
     assert summary.index.names == ["source", "target"]
     assert summary.index.tolist() == pairs
-    assert (summary["hdi_lower"] <= summary["mean"]).all()
+    assert (summary["ci_lower"] <= summary["mean"]).all()
+    lower, upper = np.quantile(first, [0.055, 0.945], axis=0)  # the 89% equal-tailed interval
+    np.testing.assert_allclose(summary["ci_lower"], lower)
+    np.testing.assert_allclose(summary["ci_upper"], upper)
     phi = np.full(50, 2.0)
     nb = fake_fit(g, position, popularity, intercept, "negative_binomial", phi)
-    mu = nb.expected_weight(pairs, return_draws=True, max_draws=None)
-    p = nb.probability_edge(pairs, return_draws=True, max_draws=None)
+    mu = nb.expected_weight(pairs, return_draws=True, max_draws=None).values[0]
+    p = nb.probability_edge(pairs, return_draws=True, max_draws=None).values[0]
     np.testing.assert_allclose(p, 1 - (2.0 / (2.0 + mu)) ** 2.0)
     pois = fake_fit(g, position, popularity, intercept, "poisson")
-    np.testing.assert_allclose(pois.probability_edge(pairs, return_draws=True, max_draws=None),
-                               1 - np.exp(-mu))
+    np.testing.assert_allclose(
+        pois.probability_edge(pairs, return_draws=True, max_draws=None).values[0],
+        1 - np.exp(-mu))
 
 
 # ------------------------------------------------------------------ fits
@@ -162,7 +168,7 @@ def test_advi_fit_contents_and_round_trip(tmp_path, karate_advi):
     assert model.idata_["posterior"]["position"].dims == ("chain", "draw", "node", "dim")
     table = model.embedding()
     assert table.shape == (34, 13)
-    assert (table["dim0_hdi_lower"] < table["dim0_hdi_upper"]).all()
+    assert (table["dim0_ci_lower"] < table["dim0_ci_upper"]).all()
     np.testing.assert_allclose(table[["dim0_mean", "dim1_mean"]].mean(), 0.0, atol=1e-9)
     assert list(model.summary().index) == ["intercept", "popularity_sigma", "position_sigma"]
     # The two hubs 0 and 33 lead opposite factions: a link between the hub and a member of
@@ -204,12 +210,12 @@ def test_nuts_recovers_planted_positions_and_popularity():
     est_d = np.linalg.norm(estimate[i] - estimate[j], axis=1)
     assert np.corrcoef(est_d, np.linalg.norm(z[i] - z[j], axis=1))[0, 1] > 0.9
     assert np.corrcoef(table["popularity_mean"], a)[0, 1] > 0.7
-    covered = (table["popularity_hdi_lower"] <= a) & (a <= table["popularity_hdi_upper"])
+    covered = (table["popularity_ci_lower"] <= a) & (a <= table["popularity_ci_upper"])
     assert covered.mean() >= 0.7
     summary = model.summary()
-    assert summary.loc["intercept", "eti89_lb"] < 3.0 + 0.5
-    assert summary.loc["popularity_sigma", "eti89_lb"] < 0.5 < summary.loc[
-        "popularity_sigma", "eti89_ub"] + 0.1
+    assert summary.loc["intercept", "ci_lower"] < 3.0 + 0.5
+    assert summary.loc["popularity_sigma", "ci_lower"] < 0.5 < summary.loc[
+        "popularity_sigma", "ci_upper"] + 0.1
 
 
 # ------------------------------------------------------------------ plots

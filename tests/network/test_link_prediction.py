@@ -140,7 +140,8 @@ def test_sbm_probability_edge(planted):
     assert prob[same].mean() > 5 * prob[~same].mean()
     assert 0.25 < prob[same].mean() < 0.6
     draws = sbm.probability_edge([(0, 1)], return_draws=True, max_draws=None)
-    assert draws.shape == (200, 1) and ((draws > 0) & (draws < 1)).all()
+    assert draws.dims == ("chain", "draw", "pair") and draws.shape == (2, 100, 1)
+    assert ((draws > 0) & (draws < 1)).all()
     plain = quiet(StochasticBlockModel(n_blocks=3, degree_corrected=False).fit, split.train,
                   draws=30, tune=30, chains=2, random_seed=1)
     assert plain.probability_edge().shape == (split.train.number_of_edges(), 4)

@@ -146,7 +146,9 @@ def test_ctrl_c_during_advi_raises(monkeypatch, activity):
         def ctrl_c(approx, loss, i):
             if i == 50:
                 os.kill(os.getpid(), signal.SIGINT)
-        return real_fit(*args, callbacks=[ctrl_c], **kwargs)
+        # keep the callbacks the fit passes (its progress tracker) and add the Ctrl-C
+        callbacks = [*(kwargs.pop("callbacks", None) or []), ctrl_c]
+        return real_fit(*args, callbacks=callbacks, **kwargs)
 
     monkeypatch.setattr(pm, "fit", interrupted_fit)
     with pytest.raises(FitInterrupted, match=r"before advi finished \(\d+ of 5,000 steps\)"):
@@ -163,7 +165,8 @@ def test_bad_sampler_settings_name_the_parameter(activity, name, value):
 
 def test_max_draws_zero_names_the_parameter(saved_fit):
     model = saved_fit[0]
-    with pytest.raises(ValueError, match=r"The 'max_draws' parameter must be a positive integer "
+    with pytest.raises(ValueError, match=r"The 'max_draws' parameter of BetaGeoModel\."
+                       r"probability_alive must be a positive integer "
                        r"\(or None for every draw\)\. Got 0 instead"):
         model.probability_alive(max_draws=0)
 
