@@ -144,3 +144,14 @@ def test_posterior_arrays_flattens_and_subsets():
     assert sample_shape(post) == (2, 10)
     assert sample_shape(post, 5) == (1, 5)
     assert sample_shape(post, 20) == (2, 10)
+
+
+def test_one_home_for_each_metric():
+    import models.churn
+    import models.metrics
+    import models.network
+
+    for name in ("roc_auc", "brier_score", "calibration_table"):
+        assert getattr(models.churn, name) is getattr(models.metrics, name)
+    for name in ("roc_auc", "average_precision"):
+        assert getattr(models.network, name) is getattr(models.metrics, name)

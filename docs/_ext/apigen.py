@@ -38,6 +38,7 @@ PUBLIC_MODULES = (
     "models.experiments",
     "models.predict",
     "models.scoring",
+    "models.metrics",
     "models.analysis",
     "models.priors",
     "models.exceptions",

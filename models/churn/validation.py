@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import stats
 
 from models import _html
-from models._deprecation import deprecated_arguments, warn_deprecated
+from models._deprecation import warn_deprecated
 from models.base import resolve_seed
 from models.churn.beta_geo import (
     AGE,
@@ -38,7 +37,8 @@ from models.churn.beta_geo import (
 )
 from models.data.schema import TIMESTAMP, USER_ID
 from models.data.summaries import _period_index, summarize_activity
-from models.predict import DEFAULT_BLOCK_ELEMENTS, check_ci_prob, flatten_draws, summarize_draws
+from models.metrics import brier_score, calibration_table, roc_auc
+from models.predict import DEFAULT_BLOCK_ELEMENTS, flatten_draws, summarize_draws
 
 __all__ = [
     "HoldoutEvaluation",
@@ -53,160 +53,6 @@ __all__ = [
 
 HOLDOUT_ACTIVITY = "holdout_activity"
 ACTIVE_IN_HOLDOUT = "active_in_holdout"
-
-
-# --------------------------------------------------------------------------- metrics
-def _outcomes(y: Any, p: Any, func: str) -> tuple[np.ndarray, np.ndarray]:
-    y_ = np.asarray(y, dtype=float).ravel()
-    p_ = np.asarray(p, dtype=float).ravel()
-    if y_.shape != p_.shape or y_.size == 0:
-        raise ValueError(f"{func} needs outcomes and probabilities of the same, non-zero length. "
-                         f"Got {y_.size} outcomes and {p_.size} probabilities instead.")
-    if not np.all((y_ == 0) | (y_ == 1)):
-        bad = y_[(y_ != 0) & (y_ != 1)][0].item()
-        raise ValueError(f"The outcomes of {func} must be 0 or 1 (or booleans). "
-                         f"Got {bad!r} instead.")
-    if not np.all((p_ >= 0) & (p_ <= 1)):
-        bad = p_[~((p_ >= 0) & (p_ <= 1))][0].item()
-        raise ValueError(f"The probabilities of {func} must be in [0, 1]. Got {bad!r} instead.")
-    return y_, p_
-
-
-def roc_auc(y: Any, p: Any) -> float:
-    r"""Area under the ROC curve: P(a random positive scores above a random negative).
-
-    Parameters
-    ----------
-    y : array-like of bool or {0, 1}
-        Outcomes.
-    p : array-like of float
-        Predicted probabilities (any score in [0, 1]).
-
-    Returns
-    -------
-    float
-        AUC in [0, 1]; ties count one half (the Mann-Whitney statistic).
-        NaN when all outcomes are equal.
-
-    Raises
-    ------
-    ValueError
-        If the lengths differ, an outcome is not 0/1 or a probability is
-        outside [0, 1].
-
-    Notes
-    -----
-    .. math:: \mathrm{AUC} = \frac{R_1 - n_1(n_1+1)/2}{n_1 n_0},
-
-    with :math:`R_1` the sum of the mid-ranks of the positives among all scores.
-
-    Examples
-    --------
-    >>> roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
-    0.75
-    """
-    y_, p_ = _outcomes(y, p, "roc_auc")
-    n1 = y_.sum()
-    n0 = y_.size - n1
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    ranks = stats.rankdata(p_)
-    return float((ranks[y_ == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def brier_score(y: Any, p: Any) -> float:
-    r"""Mean squared difference between predicted probabilities and 0/1 outcomes.
-
-    Parameters
-    ----------
-    y : array-like of bool or {0, 1}
-        Outcomes.
-    p : array-like of float
-        Predicted probabilities.
-
-    Returns
-    -------
-    float
-        :math:`\frac1n\sum_i (p_i - y_i)^2`; 0 is perfect, 0.25 is a constant 0.5.
-
-    Raises
-    ------
-    ValueError
-        As :func:`roc_auc`.
-
-    Examples
-    --------
-    >>> brier_score([0, 1], [0.2, 0.6])
-    0.1
-    """
-    y_, p_ = _outcomes(y, p, "brier_score")
-    return float(np.round(np.mean((p_ - y_) ** 2), 15))
-
-
-@deprecated_arguments(renamed={"prob": "ci_prob"})
-def calibration_table(y: Any, p: Any, *, n_bins: int = 10, ci_prob: float = 0.95
-                      ) -> pd.DataFrame:
-    r"""Observed rate against mean predicted probability in bins of the prediction.
-
-    Parameters
-    ----------
-    y : array-like of bool or {0, 1}
-        Outcomes.
-    p : array-like of float
-        Predicted probabilities.
-    n_bins : int, default 10
-        Number of bins of (nearly) equal counts, formed on the sorted
-        predictions (tied predictions may fall in neighbouring bins).
-    ci_prob : float, default 0.95
-        Probability of the bounds of the observed rate. (``prob`` is its
-        deprecated name.)
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per bin (index ``bin``): ``n``, ``mean_predicted``,
-        ``observed_rate``, ``lower``, ``upper`` (central ``ci_prob`` interval of the
-        observed rate if the predictions were right) and ``inside``.
-
-    Raises
-    ------
-    ValueError
-        As :func:`roc_auc`, or if ``n_bins`` is not a positive integer or
-        ``ci_prob`` not in (0, 1).
-
-    Notes
-    -----
-    If the predictions are calibrated, a bin's count of positives is a sum of
-    independent Bernoulli(:math:`p_i`) variables; its variance is at most that of
-    a Binomial(:math:`n, \bar p`), so the bounds are the Binomial(:math:`n,
-    \bar p`) quantiles divided by :math:`n`, slightly wide (conservative).
-
-    Examples
-    --------
-    >>> table = calibration_table([0, 0, 1, 1, 1, 0], [0.1, 0.2, 0.9, 0.8, 0.7, 0.3], n_bins=2)
-    >>> table[["n", "mean_predicted", "observed_rate"]].round(2)  # doctest: +NORMALIZE_WHITESPACE
-         n  mean_predicted  observed_rate
-    bin
-    0    3             0.2            0.0
-    1    3             0.8            1.0
-    """
-    y_, p_ = _outcomes(y, p, "calibration_table")
-    ci_prob = check_ci_prob("calibration_table", ci_prob)
-    if not (isinstance(n_bins, int | np.integer) and not isinstance(n_bins, bool) and n_bins > 0):
-        raise ValueError("The 'n_bins' parameter of calibration_table must be a positive "
-                         f"integer. Got {n_bins!r} instead.")
-    order = np.argsort(p_, kind="stable")
-    rows = []
-    for i, idx in enumerate(np.array_split(order, min(n_bins, p_.size))):
-        n = idx.size
-        mean_p = p_[idx].mean()
-        lo, hi = stats.binom.ppf([(1 - ci_prob) / 2, (1 + ci_prob) / 2], n, mean_p) / n
-        obs = y_[idx].mean()
-        rows.append({"bin": i, "n": n, "mean_predicted": mean_p, "observed_rate": obs,
-                     "lower": lo, "upper": hi, "inside": bool(lo <= obs <= hi)})
-    out = pd.DataFrame(rows).set_index("bin")
-    out.attrs["ci_prob"] = ci_prob
-    return out
 
 
 # ------------------------------------------------------------------------ the split

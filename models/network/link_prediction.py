@@ -8,9 +8,9 @@ from typing import Any, NamedTuple
 import networkx as nx
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from models.base import resolve_seed
+from models.metrics import average_precision, roc_auc
 from models.network._edgelist import sample_non_edges
 
 __all__ = [
@@ -150,99 +150,6 @@ def split_edges(
         }
     )
     return EdgeSplit(train, test)
-
-
-def _labels_scores(labels: Any, scores: Any, func: str) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(labels)
-    s = np.asarray(scores, dtype=float)
-    if y.shape != s.shape or y.ndim != 1:
-        raise ValueError(
-            f"The 'labels' and 'scores' of {func} must be 1-d and of equal length. "
-            f"Got shapes {y.shape} and {s.shape} instead."
-        )
-    if not np.isin(y, (0, 1)).all() or y.min() == y.max():
-        raise ValueError(
-            f"The 'labels' of {func} must be 0 or 1 with both present. "
-            f"Got values {sorted(set(y.tolist()))[:5]} instead."
-        )
-    if not np.isfinite(s).all():
-        raise ValueError(f"The 'scores' of {func} must be finite. Got {s[~np.isfinite(s)][:3]}.")
-    return y.astype(bool), s
-
-
-def roc_auc(labels: Any, scores: Any) -> float:
-    r"""Area under the ROC curve: P(a random positive outscores a random negative).
-
-    Parameters
-    ----------
-    labels : array-like of {0, 1}
-        True classes; both must be present.
-    scores : array-like of float
-        Higher means more likely positive.
-
-    Returns
-    -------
-    float
-        The AUC in [0, 1]; ties count one half (the Mann-Whitney statistic).
-
-    Raises
-    ------
-    ValueError
-        If the lengths differ, a label is not 0/1, only one class is present, or a
-        score is not finite.
-
-    Notes
-    -----
-    With average ranks :math:`r_k` of the scores,
-    :math:`\mathrm{AUC} = (\sum_{k: y_k = 1} r_k - n_1 (n_1 + 1) / 2) / (n_1 n_0)`.
-
-    Examples
-    --------
-    >>> roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
-    0.75
-    """
-    y, s = _labels_scores(labels, scores, "roc_auc")
-    ranks = rankdata(s)
-    n1 = y.sum()
-    n0 = y.size - n1
-    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def average_precision(labels: Any, scores: Any) -> float:
-    r"""Average precision: the area under the precision-recall step curve.
-
-    Parameters
-    ----------
-    labels : array-like of {0, 1}
-        True classes; both must be present.
-    scores : array-like of float
-        Higher means more likely positive.
-
-    Returns
-    -------
-    float
-        :math:`\mathrm{AP} = \sum_t (R_t - R_{t-1}) P_t` over the distinct score
-        thresholds :math:`t` from high to low (tied scores enter together), as in
-        scikit-learn's ``average_precision_score``.
-
-    Raises
-    ------
-    ValueError
-        As :func:`roc_auc`.
-
-    Examples
-    --------
-    >>> average_precision([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
-    0.8333333333333333
-    """
-    y, s = _labels_scores(labels, scores, "average_precision")
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # end of each tie group
-    tp = np.cumsum(y)[last]
-    precision = tp / (last + 1)
-    recall = tp / y.sum()
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def _heuristic_scores(graph: nx.Graph, pairs: list[tuple[Any, Any]]) -> dict[str, np.ndarray]:

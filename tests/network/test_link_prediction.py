@@ -57,11 +57,14 @@ def test_auc_and_ap_equal_brute_force():
     precision_at = np.cumsum(hits) / np.arange(1, 61)
     assert average_precision(labels, distinct) == pytest.approx(precision_at[hits == 1].mean())
     assert average_precision([1, 0, 1], [0.5, 0.5, 0.5]) == pytest.approx(2 / 3)
-    with pytest.raises(ValueError, match=r"labels' of roc_auc must be 0 or 1 .* Got values \[1\]"):
-        roc_auc([1, 1], [0.1, 0.2])
-    with pytest.raises(ValueError, match=r"equal length. Got shapes \(2,\) and \(3,\)"):
+    # one class only: undefined, NaN (as the churn scores it), not a number that looks valid
+    assert np.isnan(roc_auc([1, 1], [0.1, 0.2])) and np.isnan(average_precision([0, 0], [1, 2]))
+    assert roc_auc([0, 1], [-3.0, 40.0]) == 1.0  # scores need not be probabilities
+    with pytest.raises(ValueError, match=r"outcomes of roc_auc must be 0 or 1 .* Got 2.0"):
+        roc_auc([2, 1], [0.1, 0.2])
+    with pytest.raises(ValueError, match=r"same, non-zero length. Got 2 outcomes and 3"):
         average_precision([0, 1], [0.1, 0.2, 0.3])
-    with pytest.raises(ValueError, match="'scores' of roc_auc must be finite"):
+    with pytest.raises(ValueError, match="scores of roc_auc must be finite. Got nan"):
         roc_auc([0, 1], [0.1, np.nan])
 
 
