@@ -46,6 +46,7 @@ __all__ = [
     "posterior_arrays",
     "predict_in_batches",
     "prediction_method",
+    "predictive_summary",
     "sample_shape",
     "summarize_draws",
 ]
@@ -420,6 +421,41 @@ def draws_to_dataarray(
     coords[dim] = index.to_numpy()
     return xr.DataArray(values.reshape(chains, draws, n_rows), dims=("chain", "draw", dim),
                         coords=coords, name=name)
+
+
+def predictive_summary(draws: xr.DataArray | np.ndarray, *, ci_prob: float = 0.89,
+                       index: Sequence | pd.Index | None = None) -> pd.DataFrame:
+    """Mean, sd and predictive interval of each unit's predictive count draws.
+
+    ``draws`` is what a ``sample_*`` method returns (a DataArray of dims ``(chain,
+    draw, <unit>)``, the unit coordinate becoming the index) or a (sample x unit)
+    array. Like :func:`summarize_draws`, but the bounds are observable values: the
+    smallest count whose predictive CDF reaches ``(1 - ci_prob) / 2`` and the
+    smallest whose CDF reaches ``(1 + ci_prob) / 2`` (the inverted-CDF quantiles),
+    so an interval of counts holds at least ``ci_prob`` of the predictive mass.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> predictive_summary(np.repeat(np.arange(10), 10)[:, None], ci_prob=0.8).round(2)
+       mean    sd  ci_lower  ci_upper
+    0   4.5  2.89         0         8
+    """
+    ci_prob = check_ci_prob("predictive_summary", ci_prob)
+    if isinstance(draws, xr.DataArray):
+        if index is None and draws.ndim == 3:
+            index = draws.indexes.get(draws.dims[2])
+        x = flatten_draws(draws)
+    else:
+        x = np.asarray(draws)
+    lower, upper = np.quantile(x, [(1 - ci_prob) / 2, (1 + ci_prob) / 2], axis=0,
+                               method="inverted_cdf")
+    frame = pd.DataFrame({"mean": x.mean(axis=0),
+                          "sd": x.std(axis=0, ddof=1) if x.shape[0] > 1 else np.nan,
+                          "ci_lower": lower.astype(x.dtype), "ci_upper": upper.astype(x.dtype)},
+                         index=index)
+    frame.attrs["ci_prob"] = ci_prob
+    return frame
 
 
 def flatten_draws(draws: xr.DataArray) -> np.ndarray:

@@ -82,6 +82,7 @@ def _bgnbd() -> Case:
     data = data[["frequency", "recency", "T"]]
     return Case(BetaGeoModel(), data, rows=data.iloc[:4], args={
         "expected_activity": {"horizon": 10.0}, "probability_active": {"horizon": 10.0},
+        "sample_activity": {"horizon": 10.0},
         "expected_activity_new_user": {"horizon": [5.0, 10.0]},
         "probability_alive_new_user": {"horizon": [5.0, 10.0]},
         "probability_repeat_count_new_user": {"count": [0, 1, 2], "horizon": [10.0]}})
