@@ -94,7 +94,7 @@ def _bgbb() -> Case:
 
     data = simulate_bgbb(60, 1.2, 0.8, 0.7, 2.5, 6, random_seed=2)[["frequency", "recency", "n"]]
     return Case(BetaGeoBetaBinomModel(), data, rows=data.iloc[:4], args={
-        "expected_activity": {"horizon": 4},
+        "expected_activity": {"horizon": 4}, "sample_activity": {"horizon": 3},
         "expected_activity_new_user": {"horizon": [2, 4]},
         "probability_repeat_count_new_user": {"count": [0, 1], "horizon": [3]}})
 

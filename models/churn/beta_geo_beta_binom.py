@@ -22,11 +22,18 @@ from scipy import special
 
 from models._deprecation import deprecated_alias
 from models._pointwise import by_blocks, draw_arrays, sample_array, unit_array, unit_coords
-from models.base import BayesianModel
+from models.base import BayesianModel, resolve_seed
 from models.churn._pointwise import simulate_bgbb_summary
 from models.data.summaries import summarize_activity
 from models.exceptions import DataValidationError, Problem
-from models.predict import posterior_arrays, predict_in_batches, prediction_method, sample_shape
+from models.predict import (
+    DEFAULT_BLOCK_ELEMENTS,
+    draws_to_dataarray,
+    posterior_arrays,
+    predict_in_batches,
+    prediction_method,
+    sample_shape,
+)
 from models.priors import Prior
 
 __all__ = ["BetaGeoBetaBinomModel", "bgbb_summary"]
@@ -449,6 +456,84 @@ class BetaGeoBetaBinomModel(BayesianModel):
 
         return self._predict(activity, data, "expected_activity", ci_prob, max_draws,
                              random_seed, return_draws)
+
+    @prediction_method()
+    def sample_activity(
+        self, data: pd.DataFrame | None = None, *, horizon: int,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
+    ) -> xr.DataArray:
+        r"""Draw each user's number of active opportunities among the next ``horizon``.
+
+        The posterior predictive of the future count, conditional on each user's
+        history: for a posterior draw :math:`(\alpha, \beta, \gamma, \delta)` the user is
+        alive at opportunity :math:`n + 1` with probability :meth:`probability_alive`;
+        given alive, :math:`p \sim \mathrm{Beta}(\alpha + x, \beta + n - x)` and
+        :math:`\theta \sim \mathrm{Beta}(\gamma, \delta + n + 1)`, the user stays alive
+        for :math:`K = \min(h, G)` of the next :math:`h` opportunities with :math:`G \sim
+        \mathrm{Geometric}(\theta)`, and is active in :math:`\mathrm{Binomial}(K, p)` of
+        them. Its mean is :meth:`expected_activity`; summarise the draws with
+        :func:`models.predict.predictive_summary`.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            Users (``frequency``, ``recency``, ``n``); the training users by default.
+        horizon : int
+            Number of future opportunities, >= 1.
+        max_draws : int, optional
+            Use a random subset of this many posterior draws.
+        random_seed : int, numpy.random.Generator or None
+            Seed of the subset and of the simulated counts.
+
+        Returns
+        -------
+        xarray.DataArray
+            Integer draws of dims ``(chain, draw, user)``, the data's index as the
+            ``user`` coordinate.
+
+        Raises
+        ------
+        models.exceptions.NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            If ``horizon`` is not a positive integer, ``data`` is invalid, or for a
+            bad option.
+        """
+        method = "sample_activity"
+        _check_int(horizon, "horizon", method, minimum=1)
+        self._require_fitted(f"{method}()")
+        if data is None:
+            users = self.data_
+        else:
+            if not isinstance(data, pd.DataFrame):
+                raise TypeError(
+                    f"The 'data' parameter of BetaGeoBetaBinomModel.{method} must be a pandas "
+                    f"DataFrame or None. Got {type(data).__name__} instead.")
+            users = _validate_rows(data, with_weight=False)
+        seed = resolve_seed(random_seed)  # one seed: the same draws subset in both calls
+        alive_now = self.probability_alive(users, max_draws=max_draws, random_seed=seed,
+                                           return_draws=True)
+        alive_p = alive_now.transpose("chain", "draw", "user").values
+        alive_p = alive_p.reshape(-1, alive_p.shape[-1])
+        params = self._draws(max_draws, seed)
+        a, b, g, d = (params[k][:, None] for k in _PARAMS)
+        rng = np.random.default_rng([seed, 1])  # not the subset's stream
+        x_all, n_all = (users[k].to_numpy(dtype=float) for k in (FREQUENCY, N_OPPORTUNITIES))
+        n_draws, n_users = alive_p.shape
+        out = np.empty((n_draws, n_users), dtype=np.int64)
+        step = max(1, DEFAULT_BLOCK_ELEMENTS // max(n_draws, 1))
+        for lo in range(0, n_users, step):
+            sl = slice(lo, min(lo + step, n_users))
+            x, n = x_all[None, sl], n_all[None, sl]
+            shape = (n_draws, x.shape[1])
+            alive = rng.random(shape) < alive_p[:, sl]
+            p = rng.beta(np.broadcast_to(a + x, shape), np.broadcast_to(b + n - x, shape))
+            theta = rng.beta(np.broadcast_to(g, shape), np.broadcast_to(d + n + 1, shape))
+            stays = np.minimum(rng.geometric(np.clip(theta, 1e-300, 1.0)), int(horizon))
+            out[:, sl] = np.where(alive, rng.binomial(stays, p), 0)
+        return draws_to_dataarray(out, index=users.index,
+                                  shape=sample_shape(self.idata_, max_draws), unit="user",
+                                  name=method)
 
     def _new_user(self, func: Callable[..., np.ndarray], rows: pd.DataFrame, ci_prob: float,
                   max_draws: int | None, random_seed: Any, return_draws: bool,

@@ -168,3 +168,42 @@ def test_cdnow_predictive_intervals_cover_the_holdout(data_dir):
     assert inside.mean() >= 0.85, inside.mean()
     # and the predictive mean follows the holdout on average
     assert abs(s["mean"].sum() - holdout.sum()) / holdout.sum() < 0.15
+
+
+def test_bgbb_draws_follow_the_process_they_model():
+    """BG/BB: a survival coin before each opportunity, a p-coin at each opportunity alive."""
+    from models.churn import BetaGeoBetaBinomModel
+
+    truth = {"alpha": 1.2, "beta": 0.8, "gamma": 0.7, "delta": 2.5}
+    rng = np.random.default_rng(0)
+    n_users, n, horizon = 20_000, 6, 5
+    p = rng.beta(truth["alpha"], truth["beta"], n_users)
+    theta = rng.beta(truth["gamma"], truth["delta"], n_users)
+    alive = np.ones(n_users, bool)
+    x, t_x, future = (np.zeros(n_users, np.int64) for _ in range(3))
+    for k in range(1, n + horizon + 1):
+        alive &= rng.random(n_users) >= theta
+        active = alive & (rng.random(n_users) < p)
+        if k <= n:
+            x += active
+            t_x = np.where(active, k, t_x)
+        else:
+            future += active
+    data = pd.DataFrame({"frequency": x, "recency": t_x, "n": n})
+    model = BetaGeoBetaBinomModel()
+    model.data_ = model._validate_data(data)
+    model._build_model(model.data_)
+    model.idata_ = az.from_dict({"posterior": {k: np.full((2, 50), v) for k, v in truth.items()}})
+    draws = model.sample_activity(horizon=horizon, random_seed=1)
+    assert draws.dims == ("chain", "draw", "user") and draws.dtype == np.int64
+    assert int(draws.max()) <= horizon and int(draws.min()) >= 0
+    flat = draws.values.reshape(-1, n_users)
+    for value in range(n + 1):
+        group = x == value
+        se = future[group].std() / np.sqrt(group.sum()) + 1e-9
+        assert abs(flat[:, group].mean() - future[group].mean()) < 4 * se + 0.01, value
+        assert abs((flat[:, group] == 0).mean() - (future[group] == 0).mean()) < 0.03, value
+    expected = model.expected_activity(horizon=horizon)["mean"].to_numpy()
+    assert abs(flat.mean() - expected.mean()) < 0.01
+    with pytest.raises(ValueError, match="'horizon'"):
+        model.sample_activity(horizon=0)
