@@ -106,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--users", type=Path, help="users table (CSV/Parquet file or folder)")
     run.add_argument("--assignments", type=Path, help="assignment table of an experiment "
                      "(CSV/Parquet: user_id, variant, assigned_at), for the experiment analysis")
+    run.add_argument("--sep", help="column delimiter of CSV inputs, e.g. ';' or '\\t' for a tab "
+                     "(default: comma)")
     run.add_argument("--config", type=Path, help="TOML file overriding the defaults")
     run.add_argument("--out", type=Path, help="output folder (default results/ANALYSIS)")
     run.add_argument("--seed", type=_non_negative_int, help="random seed (replaces the config's)")
@@ -170,6 +172,11 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _separator(text: str | None) -> str | None:
+    r"""Return the --sep value, reading ``\t`` or ``tab`` (hard to type in a shell) as a tab."""
+    return "\t" if text in ("\\t", "tab") else text
+
+
 def _run(args: argparse.Namespace) -> int:
     import json
 
@@ -179,7 +186,7 @@ def _run(args: argparse.Namespace) -> int:
         args.analysis, events=args.events, users=args.users, assignments=args.assignments,
         config=args.config, out=args.out,
         seed=args.seed, quick=args.quick, quiet=args.quiet, force=args.force,
-        command=["listening-models", *args.argv])
+        sep=_separator(args.sep), command=["listening-models", *args.argv])
     failed = []
     for folder in folders:
         print(f"{folder}")

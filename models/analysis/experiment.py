@@ -49,7 +49,7 @@ def load_experiment_inputs(events: str | Path | None, users: str | Path | None,
         If the log or the assignment table breaks a rule.
     """
     from models.analysis.outputs import hash_data
-    from models.analysis.runner import load_inputs
+    from models.analysis.runner import csv_options, load_inputs
     from models.experiments import Effect, simulate_experiment, validate_assignments
 
     cfg = config["experiment"]
@@ -84,7 +84,7 @@ def load_experiment_inputs(events: str | Path | None, users: str | Path | None,
                                 "table: pass --assignments TABLE (user_id, variant, "
                                 "assigned_at).")
     inputs = load_inputs(events, users, config, seed)
-    table = _read_table(Path(assignments))
+    table = _read_table(Path(assignments), csv_options(assignments, config))
     table = validate_assignments(table, control=cfg["control"],
                                  observation_end=inputs.observation_end)
     from models.analysis.report import file_sha256
@@ -95,13 +95,13 @@ def load_experiment_inputs(events: str | Path | None, users: str | Path | None,
     return inputs
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_table(path: Path, options: dict[str, Any]) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"No assignment table at {str(path)!r}.")
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
     if path.suffix == ".csv":
-        return pd.read_csv(path, dtype={"user_id": str, "variant": str})
+        return pd.read_csv(path, dtype={"user_id": str, "variant": str}, **options)
     raise ValueError(f"The assignment table {str(path)!r} must be a .csv or .parquet file.")
 
 

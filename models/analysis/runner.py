@@ -46,6 +46,12 @@ def _registry() -> dict[str, Analysis]:
 ANALYSES: dict[str, Analysis] = _registry()
 
 
+def csv_options(path: str | Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Reader options for an input file: the configured delimiter (``data.sep``) for CSV."""
+    sep = config.get("data", {}).get("sep")
+    return {"sep": sep} if sep is not None and ".csv" in Path(path).name.lower() else {}
+
+
 def load_inputs(events: str | Path | None, users: str | Path | None,
                 config: dict[str, Any], seed: int) -> Inputs:
     """Load ``events`` (and ``users``), or simulate a service from ``config["data"]``.
@@ -87,8 +93,8 @@ def load_inputs(events: str | Path | None, users: str | Path | None,
         users = beside if beside.is_file() else None
     if users is not None and not Path(users).exists():
         raise FileNotFoundError(f"No users file or folder at {str(users)!r}.")
-    log = load_events(events)
-    table = load_users(users) if users is not None else None
+    log = load_events(events, **csv_options(events, config))
+    table = load_users(users, **csv_options(users, config)) if users is not None else None
     record = {"events": file_sha256(events),
               "users": file_sha256(users) if users is not None else None}
     end = pd.Timestamp(log["timestamp"].max())
@@ -176,6 +182,7 @@ def run_analysis(
     quick: bool = False,
     quiet: bool = False,
     force: bool = False,
+    sep: str | None = None,
     command: Sequence[str] | None = None,
 ) -> list[Path]:
     """Run one analysis (or ``"all"``) and write its output folder.
@@ -209,6 +216,9 @@ def run_analysis(
         No progress output and no sampler progress bars.
     force : bool, default False
         Refit models even when their cached fits are up to date.
+    sep : str, optional
+        Column delimiter of CSV inputs (events, users, assignments), e.g. ``";"`` or
+        a tab; comma by default. Recorded as ``data.sep`` in the configuration.
     command : sequence of str, optional
         The command line, recorded in the manifest.
 
@@ -244,7 +254,13 @@ def run_analysis(
                   "the assignment table of your experiment).", file=sys.stderr, flush=True)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"The 'seed' must be a non-negative integer. Got {seed!r} instead.")
+    if sep is not None and not (isinstance(sep, str) and len(sep) == 1 and sep not in "\n\r\"'"):
+        raise ValueError(f"The 'sep' must be one character such as ';' or a tab. Got {sep!r} "
+                         "instead.")
     configs = {n: _resolve(n, config, quick, seed, name == "all") for n in names}
+    if sep is not None:
+        for cfg in configs.values():
+            cfg["data"]["sep"] = sep
     for n in names:
         check_priors(ANALYSES[n], configs[n], str(config) if config is not None else "the "
                      "defaults")

@@ -253,3 +253,34 @@ def test_the_quick_option_is_documented_as_exploratory(capsys):
         main(["run", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "exploratory, not for conclusions" in text and "exit status 4" in text
+
+
+def test_semicolon_and_tab_separated_inputs_are_read_with_sep(tmp_path, monkeypatch):
+    # catalogue 26: the CLI had no way to pass the delimiter of a CSV log
+    from models import cli
+    from models.analysis import run_analysis
+    from models.analysis.runner import load_inputs
+
+    log = pd.DataFrame({"user_id": ["u1", "u2", "u1"], "track_id": ["t1", "t2", "t3"],
+                        "timestamp": ["2024-01-01T10:00:00", "2024-01-02T11:00:00",
+                                      "2024-01-03T12:00:00"]})
+    for sep, name in ((";", "semi.csv"), ("\t", "tab.csv")):
+        log.to_csv(tmp_path / name, sep=sep, index=False)
+        with pytest.raises(Exception, match="looks separated by"):
+            load_inputs(tmp_path / name, None, {"data": {}}, 0)
+        inputs = load_inputs(tmp_path / name, None, {"data": {"sep": sep}}, 0)
+        assert sorted(inputs.events["user_id"].tolist()) == ["u1", "u1", "u2"]
+    seen = {}
+
+    def fake_run_analysis(name, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("models.analysis.run_analysis", fake_run_analysis)
+    for given, wanted in ((";", ";"), ("\\t", "\t"), ("tab", "\t")):
+        with pytest.raises(SystemExit):
+            cli.main(["run", "churn", "--events", str(tmp_path / "semi.csv"), "--sep", given])
+        assert seen["sep"] == wanted
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="'sep' must be one character"):
+        run_analysis("churn", sep=";;")
