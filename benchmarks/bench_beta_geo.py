@@ -7,9 +7,10 @@ Run from the repository root::
     python benchmarks/bench_beta_geo.py --quick    # a tiny check that the script runs
 
 Side by side in the same run (``--compare``, on by default): pymc-marketing's
-``BetaGeoModel`` in its own virtual environment (``--pmm-python``, default
-``/work/venv-pmm/bin/python``; it pins an older PyMC, so it runs as a subprocess
-on the same data with the same draws, tune and chains), and ``lifetimes``'
+``BetaGeoModel`` in its own virtual environment (a Python with pymc-marketing
+installed, given as ``--pmm-python`` or the ``PMM_PYTHON`` environment variable;
+it pins an older PyMC, so it runs as a subprocess on the same data with the same
+draws, tune and chains), and ``lifetimes``'
 ``BetaGeoFitter`` (the MLE a user would otherwise pick; ``pip install
 lifetimes``, see the ``bench`` extra). A markdown table of wall time, bulk ESS
 and ESS/s closes the output.
@@ -261,7 +262,9 @@ def main() -> None:
                         help="tiny sizes (2,000 users, 200 draws) to check the script runs")
     parser.add_argument("--no-compare", dest="compare", action="store_false",
                         help="skip pymc-marketing and lifetimes")
-    parser.add_argument("--pmm-python", default="/work/venv-pmm/bin/python")
+    parser.add_argument("--pmm-python", default=os.environ.get("PMM_PYTHON"),
+                        help="a Python with pymc-marketing installed (default: the "
+                             "PMM_PYTHON environment variable)")
     parser.add_argument("--targets", nargs="+", type=float, default=[0.8, 0.9],
                         help="target_accept values of the CDNOW comparison (same for every "
                              "tool; 0.8 is pymc-marketing's default, 0.9 ours)")
@@ -272,6 +275,12 @@ def main() -> None:
                         help="largest simulated size given to pymc-marketing (it builds "
                              "per-user arrays)")
     args = parser.parse_args()
+    if args.compare and not args.pmm_python:
+        parser.error("the comparison runs pymc-marketing in its own environment: pass "
+                     "--pmm-python PATH or set PMM_PYTHON (or skip the comparisons with "
+                     "--no-compare)")
+    if args.compare and not Path(args.pmm_python).is_file():
+        parser.error(f"--pmm-python / PMM_PYTHON: no interpreter at {args.pmm_python}")
     if args.quick:
         args.n_users = min(args.n_users, 2000)
         SETTINGS.update(draws=200, tune=200)

@@ -2,16 +2,17 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_churn_hazard.py            # 5,000 users x 365 days (~11 min)
+    python benchmarks/bench_churn_hazard.py            # 5,000 users x 365 days
     python benchmarks/bench_churn_hazard.py --returns first_gap   # the other label rule
-    python benchmarks/bench_churn_hazard.py --quick    # 1,000 users, short chains (~1 min)
+    python benchmarks/bench_churn_hazard.py --quick    # 1,000 users, short chains
 
-(times on 2 shared cores, almost all of it NUTS)
+(almost all of the time is NUTS)
 
 lifelines pins ``pandas<3``, so it is not a dependency of the project: it runs as a
-subprocess in its own virtual environment (``--lifelines-python``, default
-``/work/venv-lifelines/bin/python``; make it with ``python3.12 -m venv
-/work/venv-lifelines && /work/venv-lifelines/bin/pip install lifelines pyarrow``).
+subprocess in its own virtual environment, a Python with ``lifelines`` and ``pyarrow``
+installed, given as ``--lifelines-python`` or the ``LIFELINES_PYTHON`` environment
+variable (make one with ``python3.12 -m venv VENV && VENV/bin/pip install lifelines
+pyarrow``).
 The data go to it as Parquet files in a temporary folder.
 
 **Split.** A simulated service (``simulate_service``, seeded) is cut at
@@ -82,6 +83,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -346,8 +348,17 @@ def main() -> None:
     parser.add_argument("--tail-periods", type=int, default=4)
     parser.add_argument("--n-bins", type=int, default=10)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--lifelines-python", default="/work/venv-lifelines/bin/python")
+    parser.add_argument("--lifelines-python", default=os.environ.get("LIFELINES_PYTHON"),
+                        help="a Python with lifelines and pyarrow installed (default: the "
+                             "LIFELINES_PYTHON environment variable)")
     args = parser.parse_args()
+    if not args.lifelines_python:
+        parser.error("the comparison runs lifelines in its own environment: pass "
+                     "--lifelines-python PATH or set LIFELINES_PYTHON (see the module "
+                     "docstring)")
+    if not Path(args.lifelines_python).is_file():
+        parser.error(f"--lifelines-python / LIFELINES_PYTHON: no interpreter at "
+                     f"{args.lifelines_python}")
     if args.quick:
         args.n_users = min(args.n_users, 1000)
         args.draws, args.tune = min(args.draws, 200), min(args.tune, 200)

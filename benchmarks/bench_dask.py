@@ -18,7 +18,10 @@ with psutil every 50 ms; ``ru_maxrss`` of the children is reported too.
 
 Usage::
 
-    python benchmarks/bench_dask.py --users 200000 --days 365 --out /tmp/bench_dask
+    python benchmarks/bench_dask.py --users 200000 --days 365
+
+The log goes to ``--out`` (default ``benchmarks/results/dask``, relative to the
+working directory).
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--users-per-partition", type=int, default=50_000)
-    parser.add_argument("--out", type=Path, default=Path("/tmp/bench_dask"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/dask"))
     parser.add_argument("--pandas-max-events", type=int, default=30_000_000)
     parser.add_argument(
         "--schedulers", default="threads,cluster", help="comma list of threads/processes/cluster"

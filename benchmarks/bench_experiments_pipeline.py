@@ -2,8 +2,10 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_experiments_pipeline.py                    # 2M events (~2 min)
-    python benchmarks/bench_experiments_pipeline.py --events 10_000_000 --cache /tmp/bench_exp
+    python benchmarks/bench_experiments_pipeline.py              # 2M events
+    python benchmarks/bench_experiments_pipeline.py --events 10_000_000 --cache DIR
+
+(``--cache DIR`` keeps the simulated log for the next run.)
 
 What one run measures:
 

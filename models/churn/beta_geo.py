@@ -481,12 +481,12 @@ class BetaGeoModel(BayesianModel):
         """Dense mass matrix, except with PyMC's sampler on very many users.
 
         PyMC's dense adaptation starts from a unit matrix and first updates it
-        after 101 draws; with 1,000,000 users (posterior sds about 0.002) those
-        draws take long trees: 2 x (1000 + 1000) draws take 13.6 s against 7.3 s
-        with the diagonal default (min bulk ESS 2,011 against 939: about the
-        same ESS per second, twice the wait; 100,000 users: dense has 3x the ESS
-        of the diagonal at a similar time). nutpie's low-rank adaptation has no
-        such cost (5.5 s on 1,000,000 users). See ``benchmarks/README.md``.
+        after 101 draws; with very many users (posterior sds about 0.002 at
+        1,000,000) those draws take long trees, so above
+        ``PYMC_DENSE_MAX_USERS`` users PyMC's diagonal default is kept: about
+        the same ESS per second as the dense matrix, for a shorter wait. With
+        fewer users the dense matrix gives more ESS at a similar time. nutpie's
+        low-rank adaptation has no such cost. Figures in ``benchmarks/README.md``.
         """
         if sampler == "pymc" and model.bgnbd_compression.n_users > PYMC_DENSE_MAX_USERS:
             return {}
