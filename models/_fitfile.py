@@ -17,9 +17,11 @@ import xarray as xr
 
 from models.exceptions import FitInterrupted, SavedFitError
 
-__all__ = ["check_complete", "decode_labels", "encode_labels", "import_model_module",
-           "missing_draws", "read_fit_file"]
+__all__ = ["METADATA_ATTR", "check_complete", "decode_labels", "encode_labels",
+           "import_model_module", "missing_draws", "read_fit_file"]
 
+#: Attribute of a fit's DataTree holding the model's metadata (JSON): class, method, draws.
+METADATA_ATTR = "listening_models"
 #: Attribute marking a variable whose labels were stored as JSON text (see encode_labels).
 _JSON_LABELS = "listening_models_json_labels"
 

@@ -33,6 +33,7 @@ import xarray as xr
 from models import _html
 from models._atomic import atomic_path
 from models._fitfile import (
+    METADATA_ATTR,
     check_complete,
     encode_labels,
     import_model_module,
@@ -55,10 +56,7 @@ __all__ = ["BayesianModel", "resolve_seed"]
 METHODS = ("nuts", "advi", "map")
 SAMPLERS = ("pymc", "nutpie")
 _FIT_DATA_GROUP = "fit_data"
-_ATTR_KEY = "listening_models"
-#: The parameter checks of :mod:`models._validation`, under the names other modules import.
-_check_positive_int = check_positive_int
-_check_choice = check_choice
+_ATTR_KEY = METADATA_ATTR
 
 
 def resolve_seed(random_seed: int | np.random.Generator | None) -> int:
@@ -362,14 +360,14 @@ class BayesianModel(ABC):
             returns such a cut-short fit, and the model stays as it was.
         """
         owner = f"{type(self).__name__}.fit"
-        _check_choice(owner, "method", method, METHODS)
-        _check_choice(owner, "sampler", sampler, SAMPLERS)
-        _check_positive_int(owner, "draws", draws)
-        _check_positive_int(owner, "tune", tune, allow_zero=True)
-        _check_positive_int(owner, "chains", chains)
-        _check_positive_int(owner, "advi_steps", advi_steps)
+        check_choice(owner, "method", method, METHODS)
+        check_choice(owner, "sampler", sampler, SAMPLERS)
+        check_positive_int(owner, "draws", draws)
+        check_positive_int(owner, "tune", tune, allow_zero=True)
+        check_positive_int(owner, "chains", chains)
+        check_positive_int(owner, "advi_steps", advi_steps)
         if cores is not None:
-            _check_positive_int(owner, "cores", cores)
+            check_positive_int(owner, "cores", cores)
         if not 0 < target_accept < 1:
             raise ValueError(
                 f"The 'target_accept' parameter of {owner} must be in (0, 1). "

@@ -15,8 +15,10 @@ import scipy.sparse as sp
 import xarray as xr
 from scipy.special import gammaln
 
+from models._fitfile import METADATA_ATTR
+from models._validation import check_positive_int
 from models._version import __version__
-from models.base import _ATTR_KEY, BayesianModel, _check_positive_int, resolve_seed
+from models.base import BayesianModel, resolve_seed
 from models.exceptions import ConvergenceWarning
 from models.network import _gibbs
 from models.network._edgelist import (
@@ -143,7 +145,7 @@ class StochasticBlockModel(BayesianModel):
         priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
         weight: str | None = None,
     ) -> None:
-        _check_positive_int("StochasticBlockModel", "n_blocks", n_blocks)
+        check_positive_int("StochasticBlockModel", "n_blocks", n_blocks)
         if not isinstance(degree_corrected, bool | np.bool_):
             raise ValueError(
                 "The 'degree_corrected' parameter of StochasticBlockModel must be a bool. "
@@ -273,10 +275,10 @@ class StochasticBlockModel(BayesianModel):
         modes. The starts cost about ``n_starts * 50`` sweeps per chain.
         """
         owner = f"{type(self).__name__}.fit"
-        _check_positive_int(owner, "draws", draws)
-        _check_positive_int(owner, "tune", tune, allow_zero=True)
-        _check_positive_int(owner, "chains", chains)
-        _check_positive_int(owner, "n_starts", n_starts)
+        check_positive_int(owner, "draws", draws)
+        check_positive_int(owner, "tune", tune, allow_zero=True)
+        check_positive_int(owner, "chains", chains)
+        check_positive_int(owner, "n_starts", n_starts)
         seed = resolve_seed(random_seed)
         data_ = self._validate_data(data)
         nodes, adj, degree = self._arrays(data_)
@@ -304,7 +306,7 @@ class StochasticBlockModel(BayesianModel):
         ]
         map_z, map_lp = max(best, key=lambda pair: pair[1])
         self.idata_ = self._to_tree(stacked, nodes, _gibbs.canonical(map_z), map_lp)
-        self.idata_.attrs[_ATTR_KEY] = json.dumps(
+        self.idata_.attrs[METADATA_ATTR] = json.dumps(
             {
                 "model": type(self).__name__,
                 "version": __version__,
@@ -579,7 +581,7 @@ def select_n_blocks(
     seed = resolve_seed(random_seed)
     rows = []
     for offset, k in enumerate(candidates):
-        _check_positive_int("select_n_blocks", "candidates", k)
+        check_positive_int("select_n_blocks", "candidates", k)
         model = StochasticBlockModel(
             n_blocks=k, degree_corrected=degree_corrected, priors=priors, weight=weight
         )

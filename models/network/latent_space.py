@@ -15,7 +15,8 @@ from scipy.linalg import eigh
 from scipy.sparse.csgraph import shortest_path
 from scipy.special import expit
 
-from models.base import BayesianModel, _check_choice, _check_positive_int, resolve_seed
+from models._validation import check_choice, check_positive_int
+from models.base import BayesianModel, resolve_seed
 from models.network._edgelist import (
     edge_list_from_dataset,
     edge_list_to_dataset,
@@ -293,11 +294,11 @@ class LatentSpaceModel(BayesianModel):
         priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     ) -> None:
         owner = "LatentSpaceModel"
-        _check_positive_int(owner, "n_dims", n_dims)
-        _check_choice(owner, "family", family, FAMILIES)
+        check_positive_int(owner, "n_dims", n_dims)
+        check_choice(owner, "family", family, FAMILIES)
         if non_edge_sample is not None:
-            _check_positive_int(owner, "non_edge_sample", non_edge_sample)
-        _check_positive_int(owner, "non_edge_seed", non_edge_seed, allow_zero=True)
+            check_positive_int(owner, "non_edge_sample", non_edge_sample)
+        check_positive_int(owner, "non_edge_seed", non_edge_seed, allow_zero=True)
         self.n_dims = n_dims
         self.family = family
         self.weight = weight
