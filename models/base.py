@@ -215,7 +215,7 @@ class BayesianModel(ABC):
     def model_(self) -> pm.Model:
         """The PyMC model of the fit, built from ``data_``.
 
-        It is not pickled (see :meth:`__getstate__`): after unpickling, or on a
+        It is not pickled (see ``__getstate__``): after unpickling, or on a
         light copy without it, it is rebuilt from ``data_`` on first use.
         """
         model = self.__dict__.get("model_")
@@ -892,6 +892,6 @@ class BayesianModel(ABC):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore the state written by :meth:`__getstate__`."""
+        """Restore the state written by ``__getstate__``."""
         self.__dict__.update(state)
 

@@ -120,7 +120,7 @@ def prediction_method(
     that the method takes are checked before it runs, with the one message
     template ("The 'ci_prob' parameter of BetaGeoModel.probability_alive must
     be ..."). Old argument names are accepted for one release with a
-    :class:`FutureWarning` (see :func:`models._deprecation.deprecated_arguments`,
+    :class:`FutureWarning` (see ``models._deprecation.deprecated_arguments``,
     which takes the same arguments).
 
     Returns
@@ -150,7 +150,7 @@ def eti_bounds(samples: np.ndarray, ci_prob: float = 0.89) -> tuple[np.ndarray, 
     """Equal-tailed interval of each column of a (draws x units) array.
 
     The ``(1 - ci_prob) / 2`` and ``(1 + ci_prob) / 2`` quantiles (linear
-    interpolation), as in ArviZ's ``eti`` and :meth:`BayesianModel.summary`.
+    interpolation), as in ArviZ's ``eti`` and :meth:`models.base.BayesianModel.summary`.
 
     Parameters
     ----------

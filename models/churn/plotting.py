@@ -304,7 +304,7 @@ def plot_probability_alive_matrix(
     Returns
     -------
     matplotlib.axes.Axes
-        The Axes: the posterior mean of :meth:`probability_alive` for every possible
+        The Axes: the posterior mean of the model's ``probability_alive`` for every possible
         (frequency, recency) of a user of that age (blank where no user can be: a
         repeat activity needs a recency above 0). Users with many activities long ago
         are the likely churners (bottom right is high, top left low).
@@ -344,14 +344,14 @@ def plot_expected_activity_matrix(
     model : BetaGeoModel or BetaGeoBetaBinomModel
         A fitted model.
     horizon : float
-        Periods ahead (opportunities for BG/BB), as in :meth:`expected_activity`.
+        Periods ahead (opportunities for BG/BB), as in the model's ``expected_activity``.
     max_frequency, age, segment, max_draws, random_seed, ax
         As in :func:`plot_probability_alive_matrix`.
 
     Returns
     -------
     matplotlib.axes.Axes
-        The Axes: the posterior mean of :meth:`expected_activity` for every possible
+        The Axes: the posterior mean of the model's ``expected_activity`` for every possible
         (frequency, recency) of a user of that age; the best users are frequent and
         recent (top right).
 
