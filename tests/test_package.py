@@ -56,5 +56,5 @@ def test_readme_first_session_runs(capsys):
     out = capsys.readouterr().out
     assert "Fit check: PASS" in out  # the README promises a converged fit
     head = model.probability_alive().head()
-    assert {"mean", "hdi_lower", "hdi_upper"} <= set(head.columns)
-    assert ((head["hdi_lower"] <= head["mean"]) & (head["mean"] <= head["hdi_upper"])).all()
+    assert list(head.columns) == ["mean", "sd", "ci_lower", "ci_upper"]
+    assert ((head["ci_lower"] <= head["mean"]) & (head["mean"] <= head["ci_upper"])).all()
