@@ -412,7 +412,7 @@ class ProxyMetricModel(BayesianModel):
             Indexed like ``data``: ``mean``, ``sd``, ``ci_lower``, ``ci_upper``
             and ``prob_positive`` (posterior probability that the long-term
             effect is positive), ``attrs["ci_prob"]``; with ``return_draws``,
-            the Monte Carlo draws with dims ``(draw, experiment)``.
+            the Monte Carlo draws as one chain, dims ``(chain, draw, experiment)``.
 
         Raises
         ------
@@ -461,7 +461,7 @@ class ProxyMetricModel(BayesianModel):
         z = rng.standard_normal((repeat, *cond_mean.shape))
         draws = (cond_mean + np.sqrt(cond_var) * z).reshape(-1, cond_mean.shape[1])
         if return_draws:
-            return xr.DataArray(draws, dims=("draw", "experiment"),
+            return xr.DataArray(draws[None], dims=("chain", "draw", "experiment"),
                                 coords={"experiment": frame.index.to_numpy()},
                                 name="long_term_effect")
         sd = np.sqrt(cond_mean.var(axis=0) + cond_var.mean(axis=0))

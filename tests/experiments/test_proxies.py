@@ -173,7 +173,8 @@ def test_long_term_prediction_is_the_conditional_normal(rng):
         assert out.loc[label, "ci_lower"] == pytest.approx(mean - 1.96 * sd, abs=0.08 * sd)
     # a noisier estimate is shrunk more towards the mean of past experiments
     draws = model.expected_long_term_effect(new, return_draws=True, random_seed=1)
-    assert draws.dims == ("draw", "experiment") and draws.sizes["draw"] >= 4000
+    assert draws.dims == ("chain", "draw", "experiment") and draws.sizes["chain"] == 1
+    assert draws.sizes["draw"] >= 4000
     assert list(draws["experiment"].values) == ["a", "b"]
     default = model.expected_long_term_effect()
     assert default.index.equals(data.index) and list(default.columns) == [
