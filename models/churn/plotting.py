@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from models.diagnostics.ppc import plot_ppc_counts
+from models.predict import check_ci_prob
 
 __all__ = [
     "plot_expected_activity_matrix",
@@ -37,12 +38,6 @@ _GRID_DRAWS = 500
 
 def _axes(ax: Axes | None, size: tuple[float, float] = (6.0, 4.5)) -> Axes:
     return ax if ax is not None else Figure(figsize=size).add_subplot()
-
-
-def _check_prob(owner: str, ci_prob: float) -> None:
-    if not (isinstance(ci_prob, float | int) and 0 < ci_prob < 1):
-        raise ValueError(f"The 'ci_prob' parameter of {owner} must be in (0, 1). "
-                         f"Got {ci_prob!r} instead.")
 
 
 def _tree(fit: Any, owner: str, groups: tuple[str, ...]) -> xr.DataTree:
@@ -184,7 +179,7 @@ def plot_retention_curves(
     >>> ax = plot_retention_curves(fitted_sbg, horizon=12)  # doctest: +SKIP
     """
     owner = "plot_retention_curves"
-    _check_prob(owner, ci_prob)
+    check_ci_prob(owner, ci_prob)
     frame = model.data_ if data is None else data
     if "complete" in frame.columns:
         frame = frame[frame["complete"].fillna(False).to_numpy(dtype=bool)]
@@ -476,7 +471,7 @@ def plot_ppc_gaps(
     if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 1:
         raise ValueError(f"The 'bins' parameter of {owner} must be a positive integer. "
                          f"Got {bins!r} instead.")
-    _check_prob(owner, ci_prob)
+    check_ci_prob(owner, ci_prob)
     tree = _tree(fit, owner, ("posterior_predictive", "observed_data"))
     obs = tree["observed_data"]
     age_name = "T" if "T" in obs.data_vars else "n"
@@ -595,7 +590,7 @@ def plot_ppc_survival(
     >>> ax = plot_ppc_survival(fitted_hazard)  # doctest: +SKIP
     """
     owner = "plot_ppc_survival"
-    _check_prob(owner, ci_prob)
+    check_ci_prob(owner, ci_prob)
     tree = _tree(fit, owner, ("posterior_predictive", "observed_data"))
     observed, replicated = _survival_curves(tree, owner)
     lo, mid, hi = np.quantile(replicated, [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2], axis=0)
