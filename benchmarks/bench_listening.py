@@ -40,6 +40,8 @@ from models.listening import PlayCountModel
 
 DOW = np.array([-0.1, -0.1, -0.05, 0.0, 0.05, 0.15, 0.05])
 POPULATION = ["intercept", "sigma_user", "alpha"]
+#: The simulated users' segments: the benchmarked model has segment effects (opted into).
+SEGMENTS = ("country", "plan")
 
 
 def simulate(n_users, n_days, *, intercept=1.0, sigma_user=0.8, alpha=1.5, seed=0):
@@ -100,7 +102,7 @@ def bench_bambi(args):
     cases = [
         ("intercept + user, NB (identical model)", PlayCountModel(groups=(), period_effects=()),
          "plays ~ 1 + (1|user_id)", base_priors),
-        ("default: segments + day of week (coding differs)", PlayCountModel(),
+        ("segments + day of week (coding differs)", PlayCountModel(groups=SEGMENTS),
          "plays ~ 1 + dow + (1|country) + (1|plan) + (1|user_id)",
          {**base_priors,
           "1|country": bmb.Prior("Normal", mu=0, sigma=bmb.Prior("HalfNormal", sigma=0.5)),
@@ -135,7 +137,7 @@ def bench_parametrisation(args):
     rows = []
     for label, data in cases:
         for noncentered in (True, False):
-            m = PlayCountModel(noncentered=noncentered)
+            m = PlayCountModel(groups=SEGMENTS, noncentered=noncentered)
             _, wall = run(lambda m=m, data=data: m.fit(
                 data, draws=args.small_draws, tune=args.small_draws, chains=2, cores=2,
                 sampler=args.sampler, random_seed=5))
@@ -151,7 +153,7 @@ def bench_parametrisation(args):
 
 def bench_nuts(args):
     data = simulate(args.users, 28, seed=1)
-    m = PlayCountModel()
+    m = PlayCountModel(groups=SEGMENTS)
     t0 = time.perf_counter()
     clean = m._validate_data(data)
     cells, _ = m.cell_statistics(clean)
@@ -163,7 +165,7 @@ def bench_nuts(args):
           f"noncentered='auto' picks {auto})\n")
     rows = []
     for noncentered in [{"non-centred": True, "centred": False}[p] for p in args.nuts_param]:
-        m = PlayCountModel(noncentered=noncentered)
+        m = PlayCountModel(groups=SEGMENTS, noncentered=noncentered)
         _, wall = run(lambda m=m: m.fit(data, draws=args.draws, tune=args.tune, chains=2,
                                         cores=2, sampler=args.sampler, random_seed=1))
         rhat = az.rhat(m.idata_, var_names=POPULATION)
@@ -235,7 +237,7 @@ def population_moments(post):
 def fit_advi(data, steps, learning_rate, seed):
     """Mean-field ADVI on PlayCountModel's PyMC model with Adam (PyMC's default optimiser,
     adagrad_window at 0.001, has not converged after 5,000 steps at these sizes)."""
-    model = PlayCountModel().build_model(data)
+    model = PlayCountModel(groups=SEGMENTS).build_model(data)
     with model:
         approx = pm.fit(n=steps, method="advi", random_seed=seed, progressbar=False,
                         obj_optimizer=pm.adam(learning_rate=learning_rate))
@@ -250,7 +252,7 @@ def fit_advi(data, steps, learning_rate, seed):
 def bench_advi(args):
     print(f"### ADVI (mean-field, full batch, Adam at {args.advi_lr}, {args.advi_steps} steps)\n")
     subset = simulate(args.subset_users, 28, seed=7)
-    nuts = PlayCountModel()
+    nuts = PlayCountModel(groups=SEGMENTS)
     _, wall_n = run(lambda: nuts.fit(subset, draws=args.draws, tune=args.tune, chains=2,
                                      cores=2, sampler=args.sampler, random_seed=2))
     (advi, _), wall_a = run(lambda: fit_advi(subset, args.advi_steps, args.advi_lr, 2))

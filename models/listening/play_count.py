@@ -136,9 +136,12 @@ class PlayCountModel(BayesianModel):
         Replace default priors by name: ``intercept``, ``group_effect``,
         ``sigma_user``, ``period_effect``, ``trend``, ``beta``, ``alpha``,
         ``zero_logit``, ``user_shape`` (``user_effect="gamma"``).
-    groups : sequence of str, default ("country", "plan")
+    groups : sequence of str, default ()
         User attributes (columns, constant within a user) whose levels get
-        sum-to-zero effects; users are partially pooled around their segment.
+        sum-to-zero effects; users are partially pooled around their segment,
+        e.g. ``groups=("country", "plan")``. By default there are none, so the
+        model fits the plain log of ``user_id, period_start, plays``; segments
+        are opted into.
     period_effects : sequence of str, default ("day_of_week",)
         Calendar effects computed from ``period_start``: ``"day_of_week"``
         (daily periods) and/or ``"month"``; sum-to-zero coded.
@@ -250,7 +253,8 @@ class PlayCountModel(BayesianModel):
     ...     "plan": np.repeat(rng.choice(["free", "premium"], 20), 14),
     ...     "plays": rng.poisson(3.0, 280),
     ... })
-    >>> model = PlayCountModel(likelihood="poisson").fit(data, method="map", random_seed=1)
+    >>> model = PlayCountModel(groups=("country", "plan"), likelihood="poisson").fit(
+    ...     data, method="map", random_seed=1)
     >>> bool(abs(float(model.idata_["posterior"]["intercept"].mean()) - np.log(3)) < 0.5)
     True
     """
@@ -271,7 +275,7 @@ class PlayCountModel(BayesianModel):
         self,
         *,
         priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
-        groups: Sequence[str] = ("country", "plan"),
+        groups: Sequence[str] = (),
         period_effects: Sequence[str] = ("day_of_week",),
         trend: bool = False,
         covariates: Sequence[str] = (),

@@ -13,6 +13,7 @@ from models.listening.gamma_users import compress_users
 DOW = np.array([-0.1, -0.1, -0.05, 0.0, 0.05, 0.15, 0.05])
 COUNTRY = {"BR": -0.2, "SE": 0.2, "US": 0.0}
 PLAN = {"free": -0.25, "premium": 0.25}
+SEGMENTS = ("country", "plan")  # the simulated users' segments, opted into
 
 
 def simulate_gamma_users(n_users, n_days, *, intercept=1.0, shape=1.5, seed=0):
@@ -58,7 +59,7 @@ def _integrated_loglik(data, v):
 # ----------------------------------------------------------------- exact math
 def test_collapsed_loglik_equals_quadrature_over_the_user_rate(model_values, random_point):
     data = simulate_gamma_users(12, 10, seed=4)
-    m = PlayCountModel(user_effect="gamma", likelihood="poisson")
+    m = PlayCountModel(groups=SEGMENTS, user_effect="gamma", likelihood="poisson")
     model = m._build_model(m._validate_data(data))
     assert "user_log_rate" not in model.named_vars and "user_z" not in model.named_vars
     point = random_point(model, 3)
@@ -69,7 +70,7 @@ def test_collapsed_loglik_equals_quadrature_over_the_user_rate(model_values, ran
 
 def test_users_with_equal_statistics_share_a_row_and_nothing_is_lost():
     data = simulate_gamma_users(400, 14, intercept=-0.5, seed=5)
-    m = PlayCountModel(user_effect="gamma", likelihood="poisson")
+    m = PlayCountModel(groups=SEGMENTS, user_effect="gamma", likelihood="poisson")
     clean = m._validate_data(data)
     grid = m._grid(clean)
     first = np.unique(pd.factorize(clean["user_id"], sort=True)[0], return_index=True)[1]
@@ -84,8 +85,8 @@ def test_covariate_path_equals_compressed_path(random_point):
     """With covariates users are not compressed; a zero-effect covariate gives the same value."""
     data = simulate_gamma_users(30, 14, seed=6)
     data = data.assign(promo=np.random.default_rng(1).normal(size=len(data)))
-    plain = PlayCountModel(user_effect="gamma", likelihood="poisson", trend=True)
-    with_x = PlayCountModel(user_effect="gamma", likelihood="poisson", trend=True,
+    plain = PlayCountModel(groups=SEGMENTS, user_effect="gamma", likelihood="poisson", trend=True)
+    with_x = PlayCountModel(groups=SEGMENTS, user_effect="gamma", likelihood="poisson", trend=True,
                             covariates=("promo",))
     m0 = plain._build_model(plain._validate_data(data))
     m1 = with_x._build_model(with_x._validate_data(data))
@@ -98,7 +99,7 @@ def test_covariate_path_equals_compressed_path(random_point):
 
 def test_user_draws_follow_the_conjugate_conditional():
     data = simulate_gamma_users(50, 14, seed=7)
-    m = PlayCountModel(user_effect="gamma", likelihood="poisson")
+    m = PlayCountModel(groups=SEGMENTS, user_effect="gamma", likelihood="poisson")
     m.data_ = m._validate_data(data)
     d = 20_000
     p = {"intercept": np.full(d, 1.1), "country_effect": np.tile([-0.2, 0.2, 0.0], (d, 1)),
@@ -126,7 +127,7 @@ def test_gamma_users_need_the_poisson_likelihood():
 # ----------------------------------------------------------------- fits
 def test_fit_predictions_and_save_load(tmp_path):
     data = simulate_gamma_users(300, 14, seed=8)
-    m = PlayCountModel(user_effect="gamma", likelihood="poisson").fit(
+    m = PlayCountModel(groups=SEGMENTS, user_effect="gamma", likelihood="poisson").fit(
         data, draws=1000, tune=500, chains=2, cores=1, random_seed=1)
     assert m.fit_report_.verdict == "pass"
     assert "user_shape" in m.summary().index and "sigma_user" not in m.summary().index
@@ -153,7 +154,7 @@ def test_interval_coverage_over_repeated_simulations():
     hits, n_sims = {k: 0 for k in truth}, 10
     for seed in range(n_sims):
         data = simulate_gamma_users(600, 14, seed=100 + seed)
-        m = PlayCountModel(user_effect="gamma", likelihood="poisson").fit(
+        m = PlayCountModel(groups=SEGMENTS, user_effect="gamma", likelihood="poisson").fit(
             data, draws=400, tune=400, chains=2, cores=1, random_seed=seed)
         post = m.idata_["posterior"]
         values = {"intercept": post["intercept"].values.ravel(),

@@ -22,6 +22,8 @@ from models.priors import Prior
 DOW = np.array([-0.1, -0.1, -0.05, 0.0, 0.05, 0.15, 0.05])
 COUNTRY = {"BR": -0.2, "SE": 0.2, "US": 0.0}
 PLAN = {"free": -0.25, "premium": 0.25}
+#: The segments the simulated users carry; the model has none unless asked.
+SEGMENTS = ("country", "plan")
 
 
 def simulate_plays(n_users, n_days, *, intercept=1.0, sigma_user=0.7, alpha=2.0,
@@ -61,8 +63,8 @@ def small():
 def test_compressed_loglik_equals_per_row_scipy(small, likelihood, trend, covariate,
                                                 model_values, random_point):
     covariates = ("promo",) if covariate else ()
-    m = PlayCountModel(likelihood=likelihood, trend=trend, covariates=covariates,
-                       noncentered=True)
+    m = PlayCountModel(groups=SEGMENTS, likelihood=likelihood, trend=trend,
+                       covariates=covariates, noncentered=True)
     rng = np.random.default_rng(2)
     data = m._validate_data(small.assign(promo=rng.normal(size=len(small))))
     model = m._build_model(data)
@@ -102,7 +104,7 @@ def test_compressed_loglik_equals_per_row_scipy(small, likelihood, trend, covari
 
 
 def test_cell_statistics_compress_without_losing_rows(small):
-    m = PlayCountModel()
+    m = PlayCountModel(groups=SEGMENTS)
     data = m._validate_data(small)
     cells, hist = m.cell_statistics(data)
     assert len(cells) == 24 * 7  # one cell per user and day of week
@@ -172,11 +174,11 @@ def test_bad_values_are_named(small, column, value, match):
     bad = small.astype({column: object if column == "country" else float})
     bad.loc[5, column] = value
     with pytest.raises(DataValidationError, match=f"column '{column}'.*{match}.*row 5"):
-        PlayCountModel()._validate_data(bad)
+        PlayCountModel(groups=SEGMENTS)._validate_data(bad)
 
 
 def test_structural_data_errors(small):
-    m = PlayCountModel()
+    m = PlayCountModel(groups=SEGMENTS)
     with pytest.raises(DataValidationError, match="column 'plan': expected a column"):
         m._validate_data(small.drop(columns="plan"))
     with pytest.raises(DataValidationError, match="at least one row"):
@@ -198,31 +200,31 @@ def test_a_period_with_no_rows_is_named(small):
     with pytest.raises(DataValidationError, match=r"column 'period_start': expected rows for every "
                                                   r"period from 2025-01-06 to 2025-01-19; 1 "
                                                   r"period\(s\) have no rows: 2025-01-09"):
-        PlayCountModel()._validate_data(gap)
+        PlayCountModel(groups=SEGMENTS)._validate_data(gap)
     # a gap in weekly periods is found too, with the weekly spacing
     weekly = small[small["period_start"].dt.day_of_week == 0]
     weekly = pd.concat([weekly, weekly.assign(period_start=weekly["period_start"]
                                               + pd.Timedelta(days=21))])
     with pytest.raises(DataValidationError, match=r"to 2025-02-03; 1 period.*no rows: 2025-01-20\."):
-        PlayCountModel(period_effects=())._validate_data(weekly)
+        PlayCountModel(groups=SEGMENTS, period_effects=())._validate_data(weekly)
     # weekly periods cannot carry a day-of-week effect: six levels have no rows
     with pytest.raises(DataValidationError, match=r"every level of the 'day_of_week' effect; "
                                                   r"levels \[1, 2, 3, 4, 5, 6\] have none"):
-        PlayCountModel()._validate_data(small[small["period_start"].dt.day_of_week == 0])
+        PlayCountModel(groups=SEGMENTS)._validate_data(small[small["period_start"].dt.day_of_week == 0])
     # monthly periods: calendar months, not a fixed number of days
     months = pd.to_datetime(["2024-01-01", "2024-02-01", "2024-04-01"])
     rows = pd.concat([small.iloc[:1].assign(period_start=m) for m in months])
     with pytest.raises(DataValidationError, match="1 period.*no rows: 2024-03-01"):
-        PlayCountModel(period_effects=())._validate_data(rows)
+        PlayCountModel(groups=SEGMENTS, period_effects=())._validate_data(rows)
 
 
 def test_auto_parametrisation_follows_plays_per_user(small):
-    dense = PlayCountModel().build_model(small)  # about 60 plays per user
+    dense = PlayCountModel(groups=SEGMENTS).build_model(small)  # about 60 plays per user
     assert "user_log_rate" in dense.named_vars and "user_z" not in dense.named_vars
     sparse = small.assign(plays=(small["plays"] > 8).astype(int))  # a few plays per user
-    names = PlayCountModel().build_model(sparse).named_vars
+    names = PlayCountModel(groups=SEGMENTS).build_model(sparse).named_vars
     assert "user_z" in names and "user_log_rate" not in names
-    names = PlayCountModel(noncentered=False).build_model(sparse).named_vars
+    names = PlayCountModel(groups=SEGMENTS, noncentered=False).build_model(sparse).named_vars
     assert "user_log_rate" in names
 
 
@@ -234,7 +236,7 @@ def test_option_errors():
     with pytest.raises(ValueError, match="'groups'.*Got 'country'"):
         PlayCountModel(groups="country")
     with pytest.raises(ValueError, match="'noncentered'.*True, False or 'auto'. Got 'yes'"):
-        PlayCountModel(noncentered="yes")
+        PlayCountModel(groups=SEGMENTS, noncentered="yes")
     with pytest.raises(ValueError, match="no prior named 'sigma'"):
         PlayCountModel(priors={"sigma": Prior("HalfNormal", sigma=1.0)})
 
@@ -244,11 +246,22 @@ def test_not_fitted():
         PlayCountModel().expected_plays()
 
 
+def test_default_model_fits_the_plain_log(small):
+    """No segments by default: user_id, period_start and plays are all it needs."""
+    plain = small[["user_id", "period_start", "plays"]]
+    model = PlayCountModel()
+    assert model.groups == ()
+    names = model.build_model(plain).named_vars
+    assert not any(name.endswith("_effect") and name != "day_of_week_effect" for name in names)
+    with pytest.raises(DataValidationError, match="column 'plan': expected a column"):
+        PlayCountModel(groups=("plan",))._validate_data(plain)
+
+
 # ------------------------------------------- predictions from a fixed posterior
 @pytest.fixture(scope="module")
 def fake_fit(small):
     """A PlayCountModel whose posterior is set by hand (2 chains x 3 draws)."""
-    m = PlayCountModel(noncentered=True)
+    m = PlayCountModel(groups=SEGMENTS, noncentered=True)
     data = m._validate_data(small)
     users = np.unique(data["user_id"].to_numpy(dtype=object))
     rng = np.random.default_rng(0)
@@ -339,7 +352,7 @@ def test_new_user_predictions(fake_fit):
 
 # ------------------------------------------------------------------ fits
 def test_fast_fit_and_save_load(small, tmp_path):
-    m = PlayCountModel().fit(small, draws=60, tune=60, chains=2, cores=1, random_seed=1)
+    m = PlayCountModel(groups=SEGMENTS).fit(small, draws=60, tune=60, chains=2, cores=1, random_seed=1)
     # "auto": 24 users with about 60 plays each are sampled centred
     assert m.idata_["posterior"]["user_log_rate"].shape == (2, 60, 24)
     assert set(m.summary().index.str.split("[").str[0]) >= {"intercept", "alpha", "sigma_user"}
@@ -369,7 +382,7 @@ def test_interval_coverage_over_repeated_simulations():
         data = simulate_plays(60, 14, seed=100 + r, sigma_user=0.7, alpha=2.0)
         with warnings.catch_warnings():  # 2 x 150 draws: ESS flags are expected, not tested
             warnings.simplefilter("ignore", ConvergenceWarning)
-            m = PlayCountModel().fit(data, draws=150, tune=150, chains=2, cores=1,
+            m = PlayCountModel(groups=SEGMENTS).fit(data, draws=150, tune=150, chains=2, cores=1,
                                      random_seed=r, init="adapt_diag")
         divergent += m.fit_report_.n_divergent
         post = m.idata_["posterior"]
