@@ -149,7 +149,7 @@ def _skip() -> Case:
                          "position": rng.integers(1, 10, 40), "hour_bin": rng.integers(0, 4, 40),
                          "plan": rng.choice(["free", "premium"], 40), "n_plays": 5})
     data["n_skips"] = rng.binomial(5, 0.3, 40)
-    return Case(SkipModel(), data, rows=data.iloc[:3])
+    return Case(SkipModel(group=("plan",)), data, rows=data.iloc[:3])
 
 
 def _user_artist() -> Case:

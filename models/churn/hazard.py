@@ -23,7 +23,7 @@ from models.churn.features import (
     SKIP_RATE_PREV,
     TENURE,
 )
-from models.data.schema import COUNTRY, PLAN, USER_ID
+from models.data.schema import USER_ID
 from models.exceptions import DataQualityWarning, DataValidationError, Problem
 from models.predict import (
     posterior_arrays,
@@ -134,8 +134,10 @@ class ChurnHazardModel(BayesianModel):
         ``days_since_last_play``.
         Leave out ``skip_rate_prev`` or ``log_artists_prev`` when the log had no
         ``skipped`` or ``artist_id``.
-    groups : sequence of str, default ("country", "plan")
-        Categorical columns, each with its own random intercepts.
+    groups : sequence of str, default ()
+        Categorical columns, each with its own random intercepts, e.g.
+        ``("country", "plan")`` (in the table when :func:`build_hazard_table`
+        is given ``users``). None by default: segments are opted into.
     baseline : {"rw", "independent"}, default "rw"
         Baseline logit hazard over tenure: a Gaussian random walk (smooth) or
         independent values per period.
@@ -217,7 +219,7 @@ class ChurnHazardModel(BayesianModel):
         *,
         priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
         covariates: Sequence[str] = DEFAULT_COVARIATES,
-        groups: Sequence[str] = (COUNTRY, PLAN),
+        groups: Sequence[str] = (),
         baseline: Literal["rw", "independent"] = "rw",
     ) -> None:
         self.covariates = covariates

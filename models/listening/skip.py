@@ -44,7 +44,7 @@ def skip_table(
     users: pd.DataFrame | None = None,
     *,
     crossed: Sequence[str] = (USER_ID, "track_id"),
-    group: Sequence[str] = ("plan",),
+    group: Sequence[str] = (),
     max_position: int = 50,
     hour_bins: int = 4,
 ) -> pd.DataFrame:
@@ -61,8 +61,10 @@ def skip_table(
         ``events`` lacks them.
     crossed : sequence of str, default ("user_id", "track_id")
         Columns kept as identifiers (e.g. ``session_id``, ``artist_id``).
-    group : sequence of str, default ("plan",)
-        User attributes kept as columns.
+    group : sequence of str, default ()
+        User attributes kept as columns, e.g. ``("plan",)`` (joined from
+        ``users`` when ``events`` lacks them). None by default: segments are
+        opted into.
     max_position : int, default 50
         Positions in the session above this are counted as this position.
     hour_bins : int, default 4
@@ -168,8 +170,9 @@ class SkipModel(BayesianModel):
         ``"position"``: the log position in the session; ``"hour"``: a
         sum-to-zero effect per ``hour_bin``; any other name: a numeric column
         with a linear effect (standardised).
-    group : sequence of str, default ("plan",)
-        Categorical columns with sum-to-zero fixed effects.
+    group : sequence of str, default ()
+        Categorical columns with sum-to-zero fixed effects, e.g. ``("plan",)``;
+        none by default, so the table of :func:`skip_table` of a plain log fits.
 
     Notes
     -----
@@ -203,7 +206,7 @@ class SkipModel(BayesianModel):
     ...     "position": rng.integers(1, 10, 60), "hour_bin": rng.integers(0, 4, 60),
     ...     "plan": rng.choice(["free", "premium"], 60), "n_plays": 5})
     >>> table["n_skips"] = rng.binomial(5, 0.3, 60)
-    >>> model = SkipModel().fit(table, method="map", random_seed=0)
+    >>> model = SkipModel(group=("plan",)).fit(table, method="map", random_seed=0)
     >>> float(model.probability_skip()["mean"].mean()) < 0.5
     True
     """
@@ -223,7 +226,7 @@ class SkipModel(BayesianModel):
         priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
         crossed: Sequence[str] = (USER_ID, "track_id"),
         covariates: Sequence[str] = (POSITION, _HOUR),
-        group: Sequence[str] = ("plan",),
+        group: Sequence[str] = (),
     ) -> None:
         self.crossed = crossed
         self.covariates = covariates

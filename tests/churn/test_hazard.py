@@ -288,8 +288,8 @@ def test_simulated_service_end_to_end():
                                observation_end=service.observation_end)
     assert {"skip_rate_prev", "log_artists_prev", "country", "plan"} <= set(table.columns)
     assert table["event"].sum() <= labels["churned"].sum()
-    model = ChurnHazardModel().fit(table, draws=100, tune=150, chains=2, cores=1,
-                                   random_seed=1)
+    model = ChurnHazardModel(groups=GROUPS).fit(table, draws=100, tune=150, chains=2,
+                                                cores=1, random_seed=1)
     assert model.probability_churn(horizon=4)["mean"].between(0, 1).all()
     # Forecast from the end of observation: users still at risk, at their next period.
     ahead = build_hazard_table(service.events, service.users, period="W", inactivity="21D",

@@ -16,6 +16,9 @@ from models.listening import SkipModel, skip_table
 
 HOURS = np.array([0.3, -0.2, 0.0, -0.1])
 
+#: The simulated users' segment; tables and models have none unless asked.
+PLAN = ("plan",)
+
 
 def simulate_skips(n_users=60, n_tracks=40, n_sessions=6, session_len=8, *, intercept=-1.0,
                    sigma_user=0.6, sigma_track=0.4, beta_position=0.2, plan_shift=0.3, seed=0):
@@ -52,7 +55,7 @@ def log():
 
 @pytest.fixture(scope="module")
 def table(log):
-    return skip_table(*log)
+    return skip_table(*log, group=PLAN)
 
 
 def test_skip_table_positions_hours_and_aggregation():
@@ -62,7 +65,7 @@ def test_skip_table_positions_hours_and_aggregation():
                                      "2024-01-01 09:02", "2024-01-01 23:00"]),
         "track_id": ["x", "y", "x", "x", "x"], "skipped": [1, 0, 1, 0, 1],
         "plan": ["free"] * 4 + ["premium"]})
-    out = skip_table(events, max_position=2).set_index(["user_id", "track_id", "position"])
+    out = skip_table(events, max_position=2, group=PLAN).set_index(["user_id", "track_id", "position"])
     # a: 05:59 and 06:01 are one session (gap < 30 min); 09:00 starts a new one
     assert out.loc[("a", "x", 1), "n_plays"].tolist() == [1, 1]  # hour bins 0 and 1
     assert out.loc[("a", "y", 2), "hour_bin"] == 1
@@ -86,16 +89,18 @@ def test_skip_table_errors(log):
     with pytest.raises(DataValidationError, match="column 'skipped'.*1 row"):
         skip_table(bad, users)
     with pytest.raises(DataValidationError, match="users listed in the users table"):
-        skip_table(events, users.iloc[1:])
+        skip_table(events, users.iloc[1:], group=PLAN)
     with pytest.raises(DataValidationError, match="column 'plan'.*pass users="):
-        skip_table(events)
+        skip_table(events, group=PLAN)
+    # no segments by default: a plain log needs no users table
+    assert "plan" not in skip_table(events).columns
     with pytest.raises(ValueError, match="'hour_bins' parameter of skip_table must be a divisor"):
         skip_table(events, users, hour_bins=5)
 
 
 def test_binomial_rows_equal_bernoulli_plays(log, table):
     events, users = log
-    m = SkipModel()
+    m = SkipModel(group=PLAN)
     model = m._build_model(m._validate_data(table))
     rng = np.random.default_rng(0)
     point = {k: v + rng.normal(scale=0.4, size=np.shape(v))
@@ -107,7 +112,7 @@ def test_binomial_rows_equal_bernoulli_plays(log, table):
     fn = model.compile_fn(model.replace_rvs_by_values([model[n] for n in names]),
                           inputs=model.value_vars, on_unused_input="ignore", mode="FAST_COMPILE")
     v = dict(zip(names, fn(point), strict=True))
-    full = skip_table(events, users, max_position=10**6)  # positions per play
+    full = skip_table(events, users, max_position=10**6, group=PLAN)  # positions per play
     rows = events.sort_values(["user_id", "timestamp"]).copy()
     rows["position"] = rows.groupby("session_id").cumcount() + 1
     rows = rows.merge(users, on="user_id")
@@ -136,14 +141,14 @@ def test_table_errors(table, column, value, match):
     bad = table.astype({column: object if column == "user_id" else float})
     bad.loc[2, column] = value
     with pytest.raises(DataValidationError, match=f"column '{column}'.*{match}"):
-        SkipModel()._validate_data(bad)
+        SkipModel(group=PLAN)._validate_data(bad)
     with pytest.raises(DataValidationError, match="column 'n_plays': expected a column"):
-        SkipModel()._validate_data(table.drop(columns="n_plays"))
+        SkipModel(group=PLAN)._validate_data(table.drop(columns="n_plays"))
 
 
 @pytest.fixture(scope="module")
 def fake_fit(table):
-    m = SkipModel()
+    m = SkipModel(group=PLAN)
     data = m._validate_data(table)
     levels = m._levels(data)
     rng = np.random.default_rng(0)
@@ -200,11 +205,11 @@ def test_prediction_errors(fake_fit):
     with pytest.raises(DataValidationError, match="column 'plan'.*'gold'"):
         m.probability_skip(data.iloc[:1].assign(plan="gold"))
     with pytest.raises(NotFittedError):
-        SkipModel().track_skip_excess()
+        SkipModel(group=PLAN).track_skip_excess()
 
 
 def test_fast_fit_and_save_load(table, tmp_path):
-    m = SkipModel().fit(table, draws=60, tune=60, chains=2, cores=1, random_seed=1)
+    m = SkipModel(group=PLAN).fit(table, draws=60, tune=60, chains=2, cores=1, random_seed=1)
     path = m.save(tmp_path / "skips.nc")
     loaded = SkipModel.load(path)
     np.testing.assert_allclose(loaded.probability_skip(random_seed=0)["mean"],
@@ -228,7 +233,7 @@ def test_interval_coverage_over_repeated_simulations():
                                        **{k: v for k, v in truth.items() if k != "premium"})
         with warnings.catch_warnings():  # 2 x 150 draws: ESS flags are expected, not tested
             warnings.simplefilter("ignore", ConvergenceWarning)
-            m = SkipModel().fit(skip_table(events, users), draws=150, tune=150, chains=2,
+            m = SkipModel(group=PLAN).fit(skip_table(events, users, group=PLAN), draws=150, tune=150, chains=2,
                                 cores=1, random_seed=r, init="adapt_diag")
         divergent += m.fit_report_.n_divergent
         post = m.idata_["posterior"]
