@@ -15,6 +15,7 @@ __all__ = [
     "DataQualityWarning",
     "DataValidationError",
     "FitInterrupted",
+    "MiscalibrationWarning",
     "ModelMismatchError",
     "NotFittedError",
     "Problem",
@@ -126,6 +127,14 @@ class UninformativeDataWarning(UserWarning):
     prior (posterior contraction below the threshold of
     :func:`models.diagnostics.check_fit`), e.g. the dropout parameters of BG/NBD when
     no user has repeat activity. The numbers then restate the prior.
+    """
+
+
+class MiscalibrationWarning(UserWarning):
+    """Predictions are miscalibrated beyond their own uncertainty on held-out outcomes.
+
+    Raised by :func:`models.metrics.calibration_check` (``warn=True``) and the churn
+    analysis; the message names the worst bin, its prediction and what was observed.
     """
 
 

@@ -2,7 +2,10 @@
 
 - :func:`roc_auc` and :func:`average_precision` rank any scores (churn
   probabilities, link-prediction scores);
-- :func:`brier_score` and :func:`calibration_table` judge probabilities.
+- :func:`brier_score` and :func:`calibration_table` judge probabilities;
+- :func:`calibration_check` judges posterior draws of probabilities: whether
+  each bin's observed rate lies within what the predictions, with their
+  uncertainty, allow, and whether the miscalibration is beyond chance.
 
 Every function takes the outcomes first and the predictions second, checks both
 the same way and names the function in its errors. :mod:`models.churn` and
@@ -11,16 +14,28 @@ the same way and names the function in its errors. :mod:`models.churn` and
 
 from __future__ import annotations
 
+import html
+import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from models import _html
 from models._deprecation import deprecated_arguments
+from models.exceptions import MiscalibrationWarning
 from models.predict import check_ci_prob
 
-__all__ = ["average_precision", "brier_score", "calibration_table", "roc_auc"]
+__all__ = [
+    "CalibrationCheck",
+    "average_precision",
+    "brier_score",
+    "calibration_check",
+    "calibration_table",
+    "roc_auc",
+]
 
 
 def _outcomes(y: Any, p: Any, func: str, *, probabilities: bool = True
@@ -222,3 +237,165 @@ def average_precision(y: Any, p: Any) -> float:
     precision = tp / (last + 1)
     recall = tp / y.sum()
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+@dataclass(frozen=True)
+class CalibrationCheck:
+    """Result of :func:`calibration_check`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per bin of the posterior mean prediction (index ``bin``): ``n``,
+        ``mean_predicted`` with its posterior interval ``predicted_lower`` /
+        ``predicted_upper``, ``observed_rate``, ``gap`` (observed minus
+        predicted), the predictive interval ``lower`` / ``upper`` of the rate
+        the bin would show if the model were right (posterior uncertainty and
+        the users' own randomness), ``inside`` and the two-sided predictive
+        ``p_value``.
+    ci_prob : float
+        Probability of the intervals.
+    miscalibrated : bool
+        Some bin lies outside its predictive interval at the family-wise level
+        ``ci_prob`` (Bonferroni over the bins): a miscalibration beyond the
+        predictions' uncertainty, not a chance excursion of one bin in many.
+    message : str
+        One sentence saying so, naming the worst bin.
+    """
+
+    table: pd.DataFrame
+    ci_prob: float
+    miscalibrated: bool
+    message: str
+
+    def _repr_html_(self) -> str:
+        verdict = "fail" if self.miscalibrated else "pass"
+        return _html.card("CalibrationCheck", _html.verdict_badge(verdict),
+                          f"<p>{html.escape(self.message)}</p>", _html.frame_html(self.table))
+
+
+def _probability_draws(draws: Any, n: int, func: str) -> np.ndarray:
+    """Posterior draws of n probabilities as an (S, n) array; (chain, draw, unit) is flattened."""
+    arr = np.asarray(getattr(draws, "values", draws), dtype=float)
+    if arr.ndim == 3:
+        arr = arr.reshape(-1, arr.shape[-1])
+    if arr.ndim != 2 or arr.shape[1] != n or arr.shape[0] == 0:
+        raise ValueError(f"The draws of {func} must have shape (draws, {n}) or (chain, draw, {n}) "
+                         f"for {n} outcomes. Got shape {np.shape(arr)} instead.")
+    if not np.all((arr >= 0) & (arr <= 1)):
+        bad = arr[~((arr >= 0) & (arr <= 1))][0].item()
+        raise ValueError(f"The draws of {func} must be probabilities in [0, 1]. "
+                         f"Got {bad!r} instead.")
+    return arr
+
+
+def calibration_check(y: Any, draws: Any, *, n_bins: int = 5, ci_prob: float = 0.95,
+                      random_seed: int | np.random.Generator | None = None,
+                      warn: bool = False) -> CalibrationCheck:
+    r"""Check posterior predictions of probabilities for calibration beyond their uncertainty.
+
+    The users are binned by their posterior mean prediction (equal counts). In
+    each bin the observed rate is compared with the rate the model predicts for
+    it, replicated from the posterior predictive: for every posterior draw the
+    bin's count of positives is drawn given that draw's probabilities. The
+    interval so obtained holds both the predictions' own uncertainty and the
+    users' randomness, so a bin outside it is off by more than the model allows.
+
+    Parameters
+    ----------
+    y : array-like of bool or {0, 1}
+        Outcomes, one per unit.
+    draws : array-like or xarray.DataArray
+        Posterior draws of each unit's probability, shape ``(draws, unit)`` or
+        ``(chain, draw, unit)`` (what a prediction with ``return_draws=True``
+        returns).
+    n_bins : int, default 5
+        Number of bins of (nearly) equal counts of the posterior mean.
+    ci_prob : float, default 0.95
+        Probability of each bin's predictive interval, and the family-wise level
+        of the verdict.
+    random_seed : int or numpy.random.Generator, optional
+        Seed of the predictive replicates.
+    warn : bool, default False
+        Also warn :class:`~models.exceptions.MiscalibrationWarning` when the
+        predictions are miscalibrated.
+
+    Returns
+    -------
+    CalibrationCheck
+
+    Raises
+    ------
+    ValueError
+        If the outcomes are not 0/1, the draws are not probabilities of the
+        outcomes' length, ``n_bins`` is not a positive integer or ``ci_prob``
+        not in (0, 1).
+
+    Notes
+    -----
+    For posterior draw :math:`s` the bin's replicated count is
+    :math:`\mathrm{Binomial}(n_b, \bar p_{b,s})` with :math:`\bar p_{b,s}` the
+    mean of the draw's probabilities in the bin. A sum of Bernoulli variables
+    with unequal probabilities varies a little less than that binomial, so the
+    interval is slightly wide (conservative). The predictive p-value is two-sided;
+    the verdict is a miscalibration when its smallest value over the bins is
+    below :math:`(1 - \text{ci\_prob}) / n_\text{bins}`.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> p = rng.uniform(0.05, 0.95, 2000)
+    >>> y = rng.uniform(size=2000) < p
+    >>> draws = np.clip(p + rng.normal(0, 0.02, (200, 2000)), 0, 1)
+    >>> calibration_check(y, draws, random_seed=1).miscalibrated
+    False
+    >>> calibration_check(y, draws * 0.5, random_seed=1).miscalibrated
+    True
+    """
+    func = "calibration_check"
+    y_ = np.asarray(y, dtype=float).ravel()
+    P = _probability_draws(draws, y_.size, func)
+    y_, mean_p = _outcomes(y_, P.mean(axis=0), func)
+    ci_prob = check_ci_prob(func, ci_prob)
+    if not (isinstance(n_bins, int | np.integer) and not isinstance(n_bins, bool) and n_bins > 0):
+        raise ValueError(f"The 'n_bins' parameter of {func} must be a positive integer. "
+                         f"Got {n_bins!r} instead.")
+    rng = np.random.default_rng(random_seed)
+    n_draws = P.shape[0]
+    reps = max(1, -(-4000 // n_draws))  # at least 4,000 replicates per bin
+    q = [(1 - ci_prob) / 2, (1 + ci_prob) / 2]
+    rows = []
+    for i, idx in enumerate(np.array_split(np.argsort(mean_p, kind="stable"),
+                                           min(n_bins, y_.size))):
+        n = idx.size
+        bar = P[:, idx].mean(axis=1)
+        rep = rng.binomial(n, np.tile(bar, reps)) / n
+        obs = y_[idx].mean()
+        lo, hi = np.quantile(rep, q)
+        tail = min((rep <= obs).sum(), (rep >= obs).sum())
+        p_value = min(1.0, 2 * (tail + 1) / (rep.size + 1))  # Monte Carlo p-value, never 0
+        plo, phi = np.quantile(bar, q)
+        rows.append({"bin": i, "n": n, "mean_predicted": mean_p[idx].mean(),
+                     "predicted_lower": plo, "predicted_upper": phi, "observed_rate": obs,
+                     "gap": obs - mean_p[idx].mean(), "lower": lo, "upper": hi,
+                     "inside": bool(lo <= obs <= hi), "p_value": p_value})
+    table = pd.DataFrame(rows).set_index("bin")
+    table.attrs["ci_prob"] = ci_prob
+    worst = int(table["p_value"].to_numpy().argmin())
+    row = table.iloc[worst]
+    miscalibrated = bool(row["p_value"] < (1 - ci_prob) / len(table))
+    where = (f"bin {worst} ({int(row['n'])} units): predicted {row['mean_predicted']:.3f}, "
+             f"observed {row['observed_rate']:.3f}, {ci_prob:.0%} predictive interval "
+             f"[{row['lower']:.3f}, {row['upper']:.3f}]")
+    if miscalibrated:
+        message = (f"The predictions are miscalibrated beyond their uncertainty: {where} "
+                   f"(p = {row['p_value']:.2g}, two-sided; "
+                   f"{int((~table['inside']).sum())} of {len(table)} bins outside their "
+                   "intervals). Their intervals cannot be trusted for these "
+                   "units; consider a model that fits how they behave.")
+        if warn:
+            warnings.warn(message, MiscalibrationWarning, stacklevel=2)
+    else:
+        message = (f"Calibrated within the predictions' uncertainty: every bin is within what "
+                   f"the model allows at the family-wise {ci_prob:.0%} level (worst: {where}).")
+    return CalibrationCheck(table, ci_prob, miscalibrated, message)

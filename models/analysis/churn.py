@@ -12,6 +12,7 @@ lose users.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,13 @@ def _retention_figure(model: Any, cohorts: pd.DataFrame, periods: int, unit: str
     return ax.figure
 
 
+def _unit_draws(draws: Any, index: pd.Index) -> pd.DataFrame:
+    """Posterior draws (chain, draw, unit) as a frame: one row per draw, one column per unit."""
+    unit = draws.dims[-1]
+    flat = draws.stack(sample=("chain", "draw")).transpose("sample", unit)
+    return pd.DataFrame(flat.values, columns=pd.Index(flat[unit].values)).reindex(columns=index)
+
+
 def _holdout_figure(metrics: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> Figure:
     from models.churn import plot_holdout_calibration
 
@@ -112,6 +120,8 @@ def run(ctx: AnalysisContext) -> None:
         roc_auc,
     )
     from models.data import summarize_activity
+    from models.exceptions import MiscalibrationWarning
+    from models.metrics import calibration_check
 
     cfg, out, seed = ctx.config["churn"], ctx.out, ctx.seed
     events, users, end = ctx.inputs.events, ctx.inputs.users, ctx.inputs.observation_end
@@ -282,6 +292,10 @@ def run(ctx: AnalysisContext) -> None:
                                                          random_seed=seed),
                                     "expected_active_periods_holdout"))
         scores = {"BG/NBD P(active in holdout)": preds["probability_active_holdout_mean"]}
+        # posterior draws of the probabilities, for calibration judged against their uncertainty
+        draws = {"BG/NBD P(active in holdout)": _unit_draws(
+            bg.probability_active(horizon=horizon, max_draws=max_draws, random_seed=seed,
+                                  return_draws=True), activity.index)}
         if bgbb is not None:
             alive = bgbb.probability_alive()
             preds = preds.join(_flatten(alive, "bgbb_probability_alive"))
@@ -303,12 +317,24 @@ def run(ctx: AnalysisContext) -> None:
         rows, tables = [], {}
         for name, score in scores.items():
             ok = score.notna().to_numpy()
-            rows.append({"model": name, "users": int(ok.sum()),
-                         "auc": roc_auc(y[ok], score[ok]),
-                         "brier": brier_score(y[ok], score[ok]),
-                         "brier_base_rate": brier_score(y[ok], np.full(ok.sum(),
-                                                                       y[ok].mean()))})
-            tables[name] = calibration_table(y[ok], score[ok], n_bins=cfg["calibration_bins"])
+            row = {"model": name, "users": int(ok.sum()), "auc": roc_auc(y[ok], score[ok]),
+                   "brier": brier_score(y[ok], score[ok]),
+                   "brier_base_rate": brier_score(y[ok], np.full(ok.sum(), y[ok].mean())),
+                   "calibration": "not checked (no posterior draws of this event)"}
+            if name in draws:
+                # bins judged against the predictions' own uncertainty (posterior predictive)
+                check = calibration_check(y[ok], draws[name].to_numpy()[:, ok],
+                                          n_bins=cfg["calibration_bins"], random_seed=seed)
+                tables[name] = check.table
+                row["calibration"] = "MISCALIBRATED" if check.miscalibrated else "ok"
+                if check.miscalibrated:
+                    warnings.warn(f"{name}: {check.message}", MiscalibrationWarning,
+                                  stacklevel=2)
+                    out.finding(f"WARNING: {name} on the holdout: {check.message}")
+            else:
+                tables[name] = calibration_table(y[ok], score[ok],
+                                                 n_bins=cfg["calibration_bins"])
+            rows.append(row)
         metrics = pd.DataFrame(rows).set_index("model")
         mae = float(np.mean(np.abs(preds["expected_active_periods_holdout_mean"]
                                    - preds["active_periods_in_holdout"])))
@@ -325,8 +351,11 @@ def run(ctx: AnalysisContext) -> None:
         calib = pd.concat(tables, names=["model", "row"]).reset_index(level=0)
         out.add_table("holdout_calibration", calib,
                       "Holdout calibration: predicted probability against the observed share "
-                      "active, in bins of equal counts; lower/upper bound the share expected "
-                      "(95%) if the predictions were right")
+                      "active, in bins of equal counts of the prediction; lower/upper bound the "
+                      "share expected (95%) if the predictions were right, with the posterior "
+                      "uncertainty of the predictions where the model gives draws (then also "
+                      "p_value; a bin below 0.05 / bins is a miscalibration beyond that "
+                      "uncertainty, warned as such)")
         out.add_figure("holdout_calibration", _holdout_figure(metrics, tables),
                        "Holdout calibration of the activity predictions", section="findings")
         truth = ctx.inputs.truth

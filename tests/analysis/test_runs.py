@@ -79,6 +79,12 @@ def test_churn_outputs(churn_dir):
     assert metrics["auc"].between(0, 1).all() and (metrics["brier"] >= 0).all()
     # the activity model must beat chance at telling who listens in the holdout
     assert metrics.iloc[0]["auc"] > 0.6
+    # the BG/NBD probability is judged against its own uncertainty, bin by bin
+    assert metrics.iloc[0]["calibration"] in {"ok", "MISCALIBRATED"}
+    calib = pd.read_csv(churn_dir / "tables" / "holdout_calibration.csv")
+    bgnbd = calib[calib["model"] == metrics.index[0]]
+    assert {"predicted_lower", "predicted_upper", "p_value"} <= set(bgnbd.columns)
+    assert (bgnbd["lower"] <= bgnbd["upper"]).all() and bgnbd["n"].sum() == len(preds)
     assert (churn_dir / "figures" / "retention_curves.png").is_file()
     loss = pd.read_csv(churn_dir / "tables" / "segments_losing_users.csv", index_col=0)
     assert set(loss.index) == {"free", "premium"}

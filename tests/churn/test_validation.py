@@ -228,3 +228,34 @@ def test_cdnow_conditional_expectations(data_dir):
     assert np.all(np.diff(by["predicted"]) > 0)
     np.testing.assert_allclose(by["predicted"], by["actual"], rtol=0.3)
     assert ev.auc > 0.7
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not (DATA / "lastfm-1k-events").is_dir(),
+                    reason="../shared/data/lastfm-1k-events is absent")
+def test_calibration_check_flags_bgnbd_on_real_listening_with_pauses():
+    """Last.fm 1K, calibration days 0-272, holdout the next 93 days: BG/NBD's lowest fifth of
+    P(active) predicts about 0.15 where half the users listen again (silence was a pause). The
+    check, which allows for the predictions' uncertainty, must call this a miscalibration."""
+    import warnings
+
+    from models.exceptions import ConvergenceWarning
+    from models.metrics import calibration_check
+
+    raw = pd.read_csv(DATA / "lastfm-1k-events" / "lastfm_jodie_prefix.csv", usecols=[0, 2],
+                      header=0, names=["user_id", "seconds"])
+    start = pd.Timestamp("2008-01-01")
+    events = pd.DataFrame({"user_id": raw["user_id"],
+                           "timestamp": start + pd.to_timedelta(raw["seconds"], unit="s")})
+    split = calibration_holdout_split(events, calibration_end=start + pd.Timedelta(days=273),
+                                      holdout_end=start + pd.Timedelta(days=366))
+    assert len(split) == 187 and split.attrs["horizon"] == 93
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = BetaGeoModel().fit(split.drop(columns=["holdout_activity", "active_in_holdout"]),
+                                   draws=300, tune=300, chains=2, cores=1, random_seed=1)
+    draws = model.probability_active(horizon=93, return_draws=True)
+    check = calibration_check(split["active_in_holdout"], draws, n_bins=5, random_seed=0)
+    assert check.miscalibrated, check.table
+    low = check.table.loc[0]
+    assert low["mean_predicted"] < 0.25 and low["observed_rate"] > 0.4 and not low["inside"]
