@@ -157,42 +157,69 @@ def _tables(
 
 
 @numba.njit(cache=True)
+def _row_log_prob(
+    r, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lg_edge, log_x
+):  # pragma: no cover - compiled
+    """Unnormalised log p(z_i = r | z_-i, A) for one block ``r`` (node ``i`` removed)."""
+    n_blocks = sizes.size
+    n_r = sizes[r]
+    total = 0.0
+    for s in range(n_blocks):
+        e_old = e[r, s]
+        e_new = e_old + k[s]
+        if dc:
+            # Exposures are 0, 1/2 or 1: index 2 X into log_x.
+            if s == r:
+                l_new = log_x[1]
+                l_old = log_x[1] if n_r > 0 else log_x[0]
+            else:
+                l_new = log_x[2] if sizes[s] > 0 else log_x[0]
+                l_old = log_x[2] if n_r > 0 and sizes[s] > 0 else log_x[0]
+        elif s == r:
+            l_new = math.log(0.5 * ((n_r + 1.0) * (n_r + 1.0)) + b)
+            l_old = math.log(0.5 * (n_r * n_r) + b)
+        else:
+            l_new = math.log((n_r + 1.0) * sizes[s] + b)
+            l_old = math.log(n_r * sizes[s] + b)
+        term = (e_old + a) * l_old - (e_new + a) * l_new
+        if k[s] != 0.0:  # the Gamma functions cancel where i has no edge to s
+            term += lg_edge[int(e_new)] - lg_edge[int(e_old)]
+        total += term
+    if dc:
+        grown = (n_r + 1.0) * eta
+        total += math.lgamma(grown) - math.lgamma(kappa[r] + degree_i + grown)
+        if n_r > 0:
+            safe = n_r * eta
+            total -= math.lgamma(safe) - math.lgamma(kappa[r] + safe)
+    return total + math.log(n_r + gamma)
+
+
+@numba.njit(cache=True)
 def _log_probs_kernel(
     logp, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lg_edge, log_x
 ):  # pragma: no cover - compiled
     """Compiled :func:`label_log_probs`, written into ``logp``."""
+    for r in range(sizes.size):
+        logp[r] = _row_log_prob(r, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc,
+                                lg_edge, log_x)
+
+
+@numba.njit(cache=True)
+def _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc):  # pragma: no cover - compiled
+    """Collapsed log p(A, z) up to terms that do not depend on z (compiled)."""
     n_blocks = sizes.size
+    total = 0.0
     for r in range(n_blocks):
-        n_r = sizes[r]
-        total = 0.0
-        for s in range(n_blocks):
-            e_old = e[r, s]
-            e_new = e_old + k[s]
+        for s in range(r, n_blocks):
             if dc:
-                # Exposures are 0, 1/2 or 1: index 2 X into log_x.
-                if s == r:
-                    l_new = log_x[1]
-                    l_old = log_x[1] if n_r > 0 else log_x[0]
-                else:
-                    l_new = log_x[2] if sizes[s] > 0 else log_x[0]
-                    l_old = log_x[2] if n_r > 0 and sizes[s] > 0 else log_x[0]
-            elif s == r:
-                l_new = math.log(0.5 * ((n_r + 1.0) * (n_r + 1.0)) + b)
-                l_old = math.log(0.5 * (n_r * n_r) + b)
+                x = (0.5 if s == r else 1.0) if sizes[r] > 0 and sizes[s] > 0 else 0.0
             else:
-                l_new = math.log((n_r + 1.0) * sizes[s] + b)
-                l_old = math.log(n_r * sizes[s] + b)
-            term = (e_old + a) * l_old - (e_new + a) * l_new
-            if k[s] != 0.0:  # the Gamma functions cancel where i has no edge to s
-                term += lg_edge[int(e_new)] - lg_edge[int(e_old)]
-            total += term
-        if dc:
-            grown = (n_r + 1.0) * eta
-            total += math.lgamma(grown) - math.lgamma(kappa[r] + degree_i + grown)
-            if n_r > 0:
-                safe = n_r * eta
-                total -= math.lgamma(safe) - math.lgamma(kappa[r] + safe)
-        logp[r] = total + math.log(n_r + gamma)
+                x = 0.5 * sizes[r] * sizes[r] if s == r else sizes[r] * sizes[s]
+            total += math.lgamma(e[r, s] + a) - (e[r, s] + a) * math.log(x + b)
+        if dc and sizes[r] > 0:
+            total += math.lgamma(sizes[r] * eta) - math.lgamma(kappa[r] + sizes[r] * eta)
+        total += math.lgamma(sizes[r] + gamma)
+    return total
 
 
 @numba.njit(cache=True)
@@ -277,6 +304,137 @@ def _climb_kernel(
     return max_sweeps
 
 
+@numba.njit(cache=True)
+def _pair_log_prob(r, s, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lg_edge,
+                   log_x):  # pragma: no cover - compiled
+    """Log probability of block ``r`` against ``s`` for a removed node (restricted Gibbs)."""
+    lr = _row_log_prob(r, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lg_edge, log_x)
+    ls = _row_log_prob(s, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lg_edge, log_x)
+    top = max(lr, ls)
+    return lr - top - math.log(math.exp(lr - top) + math.exp(ls - top))
+
+
+@numba.njit(cache=True)
+def _shuffle(order, uniforms, pos):  # pragma: no cover - compiled
+    """Fisher-Yates shuffle of ``order`` in place from ``uniforms[pos:]``; return new pos."""
+    for t in range(order.size - 1, 0, -1):
+        j = int(uniforms[pos] * (t + 1))
+        pos += 1
+        order[t], order[j] = order[j], order[t]
+    return pos
+
+
+@numba.njit(cache=True)
+def _restricted_scan(members, order, target, r, s, z, e, sizes, kappa, indptr, indices,
+                     weights, degree, uniforms, pos, a, b, eta, gamma, dc, lg_edge,
+                     log_x):  # pragma: no cover - compiled
+    """One restricted Gibbs scan of ``members`` over blocks ``r`` and ``s``.
+
+    Nodes ``members[order[t]]`` in turn. With ``target`` empty every label is drawn
+    (uniforms from ``pos``); otherwise node ``members[q]`` is put into ``target[q]``.
+    Returns the log probability of the labels chosen and the next uniform position.
+    """
+    k = np.zeros(sizes.size)
+    forced = target.size > 0
+    log_q = 0.0
+    for t in range(order.size):
+        q = order[t]
+        i = members[q]
+        _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+        log_pr = _pair_log_prob(r, s, e, sizes, kappa, k, degree[i], a, b, eta, gamma, dc,
+                                lg_edge, log_x)
+        if forced:
+            new = target[q]
+        else:
+            new = r if uniforms[pos] < math.exp(log_pr) else s
+            pos += 1
+        log_q += log_pr if new == r else math.log(-math.expm1(log_pr))
+        _insert(i, new, z, e, sizes, kappa, k, degree)
+    return log_q, pos
+
+
+@numba.njit(cache=True)
+def _pair_choice_log_prob(r, s, sizes):  # pragma: no cover - compiled
+    """Log probability that two nodes drawn with replacement pick the blocks {r, s}."""
+    n = sizes.sum()
+    others = sizes.size - 1.0
+    p = 2.0 * sizes[r] * sizes[s] + (sizes[r] ** 2 + sizes[s] ** 2) / others
+    return math.log(p / (n * n))
+
+
+@numba.njit(cache=True)
+def _merge_split_kernel(
+    r, s, members, z, e, sizes, kappa, indptr, indices, weights, degree, uniforms,
+    n_intermediate, a, b, eta, gamma, dc, lg_edge, log_x,
+):  # pragma: no cover - compiled
+    """One Metropolis-Hastings merge-split move of the nodes of blocks ``r`` and ``s``.
+
+    Restricted Gibbs sampling split-merge (Jain & Neal 2004), with the pair of
+    blocks chosen through two random nodes. The launch state puts every member
+    in ``r`` or ``s`` at random and makes ``n_intermediate`` restricted Gibbs scans;
+    one more scan from it is the proposal; the reverse probability is that of the
+    same scan (same order) from the launch state reaching the current labels.
+    Returns True when the proposal is accepted (the state then holds it; otherwise
+    the state is unchanged).
+    """
+    m = members.size
+    original = np.empty(m, dtype=np.int64)
+    for q in range(m):
+        original[q] = z[members[q]]
+    lp_old = _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc)
+    pick_old = _pair_choice_log_prob(r, s, sizes)
+    k = np.zeros(sizes.size)
+    pos = 0
+    for q in range(m):  # random launch allocation
+        i = members[q]
+        _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+        _insert(i, r if uniforms[pos] < 0.5 else s, z, e, sizes, kappa, k, degree)
+        pos += 1
+    order = np.arange(m)
+    free = np.empty(0, dtype=np.int64)
+    for _ in range(n_intermediate):
+        pos = _shuffle(order, uniforms, pos)
+        _, pos = _restricted_scan(members, order, free, r, s, z, e, sizes, kappa, indptr,
+                                  indices, weights, degree, uniforms, pos, a, b, eta, gamma,
+                                  dc, lg_edge, log_x)
+    launch = np.empty(m, dtype=np.int64)
+    for q in range(m):
+        launch[q] = z[members[q]]
+    pos = _shuffle(order, uniforms, pos)
+    log_q_forward, pos = _restricted_scan(members, order, free, r, s, z, e, sizes, kappa,
+                                          indptr, indices, weights, degree, uniforms, pos,
+                                          a, b, eta, gamma, dc, lg_edge, log_x)
+    proposal = np.empty(m, dtype=np.int64)
+    for q in range(m):
+        proposal[q] = z[members[q]]
+    lp_new = _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc)
+    pick_new = _pair_choice_log_prob(r, s, sizes)
+    for q in range(m):  # back to the launch state for the reverse scan
+        i = members[q]
+        _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+        _insert(i, launch[q], z, e, sizes, kappa, k, degree)
+    log_q_reverse, pos = _restricted_scan(members, order, original, r, s, z, e, sizes,
+                                          kappa, indptr, indices, weights, degree, uniforms,
+                                          pos, a, b, eta, gamma, dc, lg_edge, log_x)
+    log_ratio = lp_new - lp_old + pick_new - pick_old + log_q_reverse - log_q_forward
+    if math.log(uniforms[pos]) >= log_ratio:
+        return False  # the reverse scan left the state at the current labels
+    for q in range(m):
+        i = members[q]
+        _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+        _insert(i, proposal[q], z, e, sizes, kappa, k, degree)
+    return True
+
+
+def merge_split_uniforms(n_members: int, n_intermediate: int) -> int:
+    """Uniforms one merge-split move of ``n_members`` nodes consumes."""
+    return n_members + (n_intermediate + 1) * (2 * n_members - 1) + 1
+
+
+MERGE_SPLIT_SCANS = 3
+"""Intermediate restricted Gibbs scans from the random launch state of a merge-split move."""
+
+
 class _State:
     """Labels and block statistics of one chain, updated in place by the kernels."""
 
@@ -307,6 +465,27 @@ class _State:
         indptr, indices, weights, lg_edge, log_x = self.tables
         _climb_kernel(self.z, self.e, self.sizes, self.kappa, indptr, indices, weights,
                       self.degree, int(max_sweeps), *self.scalars, lg_edge, log_x)
+
+    def merge_split(self, rng: np.random.Generator, n_moves: int,
+                    n_intermediate: int = MERGE_SPLIT_SCANS) -> int:
+        """Make ``n_moves`` merge-split moves (:func:`merge_split`); return how many moved."""
+        if self.n_blocks < 2:
+            return 0
+        indptr, indices, weights, lg_edge, log_x = self.tables
+        n, accepted = self.z.size, 0
+        for _ in range(n_moves):
+            i, j = rng.integers(0, n, 2)
+            r, s = int(self.z[i]), int(self.z[j])
+            if s == r:  # a block other than r, empty ones included
+                s = int(rng.integers(0, self.n_blocks - 1))
+                s += s >= r
+            members = np.flatnonzero((self.z == r) | (self.z == s))
+            uniforms = rng.random(merge_split_uniforms(members.size, n_intermediate))
+            accepted += bool(_merge_split_kernel(
+                r, s, members, self.z, self.e, self.sizes, self.kappa, indptr, indices,
+                weights, self.degree, uniforms, int(n_intermediate), *self.scalars, lg_edge,
+                log_x))
+        return accepted
 
     def log_joint(self, log_factorial: float) -> float:
         """Collapsed log p(A, z) of the current labels."""
@@ -354,8 +533,12 @@ def run_chain(
     rng: np.random.Generator,
     log_factorial: float,
     n_starts: int = 1,
+    merge_split: int = 0,
 ) -> dict[str, np.ndarray]:
     """One chain: a start, ``tune`` discarded sweeps, then ``draws`` recorded sweeps.
+
+    Each sweep is followed by ``merge_split`` merge-split moves (:meth:`_State.merge_split`),
+    which move many labels at once; ``accept`` records the share accepted per sweep.
 
     ``n_starts=1`` starts from one random labelling (and anneals the tuning sweeps);
     more start from the best of that many annealed runs (:func:`best_start`). Each
@@ -379,6 +562,7 @@ def run_chain(
         "theta": np.empty((draws, n)) if dc else None,
         "lp": np.empty(draws),
         "log_likelihood": np.empty(draws),
+        "accept": np.empty(draws),
     }
     anneal = max(1, (2 * tune) // 3)
     for sweep in range(tune + draws):
@@ -389,6 +573,7 @@ def run_chain(
         annealed = n_starts == 1 and sweep < tune
         inverse_temperature = min(1.0, 0.2 + 0.8 * sweep / anneal) if annealed else 1.0
         state.sweep(rng.permutation(n), rng.random(n), inverse_temperature)
+        moved = state.merge_split(rng, merge_split)
         if sweep < tune:
             continue
         d = sweep - tune
@@ -404,6 +589,7 @@ def run_chain(
         out["z"][d] = z
         out["omega"][d] = omega
         out["pi"][d] = rng.dirichlet(gamma + sizes)
+        out["accept"][d] = moved / merge_split if merge_split else np.nan
         out["lp"][d] = state.log_joint(log_factorial)
         out["log_likelihood"][d] = log_likelihood(
             e, sizes, omega, theta_draw, degree, dc, log_factorial
