@@ -473,6 +473,7 @@ class BayesianModel(ABC):
         self.data_ = data_
         self.model_ = model
         self.idata_ = idata
+        self._complete_posterior(seed)
         if method != "map":
             self._attach_prior(seed)
             if log_likelihood:
@@ -510,6 +511,16 @@ class BayesianModel(ABC):
         if sampler == "pymc":
             return {"init": "jitter+adapt_full"}
         return {"nuts": {"adaptation": "low_rank"}}
+
+    def _complete_posterior(self, seed: int) -> None:
+        """Add variables integrated out during sampling to ``idata_["posterior"]``.
+
+        Called by :meth:`fit` after sampling, before the checks; ``data_`` and
+        ``model_`` are set. The default does nothing; a model whose sampler saw a
+        marginal likelihood (latent variables integrated out) draws them here, so
+        that predictions find them in the posterior.
+        """
+        return
 
     def _attach_prior(self, seed: int) -> None:
         """Store draws of the parameters' prior as ``idata_["prior"]`` (for check_fit).

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
+    "ApproximationWarning",
     "ConvergenceWarning",
     "DataQualityWarning",
     "DataValidationError",
@@ -118,6 +119,13 @@ class FitInterrupted(KeyboardInterrupt):
 
 class ConvergenceWarning(UserWarning):
     """A fit did not pass its convergence checks (R-hat, ESS, divergences, E-BFMI)."""
+
+
+class ApproximationWarning(UserWarning):
+    """An approximation used by a fit (e.g. Laplace user effects) is measurably off.
+
+    The message quotes the diagnostic (Pareto k of importance weights) and what to do.
+    """
 
 
 class UninformativeDataWarning(UserWarning):

@@ -12,6 +12,7 @@ no indexing. This is exact, not an approximation (see :class:`PlayCountModel`).
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
@@ -27,7 +28,8 @@ from models._deprecation import deprecated_alias
 from models._pointwise import blocks, by_blocks, draw_arrays, sample_array, unit_array
 from models.base import BayesianModel, resolve_seed
 from models.data.schema import USER_ID
-from models.exceptions import DataQualityWarning, DataValidationError, Problem
+from models.exceptions import ApproximationWarning, DataQualityWarning, DataValidationError, Problem
+from models.listening import _laplace
 from models.listening._pointwise import count_loglik, gamma_conditional_loglik
 from models.listening.count_likelihood import NegBinGridLogp, cell_loglik
 from models.listening.gamma_users import compress_users, draw_user_log_rates, gamma_user_loglik
@@ -47,6 +49,7 @@ PERIOD_START = "period_start"
 PLAYS = "plays"
 LIKELIHOODS = ("negbin", "zinb", "hurdle", "poisson")
 USER_EFFECTS = ("lognormal", "gamma")
+USER_INFERENCES = ("sample", "laplace")
 #: Period effects: name -> (levels, function of the period_start column giving the level).
 PERIOD_EFFECTS: dict[str, tuple[tuple[int, ...], Callable[[pd.Series], np.ndarray]]] = {
     "day_of_week": (tuple(range(7)), lambda s: s.dt.day_of_week.to_numpy(dtype="int64")),
@@ -182,6 +185,24 @@ class PlayCountModel(BayesianModel):
         of many minutes, see ``benchmarks/README.md``), and check with a
         posterior predictive check that Poisson days fit. ``noncentered``
         does not apply.
+    user_inference : {"sample", "laplace"}, default "sample"
+        How the lognormal user effects are inferred. ``"sample"``: NUTS samples
+        one parameter per user with the population parameters. ``"laplace"``
+        (``likelihood`` "negbin" or "poisson", no covariates): each user's
+        log-rate is integrated out with a Laplace approximation (a normal
+        around the mode of its conditional posterior, found by Newton steps
+        over all users at once), NUTS samples only the population parameters
+        on that approximate marginal likelihood, and each user's log-rate is
+        then drawn from its normal approximation once per posterior draw, so
+        ``idata_`` holds ``user_log_rate`` as with ``"sample"``. The
+        assumption is that each user's conditional posterior given the
+        population parameters is close to normal; ``fit`` checks it with
+        Pareto-smoothed importance weights on up to 1,000 users (half of them
+        those with the fewest plays) and warns (``fit_report_.cautions``)
+        when some have Pareto k above 0.7. Same model, far fewer sampled
+        dimensions: see ``models.listening._laplace`` and
+        ``benchmarks/README.md`` for its accuracy and speed. ``noncentered``
+        does not apply.
 
     Notes
     -----
@@ -282,6 +303,7 @@ class PlayCountModel(BayesianModel):
         likelihood: Literal["negbin", "zinb", "hurdle", "poisson"] = "negbin",
         noncentered: bool | Literal["auto"] = "auto",
         user_effect: Literal["lognormal", "gamma"] = "lognormal",
+        user_inference: Literal["sample", "laplace"] = "sample",
     ) -> None:
         self.groups = groups
         self.period_effects = period_effects
@@ -290,6 +312,7 @@ class PlayCountModel(BayesianModel):
         self.likelihood = likelihood
         self.noncentered = noncentered
         self.user_effect = user_effect
+        self.user_inference = user_inference
         owner = "PlayCountModel"
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"The 'likelihood' parameter of {owner} must be one of "
@@ -311,6 +334,16 @@ class PlayCountModel(BayesianModel):
                 f"The 'user_effect' parameter of {owner} is 'gamma', which needs "
                 f"likelihood='poisson' (the Gamma user rates integrate out in closed form "
                 f"only under a Poisson count). Got likelihood={likelihood!r}.")
+        if user_inference not in USER_INFERENCES:
+            raise ValueError(f"The 'user_inference' parameter of {owner} must be one of "
+                             f"{list(USER_INFERENCES)}. Got {user_inference!r} instead.")
+        if user_inference == "laplace" and (user_effect != "lognormal" or covariates
+                                            or likelihood not in ("negbin", "poisson")):
+            raise ValueError(
+                f"The 'user_inference' parameter of {owner} is 'laplace', which needs "
+                "user_effect='lognormal', likelihood 'negbin' or 'poisson' and no covariates. "
+                f"Got user_effect={user_effect!r}, likelihood={likelihood!r}, "
+                f"covariates={list(covariates)!r}.")
         if not (isinstance(noncentered, bool) or noncentered == "auto"):
             raise ValueError(f"The 'noncentered' parameter of {owner} must be True, False or "
                              f"'auto'. Got {noncentered!r} instead.")
@@ -524,6 +557,9 @@ class PlayCountModel(BayesianModel):
                 mean_user = mean_user + effect[codes]
             if self.user_effect == "gamma":
                 log_rate = None
+            elif self.user_inference == "laplace":
+                sigma_user = priors["sigma_user"].create("sigma_user")
+                log_rate = None
             elif self._is_noncentered(data):
                 sigma_user = priors["sigma_user"].create("sigma_user")
                 z_user = pm.Normal("user_z", 0.0, 1.0, dims="user")
@@ -552,6 +588,14 @@ class PlayCountModel(BayesianModel):
                 loglik = self._gamma_loglik(data, grid, shared, shape, mean_user, period,
                                             offset, first)
                 loglik = loglik - pt.sum(hn * pt.gammaln(hv + 1.0))
+            elif self.user_inference == "laplace":
+                op = _laplace.LaplaceUserLogp(self.likelihood)
+                a = pt.constant(1.0) if alpha is None else alpha
+                m = mean_user + pt.zeros(len(users))
+                loglik = (op(shared["n"], shared["plays"], m, sigma_user, period, a)[0]
+                          - pt.sum(hn * pt.gammaln(hv + 1.0)))
+                if alpha is not None:
+                    loglik = loglik + pt.sum(hn * (pt.gammaln(hv + alpha) - pt.gammaln(alpha)))
             elif self.likelihood == "negbin":  # one fused pass over the grid
                 inputs = [shared["n"], shared["plays"], log_rate, period, alpha]
                 inputs += [offset] if offset is not None else []
@@ -566,6 +610,44 @@ class PlayCountModel(BayesianModel):
                                      shared["n_zero"], shared["plays"], hv, hn)
             pm.Potential("plays_loglik", loglik)
         return model
+
+    def _complete_posterior(self, seed: int) -> None:
+        """Draw the user log-rates that ``user_inference="laplace"`` integrated out."""
+        if self.user_inference != "laplace":
+            return
+        post = self.idata_["posterior"].to_dataset()
+        p = draw_arrays(post, self._parameter_names())
+        st = self._gamma_stats()
+        grid = self._grid(self.data_)
+        codes = st["codes"]
+
+        def mean(i: int) -> np.ndarray:
+            out = np.full(len(codes), p["intercept"][i])
+            for j, g in enumerate(self.groups):
+                out += p[f"{g}_effect"][i, codes[:, j]]
+            return out
+
+        rng = np.random.default_rng(seed)
+        check = _laplace.check_users(st["total"], 1000, rng)
+        draws, lw = _laplace.draw_user_log_rates_laplace(
+            grid["n"], grid["plays"], mean, p["sigma_user"], self._column_effects(p, st),
+            p.get("alpha"), rng, check=check)
+        shape = (post.sizes["chain"], post.sizes["draw"], len(codes))
+        users = np.unique(self.data_[USER_ID].to_numpy(dtype=object))
+        post["user_log_rate"] = xr.DataArray(draws.reshape(shape), coords={"user": users},
+                                             dims=("chain", "draw", "user"))
+        self.idata_["posterior"] = xr.DataTree(post)
+        summary = (_laplace.summarize_check(_laplace.laplace_pareto_k(lw), st["total"][check])
+                   if len(lw) >= 20 else {"n_checked": 0})
+        self.idata_.attrs["laplace_check"] = json.dumps(summary)
+
+    def _check(self) -> None:
+        super()._check()
+        check = json.loads(self.idata_.attrs.get("laplace_check", '{"n_checked": 0}'))
+        if check["n_checked"]:
+            self.fit_report_ = _laplace.report_check(self.fit_report_, check)
+            if self.fit_report_.cautions and "Laplace" in self.fit_report_.cautions[-1]:
+                warnings.warn(ApproximationWarning(self.fit_report_.cautions[-1]), stacklevel=4)
 
     def _user_group_codes(self, data: pd.DataFrame, first: np.ndarray) -> np.ndarray:
         """Level codes (users x groups) of each user's segment."""
@@ -600,7 +682,7 @@ class PlayCountModel(BayesianModel):
         return out
 
     def _sample_defaults(self, model: pm.Model, sampler: str) -> dict[str, Any]:
-        """Start PyMC's mass matrix from the gradient for the collapsed Gamma model.
+        """Start PyMC's mass matrix from the gradient when the users are integrated out.
 
         Its posterior is narrow (many users, few parameters): from a unit mass
         matrix PyMC's warm-up takes long trees. On 100,000 users x 28 days,
@@ -609,12 +691,15 @@ class PlayCountModel(BayesianModel):
         for the same 6.8 steps per draw after it. nutpie's default already
         starts from the gradient.
         """
-        if self.user_effect == "gamma" and sampler == "pymc":
+        collapsed = self.user_effect == "gamma" or self.user_inference == "laplace"
+        if collapsed and sampler == "pymc":
             return {"init": "jitter+adapt_diag_grad"}
         return {}
 
     def _is_noncentered(self, data: pd.DataFrame | None = None) -> bool:
         """Whether the user effects are sampled non-centred (resolves ``"auto"``)."""
+        if self.user_inference == "laplace":  # the posterior holds user_log_rate draws
+            return False
         if self.noncentered != "auto":
             return bool(self.noncentered)
         data = self.data_ if data is None else data
@@ -739,12 +824,7 @@ class PlayCountModel(BayesianModel):
         log_mean = np.repeat(p["intercept"][:, None], len(users), axis=1)
         for j, g in enumerate(self.groups):
             log_mean = log_mean + p[f"{g}_effect"][:, st["codes"][users, j]]
-        columns = st["columns"]
-        col = np.zeros((len(p["intercept"]), len(columns)))
-        for name in self.period_effects:
-            col += p[f"{name}_effect"][:, columns[name].to_numpy()]
-        if self.trend:
-            col += p["trend"][:, None] * columns["trend"].to_numpy()[None, :]
+        col = self._column_effects(p, st)
         n = st["n"][users]
         if self.covariates:
             eta = col[:, None, :] + np.einsum("ukc,dc->duk", st["x"][users], p["beta"])
@@ -752,6 +832,16 @@ class PlayCountModel(BayesianModel):
         else:
             exposure = np.exp(col) @ n.T
         return draw_user_log_rates(p["user_shape"], log_mean, exposure, st["total"][users], rng)
+
+    def _column_effects(self, p: Mapping[str, np.ndarray], st: Mapping[str, Any]) -> np.ndarray:
+        """Period part of the log-mean of each training grid column, (draws x columns)."""
+        columns = st["columns"]
+        col = np.zeros((len(p["intercept"]), len(columns)))
+        for name in self.period_effects:
+            col += p[f"{name}_effect"][:, columns[name].to_numpy()]
+        if self.trend:
+            col += p["trend"][:, None] * columns["trend"].to_numpy()[None, :]
+        return col
 
     def _user_log_rate(self, p: Mapping[str, np.ndarray]) -> np.ndarray:
         """Per-draw log-rate of every training user, (draws x users)."""

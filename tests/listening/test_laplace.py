@@ -1,0 +1,234 @@
+"""Tests of PlayCountModel(user_inference="laplace"): the marginal, its gradient, the check."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from scipy import integrate, special, stats
+
+from models.exceptions import ApproximationWarning
+from models.listening import PlayCountModel
+from models.listening._laplace import (
+    LaplaceUserLogp,
+    check_users,
+    draw_user_log_rates_laplace,
+    laplace_pareto_k,
+    laplace_users,
+)
+from models.priors import Prior
+
+DOW = np.array([-0.1, -0.1, -0.05, 0.0, 0.05, 0.15, 0.05])
+PLAN = {"free": -0.25, "premium": 0.25}
+
+
+def simulate(n_users, n_days, *, intercept=1.0, sigma=0.8, alpha=1.5, seed=0):
+    """Plays of the lognormal-user, negative binomial model (one group: plan)."""
+    rng = np.random.default_rng(seed)
+    plan = rng.choice(list(PLAN), n_users)
+    eta = intercept + pd.Series(plan).map(PLAN).to_numpy() + sigma * rng.normal(size=n_users)
+    days = pd.date_range("2025-01-06", periods=n_days, freq="D")
+    mu = np.exp(eta[:, None] + DOW[days.day_of_week.to_numpy()])
+    y = rng.poisson(rng.gamma(alpha, mu / alpha))
+    ids = np.array([f"u{i:04d}" for i in range(n_users)], dtype=object)
+    data = pd.DataFrame({"user_id": np.repeat(ids, n_days), "period_start": np.tile(days, n_users),
+                         "plan": np.repeat(plan, n_days), "plays": y.ravel()})
+    return data, pd.Series(eta, index=ids)
+
+
+def _log_integral(y, eta_days, m, sigma, alpha):
+    """log of the integral over the user log-rate of prior x likelihood, by quadrature."""
+
+    def log_joint(e):
+        mu = np.exp(e + eta_days)
+        if alpha is None:
+            ll = stats.poisson.logpmf(y, mu).sum()
+        else:
+            ll = stats.nbinom.logpmf(y, alpha, alpha / (alpha + mu)).sum()
+        return ll + stats.norm.logpdf(e, m, sigma)
+
+    grid = np.linspace(m - 12 * sigma - 5, m + 12 * sigma + 5, 4001)
+    peak = max(log_joint(e) for e in grid[::50])
+    value, _ = integrate.quad(lambda e: np.exp(log_joint(e) - peak), grid[0], grid[-1],
+                              limit=400, epsabs=0, epsrel=1e-10,
+                              points=[grid[np.argmax([log_joint(e) for e in grid[::50]]) * 50]])
+    return np.log(value) + peak
+
+
+# ----------------------------------------------------------------- exact math
+@pytest.mark.parametrize("likelihood", ["negbin", "poisson"])
+def test_model_potential_is_the_laplace_marginal_and_close_to_quadrature(likelihood,
+                                                                         model_values,
+                                                                         random_point):
+    data, _ = simulate(8, 21, seed=3)
+    m = PlayCountModel(groups=("plan",), likelihood=likelihood, user_inference="laplace")
+    model = m._build_model(m._validate_data(data))
+    assert "user_log_rate" not in model.named_vars and "user_z" not in model.named_vars
+    point = random_point(model, 2)
+    names = ["intercept", "plan_effect", "sigma_user", "day_of_week_effect"]
+    names += ["alpha"] if likelihood == "negbin" else []
+    v = model_values(model, names, point)
+    fn = model.compile_fn(model.replace_rvs_by_values([model.potentials[0]])[0],
+                          inputs=model.value_vars, on_unused_input="ignore", mode="FAST_COMPILE")
+    alpha = float(v["alpha"]) if likelihood == "negbin" else None
+    errors = []
+    for _, rows in data.groupby("user_id"):
+        mean = v["intercept"] + v["plan_effect"][sorted(PLAN).index(rows["plan"].iloc[0])]
+        eta_days = v["day_of_week_effect"][rows["period_start"].dt.day_of_week.to_numpy()]
+        errors.append(_log_integral(rows["plays"].to_numpy(), eta_days, mean,
+                                    float(v["sigma_user"]), alpha))
+    exact = sum(errors)
+    # the Laplace error of a user with 21 informative days is far below 0.01
+    assert float(fn(point)) == pytest.approx(exact, abs=0.01 * len(errors))
+    assert float(fn(point)) != pytest.approx(exact, abs=1e-12)  # it is an approximation
+
+
+def test_laplace_error_shrinks_as_users_have_more_days():
+    rng = np.random.default_rng(0)
+    errors = []
+    for n_days in (2, 50):
+        n = np.full((1, 1), float(n_days))
+        total = np.full((1, 1), float(rng.poisson(2.0 * n_days)))
+        res = laplace_users(n, total, np.array([0.5]), 1.0, np.zeros(1), 0.8, grad=False)
+        y = np.zeros(n_days, dtype=int)  # only the sum enters the kernel; put it on day one
+        y[0] = int(total[0, 0])
+        nb_rows = special.gammaln(y + 0.8) - special.gammaln(0.8) - special.gammaln(y + 1)
+        exact = _log_integral(y, np.zeros(n_days), 0.5, 1.0, 0.8) - nb_rows.sum()
+        errors.append(abs(float(res["value"]) - exact))
+    assert errors[1] < errors[0] / 5
+
+
+@pytest.mark.parametrize("alpha", [1.3, None])
+def test_gradient_of_the_op_matches_finite_differences(alpha):
+    rng = np.random.default_rng(1)
+    n = rng.integers(0, 4, (7, 3)).astype(float)
+    total = rng.poisson(1.5 * n).astype(float)
+    n[0], total[0] = 0.0, 0.0  # a user without rows: the prior alone
+    m, s, phi = pt.dvector("m"), pt.dscalar("s"), pt.dvector("phi")
+    a = pt.dscalar("a")
+    op = LaplaceUserLogp("poisson" if alpha is None else "negbin")
+    value = op(n, total, m, s, phi, a)[0]
+    f = pytensor.function([m, s, phi, a], [value, *pt.grad(value, [m, s, phi, a])])
+    x = [rng.normal(0.3, 0.3, 7), 0.7, rng.normal(0, 0.2, 3), 1.3 if alpha is None else alpha]
+    _, *grads = f(*x)
+    h = 1e-6
+    for j in range(4):
+        flat = np.atleast_1d(np.asarray(x[j], dtype=float))
+        fd = np.empty_like(flat)
+        for i in range(flat.size):
+            up, dn = [list(x), list(x)]
+            step = np.zeros_like(flat)
+            step[i] = h
+            up[j] = (flat + step).reshape(np.shape(x[j]))
+            dn[j] = (flat - step).reshape(np.shape(x[j]))
+            fd[i] = (f(*up)[0] - f(*dn)[0]) / (2 * h)
+        expected = np.zeros_like(fd) if (j == 3 and alpha is None) else fd
+        np.testing.assert_allclose(np.atleast_1d(grads[j]), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_newton_finds_the_mode_of_extreme_users():
+    n = np.array([[7.0], [7.0], [7.0], [0.0]])
+    total = np.array([[0.0], [5000.0], [3.0], [0.0]])
+    res = laplace_users(n, total, np.full(4, 4.0), 3.0, np.zeros(1), 0.5, grad=False)
+    eta = res["eta_hat"]
+    # the derivative of the log joint vanishes at the mode
+    mu = np.exp(eta)
+    w = n[:, 0] * 0.5 + total[:, 0]
+    deriv = total[:, 0] - w * mu / (0.5 + mu) - (eta - 4.0) / 9.0
+    np.testing.assert_allclose(deriv, 0.0, atol=1e-7)
+    assert eta[3] == pytest.approx(4.0)  # no rows: the prior mean
+
+
+# ------------------------------------------------------------- checks of the fit
+def _pareto_k(rows, plays, alpha, sigma, draws=400):
+    n, total = np.full((50, 1), float(rows)), np.full((50, 1), float(plays))
+    _, lw = draw_user_log_rates_laplace(
+        n, total, lambda i: np.zeros(50), np.full(draws, sigma), np.zeros((draws, 1)),
+        np.full(draws, alpha), np.random.default_rng(2), check=np.arange(50))
+    return laplace_pareto_k(lw)
+
+
+def test_pareto_check_flags_users_with_few_plays_and_not_informative_ones():
+    # small alpha, wide prior and one day with 3 plays: skewed conditional posteriors
+    assert (_pareto_k(1, 3, 0.2, 3.0) > 0.7).mean() > 0.5
+    # 28 days with 100 plays under the benchmark's alpha and sigma: normal enough
+    assert (_pareto_k(28, 100, 1.5, 0.8) <= 0.7).all()
+
+
+def test_check_users_takes_the_lightest_and_a_random_set():
+    totals = np.arange(100.0)[::-1]
+    users = check_users(totals, 20, np.random.default_rng(0))
+    assert len(users) == 20 and len(np.unique(users)) == 20
+    assert set(range(90, 100)) <= set(users)
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="'user_inference' parameter of PlayCountModel must be"):
+        PlayCountModel(user_inference="inla")
+    with pytest.raises(ValueError, match="needs user_effect='lognormal'"):
+        PlayCountModel(user_inference="laplace", likelihood="zinb")
+    with pytest.raises(ValueError, match="no covariates"):
+        PlayCountModel(user_inference="laplace", covariates=("x",))
+
+
+def test_map_fit_has_user_draws_and_predictions_round_trip(tmp_path):
+    data, truth = simulate(60, 14, seed=5)
+    m = PlayCountModel(groups=("plan",), user_inference="laplace").fit(data, method="map",
+                                                                       random_seed=1)
+    rate = m.idata_["posterior"]["user_log_rate"]
+    assert rate.dims == ("chain", "draw", "user")
+    assert np.corrcoef(rate.values.ravel(), truth.to_numpy())[0, 1] > 0.9
+    pred = m.expected_plays(random_seed=0)
+    loaded = PlayCountModel.load(m.save(tmp_path / "fit.nc"))
+    np.testing.assert_allclose(loaded.expected_plays(random_seed=0)["mean"], pred["mean"])
+
+
+def test_fit_warns_when_users_have_too_few_plays():
+    rng = np.random.default_rng(3)
+    n_users, n_days = 200, 1
+    days = pd.date_range("2025-01-06", periods=n_days, freq="D")
+    y = rng.poisson(rng.gamma(0.2, np.exp(rng.normal(0.0, 3.0, (n_users, 1))) / 0.2,
+                              (n_users, n_days)))
+    data = pd.DataFrame({"user_id": np.repeat(np.arange(n_users), n_days),
+                         "period_start": np.tile(days, n_users), "plays": y.ravel()})
+    # priors pin the overdispersion and the user spread where the approximation is poor
+    priors = {"alpha": Prior("Gamma", alpha=400.0, beta=2000.0),
+              "sigma_user": Prior("Gamma", alpha=900.0, beta=300.0)}
+    m = PlayCountModel(priors=priors, groups=(), period_effects=(), user_inference="laplace")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.fit(data, draws=100, tune=150, chains=2, cores=1, random_seed=2)
+    approx = [w for w in caught if issubclass(w.category, ApproximationWarning)]
+    assert len(approx) == 1 and "Pareto k above 0.7" in str(approx[0].message)
+    assert m.fit_report_.verdict != "pass"
+    assert any("Laplace" in c for c in m.fit_report_.cautions)
+
+
+# ------------------------------------------------------------- against full NUTS
+@pytest.mark.slow
+def test_population_and_users_agree_with_full_nuts():
+    data, truth = simulate(400, 14, seed=7)
+    kw = {"draws": 300, "tune": 300, "chains": 2, "cores": 1, "random_seed": 3}
+    fits = {}
+    for how in ("laplace", "sample"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits[how] = PlayCountModel(groups=("plan",), user_inference=how).fit(data, **kw)
+    names = ["intercept", "plan_effect", "sigma_user", "alpha", "day_of_week_effect"]
+    lap, full = (fits[h].summary(names) for h in ("laplace", "sample"))
+    sd = full["sd"].astype(float)
+    # MCSE of 2 x 300 draws is about 0.05-0.08 sd, so allow 0.25 sd here (0.1 in the benchmark)
+    assert ((lap["mean"].astype(float) - full["mean"].astype(float)).abs() / sd).max() < 0.25
+    assert ((lap["sd"].astype(float) / sd - 1).abs()).max() < 0.25
+    coverage = {}
+    for how, fit in fits.items():
+        q = fit.idata_["posterior"]["user_log_rate"].quantile([0.05, 0.95], dim=("chain", "draw"))
+        inside = (q.sel(quantile=0.05).values <= truth.to_numpy()) & (
+            truth.to_numpy() <= q.sel(quantile=0.95).values)
+        coverage[how] = inside.mean()
+    assert abs(coverage["laplace"] - coverage["sample"]) < 0.04
+    assert 0.84 < coverage["laplace"] < 0.96
