@@ -124,6 +124,17 @@ def _hazard() -> Case:
     return Case(model, data, rows=data.drop(columns="event").iloc[[0, 5, 9]])
 
 
+def _engagement() -> Case:
+    from models.churn import EngagementStateModel
+    from models.data import simulate_engagement
+
+    data = simulate_engagement(40, 6, max_join=2, with_events=False, random_seed=3).activity
+    horizon = {"horizon": 2}
+    return Case(EngagementStateModel(), data, args={
+        "probability_active": horizon, "expected_activity": horizon, "sample_activity": horizon,
+        "probability_return": horizon})
+
+
 def _play_count() -> Case:
     from models.listening import PlayCountModel
 
@@ -231,6 +242,7 @@ CASES: dict[str, Callable[[], Case]] = {
     "BetaGeoBetaBinomModel": _bgbb,
     "ShiftedBetaGeoModel": _sbg,
     "ChurnHazardModel": _hazard,
+    "EngagementStateModel": _engagement,
     "PlayCountModel": _play_count,
     "SkipModel": _skip,
     "UserArtistModel": _user_artist,

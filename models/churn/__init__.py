@@ -11,10 +11,13 @@ BetaGeoBetaBinomModel
     Discrete-time non-contractual activity (BG/BB, Fader, Hardie & Shang 2010).
 ChurnHazardModel
     Discrete-time hazard of churn with user covariates.
+EngagementStateModel
+    Hidden Markov model of engagement states (engaged, light, dormant, churned):
+    pauses with returns (Netzer, Lattin & Srinivasan 2008).
 
 Helpers
 -------
-melt_cohort_table, bgbb_summary, build_hazard_table, churn_labels
+melt_cohort_table, bgbb_summary, build_hazard_table, churn_labels, activity_table
 
 Out-of-time validation
 ----------------------
@@ -31,6 +34,8 @@ plot_ppc_gaps, plot_ppc_survival
 
 from models.churn.beta_geo import BetaGeoModel
 from models.churn.beta_geo_beta_binom import BetaGeoBetaBinomModel, bgbb_summary
+from models.churn.engagement import EngagementStateModel
+from models.churn.engagement_data import activity_table
 from models.churn.features import build_hazard_table
 from models.churn.hazard import ChurnHazardModel
 from models.churn.labels import churn_labels
@@ -59,8 +64,10 @@ __all__ = [
     "BetaGeoBetaBinomModel",
     "BetaGeoModel",
     "ChurnHazardModel",
+    "EngagementStateModel",
     "HoldoutEvaluation",
     "ShiftedBetaGeoModel",
+    "activity_table",
     "bgbb_summary",
     "brier_score",
     "build_hazard_table",

@@ -7,6 +7,7 @@ The input is a listening log with one row per play (``user_id``, ``timestamp`` a
 the summary functions reduce it to what the models consume.
 """
 
+from models.data._engagement_sim import SimulatedEngagement, simulate_engagement
 from models.data.io import load_events, load_users
 from models.data.partitioned import simulate_service_partitioned
 from models.data.simulate import (
@@ -29,6 +30,7 @@ from models.data.validation import validate_events, validate_users
 
 __all__ = [
     "ServiceTruth",
+    "SimulatedEngagement",
     "SimulatedService",
     "UserArtistCounts",
     "cohort_table",
@@ -38,6 +40,7 @@ __all__ = [
     "retention_matrix",
     "simulate_bgbb",
     "simulate_bgnbd",
+    "simulate_engagement",
     "simulate_sbg",
     "simulate_service",
     "simulate_service_partitioned",

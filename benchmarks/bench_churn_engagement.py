@@ -1,0 +1,221 @@
+"""Engagement-state HMM vs BG/NBD on real listening (Last.fm 1K), and the HMM's scale.
+
+Run from the repository root::
+
+    python benchmarks/bench_churn_engagement.py lastfm    # the real-data comparison
+    python benchmarks/bench_churn_engagement.py scale --n-users 10000 --n-periods 52
+
+``lastfm``: the Last.fm 1K prefix in ``../shared/data/lastfm-1k-events`` split
+at day 273 (calibration days 0-272, holdout the next 93 days; the users active
+in the calibration window). ``BetaGeoModel`` (NUTS, active days),
+``EngagementStateModel`` (NUTS, active days per 7-day period from day 0, the
+holdout 13 2/7 periods) and lifetimes' ``BetaGeoFitter`` (maximum likelihood,
+run by a Python that has ``lifetimes``: ``--lifetimes-python`` or the
+``LIFETIMES_PYTHON`` environment variable; left out without one) score the same
+holdout: Brier score of P(active in the holdout), calibration by fifth of the
+predictions (mean predicted vs observed share active), MAE of the expected
+holdout active days and the coverage of 90% predictive intervals of the
+holdout active days (lifetimes: intervals of the BG/NBD predictive at the MLE).
+
+``scale``: NUTS on simulated users (``simulate_engagement``), wall time split
+into compilation and sampling, and the peak memory of the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.churn import BetaGeoModel, EngagementStateModel, activity_table
+from models.churn.validation import calibration_holdout_split
+from models.data import simulate_engagement
+from models.metrics import brier_score
+from models.predict import predictive_summary
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lastfm-1k-events"
+START = pd.Timestamp("2008-01-01")
+CAL_DAYS, HOLD_DAYS = 273, 93
+
+LIFETIMES_SCRIPT = r"""
+import json, sys, warnings
+import numpy as np, pandas as pd
+from lifetimes import BetaGeoFitter
+table = pd.read_csv(sys.argv[1]); h = float(sys.argv[2])
+warnings.simplefilter("ignore")
+f = BetaGeoFitter().fit(table["frequency"], table["recency"], table["T"])
+r, alpha, a, b = (float(f.params_[k]) for k in ("r", "alpha", "a", "b"))
+alive = np.asarray(f.conditional_probability_alive(table["frequency"], table["recency"],
+                                                   table["T"]))
+x, T = table["frequency"].to_numpy(), table["T"].to_numpy()
+p_active = alive * -np.expm1((r + x) * (np.log(alpha + T) - np.log(alpha + T + h)))
+expected = np.asarray(f.conditional_expected_number_of_purchases_up_to_time(
+    h, table["frequency"], table["recency"], table["T"]))
+print(json.dumps({"params": [r, alpha, a, b], "p_active": p_active.tolist(),
+                  "expected": expected.tolist()}))
+"""
+
+
+def load_lastfm() -> pd.DataFrame:
+    raw = pd.read_csv(DATA / "lastfm_jodie_prefix.csv", usecols=[0, 2], header=0,
+                      names=["user_id", "seconds"])
+    return pd.DataFrame({"user_id": raw["user_id"],
+                         "timestamp": START + pd.to_timedelta(raw["seconds"], unit="s")})
+
+
+def lastfm_split(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """BG/NBD summary with holdout outcomes, and the weekly activity table (same users)."""
+    cal, end = START + pd.Timedelta(days=CAL_DAYS), START + pd.Timedelta(days=CAL_DAYS + HOLD_DAYS)
+    summary = calibration_holdout_split(events, calibration_end=cal, holdout_end=end)
+    table = activity_table(events, start=START, observation_end=cal, period_length=7)
+    return summary, table.loc[summary.index]
+
+
+def score(name: str, y_active: np.ndarray, y_days: np.ndarray, p_active: np.ndarray,
+          expected: np.ndarray, lower: np.ndarray | None, upper: np.ndarray | None) -> dict:
+    fifth = pd.qcut(pd.Series(p_active).rank(method="first"), 5, labels=False)
+    by = pd.DataFrame({"p": p_active, "y": y_active, "fifth": fifth}).groupby("fifth").mean()
+    covered = (np.mean((y_days >= lower) & (y_days <= upper)) if lower is not None
+               else np.nan)
+    return {"model": name, "brier": brier_score(y_active, p_active),
+            "worst_fifth": float((by["p"] - by["y"]).abs().max()),
+            "fifths": [(round(float(p), 3), round(float(y), 3)) for p, y in
+                       zip(by["p"], by["y"], strict=True)],
+            "mae": float(np.mean(np.abs(expected - y_days))), "coverage90": float(covered),
+            "below_10pct": int((p_active < 0.1).sum()),
+            "below_10pct_returned": float(y_active[p_active < 0.1].mean())
+            if (p_active < 0.1).any() else np.nan}
+
+
+def bgnbd_intervals(params: list[float], table: pd.DataFrame, h: float, rng) -> tuple:
+    """90% predictive intervals of holdout activity at fixed BG/NBD parameters (simulation)."""
+    r, alpha, a, b = params
+    x, t_x, T = (table[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    log_odds = np.log(a) - np.log(b + np.maximum(x, 1) - 1) + (r + np.maximum(x, 1)) * np.log1p(
+        (T - t_x) / (alpha + t_x))
+    alive = np.where(x > 0, 1 / (1 + np.exp(log_odds)), 1.0)
+    n = 4000
+    lam = rng.gamma(r + x, 1.0 / (alpha + T), size=(n, len(x)))
+    p = rng.beta(a, b + x, size=(n, len(x)))
+    counts = np.minimum(rng.poisson(lam * h), rng.geometric(p))
+    counts = np.where(rng.random((n, len(x))) < alive, counts, 0)
+    s = predictive_summary(counts, ci_prob=0.9)
+    return s["ci_lower"].to_numpy(), s["ci_upper"].to_numpy()
+
+
+def run_lastfm(args: argparse.Namespace) -> None:
+    events = load_lastfm()
+    summary, table = lastfm_split(events)
+    y_active = summary["active_in_holdout"].to_numpy()
+    y_days = summary["holdout_activity"].to_numpy(float)
+    print(f"{len(summary)} users active in days 0-{CAL_DAYS - 1}; {y_active.mean():.3f} active "
+          f"in the next {HOLD_DAYS} days; table {table.shape}")
+    fit = {"draws": args.draws, "tune": args.draws, "chains": 2, "cores": 1, "random_seed": 1}
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        bg = BetaGeoModel().fit(summary[["frequency", "recency", "T"]], **fit)
+        wall_bg = time.perf_counter() - t0
+        p = bg.probability_active(horizon=HOLD_DAYS)["mean"].to_numpy()
+        e = bg.expected_activity(horizon=HOLD_DAYS)["mean"].to_numpy()
+        s = predictive_summary(bg.sample_activity(horizon=HOLD_DAYS, random_seed=0),
+                               ci_prob=0.9)
+        rows.append({**score("BetaGeoModel (NUTS)", y_active, y_days, p, e,
+                             s["ci_lower"].to_numpy(), s["ci_upper"].to_numpy()),
+                     "fit_s": wall_bg, "verdict": bg.fit_report_.verdict})
+        for options in args.configs:
+            t0 = time.perf_counter()
+            hmm = EngagementStateModel(**options).fit(table, **fit)
+            wall = time.perf_counter() - t0
+            h = HOLD_DAYS / 7
+            p = hmm.probability_active(horizon=h)["mean"].to_numpy()
+            e = hmm.expected_activity(horizon=h)["mean"].to_numpy()
+            s = predictive_summary(hmm.sample_activity(horizon=h, random_seed=0), ci_prob=0.9)
+            rows.append({**score(f"EngagementStateModel({options})", y_active, y_days, p, e,
+                                 s["ci_lower"].to_numpy(), s["ci_upper"].to_numpy()),
+                         "fit_s": wall, "verdict": hmm.fit_report_.verdict})
+    python = args.lifetimes_python
+    if python:
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as tmp:
+            summary[["frequency", "recency", "T"]].to_csv(tmp.name, index=False)
+        t0 = time.perf_counter()
+        out = subprocess.run([python, "-c", LIFETIMES_SCRIPT, tmp.name, str(HOLD_DAYS)],
+                             capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - t0
+        res = json.loads(out.stdout)
+        lo, hi = bgnbd_intervals(res["params"], summary, HOLD_DAYS, np.random.default_rng(0))
+        rows.append({**score("lifetimes BetaGeoFitter (MLE)", y_active, y_days,
+                             np.asarray(res["p_active"]), np.asarray(res["expected"]), lo, hi),
+                     "fit_s": wall, "verdict": "point"})
+    else:
+        print("no lifetimes Python (--lifetimes-python or LIFETIMES_PYTHON): left out")
+    base = y_active.mean()
+    print(f"\nBrier of the base rate: {np.mean((base - y_active) ** 2):.4f}\n")
+    print("| model | fit (s) | Brier | worst fifth off by | MAE active days | 90% coverage | "
+          "P < 0.1: users (share returned) | check |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['fit_s']:.0f} | {r['brier']:.4f} | {r['worst_fifth']:.3f} | "
+              f"{r['mae']:.2f} | {r['coverage90']:.3f} | {r['below_10pct']} "
+              f"({r['below_10pct_returned']:.2f}) | {r['verdict']} |")
+    print("\nFifths (mean predicted, observed), lowest first:")
+    for r in rows:
+        print(f"- {r['model']}: {r['fifths']}")
+
+
+def run_scale(args: argparse.Namespace) -> None:
+    sim = simulate_engagement(args.n_users, args.n_periods, emission_concentration=(2, 5, 8),
+                              max_join=args.n_periods // 2, with_events=False, random_seed=3)
+    model = EngagementStateModel()
+    t0 = time.perf_counter()
+    built = model.build_model(sim.activity)
+    built.compile_logp()
+    built.compile_dlogp()
+    compile_s = time.perf_counter() - t0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        model.fit(sim.activity, draws=args.draws, tune=args.draws, chains=2, cores=1,
+                  random_seed=1)
+        fit_s = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    steps = model.idata_["sample_stats"]["n_steps"].values.mean()
+    print(f"| {args.n_users:,} x {args.n_periods} | {built.engagement_rows:,} | {compile_s:.0f} "
+          f"| {fit_s:.0f} | {2 * args.draws} | {steps:.1f} | {peak:.0f} | "
+          f"{model.fit_report_.verdict} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    real = sub.add_parser("lastfm")
+    real.add_argument("--draws", type=int, default=500)
+    real.add_argument("--lifetimes-python", default=os.environ.get("LIFETIMES_PYTHON"))
+    real.add_argument("--configs", type=json.loads,
+                      default=[{}, {"n_states": 3, "churn_state": True}])
+    scale = sub.add_parser("scale")
+    scale.add_argument("--n-users", type=int, default=10_000)
+    scale.add_argument("--n-periods", type=int, default=52)
+    scale.add_argument("--draws", type=int, default=500)
+    args = parser.parse_args()
+    if args.what == "lastfm":
+        if not DATA.is_dir():
+            sys.exit(f"no data at {DATA}")
+        run_lastfm(args)
+    else:
+        run_scale(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+r"""Numpy kernels of the engagement-state hidden Markov model, vectorised over draws and users.
+
+:class:`~models.churn.engagement.EngagementStateModel` fits with a PyTensor
+version of :func:`forward`; its pointwise log-likelihood, filtered states,
+predictions and predictive draws use these functions on blocks of users. Every
+function takes parameter draws with a leading draw axis ``D``:
+
+- ``emission``: ``(D, n + 2, C)``, the probability of each observed value
+  ``0..n`` in each state, and a last row of ones for a period that is not
+  observed (before the user's first period);
+- ``initial``: ``(D, C)``; ``transition``: ``(D, C, C)`` or, per user,
+  ``(D, U, C, C)``;
+- observations ``y``: ``(U, T)`` integer codes ``0..n + 1`` and ``start``: ``(U,)``,
+  the first observed period of each user.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+__all__ = [
+    "emission_table",
+    "expected_future_activity",
+    "forward",
+    "partial_period_zero",
+    "probability_no_activity",
+    "sample_future_activity",
+    "sample_history_totals",
+]
+
+
+def emission_table(p: np.ndarray, kappa: np.ndarray | None, n: int, churned: bool) -> np.ndarray:
+    r"""Probabilities of ``0..n`` active days per state, plus a row of ones (missing).
+
+    Beta-binomial with mean :math:`p_k` and concentration :math:`\kappa_k`
+    (binomial when ``kappa`` is None); an absorbing churned state, last, emits 0.
+
+    Parameters
+    ----------
+    p, kappa : numpy.ndarray
+        ``(D, K)`` emission means and concentrations.
+    n : int
+        Days per period.
+    churned : bool
+        Add the churned state's column.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(D, n + 2, C)`` with ``C = K + churned``.
+    """
+    y = np.arange(n + 1, dtype=float)[None, :, None]
+    p = np.asarray(p, dtype=float)[:, None, :]
+    log_choose = (special.gammaln(n + 1.0) - special.gammaln(y + 1.0)
+                  - special.gammaln(n - y + 1.0))
+    if kappa is None:
+        with np.errstate(divide="ignore"):
+            log_pmf = log_choose + special.xlogy(y, p) + special.xlog1py(n - y, -p)
+    else:
+        kappa = np.asarray(kappa, dtype=float)[:, None, :]
+        a, b = p * kappa, (1.0 - p) * kappa
+        log_pmf = log_choose + special.betaln(y + a, n - y + b) - special.betaln(a, b)
+    pmf = np.exp(log_pmf)
+    table = np.concatenate([pmf, np.ones((pmf.shape[0], 1, pmf.shape[2]))], axis=1)
+    if churned:
+        dead = np.zeros((table.shape[0], n + 2, 1))
+        dead[:, 0] = dead[:, -1] = 1.0
+        table = np.concatenate([table, dead], axis=2)
+    return table
+
+
+def _step(a: np.ndarray, transition: np.ndarray) -> np.ndarray:
+    """One transition of state distributions ``a`` ``(D, U, C)``."""
+    if transition.ndim == 3:
+        return a @ transition
+    return (a[..., None, :] @ transition)[..., 0, :]
+
+
+def forward(y: np.ndarray, start: np.ndarray, emission: np.ndarray, initial: np.ndarray,
+            transition: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Scaled forward algorithm: each user's log-likelihood and filtered state at the end.
+
+    :math:`a_t \propto (a_{t-1} P)\odot e(y_t)`, normalised at every period with
+    the normalising constants :math:`c_t`, so :math:`\log L = \sum_t \log c_t`.
+    Before a user's first observed period the state distribution stays at
+    ``initial``; at it, :math:`a \propto \pi \odot e(y_{\text{start}})`.
+
+    Returns
+    -------
+    loglik : numpy.ndarray
+        ``(D, U)``.
+    filtered : numpy.ndarray
+        ``(D, U, C)``, :math:`P(s_T = k \mid y_{1..T})`.
+    """
+    n_draws = emission.shape[0]
+    n_users, n_periods = y.shape
+    draws = np.arange(n_draws)[:, None]
+    a = np.broadcast_to(initial[:, None, :], (n_draws, n_users, initial.shape[-1])).copy()
+    loglik = np.zeros((n_draws, n_users))
+    for t in range(n_periods):
+        e = emission[draws, y[None, :, t]]  # (D, U, C)
+        moved = _step(a, transition)
+        first = (start == t)[None, :, None]
+        new = np.where(first, initial[:, None, :], moved) * e
+        c = new.sum(axis=-1)
+        started = (start <= t)[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loglik += np.where(started, np.log(c), 0.0)
+            a = np.where(started[..., None], new / c[..., None], a)
+    return loglik, a
+
+
+def partial_period_zero(emission: np.ndarray, n: int, days: int) -> np.ndarray:
+    r"""P(no activity on the first ``days`` of a period | state), ``(D, C)``.
+
+    Days within a period are exchangeable, so given :math:`y` active days of
+    :math:`n`, none of the first :math:`r` is active with probability
+    :math:`\binom{n-y}{r}/\binom{n}{r}`.
+    """
+    y = np.arange(n + 1)
+    weight = special.comb(n - y, days) / special.comb(n, days)
+    return np.einsum("dyc,y->dc", emission[:, : n + 1], weight)
+
+
+def probability_no_activity(filtered: np.ndarray, emission: np.ndarray, transition: np.ndarray,
+                            n: int, periods: int, days: int) -> np.ndarray:
+    """P(no active day in the next ``periods`` periods and ``days`` days), ``(D, U)``."""
+    zero = emission[:, 0][:, None, :]
+    v = filtered
+    for _ in range(periods):
+        v = _step(v, transition) * zero
+    if days:
+        v = _step(v, transition) * partial_period_zero(emission, n, days)[:, None, :]
+    return v.sum(axis=-1)
+
+
+def expected_future_activity(filtered: np.ndarray, emission: np.ndarray,
+                             transition: np.ndarray, n: int, periods: int,
+                             days: int) -> np.ndarray:
+    """Return the expected active days in the next ``periods`` periods and ``days`` days."""
+    mean = np.einsum("dyc,y->dc", emission[:, : n + 1], np.arange(n + 1.0))[:, None, :]
+    v = filtered
+    total = np.zeros(filtered.shape[:2])
+    for _ in range(periods):
+        v = _step(v, transition)
+        total += (v * mean).sum(axis=-1)
+    if days:
+        total += (_step(v, transition) * mean).sum(axis=-1) * days / n
+    return total
+
+
+def _draw_categorical(prob: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One category per row of ``prob`` (last axis), by inverting the cumulative sums."""
+    cum = np.cumsum(prob, axis=-1)
+    u = rng.random(prob.shape[:-1])[..., None] * cum[..., -1:]
+    return np.minimum((u > cum).sum(axis=-1), prob.shape[-1] - 1)
+
+
+def sample_future_activity(filtered: np.ndarray, emission: np.ndarray, transition: np.ndarray,
+                           n: int, periods: int, days: int,
+                           rng: np.random.Generator) -> np.ndarray:
+    """Draw the active days of each user in the next ``periods`` periods and ``days`` days.
+
+    The state now is drawn from ``filtered``, then the chain runs forward and
+    each period's active days are drawn from its state's emission; of the last,
+    partial period the active days among its first ``days`` are hypergeometric.
+
+    Returns
+    -------
+    numpy.ndarray
+        Int64 ``(D, U)``.
+    """
+    n_draws, n_users, _ = filtered.shape
+    d_idx = np.arange(n_draws)[:, None]
+    u_idx = np.arange(n_users)[None, :]
+    state = _draw_categorical(filtered, rng)
+    pmf = np.moveaxis(emission[:, : n + 1], 1, 2)  # (D, C, n+1)
+    total = np.zeros((n_draws, n_users), dtype=np.int64)
+    for step in range(periods + (1 if days else 0)):
+        rows = (transition[d_idx, state] if transition.ndim == 3
+                else transition[d_idx, u_idx, state])
+        state = _draw_categorical(rows, rng)
+        active = _draw_categorical(pmf[d_idx, state], rng)
+        if step == periods:  # the partial period
+            active = rng.hypergeometric(active, n - active, days) if days < n else active
+        total += active
+    return total
+
+
+def sample_history_totals(initial: np.ndarray, emission: np.ndarray, transition: np.ndarray,
+                          n: int, lengths: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draw each user's total active days over a history of ``lengths`` periods, ``(D, U)``.
+
+    The first period's state is drawn from ``initial``; replicated training
+    data for posterior predictive checks.
+    """
+    n_draws = emission.shape[0]
+    n_users = len(lengths)
+    d_idx = np.arange(n_draws)[:, None]
+    u_idx = np.arange(n_users)[None, :]
+    pmf = np.moveaxis(emission[:, : n + 1], 1, 2)
+    state = _draw_categorical(np.broadcast_to(initial[:, None, :],
+                                              (n_draws, n_users, initial.shape[-1])), rng)
+    total = _draw_categorical(pmf[d_idx, state], rng)
+    for step in range(1, int(np.max(lengths, initial=0))):
+        rows = (transition[d_idx, state] if transition.ndim == 3
+                else transition[d_idx, u_idx, state])
+        state = _draw_categorical(rows, rng)
+        active = _draw_categorical(pmf[d_idx, state], rng)
+        total += np.where(step < lengths[None, :], active, 0)
+    return total

@@ -1,0 +1,690 @@
+r"""Engagement-state hidden Markov model: activity that pauses and returns.
+
+Each user moves between a few engagement states (engaged, light, dormant and,
+optionally, an absorbing churned state) from one period to the next and is
+active on a number of days of each period that depends on the state.
+:class:`EngagementStateModel` fits the emission and transition probabilities,
+the transitions partially pooled across segments, with the states summed out by
+the forward algorithm, so NUTS samples only the population parameters. Unlike
+BG/NBD, silence is a state the user can leave: a dormant user may come back.
+
+The input is an activity table, one row per user and one column per period
+(:func:`~models.churn.activity_table` builds it from a listening log); users with identical
+histories are fitted as one weighted row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+from pymc.distributions.transforms import ordered
+
+from models._pointwise import by_blocks, draw_arrays, sample_array, unit_array, unit_coords
+from models.base import BayesianModel, resolve_seed
+from models.churn import _hmm
+from models.churn.engagement_data import (
+    check_period_length,
+    state_labels,
+    validate_activity_table,
+)
+from models.churn.hmm_kernel import HMMLogp
+from models.exceptions import DataValidationError, Problem
+from models.predict import (
+    draws_to_dataarray,
+    posterior_arrays,
+    predict_in_batches,
+    prediction_method,
+    sample_shape,
+    summarize_draws,
+)
+from models.priors import Prior
+
+__all__ = ["EngagementStateModel"]
+
+EMISSIONS = ("beta_binomial", "binomial")
+_SEG = "_segment_code"
+
+
+def _compress(codes: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the unique (segment, history) rows, each user's row and the users per row."""
+    both = np.concatenate([seg[:, None], codes], axis=1)
+    rows, inverse, counts = np.unique(both, axis=0, return_inverse=True, return_counts=True)
+    return rows, inverse.reshape(-1), counts.astype(float)
+
+
+def _starts(codes: np.ndarray, missing: int) -> np.ndarray:
+    """First observed period of each row of codes."""
+    return np.argmax(codes != missing, axis=1)
+
+
+class EngagementStateModel(BayesianModel):
+    r"""Hidden Markov model of each user's engagement state, period by period.
+
+    Parameters
+    ----------
+    n_states : int, default 3
+        Engagement states that emit activity (at least 2). They are ordered by
+        their mean activity, lowest first: with 3 they are ``dormant``,
+        ``light``, ``engaged``; with more, ``dormant``, ``level_1``, ...,
+        ``engaged``.
+    period_length : int, default 7
+        Days per period: the table counts active days per period, 0 to
+        ``period_length`` (7 for weeks).
+    emission : {"beta_binomial", "binomial"}, default "beta_binomial"
+        Distribution of the active days in a period given the state. The
+        beta-binomial's concentration per state allows days to cluster
+        (over-dispersion); the binomial treats days as independent.
+    churn_state : bool, default False
+        Add an absorbing ``churned`` state that emits no activity and that
+        every other state can enter: a dropout for good, next to pauses.
+    segment : str, optional
+        Column of the table holding a segment label; the transition logits of
+        each segment are partially pooled around the population's.
+    priors : mapping of str to Prior or dict, optional
+        Replace default priors by name: ``emission_logit`` (the logits of the
+        states' mean activity per day, ordered), ``emission_concentration``
+        (beta-binomial only), ``initial_logit`` (of each state but the dormant
+        one, against it, in a user's first period), ``transition_logit`` (of
+        moving from a state to another, against staying) and ``segment_sigma``
+        (spread of the transition logits across segments; with ``segment``).
+
+    Attributes
+    ----------
+    idata_, model_, data_, fit_report_
+        See :class:`~models.base.BayesianModel`. ``data_`` holds one row per
+        user and one column per period.
+
+    Notes
+    -----
+    User :math:`i` is in state :math:`s_{it}` in period :math:`t` and active on
+    :math:`y_{it}` of its :math:`n` days:
+
+    .. math::
+
+        s_{i,t_0} \sim \mathrm{Categorical}(\pi), \qquad
+        P(s_{it} = k \mid s_{i,t-1} = j) = P^{(g_i)}_{jk}, \qquad
+        y_{it} \mid s_{it} = k \sim \mathrm{BetaBinomial}(n, p_k \kappa_k,
+        (1 - p_k) \kappa_k),
+
+    from the user's first period :math:`t_0` (the first non-missing cell of
+    the row) to the end of the table, with :math:`\operatorname{logit} p_1 <
+    \dots < \operatorname{logit} p_K` (the ordering identifies the states), and
+    rows of the transition matrix :math:`P^{(g)}_{j\cdot} =
+    \operatorname{softmax}(\eta_{j\cdot} + \sigma z_{g j \cdot})` with
+    :math:`\eta_{jj} = 0` (segments :math:`g`, non-centred, :math:`z \sim
+    N(0, 1)`). The likelihood of a history sums over the state paths with the
+    scaled forward algorithm; its value and gradient (forward-backward) come
+    from one compiled pass over the histories (``models.churn.hmm_kernel``),
+    in which users with identical histories (and segment) enter once, weighted
+    by their number.
+
+    Predictions start from the filtered state :math:`P(s_{iT} \mid y_{i,
+    t_0..T})` and run the chain forward: P(active at least once within a
+    horizon), expected active days, draws of future activity. A ``horizon``
+    is in periods and may end within a period (``horizon * period_length``
+    whole days): days within a period are exchangeable, so the first
+    :math:`r` days of a period with :math:`y` active days hold a
+    hypergeometric number of them.
+
+    *LOO.* The unit of :meth:`compute_log_likelihood` (variable ``activity``,
+    dim ``user``) is a user's whole history.
+
+    References
+    ----------
+    .. [1] Netzer, O., Lattin, J. M. and Srinivasan, V. (2008). A hidden Markov
+       model of customer relationship dynamics. Marketing Science 27(2), 185-204.
+    .. [2] Romero, J., van der Lans, R. and Wierenga, B. (2013). A partially
+       hidden Markov model of customer dynamics for CLV measurement. Journal of
+       Interactive Marketing 27(3), 185-208.
+
+    Examples
+    --------
+    >>> from models.data import simulate_engagement
+    >>> sim = simulate_engagement(300, 12, random_seed=1)
+    >>> model = EngagementStateModel().fit(sim.activity, method="map", random_seed=1)
+    >>> bool(model.probability_active(horizon=4)["mean"].between(0, 1).all())
+    True
+    """
+
+    dense_mass_max_dim: ClassVar[int] = 40
+    default_priors: ClassVar[Mapping[str, Prior]] = {
+        "emission_logit": Prior("Normal", mu=0.0, sigma=2.5),
+        "emission_concentration": Prior("LogNormal", mu=1.5, sigma=1.0),
+        "initial_logit": Prior("Normal", mu=0.0, sigma=1.5),
+        "transition_logit": Prior("Normal", mu=-2.0, sigma=1.5),
+        "segment_sigma": Prior("HalfNormal", sigma=0.5),
+    }
+
+    def __init__(
+        self, *, n_states: int = 3, period_length: int = 7,
+        emission: str = "beta_binomial", churn_state: bool = False,
+        segment: str | None = None,
+        priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
+    ) -> None:
+        owner = "EngagementStateModel"
+        if isinstance(n_states, bool) or not isinstance(n_states, int | np.integer) \
+                or n_states < 2:
+            raise ValueError(f"The 'n_states' parameter of {owner} must be an integer of at "
+                             f"least 2. Got {n_states!r} instead.")
+        check_period_length(owner, period_length)
+        if emission not in EMISSIONS:
+            raise ValueError(f"The 'emission' parameter of {owner} must be one of "
+                             f"{list(EMISSIONS)}. Got {emission!r} instead.")
+        if not isinstance(churn_state, bool):
+            raise ValueError(f"The 'churn_state' parameter of {owner} must be True or False. "
+                             f"Got {churn_state!r} instead.")
+        if segment is not None and not (isinstance(segment, str) and segment):
+            raise ValueError(f"The 'segment' parameter of {owner} must be a column name. "
+                             f"Got {segment!r} instead.")
+        self.n_states = n_states
+        self.period_length = period_length
+        self.emission = emission
+        self.churn_state = churn_state
+        self.segment = segment
+        super().__init__(priors=priors)
+
+    # ------------------------------------------------------------------ hooks
+    @property
+    def _labels(self) -> list[str]:
+        """Labels of every state, the churned one last."""
+        labels = state_labels(self.n_states)
+        return [*labels, "churned"] if self.churn_state else labels
+
+    def _validate_data(self, data: Any) -> pd.DataFrame:
+        return validate_activity_table(data, self.period_length, self.segment)
+
+    def _periods(self, data: pd.DataFrame) -> list[str]:
+        return [c for c in data.columns if c != self.segment]
+
+    def _codes(self, data: pd.DataFrame) -> np.ndarray:
+        """Observed values as integer codes; ``period_length + 1`` for a missing cell."""
+        values = data[self._periods(data)].to_numpy(dtype=float)
+        return np.where(np.isnan(values), self.period_length + 1,
+                        np.nan_to_num(values)).astype(np.int64)
+
+    def _segment_codes(self, data: pd.DataFrame, labels: list | None = None) -> np.ndarray:
+        if not self.segment:
+            return np.zeros(len(data), dtype=np.int64)
+        values = data[self.segment]
+        labels = pd.Index(labels if labels is not None else sorted(pd.unique(values)))
+        codes = labels.get_indexer(values)
+        if (codes < 0).any():
+            rows = np.flatnonzero(codes < 0)
+            raise DataValidationError([Problem(
+                self.segment, f"segments seen in training {list(labels)}", len(rows),
+                tuple(int(i) for i in rows[:5]), tuple(values.iloc[rows[:5]].tolist()),
+                "predict only for segments the model was fitted on")], what="activity table")
+        return codes.astype(np.int64)
+
+    def _build_model(self, data: pd.DataFrame) -> pm.Model:
+        priors = self.resolved_priors()
+        k, n = self.n_states, self.period_length
+        labels = self._labels
+        c = len(labels)
+        coords: dict[str, Any] = {"state": labels[:k], "to_state": labels,
+                                  "initial_state": labels[1:k],
+                                  "move": [f"{a}->{b}" for a in labels[:k] for b in labels
+                                           if a != b]}
+        seg_labels = sorted(pd.unique(data[self.segment])) if self.segment else None
+        if seg_labels is not None:
+            coords["segment"] = seg_labels
+        rows, _, weights = _compress(self._codes(data), self._segment_codes(data, seg_labels))
+        seg, codes = rows[:, 0], rows[:, 1:]
+        start = _starts(codes, n + 1)
+        with pm.Model(coords=coords) as model:
+            logit = priors["emission_logit"].create(
+                "emission_logit", dims="state", transform=ordered,
+                initval=np.linspace(-2.5, 1.0, k))
+            p = pm.Deterministic("emission_probability", pm.math.sigmoid(logit), dims="state")
+            y = np.arange(n + 1.0)[:, None]
+            log_choose = pt.gammaln(n + 1.0) - pt.gammaln(y + 1.0) - pt.gammaln(n - y + 1.0)
+            if self.emission == "beta_binomial":
+                kappa = priors["emission_concentration"].create("emission_concentration",
+                                                                dims="state")
+                a, b = p * kappa, (1.0 - p) * kappa
+                log_pmf = (log_choose + pt.gammaln(y + a) + pt.gammaln(n - y + b)
+                           - pt.gammaln(n + kappa) - pt.gammaln(a) - pt.gammaln(b)
+                           + pt.gammaln(kappa))
+            else:
+                log_pmf = log_choose + y * pt.log(p) + (n - y) * pt.log1p(-p)
+            table = pt.concatenate([pt.exp(log_pmf), pt.ones((1, k))], axis=0)
+            if self.churn_state:
+                dead = np.zeros((n + 2, 1))
+                dead[0] = dead[-1] = 1.0
+                table = pt.concatenate([table, dead], axis=1)
+            init_free = priors["initial_logit"].create("initial_logit", dims="initial_state")
+            initial = pm.Deterministic(
+                "initial_probability",
+                pt.special.softmax(pt.concatenate([pt.zeros(1), init_free]), axis=-1),
+                dims="state")
+            init_full = pt.concatenate([initial, pt.zeros(c - k)]) if c > k else initial
+            move = priors["transition_logit"].create("transition_logit", dims="move")
+            transition = self._transition(move, k, c, model, seg_labels, priors)
+            trans = transition if self.segment else transition[None]
+            loglik = HMMLogp()(table, init_full, trans, codes, start, seg, weights)[0]
+            pm.Potential("log_likelihood", loglik)
+        model.engagement_rows = len(weights)  # for benchmarks
+        return model
+
+    def _transition(self, move: Any, k: int, c: int, model: pm.Model, seg_labels: list | None,
+                    priors: Mapping[str, Prior]) -> Any:
+        """Transition matrices ``(C, C)`` or ``(S, C, C)`` from the move logits."""
+        rows_, cols_ = zip(*[(i, j) for i in range(k) for j in range(c) if i != j], strict=True)
+
+        def matrix(logits: Any) -> Any:  # logits (..., moves) -> (..., C, C)
+            lead = tuple(logits.shape[:-1])
+            scatter = np.zeros((len(rows_), k * c))
+            scatter[np.arange(len(rows_)), np.asarray(rows_) * c + np.asarray(cols_)] = 1.0
+            full = pt.dot(logits, scatter).reshape((*lead, k, c))
+            probs = pt.special.softmax(full, axis=-1)
+            if c > k:
+                dead = np.zeros((1, c))
+                dead[0, c - 1] = 1.0
+                dead = pt.zeros((*lead, 1, c)) + dead
+                probs = pt.concatenate([probs, dead], axis=-2)
+            return probs
+
+        if seg_labels is None:
+            p = matrix(move)
+            pm.Deterministic("transition_probability", p[:k], dims=("state", "to_state"))
+            return p
+        sigma = priors["segment_sigma"].create("segment_sigma")
+        z = pm.Normal("segment_offset", 0.0, 1.0, dims=("segment", "move"))
+        p = matrix(move[None, :] + sigma * z)
+        pm.Deterministic("transition_probability", matrix(move)[:k], dims=("state", "to_state"))
+        pm.Deterministic("transition_probability_segment", p[:, :k],
+                         dims=("segment", "state", "to_state"))
+        return p
+
+    def _parameter_names(self) -> list[str]:
+        names = ["emission_probability", "initial_probability", "transition_probability"]
+        if self.emission == "beta_binomial":
+            names.insert(1, "emission_concentration")
+        if self.segment:
+            names.append("segment_sigma")
+        return names
+
+    # ----------------------------------------------------------- numpy side
+    def _numpy_params(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Emission table, initial distribution and transition matrices, per draw."""
+        k = self.n_states
+        c = len(self._labels)
+        p = arrays["emission_probability"]
+        kappa = arrays.get("emission_concentration")
+        emission = _hmm.emission_table(p, kappa, self.period_length, self.churn_state)
+        initial = np.concatenate([arrays["initial_probability"],
+                                  np.zeros((p.shape[0], c - k))], axis=1)
+        name = "transition_probability_segment" if self.segment else "transition_probability"
+        trans = arrays[name]
+        if c > k:
+            dead = np.zeros((*trans.shape[:-2], 1, c))
+            dead[..., 0, c - 1] = 1.0
+            trans = np.concatenate([trans, dead], axis=-2)
+        return {"emission": emission, "initial": initial, "transition": trans}
+
+    def _var_names(self) -> list[str]:
+        names = ["emission_probability", "initial_probability",
+                 "transition_probability_segment" if self.segment else "transition_probability"]
+        if self.emission == "beta_binomial":
+            names.append("emission_concentration")
+        return names
+
+    def _filter(self, params: Mapping[str, np.ndarray], codes: np.ndarray,
+                seg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Log-likelihood, filtered state and per-user transitions of rows ``codes``."""
+        trans = params["transition"]
+        if self.segment:
+            trans = trans[:, seg]
+        start = _starts(codes, self.period_length + 1)
+        loglik, filtered = _hmm.forward(codes, start, params["emission"], params["initial"],
+                                        trans)
+        return loglik, filtered, trans
+
+    def _pointwise_log_likelihood(self, posterior: xr.Dataset) -> dict[str, xr.DataArray]:
+        params = self._numpy_params(draw_arrays(posterior, self._var_names()))
+        labels = list(posterior["segment"].values) if self.segment else None
+        rows, inverse, _ = _compress(self._codes(self.data_),
+                                     self._segment_codes(self.data_, labels))
+        n_draws = params["emission"].shape[0]
+        per_row = by_blocks(lambda idx: self._filter(params, rows[idx, 1:], rows[idx, 0])[0],
+                            n_draws, len(rows), unit_width=rows.shape[1] * len(self._labels))
+        return {"activity": sample_array(per_row[:, inverse], posterior, "user",
+                                         unit_coords(self.data_.index))}
+
+    def _posterior_predictive(self, posterior: xr.Dataset,
+                              rng: np.random.Generator) -> dict[str, xr.DataArray]:
+        """Replicate each user's total active days over their own observed periods."""
+        params = self._numpy_params(draw_arrays(posterior, self._var_names()))
+        labels = list(posterior["segment"].values) if self.segment else None
+        codes = self._codes(self.data_)
+        seg = self._segment_codes(self.data_, labels)
+        start = _starts(codes, self.period_length + 1)
+        n_draws = params["emission"].shape[0]
+
+        def block(idx: np.ndarray) -> np.ndarray:
+            trans = params["transition"][:, seg[idx]] if self.segment else params["transition"]
+            return _hmm.sample_history_totals(params["initial"], params["emission"], trans,
+                                              self.period_length, codes.shape[1] - start[idx],
+                                              rng)
+
+        draws = by_blocks(block, n_draws, len(codes), unit_width=len(self._labels) ** 2)
+        return {"total_activity": sample_array(draws, posterior, "user",
+                                               unit_coords(self.data_.index))}
+
+    def _observed_data(self) -> dict[str, xr.DataArray]:
+        totals = np.nansum(self.data_[self._periods(self.data_)].to_numpy(float), axis=1)
+        return {"total_activity": unit_array(totals.astype(np.int64), "user",
+                                             unit_coords(self.data_.index))}
+
+    # ------------------------------------------------------------ predictions
+    def _horizon(self, owner: str, horizon: Any) -> tuple[int, int]:
+        """Whole periods and remaining days of a horizon in periods."""
+        ok = isinstance(horizon, int | float | np.integer | np.floating) and not isinstance(
+            horizon, bool) and np.isfinite(horizon) and horizon > 0
+        days = float(horizon) * self.period_length if ok else np.nan
+        if not (ok and abs(days - round(days)) < 1e-6):
+            raise ValueError(
+                f"The 'horizon' parameter of {owner} must be a positive number of periods "
+                f"spanning whole days (a multiple of 1/{self.period_length}). "
+                f"Got {horizon!r} instead.")
+        total = int(round(days))
+        return total // self.period_length, total % self.period_length
+
+    def _unique_rows(self, data: Any) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """Clean data, its unique (segment, history) rows and each user's row."""
+        clean = self.data_ if data is None else self._validate_data(data)
+        labels = list(self.idata_["posterior"]["segment"].values) if self.segment else None
+        rows, inverse, _ = _compress(self._codes(clean), self._segment_codes(clean, labels))
+        return clean, rows, inverse
+
+    def _block_rows(self, n_draws: int, n_periods: int) -> int:
+        return max(1, 4_000_000 // max(n_draws * n_periods * len(self._labels), 1))
+
+    def _predict_users(self, what: str, data: Any, func: Callable, ci_prob: float,
+                       max_draws: int | None, random_seed: Any, return_draws: bool):
+        """Evaluate ``func(params, filtered, transition) -> (D, rows)`` on unique rows."""
+        self._require_fitted(f"{what}()")
+        clean, rows, inverse = self._unique_rows(data)
+        arrays = posterior_arrays(self.idata_, self._var_names(), max_draws=max_draws,
+                                  random_seed=random_seed)
+        params = self._numpy_params(arrays)
+
+        def block_func(_: Any, block: pd.DataFrame) -> np.ndarray:
+            idx = block["row"].to_numpy()
+            _, filtered, trans = self._filter(params, rows[idx, 1:], rows[idx, 0])
+            return func(params, filtered, trans)
+
+        frame = pd.DataFrame({"row": np.arange(len(rows))})
+        out = predict_in_batches(
+            block_func, arrays, frame, ci_prob=ci_prob, return_draws=return_draws,
+            rows_per_block=self._block_rows(params["emission"].shape[0], rows.shape[1]),
+            shape=sample_shape(self.idata_, max_draws), unit="user", name=what)
+        if return_draws:
+            return out.isel(user=inverse).assign_coords(user=clean.index.to_numpy())
+        result = out.iloc[inverse].set_axis(clean.index, axis=0)
+        result.attrs["ci_prob"] = ci_prob
+        return result
+
+    @prediction_method()
+    def probability_states(
+        self, data: pd.DataFrame | None = None, *, ci_prob: float = 0.89,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
+        return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Probability of each engagement state in the last period of the table.
+
+        The filtered probabilities :math:`P(s_{iT} = k \mid y_{i,t_0..T})` of the
+        forward algorithm, per posterior draw.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            Activity table; the training data by default.
+        ci_prob : float, default 0.89
+            Probability mass of the equal-tailed interval.
+        max_draws : int, optional
+            Use a random subset of this many posterior draws.
+        random_seed : int, numpy.random.Generator or None
+            Seed of that subset.
+        return_draws : bool, default False
+            Return the draws instead of the summary.
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            One row per (user, state), index levels ``user`` and ``state``,
+            columns ``mean``, ``sd``, ``ci_lower``, ``ci_upper``; or the draws,
+            dims ``(chain, draw, user, state)``.
+
+        Raises
+        ------
+        ValueError
+            For a bad option.
+        models.exceptions.NotFittedError
+            Before ``fit``.
+        models.exceptions.DataValidationError
+            If ``data`` breaks the rules of the activity table.
+        """
+        self._require_fitted("probability_states()")
+        clean, rows, inverse = self._unique_rows(data)
+        params = self._numpy_params(posterior_arrays(
+            self.idata_, self._var_names(), max_draws=max_draws, random_seed=random_seed))
+        filtered = by_blocks(
+            lambda idx: tuple(np.moveaxis(self._filter(params, rows[idx, 1:],
+                                                       rows[idx, 0])[1], -1, 0)),
+            params["emission"].shape[0], len(rows),
+            unit_width=rows.shape[1] * len(self._labels))
+        values = np.stack(filtered, axis=-1)[:, inverse]  # (D, users, C)
+        n_draws = values.shape[0]
+        index = pd.MultiIndex.from_product([clean.index.to_numpy(), self._labels],
+                                           names=["user", "state"])
+        flat = values.reshape(n_draws, -1)
+        if return_draws:
+            grid = pd.MultiIndex.from_product([np.arange(len(clean)), self._labels],
+                                              names=["user", "state"])
+            da = draws_to_dataarray(flat, index=grid, shape=sample_shape(self.idata_, max_draws),
+                                    name="probability_states")
+            return da.assign_coords(user=clean.index.to_numpy())
+        return summarize_draws(flat, ci_prob=ci_prob, index=index)
+
+    @prediction_method()
+    def probability_active(
+        self, data: pd.DataFrame | None = None, *, horizon: float, ci_prob: float = 0.89,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
+        return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Probability that each user is active at least once in the next ``horizon`` periods.
+
+        .. math::
+
+            1 - \mathbf 1^\top\big[(\dots(f_T P \odot z) P \odot z)\dots\big],
+            \qquad z_k = P(y = 0 \mid k),
+
+        with :math:`f_T` the filtered state (:meth:`probability_states`) and a
+        last, partial period as described in the class Notes.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            Activity table; the training data by default.
+        horizon : float
+            Periods after the end of the table, positive; it may end within a
+            period (whole days: ``horizon * period_length`` an integer).
+        ci_prob, max_draws, random_seed, return_draws
+            As in :meth:`probability_states`.
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            Indexed like ``data`` (one row per user), columns ``mean``, ``sd``,
+            ``ci_lower``, ``ci_upper``; or the draws, dims ``(chain, draw, user)``.
+
+        Raises
+        ------
+        ValueError
+            If ``horizon`` is not a positive number of whole days, or for a bad option.
+        models.exceptions.NotFittedError
+            Before ``fit``.
+        models.exceptions.DataValidationError
+            If ``data`` breaks the rules of the activity table.
+        """
+        periods, days = self._horizon("EngagementStateModel.probability_active", horizon)
+
+        def func(params, filtered, trans):
+            return 1.0 - _hmm.probability_no_activity(filtered, params["emission"], trans,
+                                                      self.period_length, periods, days)
+
+        return self._predict_users("probability_active", data, func, ci_prob, max_draws,
+                                   random_seed, return_draws)
+
+    @prediction_method()
+    def probability_return(
+        self, data: pd.DataFrame | None = None, *, horizon: float, ci_prob: float = 0.89,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
+        return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        """Probability that each dormant user comes back within ``horizon`` periods.
+
+        :meth:`probability_active` for the users whose most probable state now
+        (posterior mean of :meth:`probability_states`) is ``dormant`` (or
+        ``churned``): who of the silent users will listen again.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            Activity table; the training data by default.
+        horizon : float
+            As in :meth:`probability_active`.
+        ci_prob, max_draws, random_seed, return_draws
+            As in :meth:`probability_states`.
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            One row per dormant user (a subset of ``data``'s rows, in its
+            order), as in :meth:`probability_active`.
+
+        Raises
+        ------
+        ValueError
+            If ``horizon`` is not a positive number of whole days, or for a bad option.
+        models.exceptions.NotFittedError
+            Before ``fit``.
+        models.exceptions.DataValidationError
+            If ``data`` breaks the rules of the activity table.
+        """
+        self._horizon("EngagementStateModel.probability_return", horizon)
+        self._require_fitted("probability_return()")
+        clean = self.data_ if data is None else self._validate_data(data)
+        states = self.probability_states(clean, max_draws=max_draws, random_seed=random_seed)
+        mean = states["mean"].to_numpy().reshape(len(clean), len(self._labels))
+        silent = [0, len(self._labels) - 1] if self.churn_state else [0]
+        dormant = np.isin(mean.argmax(axis=1), silent)
+        return self.probability_active(clean.iloc[np.flatnonzero(dormant)], horizon=horizon,
+                                       ci_prob=ci_prob, max_draws=max_draws,
+                                       random_seed=random_seed, return_draws=return_draws)
+
+    @prediction_method()
+    def expected_activity(
+        self, data: pd.DataFrame | None = None, *, horizon: float, ci_prob: float = 0.89,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
+        return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Predict the number of active days of each user in the next ``horizon`` periods.
+
+        :math:`\sum_{s=1}^{h} f_T P^s m` with :math:`m_k = n\,p_k` the mean
+        active days per period in state :math:`k` (and a share of the last,
+        partial period).
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            Activity table; the training data by default.
+        horizon : float
+            As in :meth:`probability_active`.
+        ci_prob, max_draws, random_seed, return_draws
+            As in :meth:`probability_states`.
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            As in :meth:`probability_active`.
+
+        Raises
+        ------
+        ValueError
+            If ``horizon`` is not a positive number of whole days, or for a bad option.
+        models.exceptions.NotFittedError
+            Before ``fit``.
+        models.exceptions.DataValidationError
+            If ``data`` breaks the rules of the activity table.
+        """
+        periods, days = self._horizon("EngagementStateModel.expected_activity", horizon)
+
+        def func(params, filtered, trans):
+            return _hmm.expected_future_activity(filtered, params["emission"], trans,
+                                                 self.period_length, periods, days)
+
+        return self._predict_users("expected_activity", data, func, ci_prob, max_draws,
+                                   random_seed, return_draws)
+
+    @prediction_method()
+    def sample_activity(
+        self, data: pd.DataFrame | None = None, *, horizon: float,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
+    ) -> xr.DataArray:
+        """Draw each user's number of active days in the next ``horizon`` periods.
+
+        The posterior predictive of future activity: per posterior draw, the
+        state now is drawn from the filtered distribution, the chain runs
+        forward and each period's active days are drawn from its state.
+        Summarise with :func:`models.predict.predictive_summary`.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            Activity table; the training data by default.
+        horizon : float
+            As in :meth:`probability_active`.
+        max_draws : int, optional
+            Use a random subset of this many posterior draws.
+        random_seed : int, numpy.random.Generator or None
+            Seed of the subset and of the simulated activity.
+
+        Returns
+        -------
+        xarray.DataArray
+            Integer draws of dims ``(chain, draw, user)``.
+
+        Raises
+        ------
+        ValueError
+            If ``horizon`` is not a positive number of whole days, or for a bad option.
+        models.exceptions.NotFittedError
+            Before ``fit``.
+        """
+        periods, days = self._horizon("EngagementStateModel.sample_activity", horizon)
+        self._require_fitted("sample_activity()")
+        clean, rows, inverse = self._unique_rows(data)
+        params = self._numpy_params(posterior_arrays(
+            self.idata_, self._var_names(), max_draws=max_draws, random_seed=random_seed))
+        rng = np.random.default_rng([resolve_seed(random_seed), 1])
+        n_draws = params["emission"].shape[0]
+
+        def block(idx: np.ndarray) -> np.ndarray:
+            user_rows = rows[inverse[idx]]
+            _, filtered, trans = self._filter(params, user_rows[:, 1:], user_rows[:, 0])
+            return _hmm.sample_future_activity(filtered, params["emission"], trans,
+                                               self.period_length, periods, days, rng)
+
+        out = by_blocks(block, n_draws, len(clean),
+                        unit_width=rows.shape[1] * len(self._labels))
+        return draws_to_dataarray(out, index=clean.index, shape=sample_shape(self.idata_,
+                                                                               max_draws),
+                                  unit="user", name="sample_activity")

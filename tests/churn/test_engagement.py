@@ -1,0 +1,303 @@
+"""Tests of the engagement-state HMM: exact forward algorithm, predictions, data, recovery."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from scipy import stats
+
+from models.churn import EngagementStateModel, _hmm, activity_table
+from models.churn.hmm_kernel import hmm_kernel
+from models.data import simulate_engagement
+from models.exceptions import DataValidationError
+
+_HERE = Path(__file__).resolve()
+DATA_DIR = next((p / "shared" / "data" for p in (_HERE.parents[3], _HERE.parents[2])
+                 if (p / "shared" / "data").is_dir()), _HERE.parents[3] / "shared" / "data")
+
+N = 3  # days per period in the exact tests
+PI = np.array([0.2, 0.3, 0.5, 0.0])
+P = np.array([[0.7, 0.2, 0.05, 0.05], [0.1, 0.6, 0.2, 0.1], [0.05, 0.15, 0.8, 0.0],
+              [0.0, 0.0, 0.0, 1.0]])
+MEAN = np.array([0.05, 0.4, 0.8])
+KAPPA = np.array([3.0, 5.0, 9.0])
+
+
+def _table() -> np.ndarray:
+    return _hmm.emission_table(MEAN[None], KAPPA[None], N, churned=True)[0]
+
+
+def _brute_force(history: list[float]) -> tuple[float, np.ndarray]:
+    """Likelihood and filtered last state by enumerating every state path."""
+    e = _table()
+    obs = [int(v) for v in history if not np.isnan(v)]
+    lik, last = 0.0, np.zeros(4)
+    for path in itertools.product(range(4), repeat=len(obs)):
+        prob = PI[path[0]] * e[obs[0], path[0]]
+        for t in range(1, len(obs)):
+            prob *= P[path[t - 1], path[t]] * e[obs[t], path[t]]
+        lik += prob
+        last[path[-1]] += prob
+    return np.log(lik), last / lik
+
+
+HISTORIES = [[2, 0, 0, 1, 3], [np.nan, np.nan, 0, 0, 0], [np.nan, 3, 3, 0, 2], [1, 1, 1, 1, 1]]
+
+
+def _codes(histories: list[list[float]]) -> np.ndarray:
+    arr = np.asarray(histories, dtype=float)
+    return np.where(np.isnan(arr), N + 1, np.nan_to_num(arr)).astype(np.int64)
+
+
+# ------------------------------------------------------------------- exact math
+def test_emission_table_is_the_beta_binomial_and_sums_to_one():
+    table = _table()
+    for k in range(3):
+        a, b = MEAN[k] * KAPPA[k], (1 - MEAN[k]) * KAPPA[k]
+        np.testing.assert_allclose(table[: N + 1, k], stats.betabinom.pmf(range(N + 1), N, a, b))
+    np.testing.assert_allclose(table[: N + 1].sum(axis=0), 1.0)
+    assert table[N + 1].tolist() == [1.0] * 4 and table[: N + 1, 3].tolist() == [1, 0, 0, 0]
+
+
+def test_forward_and_kernel_equal_enumeration_over_state_paths():
+    codes = _codes(HISTORIES)
+    start = np.argmax(codes != N + 1, axis=1)
+    loglik, filtered = _hmm.forward(codes, start, _table()[None], PI[None], P[None])
+    value, *_ = hmm_kernel(_table(), PI, P[None], codes, start, np.zeros(4, np.int64),
+                           np.array([1.0, 2.0, 1.0, 3.0]))
+    exact = [_brute_force(h) for h in HISTORIES]
+    np.testing.assert_allclose(loglik[0], [e[0] for e in exact], rtol=1e-12)
+    np.testing.assert_allclose(filtered[0], [e[1] for e in exact], atol=1e-12)
+    np.testing.assert_allclose(value, np.dot([1, 2, 1, 3], [e[0] for e in exact]), rtol=1e-12)
+
+
+def test_kernel_gradient_equals_finite_differences():
+    codes = _codes(HISTORIES)
+    start = np.argmax(codes != N + 1, axis=1)
+    args = (codes, start, np.array([0, 1, 0, 1]), np.array([1.0, 2.0, 1.0, 3.0]))
+    trans = np.stack([P, P[::-1].T.copy() / P[::-1].T.sum(axis=1, keepdims=True)])
+    inputs = [_table(), PI.copy(), trans]
+    _, *grads = hmm_kernel(*inputs, *args)
+    eps = 1e-6
+    for which, grad in enumerate(grads):
+        for idx in np.ndindex(inputs[which].shape):
+            up = [x.copy() for x in inputs]
+            down = [x.copy() for x in inputs]
+            up[which][idx] += eps
+            down[which][idx] -= eps
+            num = (hmm_kernel(*up, *args)[0] - hmm_kernel(*down, *args)[0]) / (2 * eps)
+            assert grad[idx] == pytest.approx(num, rel=1e-5, abs=1e-6), (which, idx)
+
+
+def _fake_fit(data: pd.DataFrame, churn_state: bool = True, draws: int = 3) -> EngagementStateModel:
+    model = EngagementStateModel(period_length=N, churn_state=churn_state)
+    model.data_ = model._validate_data(data)
+    k = 3
+    c = k + churn_state
+    post = {"emission_probability": (("chain", "draw", "state"), np.tile(MEAN, (1, draws, 1))),
+            "emission_concentration": (("chain", "draw", "state"), np.tile(KAPPA, (1, draws, 1))),
+            "initial_probability": (("chain", "draw", "state"),
+                                    np.tile(PI[:k] / PI[:k].sum(), (1, draws, 1))),
+            "transition_probability": (("chain", "draw", "state", "to_state"),
+                                       np.tile(P[:k, :c] / P[:k, :c].sum(1, keepdims=True),
+                                               (1, draws, 1, 1)))}
+    model.idata_ = xr.DataTree.from_dict({"posterior": xr.Dataset(post)})
+    return model
+
+
+def _future_paths(filtered: np.ndarray, periods: int):
+    """Probability and active days of every future state and activity path."""
+    e = _table()
+    for states in itertools.product(range(4), repeat=periods):
+        for days in itertools.product(range(N + 1), repeat=periods):
+            prob = sum(filtered[s0] * P[s0, states[0]] for s0 in range(4))
+            prob *= e[days[0], states[0]]
+            for t in range(1, periods):
+                prob *= P[states[t - 1], states[t]] * e[days[t], states[t]]
+            yield prob, sum(days)
+
+
+def test_predictions_equal_enumeration_over_future_paths():
+    data = pd.DataFrame(HISTORIES, index=pd.Index(list("abcd"), name="user_id"),
+                        columns=[f"w{i}" for i in range(5)])
+    model = _fake_fit(data)
+    states = model.probability_states()["mean"].to_numpy().reshape(4, 4)
+    active = model.probability_active(horizon=2)["mean"].to_numpy()
+    expected = model.expected_activity(horizon=2)["mean"].to_numpy()
+    for i, history in enumerate(HISTORIES):
+        np.testing.assert_allclose(states[i], _brute_force(history)[1], atol=1e-12)
+        paths = list(_future_paths(states[i], 2))
+        assert active[i] == pytest.approx(sum(p for p, d in paths if d > 0), rel=1e-10)
+        assert expected[i] == pytest.approx(sum(p * d for p, d in paths), rel=1e-10)
+    # a partial period: the first day of a 3-day period holds each active day w.p. 1/3
+    part = model.probability_active(horizon=1 + 1 / 3)["mean"].to_numpy()
+    one = model.probability_active(horizon=1)["mean"].to_numpy()
+    two = model.probability_active(horizon=2)["mean"].to_numpy()
+    assert np.all((one < part) & (part < two))
+    exp_part = model.expected_activity(horizon=1 + 1 / 3)["mean"].to_numpy()
+    exp_one = model.expected_activity(horizon=1)["mean"].to_numpy()
+    exp_two = model.expected_activity(horizon=2)["mean"].to_numpy()
+    np.testing.assert_allclose(exp_part - exp_one, (exp_two - exp_one) / 3, rtol=1e-10)
+
+
+def test_sampled_activity_matches_the_exact_predictions():
+    data = pd.DataFrame(HISTORIES, index=pd.Index(list("abcd"), name="user_id"),
+                        columns=[f"w{i}" for i in range(5)])
+    model = _fake_fit(data, draws=4000)
+    draws = model.sample_activity(horizon=2 + 2 / 3, random_seed=1)
+    assert draws.dims == ("chain", "draw", "user") and draws.dtype == np.int64
+    exact_p = model.probability_active(horizon=2 + 2 / 3, max_draws=1)["mean"].to_numpy()
+    exact_e = model.expected_activity(horizon=2 + 2 / 3, max_draws=1)["mean"].to_numpy()
+    x = draws.values.reshape(-1, 4)
+    se_p = np.sqrt(exact_p * (1 - exact_p) / len(x)) + 1e-9
+    assert np.all(np.abs((x > 0).mean(axis=0) - exact_p) < 4.5 * se_p)
+    assert np.all(np.abs(x.mean(axis=0) - exact_e) < 4.5 * x.std(axis=0) / np.sqrt(len(x)) + 1e-9)
+    dormant = model.probability_return(horizon=2)
+    states = model.probability_states()["mean"].to_numpy().reshape(4, 4)
+    assert list(dormant.index) == [u for u, s in zip("abcd", states, strict=True)
+                                   if s.argmax() in (0, 3)]
+
+
+def test_compressed_likelihood_equals_the_sum_over_users():
+    sim = simulate_engagement(60, 6, period_length=N, max_join=2, with_events=False,
+                              emission_probability=(0.05, 0.4, 0.8), random_seed=3)
+    data = pd.concat([sim.activity, sim.activity.iloc[:20]])
+    model = EngagementStateModel(period_length=N)
+    pm_model = model.build_model(data)
+    assert pm_model.engagement_rows < len(data)
+    point = pm_model.initial_point()
+    value = pm_model.compile_fn(pm_model.logp(vars=pm_model.potentials))(point)
+    names = ["emission_probability", "emission_concentration", "initial_probability",
+             "transition_probability"]
+    got = pm_model.compile_fn(pm_model.replace_rvs_by_values([pm_model[n] for n in names]))(point)
+    params = model._numpy_params({n: np.asarray(v)[None] for n, v in zip(names, got,
+                                                                          strict=True)})
+    codes = model._codes(model._validate_data(data))
+    loglik, _ = _hmm.forward(codes, np.argmax(codes != N + 1, axis=1), params["emission"],
+                             params["initial"], params["transition"])
+    assert float(value) == pytest.approx(loglik.sum(), rel=1e-7)  # PyTensor gammaln
+
+
+# ----------------------------------------------------------------------- data
+def test_activity_table_from_simulated_events_equals_the_simulated_activity():
+    sim = simulate_engagement(80, 8, max_join=3, random_seed=4)
+    table = activity_table(sim.events, start="2024-01-01", observation_end="2024-02-26")
+    truth = sim.activity.copy()
+    values = truth.to_numpy()
+    seen = np.maximum.accumulate(np.nan_to_num(values) > 0, axis=1)
+    truth[:] = np.where(seen, values, np.nan)
+    truth = truth[seen.any(axis=1)]
+    truth.columns = table.columns
+    pd.testing.assert_frame_equal(table, truth, check_names=False)
+    cut = activity_table(sim.events, start="2024-01-01", observation_end="2024-01-15")
+    assert cut.shape[1] == 2 and len(cut) <= len(table)
+
+
+def test_activity_table_and_model_errors_name_the_problem():
+    log = pd.DataFrame({"user_id": ["a", "b"], "timestamp": pd.to_datetime(["2024-01-02",
+                                                                             "2023-12-30"])})
+    with pytest.raises(DataValidationError, match=r"column 'timestamp': expected events at or "
+                       r"after start .*row 1"):
+        activity_table(log, start="2024-01-01", observation_end="2024-01-15")
+    with pytest.raises(ValueError, match="'observation_end' parameter of activity_table"):
+        activity_table(log, start="2024-01-01", observation_end="2024-01-10")
+    with pytest.raises(DataValidationError, match="column 'user_id': expected a column"):
+        activity_table(log.drop(columns="user_id"), start="2024-01-01",
+                       observation_end="2024-01-15")
+    model = EngagementStateModel()
+    bad = pd.DataFrame({"w0": [1, 8, np.nan], "w1": [2, 1, np.nan], "w2": [np.nan, 0, np.nan]})
+    with pytest.raises(DataValidationError) as err:
+        model.build_model(bad)
+    text = str(err.value)
+    assert "column 'w0': expected whole numbers of active days from 0 to 7" in text
+    assert "row 1 (8.0)" in text
+    assert "column 'w2': expected a value in every period after the user's first" in text
+    assert "at least one observed period per user" in text
+    with pytest.raises(DataValidationError, match="column 'plan': expected a column"):
+        EngagementStateModel(segment="plan").build_model(bad.iloc[:1])
+    with pytest.raises(DataValidationError, match="a pandas DataFrame"):
+        model.build_model(np.zeros((3, 3)))
+    for kwargs, name in [({"n_states": 1}, "n_states"), ({"emission": "poisson"}, "emission"),
+                         ({"period_length": 0}, "period_length"),
+                         ({"churn_state": 1}, "churn_state")]:
+        with pytest.raises(ValueError, match=f"The '{name}' parameter of EngagementStateModel"):
+            EngagementStateModel(**kwargs)
+    fitted = _fake_fit(pd.DataFrame(HISTORIES))
+    with pytest.raises(ValueError, match=r"'horizon' parameter of EngagementStateModel\."
+                       r"probability_active must be a positive number of periods spanning "
+                       r"whole days \(a multiple of 1/3\)\. Got 0.5 instead"):
+        fitted.probability_active(horizon=0.5)
+
+
+# ------------------------------------------------------------------- recovery
+@pytest.mark.slow
+def test_recovery_and_coverage_of_future_activity():
+    truth = {"initial": (0.2, 0.3, 0.5),
+             "transition": ((0.85, 0.12, 0.03), (0.12, 0.73, 0.15), (0.03, 0.1, 0.87)),
+             "emission_probability": (0.03, 0.3, 0.7), "emission_concentration": (3, 6, 10)}
+    sim = simulate_engagement(3000, 20, max_join=4, with_events=False, random_seed=11, **truth)
+    train, future = sim.activity.iloc[:, :16], sim.activity.iloc[:, 16:]
+    model = EngagementStateModel()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(train, draws=300, tune=300, chains=2, cores=1, random_seed=2)
+    assert model.fit_report_.n_divergent == 0
+    post = model.idata_["posterior"]
+    for name, value in [("emission_probability", truth["emission_probability"]),
+                        ("initial_probability", truth["initial"]),
+                        ("transition_probability", truth["transition"]),
+                        ("emission_concentration", truth["emission_concentration"])]:
+        draws = post[name].stack(s=("chain", "draw")).values
+        lo, hi = np.quantile(draws, [0.001, 0.999], axis=-1)
+        assert np.all((lo <= np.asarray(value)) & (np.asarray(value) <= hi)), (name, lo, hi)
+    # P(active in the next 4 periods) is calibrated against what the truth did
+    p = model.probability_active(horizon=4, max_draws=200, random_seed=0)["mean"].to_numpy()
+    y = (future.sum(axis=1) > 0).to_numpy()
+    bins = pd.qcut(p, 5, labels=False, duplicates="drop")
+    table = pd.DataFrame({"p": p, "y": y, "bin": bins}).groupby("bin").agg(
+        p=("p", "mean"), y=("y", "mean"), n=("y", "size"))
+    se = np.sqrt(table["p"] * (1 - table["p"]) / table["n"]) + 0.005
+    assert np.all(np.abs(table["p"] - table["y"]) < 4 * se), table
+    # 90% predictive intervals of the future active days hold about 90% of users
+    from models.predict import predictive_summary
+
+    s = predictive_summary(model.sample_activity(horizon=4, max_draws=200, random_seed=0),
+                           ci_prob=0.9)
+    days = future.sum(axis=1).to_numpy()
+    inside = np.mean((days >= s["ci_lower"].to_numpy()) & (days <= s["ci_upper"].to_numpy()))
+    assert 0.87 <= inside <= 0.97, inside
+
+
+# ------------------------------------------------------------------ real data
+@pytest.mark.data
+@pytest.mark.skipif(not (DATA_DIR / "lastfm-1k-events").is_dir(),
+                    reason="../shared/data/lastfm-1k-events is absent")
+def test_lastfm_split_holdout_scores():
+    raw = pd.read_csv(DATA_DIR / "lastfm-1k-events" / "lastfm_jodie_prefix.csv",
+                      usecols=[0, 2], header=0, names=["user_id", "seconds"])
+    start = pd.Timestamp("2008-01-01")
+    events = pd.DataFrame({"user_id": raw["user_id"],
+                           "timestamp": start + pd.to_timedelta(raw["seconds"], unit="s")})
+    cal = start + pd.Timedelta(days=273)
+    table = activity_table(events, start=start, observation_end=cal)
+    hold = activity_table(events, start=start, observation_end=cal + pd.Timedelta(days=98),
+                          period_length=1).iloc[:, 273:273 + 93]
+    days = hold.reindex(table.index).sum(axis=1).to_numpy()
+    assert len(table) == 187 and table.shape[1] == 39
+    model = EngagementStateModel(churn_state=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(table, draws=200, tune=200, chains=1, random_seed=1)
+    p = model.probability_active(horizon=93 / 7)["mean"].to_numpy()
+    y = days > 0
+    brier = np.mean((p - y) ** 2)
+    fifth = pd.qcut(pd.Series(p).rank(method="first"), 5, labels=False)
+    off = pd.DataFrame({"p": p, "y": y, "f": fifth}).groupby("f").mean()
+    assert brier <= 0.1, brier
+    assert (off["p"] - off["y"]).abs().max() <= 0.15, off
