@@ -16,7 +16,7 @@ __all__ = [
     "DataQualityWarning",
     "DataValidationError",
     "FitInterrupted",
-    "MiscalibrationWarning",
+    "ModelCheckWarning",
     "ModelMismatchError",
     "NotFittedError",
     "Problem",
@@ -138,11 +138,14 @@ class UninformativeDataWarning(UserWarning):
     """
 
 
-class MiscalibrationWarning(UserWarning):
-    """Predictions are miscalibrated beyond their own uncertainty on held-out outcomes.
+class ModelCheckWarning(UserWarning):
+    """A model check failed beyond the model's own uncertainty.
 
-    Raised by :func:`models.metrics.calibration_check` (``warn=True``) and the churn
-    analysis; the message names the worst bin, its prediction and what was observed.
+    Predictions miscalibrated on held-out outcomes
+    (:func:`models.metrics.calibration_check` with ``warn=True``), or a posterior
+    predictive check the model cannot pass (:func:`models.churn.gaps.gap_check`);
+    the churn analysis warns it loudly. The message names the statistic, what was
+    observed and what the model allows.
     """
 
 

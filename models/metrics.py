@@ -25,7 +25,7 @@ from scipy import stats
 
 from models import _html
 from models._deprecation import deprecated_arguments
-from models.exceptions import MiscalibrationWarning
+from models.exceptions import ModelCheckWarning
 from models.predict import check_ci_prob
 
 __all__ = [
@@ -317,7 +317,7 @@ def calibration_check(y: Any, draws: Any, *, n_bins: int = 5, ci_prob: float = 0
     random_seed : int or numpy.random.Generator, optional
         Seed of the predictive replicates.
     warn : bool, default False
-        Also warn :class:`~models.exceptions.MiscalibrationWarning` when the
+        Also warn :class:`~models.exceptions.ModelCheckWarning` when the
         predictions are miscalibrated.
 
     Returns
@@ -394,7 +394,7 @@ def calibration_check(y: Any, draws: Any, *, n_bins: int = 5, ci_prob: float = 0
                    "intervals). Their intervals cannot be trusted for these "
                    "units; consider a model that fits how they behave.")
         if warn:
-            warnings.warn(message, MiscalibrationWarning, stacklevel=2)
+            warnings.warn(message, ModelCheckWarning, stacklevel=2)
     else:
         message = (f"Calibrated within the predictions' uncertainty: every bin is within what "
                    f"the model allows at the family-wise {ci_prob:.0%} level (worst: {where}).")

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 from scipy import special
 
-from models.exceptions import MiscalibrationWarning
+from models.exceptions import ModelCheckWarning
 from models.metrics import CalibrationCheck, calibration_check, calibration_table
 
 
@@ -43,7 +43,7 @@ def test_confidently_wrong_predictions_are_flagged_with_the_worst_bin():
     assert check.miscalibrated
     assert not check.table.loc[0, "inside"] and check.table.loc[0, "gap"] > 0.1
     assert "bin 0" in check.message and "miscalibrated" in check.message
-    with pytest.warns(MiscalibrationWarning, match="bin 0"):
+    with pytest.warns(ModelCheckWarning, match="bin 0"):
         calibration_check(y, _posterior(rng, wrong, 200, 0.05), random_seed=2, warn=True)
 
 

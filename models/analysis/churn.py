@@ -4,7 +4,9 @@ Steps: churn labels and summaries of the whole log; a calibration/holdout split 
 the window; BG/NBD (and BG/BB) activity models, a shifted-beta-geometric cohort
 model and a discrete-time hazard model fitted on the calibration part; their
 predictions checked against what happened in the holdout (AUC, Brier score,
-calibration table); retention curves by segment with credible bands; per-user
+calibration judged against the predictions' uncertainty, warned loudly when off), and
+a predictive check of the gaps between active periods (can the model produce the
+pauses users take?); retention curves by segment with credible bands; per-user
 P(active) and expected activity with intervals; segments ranked by how fast they
 lose users.
 """
@@ -119,8 +121,9 @@ def run(ctx: AnalysisContext) -> None:
         churn_labels,
         roc_auc,
     )
+    from models.churn.gaps import gap_check
     from models.data import summarize_activity
-    from models.exceptions import MiscalibrationWarning
+    from models.exceptions import ModelCheckWarning
     from models.metrics import calibration_check
 
     cfg, out, seed = ctx.config["churn"], ctx.out, ctx.seed
@@ -184,6 +187,20 @@ def run(ctx: AnalysisContext) -> None:
                      description="activity and silent dropout (BG/NBD), calibration window",
                      **ctx.sampler_kwargs(1))
         out.add_figure("trace_bgnbd", plot_trace_rank(bg), "BG/NBD: trace and rank plots")
+
+    with out.step("predictive check of the gaps between active periods"):
+        gaps = gap_check(bg, cal, period=cfg["activity_period"], observation_end=cutoff,
+                         random_seed=seed)
+        out.add_table("gap_check", gaps.table,
+                      "Can BG/NBD produce the pauses the users took? Share of the gaps between "
+                      "consecutive active periods by length, and heavy users who returned "
+                      "after a long silence: observed against populations replicated from the "
+                      "fitted model (95% interval, two-sided predictive p-value).")
+        if gaps.cannot_reproduce:
+            warnings.warn(f"BG/NBD: {gaps.message}", ModelCheckWarning, stacklevel=2)
+            out.finding(f"WARNING: BG/NBD on the calibration window: {gaps.message}")
+        else:
+            out.note(f"BG/NBD gap check: {gaps.message}")
 
     bgbb = None
     if cfg["fit_bgbb"]:
@@ -328,7 +345,7 @@ def run(ctx: AnalysisContext) -> None:
                 tables[name] = check.table
                 row["calibration"] = "MISCALIBRATED" if check.miscalibrated else "ok"
                 if check.miscalibrated:
-                    warnings.warn(f"{name}: {check.message}", MiscalibrationWarning,
+                    warnings.warn(f"{name}: {check.message}", ModelCheckWarning,
                                   stacklevel=2)
                     out.finding(f"WARNING: {name} on the holdout: {check.message}")
             else:

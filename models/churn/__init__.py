@@ -25,6 +25,13 @@ calibration_holdout_split, holdout_evaluation, score_holdout, roc_auc,
 brier_score, calibration_table (``probability_active_within`` is deprecated: use
 ``BetaGeoModel.probability_active``)
 
+Model checks
+------------
+gap_check (can the model produce the pauses users take? a predictive check of the
+gaps between active periods in the log), observed_gaps, GapCheck;
+:func:`models.metrics.calibration_check` judges holdout calibration against the
+predictions' uncertainty
+
 Plots
 -----
 plot_holdout_calibration, plot_retention_curves, plot_probability_alive_matrix,
@@ -37,6 +44,7 @@ from models.churn.beta_geo_beta_binom import BetaGeoBetaBinomModel, bgbb_summary
 from models.churn.engagement import EngagementStateModel
 from models.churn.engagement_data import activity_table
 from models.churn.features import build_hazard_table
+from models.churn.gaps import GapCheck, gap_check, observed_gaps
 from models.churn.hazard import ChurnHazardModel
 from models.churn.labels import churn_labels
 from models.churn.plotting import (
@@ -65,6 +73,7 @@ __all__ = [
     "BetaGeoModel",
     "ChurnHazardModel",
     "EngagementStateModel",
+    "GapCheck",
     "HoldoutEvaluation",
     "ShiftedBetaGeoModel",
     "activity_table",
@@ -74,8 +83,10 @@ __all__ = [
     "calibration_holdout_split",
     "calibration_table",
     "churn_labels",
+    "gap_check",
     "holdout_evaluation",
     "melt_cohort_table",
+    "observed_gaps",
     "plot_expected_activity_matrix",
     "plot_holdout_calibration",
     "plot_ppc_gaps",

@@ -1,0 +1,348 @@
+r"""Posterior predictive check of the gaps between a user's active periods.
+
+Silence in streaming is usually a pause: people stop for weeks and come back. A
+model in which silence can only be a slow rate or a permanent dropout (BG/NBD)
+cannot produce heavy listeners who pause for a month and return. Counting the
+gaps between consecutive active periods, in the log and in logs replicated from
+the fitted model, shows whether the model can produce what the users did:
+
+- :func:`observed_gaps` turns a log into each user's gaps;
+- :func:`gap_check` compares their distribution, and the number of heavy users
+  who return after a long pause, with replicates from a fitted
+  :class:`~models.churn.BetaGeoModel`.
+
+The replicates are *mixed* predictive: the population parameters are posterior
+draws, each user's rate and dropout probability are drawn afresh from the
+population, and each replicated user is observed for as many periods as the real
+one (from their first active period to the end of the log). So the check asks
+whether the model's population of users can look like this one, not whether it
+fits each user.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models import _html
+from models.base import resolve_seed
+from models.churn.beta_geo import PARAMETERS
+from models.data.schema import TIMESTAMP, USER_ID
+from models.data.summaries import _period_index
+from models.predict import check_ci_prob
+
+__all__ = ["GapCheck", "gap_check", "observed_gaps"]
+
+#: Lower edges of the gap bins, in periods (a gap of 1 is two active periods in a row).
+GAP_EDGES = (1, 2, 8, 31)
+PERIODS = ("D", "W", "M")
+#: Replicated users (populations x users) simulated at once.
+_MAX_CELLS = 2_000_000
+
+
+def _labels(edges: tuple[int, ...]) -> list[str]:
+    out = []
+    for lo, hi in zip(edges, (*edges[1:], None), strict=True):
+        out.append(f"{lo}+" if hi is None else (f"{lo}" if hi == lo + 1 else f"{lo}-{hi - 1}"))
+    return out
+
+
+def observed_gaps(events: pd.DataFrame, *, period: str = "D",
+                  observation_end: Any = None) -> pd.DataFrame:
+    """Each user's active periods and observation length, from a log.
+
+    Parameters
+    ----------
+    events : pandas.DataFrame
+        Listening log with ``user_id`` and ``timestamp`` (datetime64).
+    period : {"D", "W", "M"}, default "D"
+        Period of activity: calendar day, Monday-starting week or calendar month.
+    observation_end : timestamp-like, optional
+        End of the log; by default its last timestamp. An event after it is an
+        error.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per user (index ``user_id``): ``active`` (sorted active periods,
+        counted from the user's first, as a tuple), ``n_active``, ``T`` (periods
+        observed after the first, as in :func:`~models.data.summarize_activity`),
+        ``longest_gap`` (0 with one active period).
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, ``timestamp`` is not datetime64, the log is empty,
+        ``period`` is not an option or an event falls after ``observation_end``.
+    """
+    if period not in PERIODS:
+        raise ValueError(f"The 'period' parameter of observed_gaps must be one of "
+                         f"{list(PERIODS)}. Got {period!r} instead.")
+    missing = [c for c in (USER_ID, TIMESTAMP) if c not in getattr(events, "columns", ())]
+    if missing:
+        raise ValueError(f"observed_gaps needs the columns {missing} in events.")
+    if len(events) == 0:
+        raise ValueError("observed_gaps needs at least one event; the log is empty.")
+    ts = events[TIMESTAMP]
+    if not pd.api.types.is_datetime64_any_dtype(ts):
+        raise ValueError(f"column '{TIMESTAMP}': expected datetime64 values. Got {ts.dtype}.")
+    end = ts.max() if observation_end is None else pd.Timestamp(observation_end)
+    late = np.flatnonzero((ts > end).to_numpy())
+    if late.size:
+        raise ValueError(f"column '{TIMESTAMP}': {late.size} event(s) after observation_end "
+                         f"{end}, first at row {late[0]}.")
+    frame = pd.DataFrame({USER_ID: events[USER_ID].to_numpy(),
+                          "p": _period_index(ts, period).to_numpy()}).drop_duplicates()
+    frame = frame.sort_values([USER_ID, "p"], kind="stable")
+    end_p = int(_period_index(pd.Series([end]), period).iloc[0])
+    rows = {}
+    for user, p in frame.groupby(USER_ID, sort=True)["p"]:
+        rel = p.to_numpy() - p.iloc[0]
+        rows[user] = (tuple(int(v) for v in rel), rel.size, end_p - int(p.iloc[0]),
+                      int(np.diff(rel).max()) if rel.size > 1 else 0)
+    out = pd.DataFrame.from_dict(rows, orient="index",
+                                 columns=["active", "n_active", "T", "longest_gap"])
+    out.index.name = USER_ID
+    return out
+
+
+@dataclass(frozen=True)
+class GapCheck:
+    """Result of :func:`gap_check`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per statistic (index ``statistic``): the share of gaps in each
+        length bin, and ``heavy users returning after a long pause`` (a count).
+        Columns ``observed``, the replicates' ``mean``, ``ci_lower``,
+        ``ci_upper`` and the two-sided predictive ``p_value``.
+    ci_prob : float
+        Probability of the intervals.
+    cannot_reproduce : bool
+        Some statistic is outside what the model produces at the family-wise
+        level ``ci_prob`` (Bonferroni over the statistics).
+    message : str
+        One sentence saying so, naming the worst statistic.
+    """
+
+    table: pd.DataFrame
+    ci_prob: float
+    cannot_reproduce: bool
+    message: str
+
+    def _repr_html_(self) -> str:
+        return _html.card("GapCheck", _html.verdict_badge("fail" if self.cannot_reproduce
+                                                          else "pass"),
+                          f"<p>{html.escape(self.message)}</p>", _html.frame_html(self.table))
+
+
+def _bgnbd_draws(model: Any, users: pd.Index, n_draws: int, rng: np.random.Generator
+                 ) -> np.ndarray:
+    """Pick ``n_draws`` posterior draws of each user's (r, alpha, a, b), shape (draws, users, 4).
+
+    Without replacement while the posterior has enough draws; a segmented model gives
+    each user their segment's parameters (the users must be in the model's data).
+    """
+    post = model.idata_["posterior"]
+    names = [f"{p}_segment" for p in PARAMETERS] if model.segment else list(PARAMETERS)
+    flat = np.stack([post[n].stack(sample=("chain", "draw")).transpose("sample", ...).values
+                     for n in names], axis=-1)  # (S, 4) or (S, segments, 4)
+    pick = rng.choice(len(flat), size=n_draws, replace=len(flat) < n_draws)
+    if not model.segment:
+        return flat[np.sort(pick)][:, None, :]
+    known = model.data_.index.get_indexer(users)
+    if (known < 0).any():
+        raise ValueError(f"gap_check: {int((known < 0).sum())} user(s) of events are not in the "
+                         f"model's data, e.g. {users[known < 0][0]!r}; fit the model on the "
+                         "activity of these events.")
+    labels = pd.Index(post[names[0]]["segment"].values)
+    codes = labels.get_indexer(model.data_[model.segment].to_numpy()[known])
+    return flat[np.sort(pick)][:, codes, :]
+
+
+def _gap_statistics(active: np.ndarray, edges: tuple[int, ...], heavy: int, long: int
+                    ) -> np.ndarray:
+    """Share of gaps per bin and the count of heavy users with a long gap, per replicate.
+
+    ``active``: (replicates, users, periods) booleans. Returns (replicates, bins + 1).
+    """
+    n_rep = active.shape[0]
+    rep, user, t = np.nonzero(active)
+    same = (rep[1:] == rep[:-1]) & (user[1:] == user[:-1])
+    gaps, g_rep, g_user = (t[1:] - t[:-1])[same], rep[1:][same], user[1:][same]
+    bins = np.searchsorted(np.asarray(edges), gaps, side="right") - 1
+    counts = np.zeros((n_rep, len(edges)))
+    np.add.at(counts, (g_rep, bins), 1)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    n_active = active.sum(axis=2)
+    longest = np.zeros(active.shape[:2])
+    np.maximum.at(longest, (g_rep, g_user), gaps)
+    returners = ((n_active >= heavy) & (longest >= long)).sum(axis=1)
+    return np.column_stack([shares, returners])
+
+
+def _replicate_bgnbd(params: np.ndarray, T: np.ndarray, edges: tuple[int, ...], heavy: int,
+                     long: int, rng: np.random.Generator) -> np.ndarray:
+    """Gap statistics of populations replicated from BG/NBD draws, shape (draws, bins + 1).
+
+    Each replicated user starts with a transaction at time 0 and is observed to ``T``;
+    while alive, the next transaction comes after an Exp(lambda) time, and after each
+    transaction the user drops out with probability p: the model's own continuous-time
+    story. The transactions are then seen as the log is: a period with one or more is an
+    active period, and the gaps are between active periods.
+    """
+    r, alpha, a, b = (params[..., k] for k in range(4))
+    shape = (len(params), T.size)
+    lam = rng.gamma(r, 1.0 / alpha, size=shape)
+    p = rng.beta(a, b, size=shape)
+    edges_ = np.asarray(edges)
+    counts = np.zeros((shape[0], len(edges)))
+    n_active = np.ones(shape)
+    longest = np.zeros(shape)
+    t = np.zeros(shape)
+    last = np.zeros(shape)  # the last active period
+    alive = rng.uniform(size=shape) >= p  # dropout after the first transaction
+    rows = np.broadcast_to(np.arange(shape[0])[:, None], shape)
+    while alive.any():
+        t = t + rng.exponential(1.0, size=shape) / lam
+        on = alive & (t <= T)
+        period = np.floor(t)
+        new = on & (period > last)  # a transaction in a new period: a gap ends
+        gap = period - last
+        bins = np.searchsorted(edges_, gap[new], side="right") - 1
+        np.add.at(counts, (rows[new], bins), 1)
+        n_active += new
+        longest = np.where(new, np.maximum(longest, gap), longest)
+        last = np.where(new, period, last)
+        alive = on & (rng.uniform(size=shape) >= p)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    returners = ((n_active >= heavy) & (longest >= long)).sum(axis=1)
+    return np.column_stack([shares, returners])
+
+
+def gap_check(model: Any, events: pd.DataFrame, *, period: str = "D",
+              observation_end: Any = None, heavy: int = 20, long: int = 31,
+              n_replicates: int = 1000, ci_prob: float = 0.95,
+              random_seed: int | np.random.Generator | None = None) -> GapCheck:
+    r"""Check whether a fitted model can produce the pauses its users took.
+
+    Parameters
+    ----------
+    model : BetaGeoModel
+        A fitted model of the activity of ``events`` in ``period`` (the same
+        period as its data); with a segment, each user is replicated with their
+        segment's parameters.
+    events : pandas.DataFrame
+        The log the model was fitted on (``user_id``, ``timestamp``).
+    period : {"D", "W", "M"}, default "D"
+        Period of activity, as in the model's data.
+    observation_end : timestamp-like, optional
+        End of that log (default: its last timestamp).
+    heavy, long : int, default 20 and 31
+        The statistic of returns: users with at least ``heavy`` active periods
+        and a gap of at least ``long`` periods between two of them.
+    n_replicates : int, default 1000
+        Replicated populations, each from one posterior draw (drawn without
+        replacement while the posterior has enough). The smallest p-value is
+        about ``2 / n_replicates``: keep it well below the verdict's threshold,
+        ``(1 - ci_prob) / 6``.
+    ci_prob : float, default 0.95
+        Probability of the replicates' intervals and family-wise level of the
+        verdict.
+    random_seed : int or numpy.random.Generator, optional
+        Seed of the draws and replicates.
+
+    Returns
+    -------
+    GapCheck
+
+    Raises
+    ------
+    NotFittedError
+        Before the model is fitted.
+    ValueError
+        For a model other than a :class:`~models.churn.BetaGeoModel`, users of
+        ``events`` missing from a segmented model's data, bad options, or a bad
+        log (see :func:`observed_gaps`).
+
+    Notes
+    -----
+    The replicated process is BG/NBD's own: from a transaction at time 0, while
+    the user is alive the next comes after an exponential time of rate
+    :math:`\lambda`, and after each the user drops out with probability :math:`p`, with
+    :math:`\lambda \sim \mathrm{Gamma}(r, \alpha)`, :math:`p \sim
+    \mathrm{Beta}(a, b)` and :math:`(r, \alpha, a, b)` a posterior draw. In that
+    story a heavy listener's gaps are short, so many heavy listeners with a long
+    pause say that silence was a pause the model cannot represent.
+    """
+    from models.churn.beta_geo import BetaGeoModel
+
+    if not isinstance(model, BetaGeoModel):
+        raise ValueError("gap_check replicates a BetaGeoModel. Got "
+                         f"{type(model).__name__} instead.")
+    model._require_fitted("gap_check")
+    ci_prob = check_ci_prob("gap_check", ci_prob)
+    if not (isinstance(n_replicates, int | np.integer) and not isinstance(n_replicates, bool)
+            and n_replicates >= 1):
+        raise ValueError("The 'n_replicates' parameter of gap_check must be a positive integer. "
+                         f"Got {n_replicates!r} instead.")
+    for name, value in (("heavy", heavy), ("long", long)):
+        if not (isinstance(value, int | np.integer) and not isinstance(value, bool)
+                and value >= 1):
+            raise ValueError(f"The '{name}' parameter of gap_check must be a positive integer. "
+                             f"Got {value!r} instead.")
+    rng = np.random.default_rng(resolve_seed(random_seed))
+    obs = observed_gaps(events, period=period, observation_end=observation_end)
+    T = obs["T"].to_numpy(dtype=np.int64)
+    observed = np.zeros((1, len(obs), int(T.max()) + 1), dtype=bool)
+    for i, act in enumerate(obs["active"]):
+        observed[0, i, list(act)] = True
+    edges = GAP_EDGES
+    stat_obs = _gap_statistics(observed, edges, heavy, long)[0]
+    params = _bgnbd_draws(model, obs.index, n_replicates, rng)
+    chunk = max(1, _MAX_CELLS // T.size)  # replicated populations per block, memory bounded
+    replicated = np.concatenate([
+        _replicate_bgnbd(params[i:i + chunk], T, edges, heavy, long, rng)
+        for i in range(0, len(params), chunk)])
+    q = [(1 - ci_prob) / 2, (1 + ci_prob) / 2]
+    names = [f"share of gaps of {label} {'period' if label == '1' else 'periods'}"
+             for label in _labels(edges)]
+    names.append(f"heavy users (>= {heavy} active) returning after >= {long} silent")
+    rows = []
+    for j, name in enumerate(names):
+        rep, o = replicated[:, j], stat_obs[j]
+        tail = min((rep <= o).sum(), (rep >= o).sum())
+        lo, hi = np.quantile(rep, q)
+        rows.append({"statistic": name, "observed": o, "mean": rep.mean(), "ci_lower": lo,
+                     "ci_upper": hi, "p_value": min(1.0, 2 * (tail + 1) / (rep.size + 1))})
+    table = pd.DataFrame(rows).set_index("statistic")
+    table.attrs["ci_prob"] = ci_prob
+    # the smallest p-value; among ties (at the Monte Carlo floor) the farthest from the mean
+    spread = (replicated.std(axis=0) + 1e-12)
+    distance = np.abs(table["observed"].to_numpy() - table["mean"].to_numpy()) / spread
+    worst = table.iloc[int(np.lexsort((-distance, table["p_value"].to_numpy()))[0])]
+    bad = bool(worst["p_value"] < (1 - ci_prob) / len(table))
+    where = (f"{worst.name}: observed {worst['observed']:.3g}, replicates {worst['mean']:.3g} "
+             f"[{worst['ci_lower']:.3g}, {worst['ci_upper']:.3g}]")
+    # long silences followed by a return, more than the model produces: pauses
+    long_rows = [i for i, lo in enumerate(edges) if lo >= long] + [len(table) - 1]
+    pauses = [table.index[i] for i in long_rows
+              if table.iloc[i]["p_value"] < (1 - ci_prob) / len(table)
+              and table.iloc[i]["observed"] > table.iloc[i]["ci_upper"]]
+    if not bad:
+        message = f"The replicated gaps are consistent with the log (worst: {where})."
+    elif pauses:
+        message = (f"The model cannot reproduce the gaps between active periods: {where} "
+                   f"(p = {worst['p_value']:.2g}). More users fall silent for long and come "
+                   f"back than it allows ({'; '.join(pauses)}): silence was often a pause, so "
+                   "its P(alive) and holdout predictions will be too low for them.")
+    else:
+        message = (f"The model cannot reproduce the gaps between active periods: {where} "
+                   f"(p = {worst['p_value']:.2g}): the users' activity is spread over time "
+                   "unlike a constant rate with one dropout.")
+    return GapCheck(table, ci_prob, bad, message)
