@@ -233,7 +233,7 @@ def test_cdnow_conditional_expectations(data_dir):
 @pytest.mark.data
 @pytest.mark.skipif(not (DATA / "lastfm-1k-events").is_dir(),
                     reason="../shared/data/lastfm-1k-events is absent")
-def test_calibration_check_flags_bgnbd_on_real_listening_with_pauses():
+def test_checks_flag_bgnbd_on_real_listening_with_pauses():
     """Last.fm 1K, calibration days 0-272, holdout the next 93 days: BG/NBD's lowest fifth of
     P(active) predicts about 0.15 where half the users listen again (silence was a pause). The
     check, which allows for the predictions' uncertainty, must call this a miscalibration."""
@@ -259,3 +259,13 @@ def test_calibration_check_flags_bgnbd_on_real_listening_with_pauses():
     assert check.miscalibrated, check.table
     low = check.table.loc[0]
     assert low["mean_predicted"] < 0.25 and low["observed_rate"] > 0.4 and not low["inside"]
+    # ... and the predictive check of the gaps says why: heavy listeners who fell silent for
+    # a month and came back, far more of them than BG/NBD's population produces
+    from models.churn import gap_check
+
+    end = start + pd.Timedelta(days=273)
+    gaps = gap_check(model, events[events["timestamp"] < end], observation_end=end,
+                     random_seed=0)
+    returns = gaps.table.iloc[-1]
+    assert gaps.cannot_reproduce and returns["observed"] > returns["ci_upper"], gaps.table
+    assert "come back" in gaps.message
