@@ -148,7 +148,8 @@ def _play_count() -> Case:
     segment = {"segment": {"plan": "free"}}
     return Case(model, data, rows=data.iloc[:3], args={
         "expected_plays_new_user": {"horizon": 3, **segment},
-        "sample_plays_new_user": {"horizon": 3, **segment}})
+        "sample_plays_new_user": {"horizon": 3, **segment},
+        "sample_plays": {"horizon": 3}})
 
 
 def _skip() -> Case:

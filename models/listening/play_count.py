@@ -29,7 +29,7 @@ from models._pointwise import blocks, by_blocks, draw_arrays, sample_array, unit
 from models.base import BayesianModel, resolve_seed
 from models.data.schema import USER_ID
 from models.exceptions import ApproximationWarning, DataQualityWarning, DataValidationError, Problem
-from models.listening import _laplace
+from models.listening import _laplace, _play_count_predictive
 from models.listening._pointwise import count_loglik, gamma_conditional_loglik
 from models.listening.count_likelihood import NegBinGridLogp, cell_loglik
 from models.listening.gamma_users import compress_users, draw_user_log_rates, gamma_user_loglik
@@ -1121,6 +1121,64 @@ class PlayCountModel(BayesianModel):
         return draws_to_dataarray(y, index=pd.Index(periods[PERIOD_START], name=PERIOD_START),
                                   shape=sample_shape(self.idata_, max_draws),
                                   name="sample_plays_new_user")
+
+    @prediction_method()
+    def sample_plays(
+        self,
+        data: pd.DataFrame | None = None,
+        *,
+        horizon: int,
+        start: Any = None,
+        max_draws: int | None = 1000,
+        random_seed: int | np.random.Generator | None = None,
+    ) -> xr.DataArray:
+        """Draw each known user's total plays over the next ``horizon`` periods.
+
+        The posterior predictive of the future count, conditional on the user's
+        history: per posterior draw, the user's effect as the data inform it, the
+        period effects (and trend) of the future periods, and the likelihood's
+        count noise, summed over the periods. :meth:`expected_plays` gives the
+        interval of the *expected* plays, far narrower than that of the plays
+        themselves; summarise these draws with
+        :func:`models.predict.predictive_summary`.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            Rows with ``user_id`` (users of the training data; one prediction per
+            distinct user); every training user by default.
+        horizon : int
+            Number of future periods (in the training data's spacing: days,
+            weeks or calendar months).
+        start : timestamp-like, optional
+            First future period; the period after the training data by default.
+        max_draws : int, optional
+            Use at most this many posterior draws.
+        random_seed : int, numpy.random.Generator or None
+            Seed of the draw subset and of the simulated counts.
+
+        Returns
+        -------
+        xarray.DataArray
+            Integer plays, dims ``(chain, draw, user)``, the user ids (sorted) as
+            the ``user`` coordinate (one chain of ``max_draws`` draws when
+            ``max_draws`` keeps a subset). Covariates, which the future does not
+            reveal, are held at their training means.
+
+        Raises
+        ------
+        models.exceptions.NotFittedError
+            Before :meth:`fit`.
+        models.exceptions.DataValidationError
+            For users not in the training data.
+        ValueError
+            If ``horizon`` is not a positive integer, or for a bad option.
+        """
+        self._require_fitted("sample_plays()")
+        _check_count("PlayCountModel.sample_plays", "horizon", horizon)
+        return _play_count_predictive.sample_plays(self, data, horizon=horizon, start=start,
+                                                   max_draws=max_draws,
+                                                   random_seed=random_seed)
 
     @deprecated_alias("sample_plays_new_user")
     def simulate_new_user(
