@@ -83,6 +83,10 @@ class EngagementStateModel(BayesianModel):
     churn_state : bool, default False
         Add an absorbing ``churned`` state that emits no activity and that
         every other state can enter: a dropout for good, next to pauses.
+    churn_returns : bool, default False
+        With ``churn_state``: let users leave the churned state too, with
+        transition probabilities of its own (a deep pause, silent like the
+        churned state but with a small chance of return) instead of absorbing.
     segment : str, optional
         Column of the table holding a segment label; the transition logits of
         each segment are partially pooled around the population's.
@@ -164,6 +168,7 @@ class EngagementStateModel(BayesianModel):
     def __init__(
         self, *, n_states: int = 3, period_length: int = 7,
         emission: str = "beta_binomial", churn_state: bool = False,
+        churn_returns: bool = False,
         segment: str | None = None,
         priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     ) -> None:
@@ -176,9 +181,13 @@ class EngagementStateModel(BayesianModel):
         if emission not in EMISSIONS:
             raise ValueError(f"The 'emission' parameter of {owner} must be one of "
                              f"{list(EMISSIONS)}. Got {emission!r} instead.")
-        if not isinstance(churn_state, bool):
-            raise ValueError(f"The 'churn_state' parameter of {owner} must be True or False. "
-                             f"Got {churn_state!r} instead.")
+        for name, value in (("churn_state", churn_state), ("churn_returns", churn_returns)):
+            if not isinstance(value, bool):
+                raise ValueError(f"The '{name}' parameter of {owner} must be True or False. "
+                                 f"Got {value!r} instead.")
+        if churn_returns and not churn_state:
+            raise ValueError(f"The 'churn_returns' parameter of {owner} needs "
+                             "churn_state=True. Got churn_returns=True instead.")
         if segment is not None and not (isinstance(segment, str) and segment):
             raise ValueError(f"The 'segment' parameter of {owner} must be a column name. "
                              f"Got {segment!r} instead.")
@@ -186,6 +195,7 @@ class EngagementStateModel(BayesianModel):
         self.period_length = period_length
         self.emission = emission
         self.churn_state = churn_state
+        self.churn_returns = churn_returns
         self.segment = segment
         super().__init__(priors=priors)
 
@@ -227,9 +237,10 @@ class EngagementStateModel(BayesianModel):
         k, n = self.n_states, self.period_length
         labels = self._labels
         c = len(labels)
+        rows = c if self.churn_returns else k  # states that can be left
         coords: dict[str, Any] = {"state": labels[:k], "to_state": labels,
-                                  "initial_state": labels[1:k],
-                                  "move": [f"{a}->{b}" for a in labels[:k] for b in labels
+                                  "from_state": labels[:rows], "initial_state": labels[1:k],
+                                  "move": [f"{a}->{b}" for a in labels[:rows] for b in labels
                                            if a != b]}
         seg_labels = sorted(pd.unique(data[self.segment])) if self.segment else None
         if seg_labels is not None:
@@ -275,6 +286,7 @@ class EngagementStateModel(BayesianModel):
     def _transition(self, move: Any, k: int, c: int, model: pm.Model, seg_labels: list | None,
                     priors: Mapping[str, Prior]) -> Any:
         """Transition matrices ``(C, C)`` or ``(S, C, C)`` from the move logits."""
+        k = c if self.churn_returns else k
         rows_, cols_ = zip(*[(i, j) for i in range(k) for j in range(c) if i != j], strict=True)
 
         def matrix(logits: Any) -> Any:  # logits (..., moves) -> (..., C, C)
@@ -292,14 +304,15 @@ class EngagementStateModel(BayesianModel):
 
         if seg_labels is None:
             p = matrix(move)
-            pm.Deterministic("transition_probability", p[:k], dims=("state", "to_state"))
+            pm.Deterministic("transition_probability", p[:k], dims=("from_state", "to_state"))
             return p
         sigma = priors["segment_sigma"].create("segment_sigma")
         z = pm.Normal("segment_offset", 0.0, 1.0, dims=("segment", "move"))
         p = matrix(move[None, :] + sigma * z)
-        pm.Deterministic("transition_probability", matrix(move)[:k], dims=("state", "to_state"))
+        pm.Deterministic("transition_probability", matrix(move)[:k],
+                         dims=("from_state", "to_state"))
         pm.Deterministic("transition_probability_segment", p[:, :k],
-                         dims=("segment", "state", "to_state"))
+                         dims=("segment", "from_state", "to_state"))
         return p
 
     def _parameter_names(self) -> list[str]:
@@ -322,7 +335,7 @@ class EngagementStateModel(BayesianModel):
                                   np.zeros((p.shape[0], c - k))], axis=1)
         name = "transition_probability_segment" if self.segment else "transition_probability"
         trans = arrays[name]
-        if c > k:
+        if trans.shape[-2] < c:  # the absorbing churned state
             dead = np.zeros((*trans.shape[:-2], 1, c))
             dead[..., 0, c - 1] = 1.0
             trans = np.concatenate([trans, dead], axis=-2)

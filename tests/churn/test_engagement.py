@@ -164,23 +164,31 @@ def test_sampled_activity_matches_the_exact_predictions():
                                    if s.argmax() in (0, 3)]
 
 
-def test_compressed_likelihood_equals_the_sum_over_users():
+@pytest.mark.parametrize("options", [{}, {"churn_state": True, "churn_returns": True},
+                                     {"segment": "plan", "emission": "binomial"}])
+def test_compressed_likelihood_equals_the_sum_over_users(options):
     sim = simulate_engagement(60, 6, period_length=N, max_join=2, with_events=False,
                               emission_probability=(0.05, 0.4, 0.8), random_seed=3)
     data = pd.concat([sim.activity, sim.activity.iloc[:20]])
-    model = EngagementStateModel(period_length=N)
+    data["plan"] = np.resize(["free", "premium", "family"], len(data))
+    if "segment" not in options:
+        data = data.drop(columns="plan")
+    model = EngagementStateModel(period_length=N, **options)
     pm_model = model.build_model(data)
     assert pm_model.engagement_rows < len(data)
     point = pm_model.initial_point()
     value = pm_model.compile_fn(pm_model.logp(vars=pm_model.potentials))(point)
-    names = ["emission_probability", "emission_concentration", "initial_probability",
-             "transition_probability"]
+    names = model._var_names()
     got = pm_model.compile_fn(pm_model.replace_rvs_by_values([pm_model[n] for n in names]))(point)
     params = model._numpy_params({n: np.asarray(v)[None] for n, v in zip(names, got,
                                                                           strict=True)})
-    codes = model._codes(model._validate_data(data))
+    clean = model._validate_data(data)
+    codes = model._codes(clean)
+    trans = params["transition"]
+    if "segment" in options:
+        trans = trans[:, model._segment_codes(clean)]
     loglik, _ = _hmm.forward(codes, np.argmax(codes != N + 1, axis=1), params["emission"],
-                             params["initial"], params["transition"])
+                             params["initial"], trans)
     assert float(value) == pytest.approx(loglik.sum(), rel=1e-7)  # PyTensor gammaln
 
 
