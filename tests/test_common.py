@@ -263,8 +263,6 @@ KNOWN_BREAKS = {
     ("max_draws", "ProxyMetricModel"): "expected_long_term_effect(return_draws=True) returns "
     "one chain of at least 4,000 Monte Carlo draws (normal draws per posterior draw), not the "
     "posterior's shape",
-    ("max_draws", "SurrogateIndexModel"): "expected_outcome(max_draws=k) keeps k // n_chains "
-    "draws of every chain, not one chain of k draws",
 }
 
 

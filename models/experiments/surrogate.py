@@ -35,7 +35,7 @@ from models.experiments._surrogate_index import (
     column_problems,
     surrogate_index,
 )
-from models.predict import eti_bounds, summarize_draws
+from models.predict import eti_bounds, posterior_arrays, sample_shape, summarize_draws
 from models.priors import Prior
 
 __all__ = ["SurrogateIndexModel"]
@@ -352,19 +352,14 @@ class SurrogateIndexModel(BayesianModel):
                rng: np.random.Generator) -> tuple[dict[str, np.ndarray], tuple[int, int]]:
         """Posterior draws flattened over chains, and the (chain, draw) shape they came from.
 
-        With ``max_draws``, the same random subset of draw positions is kept in
-        every chain, ``max_draws // n_chains`` of them (at least one).
+        With ``max_draws`` (fewer than the posterior has), a random subset of that
+        many draws, as one chain: the package's one convention
+        (:func:`models.predict.posterior_arrays`).
         """
-        post = self.idata_["posterior"]
-        n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-        keep = np.arange(n_draw)
-        if max_draws is not None and n_chain * n_draw > max_draws:
-            keep = np.sort(rng.choice(n_draw, max(1, max_draws // n_chain), replace=False))
-        intercept = post["intercept"].transpose("chain", "draw").values[:, keep]
-        beta = post["beta"].transpose("chain", "draw", ...).values[:, keep]
-        params = {"intercept": intercept.reshape(-1),
-                  "beta": beta.reshape(intercept.size, -1)}
-        return params, (n_chain, keep.size)
+        params = posterior_arrays(self.idata_, ["intercept", "beta"], max_draws=max_draws,
+                                  random_seed=rng)
+        params["beta"] = params["beta"].reshape(params["intercept"].size, -1)
+        return params, sample_shape(self.idata_, max_draws)
 
     def _experiment_arms(self, experiment: Any, treatment: str, control: Any) -> pd.Series:
         sample = "experiment sample"
@@ -540,8 +535,8 @@ class SurrogateIndexModel(BayesianModel):
         ci_prob : float, default 0.95
             Probability mass of the equal-tailed interval.
         max_draws : int, optional
-            Use at most this many posterior draws: the same random subset of
-            draw positions in every chain.
+            Use at most this many posterior draws (a random subset, returned as
+            one chain of ``max_draws`` draws).
         random_seed : int, numpy.random.Generator or None
             Seed of that subset.
         return_draws : bool, default False
