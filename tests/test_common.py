@@ -259,11 +259,7 @@ NAMES = sorted(MODEL_CLASSES)
 
 #: Contract breaks of classes owned elsewhere, reported and expected to fail until fixed
 #: (strict: the test says so when one is fixed).
-KNOWN_BREAKS = {
-    ("max_draws", "ProxyMetricModel"): "expected_long_term_effect(return_draws=True) returns "
-    "one chain of at least 4,000 Monte Carlo draws (normal draws per posterior draw), not the "
-    "posterior's shape",
-}
+KNOWN_BREAKS: dict[tuple[str, str], str] = {}
 
 
 def _params(test: str) -> list[Any]:

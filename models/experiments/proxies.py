@@ -28,7 +28,7 @@ from models.base import BayesianModel
 from models.exceptions import DataValidationError, Problem
 from models.experiments._checks import check_probability
 from models.experiments._mvnormal import mvnormal_logp, mvnormal_random
-from models.predict import eti_bounds, posterior_arrays, summarize_draws
+from models.predict import eti_bounds, posterior_arrays, sample_shape, summarize_draws
 from models.priors import Prior
 
 __all__ = ["ProxyMetricModel"]
@@ -412,7 +412,9 @@ class ProxyMetricModel(BayesianModel):
             Indexed like ``data``: ``mean``, ``sd``, ``ci_lower``, ``ci_upper``
             and ``prob_positive`` (posterior probability that the long-term
             effect is positive), ``attrs["ci_prob"]``; with ``return_draws``,
-            the Monte Carlo draws as one chain, dims ``(chain, draw, experiment)``.
+            draws of the long-term effect, dims ``(chain, draw, experiment)``,
+            one per posterior draw (the posterior's shape, or one chain of
+            ``max_draws`` draws when ``max_draws`` keeps a subset).
 
         Raises
         ------
@@ -437,7 +439,8 @@ class ProxyMetricModel(BayesianModel):
         shrunk towards the mean of past experiments. The result mixes these
         normals over the posterior draws: mean and standard deviation by the
         law of total variance, the interval from Monte Carlo draws (at least
-        4000: one or more normal draws per posterior draw).
+        4000: one or more normal draws per posterior draw; ``return_draws``
+        gives the first, one per posterior draw).
         """
         owner = "ProxyMetricModel.expected_long_term_effect"
         self._require_fitted("expected_long_term_effect()")
@@ -460,9 +463,13 @@ class ProxyMetricModel(BayesianModel):
         repeat = -(-_MIN_MC_DRAWS // cond_mean.shape[0])  # normal draws per posterior draw
         z = rng.standard_normal((repeat, *cond_mean.shape))
         draws = (cond_mean + np.sqrt(cond_var) * z).reshape(-1, cond_mean.shape[1])
-        if return_draws:
-            return xr.DataArray(draws[None], dims=("chain", "draw", "experiment"),
-                                coords={"experiment": frame.index.to_numpy()},
+        if return_draws:  # one normal draw per posterior draw: the posterior's shape
+            shape = sample_shape(self.idata_, max_draws)
+            first = (cond_mean + np.sqrt(cond_var) * z[0]).reshape(*shape, -1)
+            return xr.DataArray(first, dims=("chain", "draw", "experiment"),
+                                coords={"chain": np.arange(shape[0]),
+                                        "draw": np.arange(shape[1]),
+                                        "experiment": frame.index.to_numpy()},
                                 name="long_term_effect")
         sd = np.sqrt(cond_mean.var(axis=0) + cond_var.mean(axis=0))
         safe = np.sqrt(np.where(cond_var > 0, cond_var, 1.0))
