@@ -1,8 +1,8 @@
 """The ``network`` analysis: which artists are listened to together, and their communities.
 
-Steps: the artist co-listening graph and its disparity backbone; the number of
-blocks chosen by the exact ICL (unless fixed); the degree-corrected stochastic
-block model with its co-assignment matrix; pictures of the communities; against
+Steps: the artist co-listening graph and its disparity backbone; the
+degree-corrected stochastic block model, with the number of blocks inferred
+(its posterior; unless fixed), and its co-assignment matrix; pictures of the communities; against
 the simulator's true communities when the data are simulated; the latent space
 model and its embedding (``fit_latent_space``); link prediction on held-out
 edges (``holdout_edge_share``): both models refitted on the training edges and
@@ -56,7 +56,6 @@ def run(ctx: AnalysisContext) -> None:
         plot_coassignment,
         plot_communities,
         plot_embedding,
-        select_n_blocks,
         split_edges,
     )
 
@@ -90,24 +89,23 @@ def run(ctx: AnalysisContext) -> None:
             raise ValueError("The graph for the block model has no edges; lower "
                              "network.min_common or raise network.backbone_alpha.")
 
-    n_blocks = cfg["n_blocks"]
-    if not n_blocks:
-        with out.step("choose the number of blocks (exact ICL)"):
-            table = select_n_blocks(target, cfg["block_candidates"],
-                                    degree_corrected=cfg["degree_corrected"],
-                                    priors=priors.get("StochasticBlockModel"),
-                                    draws=cfg["select_draws"], tune=cfg["select_draws"] // 2,
-                                    chains=2, random_seed=seed)
-            n_blocks = int(table.index[table["selected"]][0])
-            out.add_table("block_selection", table,
-                          "Number of blocks by the exact integrated complete likelihood")
-
-    with out.step(f"fit the stochastic block model ({n_blocks} blocks)"):
+    n_blocks = cfg["n_blocks"] or None
+    label = f"{n_blocks} blocks" if n_blocks else "number of blocks inferred"
+    with out.step(f"fit the stochastic block model ({label})"):
         sbm = out.fit("sbm", StochasticBlockModel(
-            n_blocks=n_blocks, degree_corrected=cfg["degree_corrected"],
+            n_blocks=n_blocks, max_blocks=cfg["max_blocks"],
+            degree_corrected=cfg["degree_corrected"],
             priors=priors.get("StochasticBlockModel")), target,
             description=f"degree-corrected block model of the {cfg['sbm_on']}",
             draws=s["draws"], tune=s["tune"], chains=s["chains"], random_seed=seed)
+        blocks = sbm.n_blocks_posterior()
+        out.add_table("n_blocks_posterior", blocks,
+                      "Posterior of the number of occupied blocks (share of draws)")
+        if n_blocks is None:
+            out.finding(f"Number of blocks: {blocks['probability'].idxmax()} is the most "
+                        f"probable ({blocks['probability'].max():.0%} of the draws; 89% "
+                        f"interval {blocks.attrs['ci_lower']}-{blocks.attrs['ci_upper']}); "
+                        f"the MAP partition has {blocks.attrs['map']}.")
         out.add_figure("trace_sbm", plot_trace_rank(sbm), "Block model: trace and rank plots")
         partition = sbm.point_partition()
         coassign = sbm.coassignment_matrix()
@@ -180,7 +178,8 @@ def run(ctx: AnalysisContext) -> None:
         with out.step(f"link prediction ({share:.0%} of the edges held out)"):
             fitted = {"block_model": out.fit(
                 "sbm_train", StochasticBlockModel(
-                    n_blocks=n_blocks, degree_corrected=cfg["degree_corrected"],
+                    n_blocks=cfg["n_blocks"] or None, max_blocks=cfg["max_blocks"],
+                    degree_corrected=cfg["degree_corrected"],
                     priors=priors.get("StochasticBlockModel")), split.train,
                 description="block model on the training edges (link prediction)",
                 draws=s["draws"], tune=s["tune"], chains=s["chains"], random_seed=seed + 40)}
@@ -201,7 +200,7 @@ def run(ctx: AnalysisContext) -> None:
 ANALYSIS = Analysis(
     name="network",
     description="Artist co-listening graph, disparity backbone, stochastic block model "
-    "(blocks chosen by ICL), latent space embedding, communities, co-assignment and "
+    "(number of blocks inferred), latent space embedding, communities, co-assignment and "
     "link prediction against networkx heuristics.",
     needs="events: user_id, artist_id; no users table needed.",
     run=run,

@@ -3,10 +3,11 @@ r"""Collapsed Gibbs sampler of the Poisson (degree-corrected) stochastic block m
 Core of :class:`models.network.StochasticBlockModel`: block-edge counts, the
 collapsed log joint :math:`\log p(A, z)`, the label conditional (numpy reference
 :func:`label_log_probs` and its numba-compiled twin used by the sweeps), annealed
-multi-start initialisation, one chain of single-node label updates, iterated
-conditional modes and label alignment between draws. The compiled kernels take the
-node order and the uniforms from numpy, so from a single random start a seed gives
-the same draws as the earlier pure-numpy loop.
+multi-start initialisation, Metropolis-Hastings merge-split moves (restricted
+Gibbs reallocation of two blocks, and the split-merge moves of Jain & Neal 2004),
+one chain of sweeps and moves (:class:`Chain`), iterated conditional modes and
+label alignment between draws. The compiled kernels take their uniforms from a
+numpy Generator, so a seed gives the same draws.
 """
 
 from __future__ import annotations
@@ -223,6 +224,20 @@ def _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc):  # pragma: no cove
 
 
 @numba.njit(cache=True)
+def _rate_log_likelihood(e, sizes, omega, dc):  # pragma: no cover - compiled
+    """Block part of the Poisson log-likelihood: sum over r <= s of e log(omega) - X omega."""
+    total = 0.0
+    for r in range(sizes.size):
+        for s in range(r, sizes.size):
+            if dc:
+                x = (0.5 if s == r else 1.0) if sizes[r] > 0 and sizes[s] > 0 else 0.0
+            else:
+                x = 0.5 * sizes[r] * sizes[r] if s == r else sizes[r] * sizes[s]
+            total += e[r, s] * math.log(omega[r, s]) - x * omega[r, s]
+    return total
+
+
+@numba.njit(cache=True)
 def _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree):  # pragma: no cover
     """Take node ``i`` out of its block; ``k`` receives its edges to every block."""
     k[:] = 0.0
@@ -277,6 +292,21 @@ def _sweep_kernel(
         while new < n_blocks - 1 and cumulative[new] <= target:
             new += 1
         _insert(i, new, z, e, sizes, kappa, k, degree)
+
+
+@numba.njit(cache=True)
+def _sweeps_kernel(
+    z, e, sizes, kappa, indptr, indices, weights, degree, uniforms, a, b, eta, gamma, dc,
+    lg_edge, log_x,
+):  # pragma: no cover - compiled
+    """``uniforms.shape[0]`` Gibbs sweeps, each in an order shuffled from its row of uniforms."""
+    n = z.size
+    order = np.arange(n)
+    for t in range(uniforms.shape[0]):
+        row = uniforms[t]
+        _shuffle(order, row, 0)
+        _sweep_kernel(z, e, sizes, kappa, indptr, indices, weights, degree, order, row[n:],
+                      1.0, a, b, eta, gamma, dc, lg_edge, log_x)
 
 
 @numba.njit(cache=True)
@@ -426,6 +456,82 @@ def _merge_split_kernel(
     return True
 
 
+@numba.njit(cache=True)
+def _split_merge_kernel(
+    i, j, r, s, others, split, log_pick, z, e, sizes, kappa, indptr, indices, weights, degree,
+    uniforms, n_intermediate, a, b, eta, gamma, dc, lg_edge, log_x,
+):  # pragma: no cover - compiled
+    """One split-merge move of Jain & Neal (2004) with anchors ``i`` (block ``r``) and ``j``.
+
+    ``split``: ``i`` and ``j`` share block ``r``; ``j`` moves to the empty block ``s``
+    (chosen with log probability ``log_pick``) and ``others`` (the rest of ``r``)
+    are split between ``r`` and ``s`` by a launch state (random, then
+    ``n_intermediate`` restricted Gibbs scans) and one more restricted scan.
+    Otherwise ``j`` is in ``s`` and the move merges ``r`` and ``s`` into ``r``; the
+    reverse split chooses ``s`` with log probability ``log_pick`` and reaches the
+    current labels from a launch state by the forced scan. Returns True if accepted.
+    """
+    m = others.size
+    k = np.zeros(sizes.size)
+    original = np.empty(m, dtype=np.int64)
+    for q in range(m):
+        original[q] = z[others[q]]
+    lp_old = _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc)
+    if split:
+        _remove(j, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+        _insert(j, s, z, e, sizes, kappa, k, degree)
+    pos = 0
+    for q in range(m):  # random launch allocation
+        node = others[q]
+        _remove(node, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+        _insert(node, r if uniforms[pos] < 0.5 else s, z, e, sizes, kappa, k, degree)
+        pos += 1
+    order = np.arange(m)
+    free = np.empty(0, dtype=np.int64)
+    for _ in range(n_intermediate):
+        pos = _shuffle(order, uniforms, pos)
+        _, pos = _restricted_scan(others, order, free, r, s, z, e, sizes, kappa, indptr,
+                                  indices, weights, degree, uniforms, pos, a, b, eta, gamma,
+                                  dc, lg_edge, log_x)
+    pos = _shuffle(order, uniforms, pos)
+    if split:
+        log_q, pos = _restricted_scan(others, order, free, r, s, z, e, sizes, kappa, indptr,
+                                      indices, weights, degree, uniforms, pos, a, b, eta,
+                                      gamma, dc, lg_edge, log_x)
+        lp_new = _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc)
+        log_ratio = lp_new - lp_old - log_pick - log_q
+        if math.log(uniforms[pos]) < log_ratio:
+            return True
+        back = r  # restore: every node of the split back to r
+        _remove(j, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+        _insert(j, back, z, e, sizes, kappa, k, degree)
+        for q in range(m):
+            node = others[q]
+            _remove(node, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+            _insert(node, back, z, e, sizes, kappa, k, degree)
+        return False
+    log_q, pos = _restricted_scan(others, order, original, r, s, z, e, sizes, kappa, indptr,
+                                  indices, weights, degree, uniforms, pos, a, b, eta, gamma,
+                                  dc, lg_edge, log_x)  # the state is back at the labels
+    log_ratio = -lp_old + log_pick + log_q
+    _remove(j, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+    _insert(j, r, z, e, sizes, kappa, k, degree)
+    for q in range(m):
+        node = others[q]
+        _remove(node, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+        _insert(node, r, z, e, sizes, kappa, k, degree)
+    log_ratio += _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc)
+    if math.log(uniforms[pos]) < log_ratio:
+        return True
+    _remove(j, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+    _insert(j, s, z, e, sizes, kappa, k, degree)
+    for q in range(m):
+        node = others[q]
+        _remove(node, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+        _insert(node, original[q], z, e, sizes, kappa, k, degree)
+    return False
+
+
 def merge_split_uniforms(n_members: int, n_intermediate: int) -> int:
     """Uniforms one merge-split move of ``n_members`` nodes consumes."""
     return n_members + (n_intermediate + 1) * (2 * n_members - 1) + 1
@@ -460,6 +566,16 @@ class _State:
                       self.degree, order.astype(np.int64), uniforms, float(inverse_temperature),
                       *self.scalars, lg_edge, log_x)
 
+    def sweeps(self, rng: np.random.Generator, count: int) -> None:
+        """``count`` Gibbs sweeps in one compiled loop (random orders from ``rng``)."""
+        indptr, indices, weights, lg_edge, log_x = self.tables
+        n = self.z.size
+        chunk = max(1, 2_000_000 // (2 * n))  # at most 16 MB of uniforms at a time
+        for start in range(0, count, chunk):
+            uniforms = rng.random((min(chunk, count - start), 2 * n))
+            _sweeps_kernel(self.z, self.e, self.sizes, self.kappa, indptr, indices, weights,
+                           self.degree, uniforms, *self.scalars, lg_edge, log_x)
+
     def climb(self, max_sweeps: int) -> None:
         """Climb to a local mode by iterated conditional modes."""
         indptr, indices, weights, lg_edge, log_x = self.tables
@@ -468,12 +584,15 @@ class _State:
 
     def merge_split(self, rng: np.random.Generator, n_moves: int,
                     n_intermediate: int = MERGE_SPLIT_SCANS) -> int:
-        """Make ``n_moves`` merge-split moves (:func:`merge_split`); return how many moved."""
+        """Make ``n_moves`` merge-split moves (:func:`_merge_split_kernel`); return the accepted."""
         if self.n_blocks < 2:
             return 0
         indptr, indices, weights, lg_edge, log_x = self.tables
         n, accepted = self.z.size, 0
-        for _ in range(n_moves):
+        for move in range(n_moves):
+            if move % 2 == 1:  # every other move: a split or a merge
+                accepted += self._split_merge(rng, n_intermediate)
+                continue
             i, j = rng.integers(0, n, 2)
             r, s = int(self.z[i]), int(self.z[j])
             if s == r:  # a block other than r, empty ones included
@@ -486,6 +605,31 @@ class _State:
                 weights, self.degree, uniforms, int(n_intermediate), *self.scalars, lg_edge,
                 log_x))
         return accepted
+
+    def _split_merge(self, rng: np.random.Generator, n_intermediate: int) -> bool:
+        """One split-merge move (:func:`_split_merge_kernel`) from two random nodes."""
+        n = self.z.size
+        i, j = (int(x) for x in rng.integers(0, n, 2))
+        if i == j:
+            return False
+        r, s = int(self.z[i]), int(self.z[j])
+        split = r == s
+        empty = np.flatnonzero(self.sizes == 0)
+        if split:
+            if empty.size == 0:
+                return False
+            s = int(empty[rng.integers(0, empty.size)])
+            log_pick = -math.log(empty.size)
+        else:
+            log_pick = -math.log(empty.size + 1)  # the reverse split's choice of s
+        others = np.flatnonzero((self.z == r) | (self.z == s))
+        others = others[(others != i) & (others != j)]
+        uniforms = rng.random(others.size + (n_intermediate + 1) * 2 * others.size + 2)
+        indptr, indices, weights, lg_edge, log_x = self.tables
+        return bool(_split_merge_kernel(
+            i, j, r, s, others, split, log_pick, self.z, self.e, self.sizes, self.kappa,
+            indptr, indices, weights, self.degree, uniforms, int(n_intermediate),
+            *self.scalars, lg_edge, log_x))
 
     def log_joint(self, log_factorial: float) -> float:
         """Collapsed log p(A, z) of the current labels."""
@@ -522,6 +666,99 @@ def best_start(
     return best_lp
 
 
+class Chain:
+    """One chain of the sampler: start, discarded sweeps, then recorded draws.
+
+    ``n_starts=1`` starts from one random labelling (and anneals the tuning sweeps);
+    more start from the best of that many annealed runs (:func:`best_start`). A
+    sweep updates every node's label once, in random order, from p(z_i | z_-i, A)
+    with omega, theta and pi integrated out (compiled kernel; the order and the
+    uniforms come from ``rng``). Every ``thin`` sweeps are followed by
+    ``merge_split`` merge-split moves per occupied block (:meth:`_State.merge_split`)
+    and one recorded
+    draw, with omega, theta and pi drawn from their exact conditionals given z;
+    ``accept`` records the share of those moves accepted.
+    """
+
+    def __init__(self, adj: sp.csr_matrix, degree: np.ndarray, n_blocks: int, h: Hyper, *,
+                 rng: np.random.Generator, log_factorial: float, n_starts: int = 1,
+                 merge_split: int = 0) -> None:
+        n = adj.shape[0]
+        self.h, self.rng, self.log_factorial = h, rng, log_factorial
+        self.n_starts, self.merge_split = n_starts, merge_split
+        self.state = _State(adj, degree, np.zeros(n, dtype=np.int64), n_blocks, h)
+        if n_starts > 1:
+            best_start(self.state, n_starts=n_starts, rng=rng, log_factorial=log_factorial)
+        else:
+            self.state.reset(rng.integers(0, n_blocks, n))
+        self.draws: dict[str, list] = {k: [] for k in
+                                       ("z", "omega", "pi", "theta", "lp", "log_likelihood",
+                                        "accept")}
+
+    def _sweep(self, inverse_temperature: float = 1.0) -> None:
+        n = self.state.z.size
+        self.state.sweep(self.rng.permutation(n), self.rng.random(n), inverse_temperature)
+
+    def _moves(self) -> int:
+        """Merge-split moves per round: ``merge_split`` per occupied block."""
+        return self.merge_split * max(1, int(np.count_nonzero(self.state.sizes)))
+
+    def tune(self, sweeps: int) -> None:
+        """Discarded sweeps, each followed by the merge-split moves.
+
+        From a single random start they are annealed (inverse temperature rising to 1)
+        to escape a poor starting partition; after annealed starts they are plain Gibbs,
+        as reheating could leave the mode found.
+        """
+        anneal = max(1, (2 * sweeps) // 3)
+        for sweep in range(sweeps):
+            annealed = self.n_starts == 1
+            self._sweep(min(1.0, 0.2 + 0.8 * sweep / anneal) if annealed else 1.0)
+            self.state.merge_split(self.rng, self._moves())
+
+    def record(self, draws: int, thin: int = 1) -> None:
+        """Record ``draws`` draws, each after ``thin`` sweeps and the merge-split moves."""
+        state, h, rng = self.state, self.h, self.rng
+        n_blocks, dc = state.n_blocks, h.degree_corrected
+        # The compiled log joint omits terms that do not depend on z: add them back.
+        offset = state.log_joint(self.log_factorial) - _log_joint_kernel(
+            state.e, state.sizes, state.kappa, *state.scalars)
+        positive = state.degree > 0
+        lower = np.tril_indices(n_blocks, -1)
+        for _ in range(draws):
+            state.sweeps(rng, thin)
+            moves = self._moves()
+            moved = state.merge_split(rng, moves)
+            z, e, sizes, degree = state.z, state.e, state.sizes, state.degree
+            omega = rng.gamma(h.a + e, 1.0 / (h.b + exposure(sizes, dc)))
+            omega[lower] = omega.T[lower]
+            theta = None
+            loglik = _rate_log_likelihood(e, sizes, omega, dc) - self.log_factorial
+            if dc:
+                g = rng.gamma(h.eta + degree)
+                theta = g / np.bincount(z, weights=g, minlength=n_blocks)[z]
+                loglik += float(degree[positive] @ np.log(theta[positive]))
+            self.draws["z"].append(z.astype(np.int16))
+            self.draws["omega"].append(omega)
+            self.draws["pi"].append(rng.dirichlet(h.gamma + sizes))
+            self.draws["theta"].append(theta)
+            self.draws["lp"].append(offset + _log_joint_kernel(e, sizes, state.kappa,
+                                                               *state.scalars))
+            self.draws["log_likelihood"].append(loglik)
+            self.draws["accept"].append(moved / moves if moves else np.nan)
+
+    def keep_every_other(self) -> None:
+        """Drop every other recorded draw (the earlier of each pair)."""
+        for key, values in self.draws.items():
+            self.draws[key] = values[1::2]
+
+    def result(self) -> dict[str, np.ndarray | None]:
+        """Return the recorded draws as arrays (``theta`` None without degree correction)."""
+        out = {k: np.stack(v) if v[0] is not None else None for k, v in self.draws.items()}
+        out["accept"] = np.asarray(self.draws["accept"], dtype=float)
+        return out
+
+
 def run_chain(
     adj: sp.csr_matrix,
     degree: np.ndarray,
@@ -534,67 +771,14 @@ def run_chain(
     log_factorial: float,
     n_starts: int = 1,
     merge_split: int = 0,
-) -> dict[str, np.ndarray]:
-    """One chain: a start, ``tune`` discarded sweeps, then ``draws`` recorded sweeps.
-
-    Each sweep is followed by ``merge_split`` merge-split moves (:meth:`_State.merge_split`),
-    which move many labels at once; ``accept`` records the share accepted per sweep.
-
-    ``n_starts=1`` starts from one random labelling (and anneals the tuning sweeps);
-    more start from the best of that many annealed runs (:func:`best_start`). Each
-    sweep updates every node's label once, in random order, from p(z_i | z_-i, A)
-    with omega, theta and pi integrated out (compiled kernel; the order and the
-    uniforms come from ``rng``); after a sweep omega, theta and pi are drawn from
-    their exact conditionals given z.
-    """
-    n = adj.shape[0]
-    a, b, eta, gamma, dc = h.a, h.b, h.eta, h.gamma, h.degree_corrected
-    state = _State(adj, degree, np.zeros(n, dtype=np.int64), n_blocks, h)
-    degree = state.degree
-    if n_starts > 1:
-        best_start(state, n_starts=n_starts, rng=rng, log_factorial=log_factorial)
-    else:
-        state.reset(rng.integers(0, n_blocks, n))
-    out = {
-        "z": np.empty((draws, n), dtype=np.int16),
-        "omega": np.empty((draws, n_blocks, n_blocks)),
-        "pi": np.empty((draws, n_blocks)),
-        "theta": np.empty((draws, n)) if dc else None,
-        "lp": np.empty(draws),
-        "log_likelihood": np.empty(draws),
-        "accept": np.empty(draws),
-    }
-    anneal = max(1, (2 * tune) // 3)
-    for sweep in range(tune + draws):
-        # Tuning sweeps are discarded; from a single random start they are annealed
-        # (inverse temperature rising to 1) to escape a poor starting partition. After
-        # annealed starts they are plain Gibbs: reheating could leave the mode found.
-        # Recorded sweeps are exact Gibbs.
-        annealed = n_starts == 1 and sweep < tune
-        inverse_temperature = min(1.0, 0.2 + 0.8 * sweep / anneal) if annealed else 1.0
-        state.sweep(rng.permutation(n), rng.random(n), inverse_temperature)
-        moved = state.merge_split(rng, merge_split)
-        if sweep < tune:
-            continue
-        d = sweep - tune
-        z, e, sizes = state.z, state.e, state.sizes
-        x = exposure(sizes, dc)
-        omega = rng.gamma(a + e, 1.0 / (b + x))
-        omega = np.triu(omega) + np.triu(omega, 1).T
-        theta_draw = None
-        if dc:
-            g = rng.gamma(eta + degree)
-            theta_draw = g / np.bincount(z, weights=g, minlength=n_blocks)[z]
-            out["theta"][d] = theta_draw
-        out["z"][d] = z
-        out["omega"][d] = omega
-        out["pi"][d] = rng.dirichlet(gamma + sizes)
-        out["accept"][d] = moved / merge_split if merge_split else np.nan
-        out["lp"][d] = state.log_joint(log_factorial)
-        out["log_likelihood"][d] = log_likelihood(
-            e, sizes, omega, theta_draw, degree, dc, log_factorial
-        )
-    return out
+    thin: int = 1,
+) -> dict[str, np.ndarray | None]:
+    """One :class:`Chain`: a start, ``tune`` discarded sweeps, ``draws`` recorded draws."""
+    chain = Chain(adj, degree, n_blocks, h, rng=rng, log_factorial=log_factorial,
+                  n_starts=n_starts, merge_split=merge_split)
+    chain.tune(tune)
+    chain.record(draws, thin)
+    return chain.result()
 
 
 def coassignment(z: np.ndarray, n_blocks: int, chunk: int = 256) -> np.ndarray:

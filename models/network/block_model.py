@@ -19,6 +19,7 @@ from models._fitfile import METADATA_ATTR
 from models._validation import check_positive_int
 from models._version import __version__
 from models.base import BayesianModel, resolve_seed
+from models.diagnostics import check_fit
 from models.exceptions import ConvergenceWarning
 from models.network import _gibbs
 from models.network._edgelist import (
@@ -33,6 +34,9 @@ from models.priors import Prior
 
 __all__ = ["StochasticBlockModel", "select_n_blocks"]
 
+MAX_THIN = 64
+"""Largest spacing of recorded draws, in sweeps, that ``thin=None`` reaches."""
+
 _FAMILIES = {"omega": "Gamma", "theta": "Dirichlet", "block_weights": "Dirichlet"}
 
 
@@ -41,8 +45,12 @@ class StochasticBlockModel(BayesianModel):
 
     Parameters
     ----------
-    n_blocks : int, default 2
-        Number of blocks :math:`K` (some may stay empty).
+    n_blocks : int or None, default None
+        Number of blocks :math:`K` (some may stay empty). ``None``: inferred, see
+        ``max_blocks`` and :meth:`n_blocks_posterior`.
+    max_blocks : int, default 12
+        With ``n_blocks=None``, the model has this many labels (at most the number of
+        nodes) and the number of occupied blocks has a posterior (see Notes).
     degree_corrected : bool, default True
         Give every node its own propensity :math:`\theta_i`; without it all
         :math:`\theta_i = 1` and blocks tend to group nodes by degree.
@@ -89,6 +97,14 @@ class StochasticBlockModel(BayesianModel):
     average rate (edges over total exposure), making the Gamma prior scale free;
     defaults :math:`a = b = \eta = \gamma = 1`.
 
+    With ``n_blocks=None`` the model has :math:`K` = ``max_blocks`` labels and the
+    number of occupied blocks :math:`B` is a random quantity (a sparse finite
+    mixture: Nobile 2004, Malsiner-Walli et al. 2016); merge-split moves create and
+    remove blocks, and :meth:`n_blocks_posterior` gives its posterior. Each occupied
+    pair of blocks adds a rate whose integrated prior costs about
+    :math:`\log(2|E|)` nats, so extra blocks must earn their keep; :math:`\bar\omega`
+    is then that of one block (:math:`2|E|`), whatever ``max_blocks``.
+
     All of :math:`\omega, \theta, \pi` integrate out in closed form, giving
 
     .. math::
@@ -102,8 +118,9 @@ class StochasticBlockModel(BayesianModel):
     sum and :math:`X_{rs} = \Theta_r \Theta_s` (:math:`\Theta_r^2/2` on the diagonal;
     :math:`\Theta_r = 1` for a non-empty block with degree correction, :math:`n_r`
     without). :meth:`fit` is a collapsed Gibbs sampler on :math:`z` alone: each sweep
-    draws every label from :math:`p(z_i \mid z_{-i}, A)` (a compiled loop over nodes);
-    then :math:`\omega, \theta, \pi` are drawn from their exact Gamma / Dirichlet
+    draws every label from :math:`p(z_i \mid z_{-i}, A)` (a compiled loop over nodes),
+    and Metropolis-Hastings merge-split moves change many labels at once; then
+    :math:`\omega, \theta, \pi` are drawn from their exact Gamma / Dirichlet
     conditionals given :math:`z`. Each chain starts from the best of several short
     annealed runs (``n_starts`` of :meth:`fit`), as single-site updates rarely leave
     a local mode of the labels. This is fully Bayesian (no plug-in :math:`\theta`) and has no
@@ -119,6 +136,10 @@ class StochasticBlockModel(BayesianModel):
     for the Dirichlet process mixture model. *J. Comput. Graph. Stat.* 13(1), 158-182.
     Dahl, D. B. (2006). Model-based clustering for expression data via a Dirichlet
     process mixture model. In *Bayesian Inference for Gene Expression and Proteomics*.
+    Nobile, A. (2004). On the posterior distribution of the number of components in a
+    finite mixture. *Ann. Stat.* 32(5), 2044-2073.
+    Malsiner-Walli, G., Frühwirth-Schnatter, S. and Grün, B. (2016). Model-based clustering
+    based on sparse finite Gaussian mixtures. *Stat. Comput.* 26, 303-324.
     Côme, E. and Latouche, P. (2015). Model selection and clustering in stochastic block
     models based on the exact integrated complete data likelihood. *Stat. Model.* 15(6).
 
@@ -142,18 +163,22 @@ class StochasticBlockModel(BayesianModel):
     def __init__(
         self,
         *,
-        n_blocks: int = 2,
+        n_blocks: int | None = None,
+        max_blocks: int = 12,
         degree_corrected: bool = True,
         priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
         weight: str | None = None,
     ) -> None:
-        check_positive_int("StochasticBlockModel", "n_blocks", n_blocks)
+        if n_blocks is not None:
+            check_positive_int("StochasticBlockModel", "n_blocks", n_blocks)
+        check_positive_int("StochasticBlockModel", "max_blocks", max_blocks)
         if not isinstance(degree_corrected, bool | np.bool_):
             raise ValueError(
                 "The 'degree_corrected' parameter of StochasticBlockModel must be a bool. "
                 f"Got {degree_corrected!r} instead."
             )
         self.n_blocks = n_blocks
+        self.max_blocks = max_blocks
         self.degree_corrected = degree_corrected
         self.weight = weight
         super().__init__(priors=priors)
@@ -178,9 +203,16 @@ class StochasticBlockModel(BayesianModel):
             values.update({f"{name}_{k}": float(p) for k, p in zip(keys, params, strict=True)})
         return values
 
+    def _labels(self, n_nodes: int) -> int:
+        """Return the number of labels: ``n_blocks``, or ``max_blocks`` capped at the nodes."""
+        return self.n_blocks if self.n_blocks is not None else min(self.max_blocks, n_nodes)
+
     def _hyper(self, total_edges: float, n_nodes: int) -> _gibbs.Hyper:
         c = self._hyper_constants()
-        scale = _gibbs.omega_scale(total_edges, n_nodes, self.n_blocks, self.degree_corrected)
+        # With the number of blocks inferred, the scale is that of one block (all edges),
+        # so the prior on a block pair's rate does not depend on the number of labels.
+        scale = _gibbs.omega_scale(total_edges, n_nodes, self.n_blocks or 1,
+                                   self.degree_corrected)
         return _gibbs.Hyper(
             a=c["omega_alpha"],
             b=c["omega_beta"] / scale,
@@ -207,9 +239,11 @@ class StochasticBlockModel(BayesianModel):
     def _build_model(self, data: pd.DataFrame) -> pm.Model:
         # The sampler is custom (collapsed Gibbs); the PyMC model only carries coords.
         nodes = pd.Index(data.attrs["nodes"], tupleize_cols=False)
-        return pm.Model(coords={"node": nodes, "block": np.arange(self.n_blocks)})
+        return pm.Model(coords={"node": nodes, "block": np.arange(self._labels(len(nodes)))})
 
     def _parameter_names(self) -> list[str]:
+        if self.n_blocks is None:  # labels beyond the occupied blocks carry prior draws
+            return ["n_occupied", "log_likelihood"]
         return ["omega", "pi", "log_likelihood"]
 
     def _data_to_dataset(self, data: pd.DataFrame) -> xr.Dataset:
@@ -228,6 +262,7 @@ class StochasticBlockModel(BayesianModel):
         chains: int = 4,
         n_starts: int = 16,
         merge_split: int = 1,
+        thin: int | None = None,
         random_seed: int | np.random.Generator | None = None,
     ) -> Self:
         r"""Sample the posterior of block labels and rates with a collapsed Gibbs sampler.
@@ -245,8 +280,12 @@ class StochasticBlockModel(BayesianModel):
             this many short annealed runs from random labellings (see Notes). ``1``:
             start from a single random labelling, without such runs.
         merge_split : int, default 1
-            Merge-split moves after every sweep (see Notes); ``0``: single-site Gibbs
-            only. ``sample_stats["merge_split_accept"]`` records the share accepted.
+            Merge-split moves per occupied block after every tuning sweep and before
+            every recorded draw (see Notes); ``0``: single-site Gibbs only.
+            ``sample_stats["merge_split_accept"]`` records the share accepted.
+        thin : int, optional
+            Sweeps per recorded draw. ``None`` (default): 1, doubled while the chains
+            disagree (see Notes), up to 64.
         random_seed : int, numpy.random.Generator or None
             Same seed and data give identical draws; stored in ``idata_.attrs``.
 
@@ -290,6 +329,19 @@ class StochasticBlockModel(BayesianModel):
         of choosing the pair of blocks and the probabilities of the final scan forward
         and back, so every move leaves :math:`p(z \mid A)` invariant. A move costs
         about 5 restricted scans of the nodes of the two blocks.
+
+        Some posteriors have modes that even these moves join only every few dozen
+        sweeps (on the karate club with 2 blocks: the two factions, and labellings
+        close to random that stand for "no block structure"). With ``thin=None`` the
+        chains therefore continue until they agree: after the ``draws`` recorded
+        draws, while the fit check (:func:`models.diagnostics.check_fit` on
+        ``omega``, ``pi`` and the log-likelihood) does not pass, every other draw is
+        dropped and the chains continue with the rest recorded twice as many sweeps
+        apart, so each chain still holds ``draws`` draws, equally spaced, and its
+        whole run is one Markov chain. This stops at 64 sweeps per draw (about
+        ``64 * draws`` sweeps per chain in all); ``metadata["thin"]`` records the
+        spacing reached. Stopping on a convergence diagnostic can bias the estimates
+        slightly (the chains stop when they look alike); fix ``thin`` to avoid it.
         """
         owner = f"{type(self).__name__}.fit"
         check_positive_int(owner, "draws", draws)
@@ -297,10 +349,12 @@ class StochasticBlockModel(BayesianModel):
         check_positive_int(owner, "chains", chains)
         check_positive_int(owner, "n_starts", n_starts)
         check_positive_int(owner, "merge_split", merge_split, allow_zero=True)
+        if thin is not None:
+            check_positive_int(owner, "thin", thin)
         seed = resolve_seed(random_seed)
         data_ = self._validate_data(data)
         nodes, adj, degree = self._arrays(data_)
-        if self.n_blocks > len(nodes):
+        if self.n_blocks is not None and self.n_blocks > len(nodes):
             raise ValueError(
                 f"The 'n_blocks' parameter of {type(self).__name__} must be at most the number "
                 f"of nodes of the graph ({len(nodes)}); more blocks than nodes leave blocks "
@@ -309,17 +363,25 @@ class StochasticBlockModel(BayesianModel):
         hyper = self._hyper(float(data_["count"].sum()), len(nodes))
         log_fact = float(gammaln(data_["count"].to_numpy() + 1.0).sum())
         rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(chains)]
-        results = [
-            _gibbs.run_chain(adj, degree, self.n_blocks, hyper, draws=draws, tune=tune,
-                             rng=rng, log_factorial=log_fact, n_starts=n_starts,
-                             merge_split=merge_split)
-            for rng in rngs
-        ]
+        k = self._labels(len(nodes))
+        runs = [_gibbs.Chain(adj, degree, k, hyper, rng=rng, log_factorial=log_fact,
+                             n_starts=n_starts, merge_split=merge_split) for rng in rngs]
+        every = 1 if thin is None else thin
+        for run in runs:
+            run.tune(tune)
+            run.record(draws, every)
+        while thin is None and every < MAX_THIN and draws > 1 and not self._chains_agree(
+                runs, nodes):
+            every *= 2  # keep every other draw, then record the rest twice as far apart
+            for run in runs:
+                run.keep_every_other()
+                run.record(draws - len(run.draws["lp"]), every)
+        results = [run.result() for run in runs]
         stacked = {k: np.stack([r[k] for r in results]) for k in results[0] if results[0][k]
                    is not None}
         # MAP partition: hill-climb from the 3 best draws of each chain, keep the best.
         best = [
-            _gibbs.climb(adj, degree, r["z"][d], self.n_blocks, hyper, log_fact)
+            _gibbs.climb(adj, degree, r["z"][d], k, hyper, log_fact)
             for r in results
             for d in np.argsort(r["lp"])[-3:]
         ]
@@ -336,6 +398,7 @@ class StochasticBlockModel(BayesianModel):
                 "chains": chains,
                 "n_starts": n_starts,
                 "merge_split": merge_split,
+                "thin": every,
                 "random_seed": seed,
                 "config": self._config(),
             }
@@ -346,11 +409,21 @@ class StochasticBlockModel(BayesianModel):
         self._check()
         return self
 
+    def _chains_agree(self, runs: list[_gibbs.Chain], nodes: pd.Index) -> bool:
+        """Whether the fit check passes on the draws so far (labels aligned to the best)."""
+        results = [run.result() for run in runs]
+        stacked = {k: np.stack([r[k] for r in results]) for k in results[0]
+                   if results[0][k] is not None}
+        c, d = np.unravel_index(np.argmax(stacked["lp"]), stacked["lp"].shape)
+        tree = self._to_tree(stacked, nodes, _gibbs.canonical(stacked["z"][c, d].astype(
+            np.int64)), float(stacked["lp"][c, d]))
+        return check_fit(tree, var_names=self._parameter_names()).verdict == "pass"
+
     def _to_tree(
         self, draws: dict[str, np.ndarray], nodes: pd.Index, reference: np.ndarray, map_lp: float
     ) -> xr.DataTree:
-        k = self.n_blocks
         z = draws["z"].astype(np.int64)
+        k = draws["omega"].shape[-1]
         chains, n_draws, n = z.shape
         for c in range(chains):
             for d in range(n_draws):
@@ -367,6 +440,8 @@ class StochasticBlockModel(BayesianModel):
             "omega": (("chain", "draw", "block", "block_"), draws["omega"]),
             "pi": (("chain", "draw", "block"), draws["pi"]),
             "log_likelihood": (("chain", "draw"), draws["log_likelihood"]),
+            "n_occupied": (("chain", "draw"), (np.diff(np.sort(z, axis=-1), axis=-1) > 0)
+                           .sum(axis=-1) + 1),
         }
         if "theta" in draws:
             posterior["theta"] = (("chain", "draw", "node"), draws["theta"])
@@ -407,7 +482,8 @@ class StochasticBlockModel(BayesianModel):
         flat = z.values.reshape(-1, z.sizes["node"]).astype(np.int64)
         nodes = z["node"].values
         return pd.DataFrame(
-            _gibbs.coassignment(flat, self.n_blocks), index=nodes, columns=nodes
+            _gibbs.coassignment(flat, self.idata_["posterior"].sizes["block"]),
+            index=nodes, columns=nodes
         )
 
     def point_partition(self, method: str = "map") -> pd.Series:
@@ -445,8 +521,9 @@ class StochasticBlockModel(BayesianModel):
         if method == "map":
             best = self.idata_["map_partition"]["z"].values.astype(np.int64)
         else:
-            coassign = _gibbs.coassignment(flat, self.n_blocks)
-            best = flat[_gibbs.least_squares_draw(flat, coassign, self.n_blocks)]
+            k = self.idata_["posterior"].sizes["block"]
+            coassign = _gibbs.coassignment(flat, k)
+            best = flat[_gibbs.least_squares_draw(flat, coassign, k)]
         return pd.Series(_gibbs.canonical(best), index=z["node"].values, name="block")
 
     @prediction_method(renamed={"pairs": "data"})
@@ -525,6 +602,37 @@ class StochasticBlockModel(BayesianModel):
         return predict_in_batches(func, q_all, frame, ci_prob=ci_prob, return_draws=return_draws,
                                   shape=sample_shape(self.idata_, max_draws), unit="pair",
                                   name="probability_edge")
+
+    def n_blocks_posterior(self) -> pd.DataFrame:
+        r"""Posterior of the number of occupied blocks.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index ``n_blocks`` (every number of occupied blocks seen in a draw);
+            column ``probability`` (share of draws). ``attrs`` holds ``mean``,
+            ``ci_lower`` and ``ci_upper`` (equal-tailed 89%) and ``map`` (the
+            occupied blocks of :meth:`point_partition`).
+
+        Notes
+        -----
+        With ``n_blocks=None`` this is the posterior of the number of blocks: the
+        model has ``max_blocks`` labels with a symmetric Dirichlet prior on their
+        weights (a sparse finite mixture, Malsiner-Walli et al. 2016), so the
+        collapsed :math:`p(A, z)` itself penalises each extra block (through the
+        integrated block rates and weights) and the merge-split moves of
+        :meth:`fit` add and remove blocks. With ``n_blocks`` given, it shows how many
+        of the ``n_blocks`` labels the data fill.
+        """
+        self._require_fitted("n_blocks_posterior()")
+        counts = self.idata_["posterior"]["n_occupied"].values.ravel()
+        values, freq = np.unique(counts, return_counts=True)
+        table = pd.DataFrame({"probability": freq / counts.size},
+                             index=pd.Index(values, name="n_blocks"))
+        lower, upper = np.quantile(counts, [0.055, 0.945], method="inverted_cdf")
+        table.attrs.update(mean=float(counts.mean()), ci_lower=int(lower), ci_upper=int(upper),
+                           map=int(self.point_partition().nunique()))
+        return table
 
     def integrated_complete_likelihood(self) -> float:
         r"""Exact ICL: the collapsed :math:`\log p(A, z \mid K)` at the MAP partition.
