@@ -97,7 +97,8 @@ def run(ctx: AnalysisContext) -> None:
             degree_corrected=cfg["degree_corrected"],
             priors=priors.get("StochasticBlockModel")), target,
             description=f"degree-corrected block model of the {cfg['sbm_on']}",
-            draws=s["draws"], tune=s["tune"], chains=s["chains"], random_seed=seed)
+            draws=s["draws"], tune=s["tune"], chains=s["chains"], thin=cfg["thin"] or None,
+            random_seed=seed)
         blocks = sbm.n_blocks_posterior()
         out.add_table("n_blocks_posterior", blocks,
                       "Posterior of the number of occupied blocks (share of draws)")
@@ -182,7 +183,8 @@ def run(ctx: AnalysisContext) -> None:
                     degree_corrected=cfg["degree_corrected"],
                     priors=priors.get("StochasticBlockModel")), split.train,
                 description="block model on the training edges (link prediction)",
-                draws=s["draws"], tune=s["tune"], chains=s["chains"], random_seed=seed + 40)}
+                draws=s["draws"], tune=s["tune"], chains=s["chains"], thin=cfg["thin"] or None,
+                random_seed=seed + 40)}
             if lsm is not None:
                 fitted["latent_space"] = lsm
             scores = link_prediction_scores(split, fitted)

@@ -166,6 +166,8 @@ def _row_log_prob(
     n_r = sizes[r]
     total = 0.0
     for s in range(n_blocks):
+        if s != r and sizes[s] == 0.0:
+            continue  # no edges to an empty block, and no exposure: the term is 0
         e_old = e[r, s]
         e_new = e_old + k[s]
         if dc:
@@ -200,7 +202,13 @@ def _log_probs_kernel(
     logp, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lg_edge, log_x
 ):  # pragma: no cover - compiled
     """Compiled :func:`label_log_probs`, written into ``logp``."""
+    first_empty = -1
     for r in range(sizes.size):
+        if sizes[r] == 0.0:
+            if first_empty >= 0:  # every empty block gives the same value
+                logp[r] = logp[first_empty]
+                continue
+            first_empty = r
         logp[r] = _row_log_prob(r, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc,
                                 lg_edge, log_x)
 
