@@ -27,6 +27,7 @@ from scipy import special
 
 from models._deprecation import deprecated_alias
 from models._pointwise import by_blocks, draw_arrays, sample_array, unit_array, unit_coords
+from models._validation import N_EXAMPLES, row_problem
 from models.base import BayesianModel, resolve_seed
 from models.churn._pointwise import bgnbd_loglik, simulate_bgnbd_summary
 from models.churn.bgnbd_kernel import DATA_FIELDS, BGNBDLogp
@@ -51,7 +52,6 @@ AGE = "T"
 PYMC_DENSE_MAX_USERS = 500_000
 PARAMETERS = ("r", "alpha", "a", "b")
 _SEG = "_segment_code"
-_SHOWN = 5
 
 
 # --------------------------------------------------------------------- compression
@@ -198,13 +198,6 @@ def _probability_activity(r, alpha, a, b, n, t):
 
 
 # ---------------------------------------------------------------------- validation
-def _problem(column: str, rule: str, bad: np.ndarray, values: Any, fix: str = "") -> Problem:
-    rows = np.flatnonzero(bad)
-    vals = values if isinstance(values, list) else np.asarray(values)
-    examples = tuple(vals[i] if isinstance(vals, list) else vals[i].item() for i in rows[:_SHOWN])
-    return Problem(column, rule, len(rows), tuple(int(i) for i in rows[:_SHOWN]), examples, fix)
-
-
 def _validate_activity(data: Any, segment: str | None, what: str) -> pd.DataFrame:
     required = [FREQUENCY, RECENCY, AGE] + ([segment] if segment else [])
     if not isinstance(data, pd.DataFrame):
@@ -228,15 +221,15 @@ def _validate_activity(data: Any, segment: str | None, what: str) -> pd.DataFram
         v = col.to_numpy(dtype=float, na_value=np.nan)
         bad = ~np.isfinite(v)
         if bad.any():
-            problems.append(_problem(name, "finite values, no NaN", bad, v))
+            problems.append(row_problem(name, "finite values, no NaN", bad, v))
         if (v < 0).any():
-            problems.append(_problem(name, "non-negative values", v < 0, v))
+            problems.append(row_problem(name, "non-negative values", v < 0, v))
         cols[name] = v
     if FREQUENCY in cols:
         f = cols[FREQUENCY]
         bad = np.isfinite(f) & (f != np.round(f))
         if bad.any():
-            problems.append(_problem(FREQUENCY, "whole numbers (repeat active periods)", bad, f))
+            problems.append(row_problem(FREQUENCY, "whole numbers (repeat active periods)", bad, f))
     if len(cols) == 3:
         f, rec, T = cols[FREQUENCY], cols[RECENCY], cols[AGE]
         for bad, rule, pair, col in [
@@ -247,16 +240,16 @@ def _validate_activity(data: Any, segment: str | None, what: str) -> pd.DataFram
              "(frequency, recency)", (f, rec), RECENCY),
         ]:
             if bad.any():
-                rows = np.flatnonzero(bad)[:_SHOWN]
+                rows = np.flatnonzero(bad)[:N_EXAMPLES]
                 vals = [None] * len(f)
                 for i in rows:
                     vals[i] = (pair[0][i].item(), pair[1][i].item())
-                problems.append(_problem(col, rule, bad, vals,
+                problems.append(row_problem(col, rule, bad, vals,
                                          "recency and T are measured from the first activity"))
     if segment:
         bad = data[segment].isna().to_numpy()
         if bad.any():
-            problems.append(_problem(segment, "a segment label on every row", bad,
+            problems.append(row_problem(segment, "a segment label on every row", bad,
                                      data[segment].tolist()))
     if problems:
         raise DataValidationError(problems, what=what)
@@ -446,7 +439,7 @@ class BetaGeoModel(BayesianModel):
         codes = labels.get_indexer(values)
         if (codes < 0).any():
             raise DataValidationError(
-                [_problem(self.segment, f"segments seen in training {list(labels)}", codes < 0,
+                [row_problem(self.segment, f"segments seen in training {list(labels)}", codes < 0,
                           values.tolist(), "predict only for segments the model was fitted on")],
                 what="activity summary")
         return codes.astype(np.int64)

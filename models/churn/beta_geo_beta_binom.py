@@ -22,6 +22,7 @@ from scipy import special
 
 from models._deprecation import deprecated_alias
 from models._pointwise import by_blocks, draw_arrays, sample_array, unit_array, unit_coords
+from models._validation import check_int, row_problem
 from models.base import BayesianModel, resolve_seed
 from models.churn._pointwise import simulate_bgbb_summary
 from models.data.summaries import summarize_activity
@@ -44,7 +45,6 @@ N_OPPORTUNITIES = "n"
 WEIGHT = "weight"
 _KEYS = [FREQUENCY, RECENCY, N_OPPORTUNITIES]
 _PARAMS = ["alpha", "beta", "gamma", "delta"]
-_N_EXAMPLES = 5
 
 
 def bgbb_summary(
@@ -403,7 +403,7 @@ class BetaGeoBetaBinomModel(BayesianModel):
             \frac{B(\alpha + x, \beta + n - x)}{B(\alpha, \beta)}
             \frac{B(\gamma, \delta + n + 1 + m)}{B(\gamma, \delta)} \Big/ L.
         """
-        _check_int(horizon, "horizon", "probability_alive", minimum=0)
+        check_int("BetaGeoBetaBinomModel.probability_alive", "horizon", horizon, minimum=0)
 
         def alive(a, b, g, d, x, tx, n):
             log_num = (_log_beta(a + x, b + n - x) - _log_beta(a, b)
@@ -448,7 +448,7 @@ class BetaGeoBetaBinomModel(BayesianModel):
             \Big[\frac{\Gamma(1 + \delta + n)}{\Gamma(\gamma + \delta + n)}
             - \frac{\Gamma(1 + \delta + n + n^*)}{\Gamma(\gamma + \delta + n + n^*)}\Big].
         """
-        _check_int(horizon, "horizon", "expected_activity", minimum=0)
+        check_int("BetaGeoBetaBinomModel.expected_activity", "horizon", horizon, minimum=0)
 
         def activity(a, b, g, d, x, tx, n):
             log_p = _log_beta(a + x + 1, b + n - x) - _log_beta(a, b)
@@ -500,7 +500,7 @@ class BetaGeoBetaBinomModel(BayesianModel):
             bad option.
         """
         method = "sample_activity"
-        _check_int(horizon, "horizon", method, minimum=1)
+        check_int(f"BetaGeoBetaBinomModel.{method}", "horizon", horizon)
         self._require_fitted(f"{method}()")
         if data is None:
             users = self.data_
@@ -701,15 +701,6 @@ class BetaGeoBetaBinomModel(BayesianModel):
 # ------------------------------------------------------------------ helpers
 
 
-def _check_int(value: Any, name: str, method: str, minimum: int) -> None:
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= minimum
-    if not ok:
-        kind = "non-negative" if minimum == 0 else "positive"
-        raise ValueError(
-            f"The '{name}' parameter of BetaGeoBetaBinomModel.{method} must be a {kind} "
-            f"integer. Got {value!r} instead.")
-
-
 def _int_array(value: Any, name: str, method: str) -> np.ndarray:
     arr = np.atleast_1d(np.asarray(value))
     if not (np.issubdtype(arr.dtype, np.integer) and arr.ndim == 1 and arr.size
@@ -718,17 +709,6 @@ def _int_array(value: Any, name: str, method: str) -> np.ndarray:
             f"The '{name}' parameter of BetaGeoBetaBinomModel.{method} must be non-negative "
             f"integers. Got {value!r} instead.")
     return arr.astype("int64")
-
-
-def _problem(column: str, rule: str, mask: np.ndarray, values: pd.Series | pd.DataFrame,
-             fix: str = "") -> Problem:
-    rows = np.flatnonzero(mask)[:_N_EXAMPLES]
-    if isinstance(values, pd.DataFrame):
-        examples = tuple(tuple(r) for r in values.iloc[rows].to_numpy().tolist())
-    else:
-        examples = tuple(values.iloc[rows].tolist())
-    return Problem(column, rule, n_rows=int(np.sum(mask)), rows=tuple(int(r) for r in rows),
-                   examples=examples, fix=fix)
 
 
 def _validate_rows(data: pd.DataFrame, *, with_weight: bool) -> pd.DataFrame:
@@ -754,9 +734,9 @@ def _validate_rows(data: pd.DataFrame, *, with_weight: bool) -> pd.DataFrame:
                            ("integers", np.isfinite(num) & (num != np.round(num))),
                            ("non-negative values", num < 0)):
             if mask.any():
-                problems.append(_problem(column, rule, mask, values))
+                problems.append(row_problem(column, rule, mask, values))
         if column == WEIGHT and (num == 0).any():
-            problems.append(_problem(column, "positive user counts", num == 0, values,
+            problems.append(row_problem(column, "positive user counts", num == 0, values,
                                      "drop rows without users"))
     if problems:
         raise DataValidationError(problems, what=what)
@@ -764,13 +744,13 @@ def _validate_rows(data: pd.DataFrame, *, with_weight: bool) -> pd.DataFrame:
     x, tx, n = (frame[k].to_numpy() for k in _KEYS)
     pairs = frame[_KEYS]
     if (tx > n).any():
-        problems.append(_problem(RECENCY, "recency <= n", tx > n, pairs,
+        problems.append(row_problem(RECENCY, "recency <= n", tx > n, pairs,
                                  "recency counts opportunities after the first, like n"))
     if (x > tx).any():
-        problems.append(_problem(FREQUENCY, "frequency <= recency", x > tx, pairs,
+        problems.append(row_problem(FREQUENCY, "frequency <= recency", x > tx, pairs,
                                  "frequency counts active opportunities up to recency"))
     if ((x == 0) & (tx != 0)).any():
-        problems.append(_problem(RECENCY, "recency 0 when frequency is 0", (x == 0) & (tx != 0),
+        problems.append(row_problem(RECENCY, "recency 0 when frequency is 0", (x == 0) & (tx != 0),
                                  pairs))
     if problems:
         raise DataValidationError(problems, what=what)

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from models.data._generators import check_int, make_rng
+from models._validation import check_int
+from models.data._generators import make_rng
 
 __all__ = ["SimulatedEngagement", "simulate_engagement"]
 
@@ -117,10 +118,10 @@ def simulate_engagement(
     ((100, 10), True)
     """
     func = "simulate_engagement"
-    n_users = check_int(n_users, "n_users", func)
-    n_periods = check_int(n_periods, "n_periods", func)
-    n = check_int(period_length, "period_length", func)
-    max_join = check_int(max_join, "max_join", func, minimum=0)
+    n_users = check_int(func, "n_users", n_users)
+    n_periods = check_int(func, "n_periods", n_periods)
+    n = check_int(func, "period_length", period_length)
+    max_join = check_int(func, "max_join", max_join, minimum=0)
     pi = np.asarray(initial, dtype=float)
     c = pi.size
     pi = _probabilities(initial, "initial", (c,))

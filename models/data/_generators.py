@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from models._validation import check_int
 from models.data.schema import ARTIST_ID, TRACK_ID
 
 NS_PER_DAY = 86_400 * 10**9
@@ -36,13 +37,6 @@ def make_rng(
 def check(ok: bool, name: str, func: str, rule: str, value: object) -> None:
     if not ok:
         raise ValueError(f"The '{name}' parameter of {func} must be {rule}. Got {value!r} instead.")
-
-
-def check_int(value: object, name: str, func: str, minimum: int = 1) -> int:
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= minimum
-    rule = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-    check(ok, name, func, rule, value)
-    return int(value)
 
 
 def check_pos(value: object, name: str, func: str) -> float:
@@ -170,8 +164,8 @@ def check_service_options(
     plays_mean,
     positives,
 ):
-    n_users = check_int(n_users, "n_users", func)
-    days = check_int(days, "days", func)
+    n_users = check_int(func, "n_users", n_users)
+    days = check_int(func, "days", days)
     for name, value in positives.items():
         if name.startswith("skip_sigma") or name == "skip_beta_position":
             ok = isinstance(value, int | float | np.number) and np.isfinite(value)
@@ -219,8 +213,8 @@ def check_service_options(
         "a pair (low, high) with 0 < low < high <= 1",
         fraction,
     )
-    n_artists = check_int(n_artists, "n_artists", func)
-    n_communities = check_int(n_communities, "n_communities", func)
+    n_artists = check_int(func, "n_artists", n_artists)
+    n_communities = check_int(func, "n_communities", n_communities)
     check(
         n_communities <= n_artists,
         "n_communities",

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.data.validation import N_EXAMPLES, _scalar
+from models._validation import N_EXAMPLES
+from models._validation import scalar as _scalar
 from models.exceptions import Problem
 
 __all__ = ["compute", "dask_row_problem", "import_dask", "is_dask"]

@@ -16,20 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from models._validation import check_int
 from models.data.schema import SESSION_ID, USER_ID
 from models.data.simulate import simulate_service
 
 __all__ = ["simulate_service_partitioned"]
 
 _FUNC = "simulate_service_partitioned"
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(
-            f"The '{name}' parameter of {_FUNC} must be a positive integer. Got {value!r} instead."
-        )
-    return int(value)
 
 
 def simulate_service_partitioned(
@@ -121,9 +114,9 @@ def simulate_service_partitioned(
     >>> int(log["user_id"].max())
     299
     """
-    n_users = _positive_int(n_users, "n_users")
-    days = _positive_int(days, "days")
-    block_size = _positive_int(users_per_partition, "users_per_partition")
+    n_users = check_int(_FUNC, "n_users", n_users)
+    days = check_int(_FUNC, "days", days)
+    block_size = check_int(_FUNC, "users_per_partition", users_per_partition)
     if random_seed is None:
         random_seed = int(np.random.SeedSequence().entropy % 2**63)
     elif isinstance(random_seed, bool) or not isinstance(random_seed, int | np.integer):

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from models._validation import check_int
 from models.data._generators import (
     NS_PER_DAY,
     PLANS,
     bgnbd_draw,
     check,
-    check_int,
     check_pos,
     check_service_options,
     draw_catalogue,
@@ -222,7 +222,7 @@ def simulate_bgnbd(
     True
     """
     func = "simulate_bgnbd"
-    n = check_int(n, "n", func)
+    n = check_int(func, "n", n)
     r, alpha, a, b = (
         check_pos(v, k, func) for v, k in ((r, "r"), (alpha, "alpha"), (a, "a"), (b, "b"))
     )
@@ -289,9 +289,9 @@ def simulate_sbg(
     True
     """
     func = "simulate_sbg"
-    n = check_int(n, "n", func)
+    n = check_int(func, "n", n)
     alpha, beta = check_pos(alpha, "alpha", func), check_pos(beta, "beta", func)
-    n_periods = check_int(n_periods, "n_periods", func)
+    n_periods = check_int(func, "n_periods", n_periods)
     rng, _ = make_rng(random_seed)
     lifetime = geometric(rng, rng.beta(alpha, beta, n))
     churned = np.bincount(
@@ -356,14 +356,14 @@ def simulate_bgbb(
     (True, 6)
     """
     func = "simulate_bgbb"
-    n = check_int(n, "n", func)
+    n = check_int(func, "n", n)
     pars = [
         check_pos(v, k, func)
         for v, k in zip(
             (alpha, beta, gamma, delta), ("alpha", "beta", "gamma", "delta"), strict=True
         )
     ]
-    n_opp = check_int(n_opportunities, "n_opportunities", func)
+    n_opp = check_int(func, "n_opportunities", n_opportunities)
     rng, _ = make_rng(random_seed)
     p = rng.beta(pars[0], pars[1], n)
     theta = rng.beta(pars[2], pars[3], n)

@@ -53,9 +53,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
+from models._validation import TABLE, check_choice
+from models._validation import row_problem as _row_problem
 from models.data._lazy import compute, dask_row_problem, import_dask, is_dask
 from models.data.schema import ARTIST_ID, SIGNUP_DATE, TIMESTAMP, USER_ID
-from models.data.validation import TABLE, _row_problem, _to_naive_utc
+from models.data.validation import _to_naive_utc
 from models.exceptions import DataValidationError, Problem
 
 __all__ = [
@@ -93,14 +95,6 @@ class UserArtistCounts(NamedTuple):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _check_choice(value: Any, name: str, options: Sequence[str], func: str) -> None:
-    if value not in options:
-        raise ValueError(
-            f"The '{name}' parameter of {func} must be one of "
-            f"{', '.join(repr(o) for o in options)}. Got {value!r} instead."
-        )
 
 
 def _check_table(df: Any, required: Sequence[str], func: str, what: str = "events") -> None:
@@ -407,7 +401,7 @@ def summarize_activity(
     b                0        0  4
     """
     func = "summarize_activity"
-    _check_choice(period, "period", _PERIODS, func)
+    check_choice(func, "period", period, _PERIODS)
     _check_table(events, [USER_ID, TIMESTAMP], func)
     lazy = is_dask(events)
     if not lazy:
@@ -580,8 +574,8 @@ def cohort_table(
     4 2024-02-01       1        1         0            0     False
     """
     func = "cohort_table"
-    _check_choice(period, "period", _PERIODS, func)
-    _check_choice(cohort_by, "cohort_by", ("first_active", "signup"), func)
+    check_choice(func, "period", period, _PERIODS)
+    check_choice(func, "cohort_by", cohort_by, ("first_active", "signup"))
     _check_table(events, [USER_ID, TIMESTAMP], func)
     lazy = is_dask(events)
     if is_dask(users):
@@ -721,7 +715,7 @@ def retention_matrix(
     2024-02-01  1.0  0.0  NaN
     """
     func = "retention_matrix"
-    _check_choice(value, "value", ("n_surviving", "n_active", "n_users"), func)
+    check_choice(func, "value", value, ("n_surviving", "n_active", "n_users"))
     if not isinstance(table, pd.DataFrame):
         raise TypeError(
             f"The 'table' parameter of {func} must be a pandas DataFrame. "
@@ -820,8 +814,8 @@ def period_play_counts(
     4       b       1   2024-01-03            2      0
     """
     func = "period_play_counts"
-    _check_choice(period, "period", _PERIODS, func)
-    _check_choice(start_from, "start_from", ("first_active", "signup", "start"), func)
+    check_choice(func, "period", period, _PERIODS)
+    check_choice(func, "start_from", start_from, ("first_active", "signup", "start"))
     _check_table(events, [USER_ID, TIMESTAMP], func)
     lazy = is_dask(events)
     if is_dask(users):

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models._validation import N_EXAMPLES, TABLE, text_missing
+from models._validation import row_problem as _row_problem
 from models.data.schema import (
     ARTIST_ID,
     COUNTRY,
@@ -36,43 +38,11 @@ from models.exceptions import DataQualityWarning, DataValidationError, Problem
 
 __all__ = ["validate_events", "validate_users"]
 
-#: How many offending rows a problem quotes.
-N_EXAMPLES = 5
-TABLE = "<table>"
 
 #: Smallest float that does not fit in int64.
 _INT64_LIMIT = 2.0**63
 _TRUE_STRINGS = frozenset({"true", "1", "t", "yes"})
 _FALSE_STRINGS = frozenset({"false", "0", "f", "no"})
-
-
-def _scalar(value: Any) -> Any:
-    """Turn a numpy/pandas scalar into a plain Python value for messages."""
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _row_problem(
-    column: str, rule: str, mask: np.ndarray, values: pd.Series | pd.DataFrame, fix: str = ""
-) -> Problem:
-    """Build a :class:`Problem` from a boolean mask over row positions."""
-    rows = np.flatnonzero(mask)
-    first = rows[:N_EXAMPLES]
-    if isinstance(values, pd.DataFrame):
-        examples = tuple(
-            tuple(_scalar(v) for v in row) for row in values.iloc[first].itertuples(index=False)
-        )
-    else:
-        examples = tuple(_scalar(v) for v in values.iloc[first])
-    return Problem(
-        column=column,
-        rule=rule,
-        n_rows=int(rows.size),
-        rows=tuple(int(r) for r in first),
-        examples=examples,
-        fix=fix,
-    )
 
 
 @dataclass
@@ -126,7 +96,6 @@ def _to_naive_utc(value: Any, name: str) -> pd.Timestamp:
 
 
 #: Text that stands for a missing value when it is an id ("" and "nan" are not real ids).
-_MISSING_TEXT = frozenset({"", "nan", "none", "null", "nat", "<na>", "n/a"})
 _OFFSET = r"(?:[zZ]|[+-]\d{2}:?\d{2})$"
 
 
@@ -215,17 +184,6 @@ def _warn_mixed_offsets(s: pd.Series, column: str) -> None:
     )
 
 
-def _text_missing(s: pd.Series) -> np.ndarray:
-    """Positions of string values that stand for a missing id ('', 'nan', 'None', ...)."""
-    if not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
-        return np.zeros(len(s), dtype=bool)
-    is_text = s.map(lambda v: isinstance(v, str), na_action="ignore")
-    is_text = is_text.fillna(False).to_numpy(dtype=bool)
-    lowered = s.where(is_text).astype(object).map(
-        lambda v: v.strip().lower() if isinstance(v, str) else None)
-    return is_text & lowered.isin(_MISSING_TEXT).to_numpy(dtype=bool)
-
-
 def _check_ids(s: pd.Series, column: str, report: _Report, *, allow_missing: bool = False) -> bool:
     """Report missing ids, ids of mixed types and non-integer float ids.
 
@@ -234,7 +192,7 @@ def _check_ids(s: pd.Series, column: str, report: _Report, *, allow_missing: boo
     (lists, dicts), which no later check can handle.
     """
     missing = s.isna().to_numpy()
-    text_missing = _text_missing(s)
+    missing_text = text_missing(s)
     if not allow_missing:
         report.add_rows(
             column,
@@ -246,12 +204,12 @@ def _check_ids(s: pd.Series, column: str, report: _Report, *, allow_missing: boo
         report.add_rows(
             column,
             "real ids, not text standing for a missing value ('', 'nan', 'None', 'null')",
-            text_missing,
+            missing_text,
             s,
             f"drop these rows or fill '{column}' with real ids; an empty or 'nan' id would "
             "merge unrelated rows into one fake user or item",
         )
-    missing = missing | text_missing
+    missing = missing | missing_text
     if s.dtype == object:
         nested = s.map(lambda v: isinstance(v, list | tuple | dict | set | np.ndarray),
                        na_action="ignore").fillna(False).to_numpy(dtype=bool)

@@ -26,6 +26,7 @@ import xarray as xr
 
 from models._deprecation import deprecated_alias
 from models._pointwise import blocks, by_blocks, draw_arrays, sample_array, unit_array
+from models._validation import add_problem, check_int
 from models.base import BayesianModel, resolve_seed
 from models.data.schema import USER_ID
 from models.exceptions import ApproximationWarning, DataQualityWarning, DataValidationError, Problem
@@ -64,20 +65,6 @@ AUTO_CENTRED_FROM_PLAYS = 10
 
 
 # ----------------------------------------------------------------- helpers
-def add_problem(
-    problems: list[Problem], column: str, rule: str, mask: np.ndarray, values: Any, fix: str = ""
-) -> None:
-    """Append a :class:`Problem` for the rows where ``mask`` is true (no-op if none)."""
-    mask = np.asarray(mask, dtype=bool)
-    if not mask.any():
-        return
-    rows = np.flatnonzero(mask)[:_N_EXAMPLES]
-    values = np.asarray(values, dtype=object)
-    examples = tuple(values[r].item() if hasattr(values[r], "item") else values[r] for r in rows)
-    problems.append(Problem(column, rule, int(mask.sum()), tuple(int(r) for r in rows),
-                            examples, fix))
-
-
 def check_columns(data: Any, columns: Sequence[str], owner: str, what: str, fix: str) -> None:
     """Raise for a non-DataFrame, missing columns or an empty table."""
     if not isinstance(data, pd.DataFrame):
@@ -1061,7 +1048,7 @@ class PlayCountModel(BayesianModel):
         """
         owner = "PlayCountModel.expected_plays_new_user"
         self._require_fitted("expected_plays_new_user()")
-        _check_count(owner, "horizon", horizon)
+        check_int(owner, "horizon", horizon)
         segment = _check_segment(owner, segment)
         periods = self._period_grid(horizon, start)
         p, eta = self._new_user_eta(owner, segment, periods, max_draws, random_seed)
@@ -1112,7 +1099,7 @@ class PlayCountModel(BayesianModel):
         """
         owner = "PlayCountModel.sample_plays_new_user"
         self._require_fitted("sample_plays_new_user()")
-        _check_count(owner, "horizon", horizon)
+        check_int(owner, "horizon", horizon)
         segment = _check_segment(owner, segment)
         rng = np.random.default_rng(resolve_seed(random_seed))
         periods = self._period_grid(horizon, start)
@@ -1175,7 +1162,7 @@ class PlayCountModel(BayesianModel):
             If ``horizon`` is not a positive integer, or for a bad option.
         """
         self._require_fitted("sample_plays()")
-        _check_count("PlayCountModel.sample_plays", "horizon", horizon)
+        check_int("PlayCountModel.sample_plays", "horizon", horizon)
         return _play_count_predictive.sample_plays(self, data, horizon=horizon, start=start,
                                                    max_draws=max_draws,
                                                    random_seed=random_seed)
@@ -1282,12 +1269,6 @@ def _check_segment(owner: str, segment: Any) -> Mapping[str, Any]:
         raise ValueError(f"The 'segment' parameter of {owner} must be a mapping of group to "
                          f"level. Got {segment!r} instead.")
     return segment
-
-
-def _check_count(owner: str, name: str, value: Any) -> None:
-    if not (isinstance(value, int | np.integer) and not isinstance(value, bool) and value > 0):
-        raise ValueError(f"The '{name}' parameter of {owner} must be a positive integer. "
-                         f"Got {value!r} instead.")
 
 
 def _draw_counts(

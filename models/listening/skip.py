@@ -17,11 +17,11 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from models._validation import add_problem
 from models.base import BayesianModel, resolve_seed
 from models.data.schema import SESSION_ID, SKIPPED, TIMESTAMP, USER_ID
 from models.exceptions import DataValidationError, Problem
 from models.listening.play_count import (
-    add_problem,
     check_columns,
     check_count_column,
     interval_summary,

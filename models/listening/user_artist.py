@@ -24,12 +24,12 @@ import pytensor.tensor as pt
 import xarray as xr
 from scipy import stats
 
+from models._validation import add_problem
 from models.base import BayesianModel, resolve_seed
 from models.data.schema import ARTIST_ID, USER_ID
 from models.data.summaries import UserArtistCounts
 from models.exceptions import DataValidationError, Problem
 from models.listening.play_count import (
-    add_problem,
     check_columns,
     check_count_column,
     interval_summary,

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from models._validation import check_int
 from models.data.schema import ARTIST_ID, USER_ID
 from models.exceptions import DataValidationError, Problem
 
@@ -30,13 +31,6 @@ _TABLE = "<table>"
 _EDGE_COLUMNS = ("source", "target", "common", "weight")
 
 Weight = Literal["count", "jaccard", "cosine", "lift", "pmi", "npmi"]
-
-
-def _check_int(func: str, name: str, value: Any, minimum: int) -> None:
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= minimum
-    if not ok:
-        rule = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"The '{name}' parameter of {func} must be {rule}. Got {value!r} instead.")
 
 
 def _binary_matrix(
@@ -182,10 +176,10 @@ def _edges(
     func: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Validate, then return (node table, edge table, number of users)."""
-    _check_int(func, "min_common", min_common, 1)
-    _check_int(func, "min_listeners", min_listeners, 1)
+    check_int(func, "min_common", min_common)
+    check_int(func, "min_listeners", min_listeners)
     if top_k is not None:
-        _check_int(func, "top_k", top_k, 1)
+        check_int(func, "top_k", top_k)
     if weight not in WEIGHTS:
         raise ValueError(
             f"The 'weight' parameter of {func} must be one of {list(WEIGHTS)}. "
