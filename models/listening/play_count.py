@@ -185,9 +185,11 @@ class PlayCountModel(BayesianModel):
         assumption is that each user's conditional posterior given the
         population parameters is close to normal; ``fit`` checks it with
         Pareto-smoothed importance weights on up to 1,000 users (half of them
-        those with the fewest plays) and warns (``fit_report_.cautions``)
-        when some have Pareto k above 0.7. Same model, far fewer sampled
-        dimensions: see ``models.listening._laplace`` and
+        those with the fewest plays) and warns
+        (:class:`~models.exceptions.ApproximationWarning`, and in
+        ``fit_report_.cautions``) when more than 1% of them have Pareto k
+        above 0.7 and log-weights varying by more than 0.1 sd. Same model,
+        far fewer sampled dimensions: see ``models.listening._laplace`` and
         ``benchmarks/README.md`` for its accuracy and speed. ``noncentered``
         does not apply.
 
