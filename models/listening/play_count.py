@@ -30,16 +30,13 @@ from models._validation import add_problem, check_int
 from models.base import BayesianModel, resolve_seed
 from models.data.schema import USER_ID
 from models.exceptions import ApproximationWarning, DataQualityWarning, DataValidationError, Problem
-from models.listening import _laplace, _play_count_predictive
+from models.listening import _laplace, _play_count_predictions
 from models.listening._pointwise import count_loglik, gamma_conditional_loglik
 from models.listening.count_likelihood import NegBinGridLogp, cell_loglik
 from models.listening.gamma_users import compress_users, draw_user_log_rates, gamma_user_loglik
 from models.predict import (
-    draws_to_dataarray,
     posterior_arrays,
-    predict_in_batches,
     prediction_method,
-    sample_shape,
     summarize_draws,
 )
 from models.priors import Prior
@@ -909,96 +906,9 @@ class PlayCountModel(BayesianModel):
         models.exceptions.DataValidationError
             For missing columns, bad values or users not in the training data.
         """
-        self._require_fitted("expected_plays()")
-        rows = self.data_ if data is None else self._validate_prediction_rows(data)
-        p = self._draws(max_draws, random_seed, users=True)
-        users = np.unique(self.data_[USER_ID].to_numpy(dtype=object))
-        codes = np.searchsorted(users, rows[USER_ID].to_numpy(dtype=object))
-        frame = rows.assign(_user=codes)
-        if self.user_effect == "gamma":  # conditional user draws, block by block
-            rng = np.random.default_rng(resolve_seed(random_seed))
-
-            def user_log_rate(params: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
-                uniq, inverse = np.unique(idx, return_inverse=True)
-                return self._gamma_user_log_rate(params, uniq, rng)[:, inverse]
-        else:
-            log_rate = self._user_log_rate(p)
-
-            def user_log_rate(params: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
-                return log_rate[:, idx]
-
-        def func(params: Mapping[str, np.ndarray], block: pd.DataFrame) -> np.ndarray:
-            eta = (user_log_rate(params, block["_user"].to_numpy())
-                   + self._row_eta(params, block))
-            return self._mean(params, eta)
-
-        out = predict_in_batches(func, p, frame, ci_prob=ci_prob, return_draws=return_draws,
-                                 shape=sample_shape(self.idata_, max_draws), unit="row",
-                                 name="expected_plays")
-        if return_draws:
-            return out.assign_coords({USER_ID: ("row", rows[USER_ID].to_numpy()),
-                                      PERIOD_START: ("row", rows[PERIOD_START].to_numpy())})
-        out.insert(0, PERIOD_START, rows[PERIOD_START].to_numpy())
-        out.insert(0, USER_ID, rows[USER_ID].to_numpy())
-        return out
-
-    def _validate_prediction_rows(self, data: Any) -> pd.DataFrame:
-        what = "prediction rows"
-        columns = [USER_ID, PERIOD_START, *self.covariates]
-        check_columns(data, columns, "PlayCountModel.expected_plays", what,
-                      "pass rows with user_id, period_start and the covariates")
-        frame = data[columns].copy()
-        problems: list[Problem] = []
-        self._check_rows(problems, frame)
-        known = set(self.data_[USER_ID].to_numpy(dtype=object))
-        ids = frame[USER_ID].to_numpy(dtype=object)
-        add_problem(problems, USER_ID, "users of the training data",
-                    np.array([i not in known for i in ids]) & frame[USER_ID].notna().to_numpy(),
-                    ids, fix="use expected_plays_new_user for users the model has not seen")
-        if problems:
-            raise DataValidationError(problems, what=what)
-        return frame
-
-    def _segment_codes(self, owner: str, segment: Mapping[str, Any]) -> dict[str, int]:
-        unknown = [k for k in segment if k not in self.groups]
-        if unknown:
-            raise ValueError(f"{owner} got {unknown[0]!r}, which is not a group of this model; "
-                             f"the groups are {list(self.groups)}.")
-        missing = [g for g in self.groups if g not in segment]
-        if missing:
-            raise ValueError(f"{owner} needs a level for every group; missing {missing}.")
-        levels = self._levels()
-        codes = {}
-        for g in self.groups:
-            check_labels(owner, repr(g), [str(segment[g])], levels[g])
-            codes[g] = levels[g].index(str(segment[g]))
-        return codes
-
-    def _new_user_eta(
-        self, owner: str, segment: Mapping[str, Any], periods: pd.DataFrame,
-        max_draws: int | None, random_seed: Any,
-    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Log-means (draws x periods) of one new user per posterior draw."""
-        codes = self._segment_codes(owner, segment)
-        seed = resolve_seed(random_seed)
-        p = self._draws(max_draws, seed, users=False)
-        base = p["intercept"].copy()
-        for g, c in codes.items():
-            base = base + p[f"{g}_effect"][:, c]
-        rng = np.random.default_rng(seed)
-        if self.user_effect == "gamma":  # log of a mean-1 Gamma multiplier
-            k = p["user_shape"]
-            theta = np.log(rng.gamma(k, 1.0 / k))
-        else:
-            theta = rng.normal(size=base.shape) * p["sigma_user"]
-        if self.covariates:
-            periods = periods.assign(**{c: self.data_[c].mean() for c in self.covariates})
-        return p, (base + theta)[:, None] + self._row_eta(p, periods)
-
-    def _period_grid(self, n_periods: int, start: Any) -> pd.DataFrame:
-        start = (self.data_[PERIOD_START].max() + pd.Timedelta(days=1) if start is None
-                 else pd.Timestamp(start))
-        return pd.DataFrame({PERIOD_START: pd.date_range(start, periods=n_periods, freq="D")})
+        return _play_count_predictions.expected_plays(self, data, ci_prob=ci_prob,
+                                                      max_draws=max_draws, random_seed=random_seed,
+                                                      return_draws=return_draws)
 
     @prediction_method(renamed={"n_periods": "horizon"}, collect="segment")
     def expected_plays_new_user(
@@ -1012,19 +922,20 @@ class PlayCountModel(BayesianModel):
         random_seed: int | np.random.Generator | None = None,
         return_draws: bool = False,
     ) -> pd.DataFrame | xr.DataArray:
-        """Predict the daily plays of a new user of a segment (a fresh user effect per draw).
+        """Predict the plays per period of a new user of a segment (a fresh user effect per draw).
 
         Parameters
         ----------
         horizon : int, default 7
-            Number of daily periods from ``start``. (``n_periods`` is its
-            deprecated name.)
+            Number of periods from ``start``, in the training data's spacing
+            (days, weeks or calendar months). (``n_periods`` is its deprecated
+            name.)
         segment : mapping, optional
             One level per group, e.g. ``{"country": "SE", "plan": "free"}``;
             may be left out when the model has no groups. (Passing the levels
             as keyword arguments, ``country="SE"``, is deprecated.)
         start : timestamp-like, optional
-            First period; the day after the training data by default.
+            First period; the period after the training data by default.
         ci_prob : float, default 0.89
             Probability mass of the equal-tailed interval.
         max_draws : int, optional
@@ -1048,18 +959,12 @@ class PlayCountModel(BayesianModel):
             For an unknown group or level (the message lists the valid ones), or
             a bad option.
         """
-        owner = "PlayCountModel.expected_plays_new_user"
-        self._require_fitted("expected_plays_new_user()")
-        check_int(owner, "horizon", horizon)
-        segment = _check_segment(owner, segment)
-        periods = self._period_grid(horizon, start)
-        p, eta = self._new_user_eta(owner, segment, periods, max_draws, random_seed)
-        index = pd.Index(periods[PERIOD_START], name=PERIOD_START)
-        if return_draws:
-            return draws_to_dataarray(self._mean(p, eta), index=index,
-                                      shape=sample_shape(self.idata_, max_draws),
-                                      name="expected_plays_new_user")
-        return summarize_draws(self._mean(p, eta), ci_prob=ci_prob, index=index)
+        return _play_count_predictions.expected_plays_new_user(self, horizon=horizon,
+                                                               segment=segment, start=start,
+                                                               ci_prob=ci_prob,
+                                                               max_draws=max_draws,
+                                                               random_seed=random_seed,
+                                                               return_draws=return_draws)
 
     @prediction_method()
     def sample_plays_new_user(
@@ -1071,17 +976,17 @@ class PlayCountModel(BayesianModel):
         max_draws: int | None = 1000,
         random_seed: int | np.random.Generator | None = None,
     ) -> xr.DataArray:
-        """Draw the daily plays of new users of a segment from the posterior predictive.
+        """Draw the plays per period of new users of a segment from the posterior predictive.
 
         Parameters
         ----------
         horizon : int
-            Number of daily periods.
+            Number of periods, in the training data's spacing.
         segment : mapping, optional
             One level per group, e.g. ``{"country": "SE", "plan": "free"}``;
             may be left out when the model has no groups.
         start : timestamp-like, optional
-            First period; the day after the training data by default.
+            First period; the period after the training data by default.
         max_draws : int, optional
             One simulated user per posterior draw, at most this many.
         random_seed : int, numpy.random.Generator or None
@@ -1099,17 +1004,10 @@ class PlayCountModel(BayesianModel):
         ValueError
             For an unknown group or level, or a bad option.
         """
-        owner = "PlayCountModel.sample_plays_new_user"
-        self._require_fitted("sample_plays_new_user()")
-        check_int(owner, "horizon", horizon)
-        segment = _check_segment(owner, segment)
-        rng = np.random.default_rng(resolve_seed(random_seed))
-        periods = self._period_grid(horizon, start)
-        p, eta = self._new_user_eta(owner, segment, periods, max_draws, rng)
-        y = _draw_counts(self.likelihood, p, eta, rng)
-        return draws_to_dataarray(y, index=pd.Index(periods[PERIOD_START], name=PERIOD_START),
-                                  shape=sample_shape(self.idata_, max_draws),
-                                  name="sample_plays_new_user")
+        return _play_count_predictions.sample_plays_new_user(self, horizon=horizon,
+                                                             segment=segment, start=start,
+                                                             max_draws=max_draws,
+                                                             random_seed=random_seed)
 
     @prediction_method()
     def sample_plays(
@@ -1165,7 +1063,7 @@ class PlayCountModel(BayesianModel):
         """
         self._require_fitted("sample_plays()")
         check_int("PlayCountModel.sample_plays", "horizon", horizon)
-        return _play_count_predictive.sample_plays(self, data, horizon=horizon, start=start,
+        return _play_count_predictions.sample_plays(self, data, horizon=horizon, start=start,
                                                    max_draws=max_draws,
                                                    random_seed=random_seed)
 
@@ -1219,36 +1117,7 @@ class PlayCountModel(BayesianModel):
             One row (index ``"a/b"``): ``mean``, ``sd``, ``ci_lower``,
             ``ci_upper`` of the ratio and ``prob_greater_than_one``.
         """
-        owner = "PlayCountModel.segment_contrast"
-        self._require_fitted("segment_contrast()")
-        if group not in self.groups:
-            raise ValueError(f"The 'group' parameter of {owner} must be one of "
-                             f"{list(self.groups)}. Got {group!r} instead.")
-        levels = self._levels()[group]
-        check_labels(owner, repr(group), [str(a), str(b)], levels)
-        p = self._draws(None, 0, users=False)
-        effect = p[f"{group}_effect"]
-        means = []
-        for level in (str(a), str(b)):
-            eta = p["intercept"] + effect[:, levels.index(level)]
-            if self.likelihood == "hurdle":
-                grid = eta[:, None] + _period_grid_effects(p, self)
-                means.append(self._mean(p, grid).mean(axis=1))
-            else:
-                means.append(np.exp(eta))
-        ratio = means[0] / means[1]
-        out = summarize_draws(ratio[:, None], ci_prob=ci_prob, index=[f"{a}/{b}"])
-        out["prob_greater_than_one"] = float((ratio > 1).mean())
-        return out
-
-
-def _period_grid_effects(p: Mapping[str, np.ndarray], model: PlayCountModel) -> np.ndarray:
-    """Every combination of period-effect levels, summed, (draws x combinations)."""
-    total = np.zeros((next(iter(p.values())).shape[0], 1))
-    for name in model.period_effects:
-        e = p[f"{name}_effect"]
-        total = (total[:, :, None] + e[:, None, :]).reshape(len(e), -1)
-    return total
+        return _play_count_predictions.segment_contrast(self, group, a, b, ci_prob=ci_prob)
 
 
 def _trend_origin(train: pd.DataFrame) -> pd.Timestamp:
@@ -1262,15 +1131,6 @@ def _weeks_since(periods: pd.Series, origin: pd.Timestamp) -> np.ndarray:
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
-
-
-def _check_segment(owner: str, segment: Any) -> Mapping[str, Any]:
-    if segment is None:
-        return {}
-    if not isinstance(segment, Mapping):
-        raise ValueError(f"The 'segment' parameter of {owner} must be a mapping of group to "
-                         f"level. Got {segment!r} instead.")
-    return segment
 
 
 def _draw_counts(

@@ -10,7 +10,7 @@ from scipy import stats
 
 from models.exceptions import ConvergenceWarning, DataValidationError, NotFittedError
 from models.listening import PlayCountModel
-from models.listening._play_count_predictive import future_periods, period_spacing
+from models.listening._play_count_predictions import future_periods, period_spacing
 from models.predict import predictive_summary
 
 DOW = np.array([-0.1, -0.1, -0.05, 0.0, 0.05, 0.15, 0.05])
