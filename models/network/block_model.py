@@ -285,7 +285,7 @@ class StochasticBlockModel(BayesianModel):
             ``sample_stats["merge_split_accept"]`` records the share accepted.
         thin : int, optional
             Sweeps per recorded draw. ``None`` (default): 1, doubled while the chains
-            disagree (see Notes), up to 64.
+            disagree (see Notes), up to 64; 1 for a single chain.
         random_seed : int, numpy.random.Generator or None
             Same seed and data give identical draws; stored in ``idata_.attrs``.
 
@@ -370,8 +370,8 @@ class StochasticBlockModel(BayesianModel):
         for run in runs:
             run.tune(tune)
             run.record(draws, every)
-        while thin is None and every < MAX_THIN and draws > 1 and not self._chains_agree(
-                runs, nodes):
+        while (thin is None and every < MAX_THIN and chains > 1 and draws > 1
+               and not self._chains_agree(runs, nodes)):
             every *= 2  # keep every other draw, then record the rest twice as far apart
             for run in runs:
                 run.keep_every_other()
@@ -417,7 +417,14 @@ class StochasticBlockModel(BayesianModel):
         c, d = np.unravel_index(np.argmax(stacked["lp"]), stacked["lp"].shape)
         tree = self._to_tree(stacked, nodes, _gibbs.canonical(stacked["z"][c, d].astype(
             np.int64)), float(stacked["lp"][c, d]))
-        return check_fit(tree, var_names=self._parameter_names()).verdict == "pass"
+        with np.errstate(divide="ignore", invalid="ignore"):  # a constant n_occupied
+            return check_fit(tree, var_names=self._parameter_names()).verdict == "pass"
+
+    def _check(self) -> None:
+        # Every draw may have the same number of blocks: R-hat of a constant is NaN
+        # (reported as such), without numpy's division warnings.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            super()._check()
 
     def _to_tree(
         self, draws: dict[str, np.ndarray], nodes: pd.Index, reference: np.ndarray, map_lp: float
