@@ -14,11 +14,15 @@ run by a Python that has ``lifetimes``: ``--lifetimes-python`` or the
 ``LIFETIMES_PYTHON`` environment variable; left out without one) score the same
 holdout: Brier score of P(active in the holdout), calibration by fifth of the
 predictions (mean predicted vs observed share active), MAE of the expected
-holdout active days and the coverage of 90% predictive intervals of the
-holdout active days (lifetimes: intervals of the BG/NBD predictive at the MLE).
+holdout active days (the predictive mean, and the predictive median, which
+minimises the expected absolute error) and the coverage of 90% predictive
+intervals of the holdout active days (lifetimes: draws of the BG/NBD
+predictive at its MLE).
 
-``scale``: NUTS on simulated users (``simulate_engagement``), wall time split
-into compilation and sampling, and the peak memory of the process.
+``scale``: simulated users (``simulate_engagement``): the unique histories,
+compilation, the time of one gradient, NUTS (the fit's wall time includes its
+own compilation) and the peak memory of the process; ``--gradient-only``
+skips NUTS, for sizes whose fit does not fit in a run.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from models.churn import BetaGeoModel, EngagementStateModel, activity_table
 from models.churn.validation import calibration_holdout_split
 from models.data import simulate_engagement
 from models.metrics import brier_score
-from models.predict import predictive_summary
+from models.predict import flatten_draws, predictive_summary
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lastfm-1k-events"
 START = pd.Timestamp("2008-01-01")
@@ -82,23 +86,27 @@ def lastfm_split(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def score(name: str, y_active: np.ndarray, y_days: np.ndarray, p_active: np.ndarray,
-          expected: np.ndarray, lower: np.ndarray | None, upper: np.ndarray | None) -> dict:
+          expected: np.ndarray, draws: np.ndarray) -> dict:
+    """Scores of one model's holdout predictions; ``draws`` (sample x user) predictive counts."""
+    s = predictive_summary(draws, ci_prob=0.9)
+    lower, upper = s["ci_lower"].to_numpy(), s["ci_upper"].to_numpy()
+    median = np.quantile(draws, 0.5, axis=0, method="inverted_cdf")
     fifth = pd.qcut(pd.Series(p_active).rank(method="first"), 5, labels=False)
     by = pd.DataFrame({"p": p_active, "y": y_active, "fifth": fifth}).groupby("fifth").mean()
-    covered = (np.mean((y_days >= lower) & (y_days <= upper)) if lower is not None
-               else np.nan)
+    covered = np.mean((y_days >= lower) & (y_days <= upper))
     return {"model": name, "brier": brier_score(y_active, p_active),
             "worst_fifth": float((by["p"] - by["y"]).abs().max()),
             "fifths": [(round(float(p), 3), round(float(y), 3)) for p, y in
                        zip(by["p"], by["y"], strict=True)],
             "mae": float(np.mean(np.abs(expected - y_days))), "coverage90": float(covered),
+            "mae_median": float(np.mean(np.abs(median - y_days))),
             "below_10pct": int((p_active < 0.1).sum()),
             "below_10pct_returned": float(y_active[p_active < 0.1].mean())
             if (p_active < 0.1).any() else np.nan}
 
 
-def bgnbd_intervals(params: list[float], table: pd.DataFrame, h: float, rng) -> tuple:
-    """90% predictive intervals of holdout activity at fixed BG/NBD parameters (simulation)."""
+def bgnbd_draws(params: list[float], table: pd.DataFrame, h: float, rng) -> np.ndarray:
+    """Predictive draws of holdout activity at fixed BG/NBD parameters (simulation)."""
     r, alpha, a, b = params
     x, t_x, T = (table[c].to_numpy(float) for c in ("frequency", "recency", "T"))
     log_odds = np.log(a) - np.log(b + np.maximum(x, 1) - 1) + (r + np.maximum(x, 1)) * np.log1p(
@@ -108,9 +116,7 @@ def bgnbd_intervals(params: list[float], table: pd.DataFrame, h: float, rng) -> 
     lam = rng.gamma(r + x, 1.0 / (alpha + T), size=(n, len(x)))
     p = rng.beta(a, b + x, size=(n, len(x)))
     counts = np.minimum(rng.poisson(lam * h), rng.geometric(p))
-    counts = np.where(rng.random((n, len(x))) < alive, counts, 0)
-    s = predictive_summary(counts, ci_prob=0.9)
-    return s["ci_lower"].to_numpy(), s["ci_upper"].to_numpy()
+    return np.where(rng.random((n, len(x))) < alive, counts, 0)
 
 
 def run_lastfm(args: argparse.Namespace) -> None:
@@ -129,10 +135,8 @@ def run_lastfm(args: argparse.Namespace) -> None:
         wall_bg = time.perf_counter() - t0
         p = bg.probability_active(horizon=HOLD_DAYS)["mean"].to_numpy()
         e = bg.expected_activity(horizon=HOLD_DAYS)["mean"].to_numpy()
-        s = predictive_summary(bg.sample_activity(horizon=HOLD_DAYS, random_seed=0),
-                               ci_prob=0.9)
-        rows.append({**score("BetaGeoModel (NUTS)", y_active, y_days, p, e,
-                             s["ci_lower"].to_numpy(), s["ci_upper"].to_numpy()),
+        d = flatten_draws(bg.sample_activity(horizon=HOLD_DAYS, random_seed=0))
+        rows.append({**score("BetaGeoModel (NUTS)", y_active, y_days, p, e, d),
                      "fit_s": wall_bg, "verdict": bg.fit_report_.verdict})
         for options in args.configs:
             t0 = time.perf_counter()
@@ -141,9 +145,8 @@ def run_lastfm(args: argparse.Namespace) -> None:
             h = HOLD_DAYS / 7
             p = hmm.probability_active(horizon=h)["mean"].to_numpy()
             e = hmm.expected_activity(horizon=h)["mean"].to_numpy()
-            s = predictive_summary(hmm.sample_activity(horizon=h, random_seed=0), ci_prob=0.9)
-            rows.append({**score(f"EngagementStateModel({options})", y_active, y_days, p, e,
-                                 s["ci_lower"].to_numpy(), s["ci_upper"].to_numpy()),
+            d = flatten_draws(hmm.sample_activity(horizon=h, random_seed=0))
+            rows.append({**score(f"EngagementStateModel({options})", y_active, y_days, p, e, d),
                          "fit_s": wall, "verdict": hmm.fit_report_.verdict})
     python = args.lifetimes_python
     if python:
@@ -154,20 +157,21 @@ def run_lastfm(args: argparse.Namespace) -> None:
                              capture_output=True, text=True, check=True)
         wall = time.perf_counter() - t0
         res = json.loads(out.stdout)
-        lo, hi = bgnbd_intervals(res["params"], summary, HOLD_DAYS, np.random.default_rng(0))
+        d = bgnbd_draws(res["params"], summary, HOLD_DAYS, np.random.default_rng(0))
         rows.append({**score("lifetimes BetaGeoFitter (MLE)", y_active, y_days,
-                             np.asarray(res["p_active"]), np.asarray(res["expected"]), lo, hi),
+                             np.asarray(res["p_active"]), np.asarray(res["expected"]), d),
                      "fit_s": wall, "verdict": "point"})
     else:
         print("no lifetimes Python (--lifetimes-python or LIFETIMES_PYTHON): left out")
     base = y_active.mean()
     print(f"\nBrier of the base rate: {np.mean((base - y_active) ** 2):.4f}\n")
-    print("| model | fit (s) | Brier | worst fifth off by | MAE active days | 90% coverage | "
-          "P < 0.1: users (share returned) | check |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print("| model | fit (s) | Brier | worst fifth off by | MAE (mean) | MAE (median) | "
+          "90% coverage | P < 0.1: users (share returned) | check |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print(f"| {r['model']} | {r['fit_s']:.0f} | {r['brier']:.4f} | {r['worst_fifth']:.3f} | "
-              f"{r['mae']:.2f} | {r['coverage90']:.3f} | {r['below_10pct']} "
+              f"{r['mae']:.2f} | {r['mae_median']:.2f} | {r['coverage90']:.3f} | "
+              f"{r['below_10pct']} "
               f"({r['below_10pct_returned']:.2f}) | {r['verdict']} |")
     print("\nFifths (mean predicted, observed), lowest first:")
     for r in rows:
@@ -175,25 +179,39 @@ def run_lastfm(args: argparse.Namespace) -> None:
 
 
 def run_scale(args: argparse.Namespace) -> None:
+    """Time compilation, one gradient and (unless ``--gradient-only``) a NUTS fit."""
+    t0 = time.perf_counter()
     sim = simulate_engagement(args.n_users, args.n_periods, emission_concentration=(2, 5, 8),
                               max_join=args.n_periods // 2, with_events=False, random_seed=3)
+    sim_s = time.perf_counter() - t0
     model = EngagementStateModel()
     t0 = time.perf_counter()
     built = model.build_model(sim.activity)
-    built.compile_logp()
-    built.compile_dlogp()
+    dlogp = built.compile_dlogp()
+    point = built.initial_point()
+    dlogp(point)
     compile_s = time.perf_counter() - t0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t0 = time.perf_counter()
-        model.fit(sim.activity, draws=args.draws, tune=args.draws, chains=2, cores=1,
-                  random_seed=1)
-        fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(20):
+        dlogp(point)
+    grad_ms = (time.perf_counter() - t0) / 20 * 1000
+    fit_s, steps, verdict = np.nan, np.nan, "not run"
+    if not args.gradient_only:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            model.fit(sim.activity, draws=args.draws, tune=args.draws, chains=2, cores=1,
+                      random_seed=1)
+            fit_s = time.perf_counter() - t0
+        steps = float(model.idata_["sample_stats"]["n_steps"].values.mean())
+        verdict = model.fit_report_.verdict
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    steps = model.idata_["sample_stats"]["n_steps"].values.mean()
-    print(f"| {args.n_users:,} x {args.n_periods} | {built.engagement_rows:,} | {compile_s:.0f} "
-          f"| {fit_s:.0f} | {2 * args.draws} | {steps:.1f} | {peak:.0f} | "
-          f"{model.fit_report_.verdict} |")
+    print("| users x periods | unique histories | simulate (s) | compile (s) | gradient (ms) | "
+          "fit (s) | draws | steps per draw | peak RSS (MiB) | check |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print(f"| {args.n_users:,} x {args.n_periods} | {built.engagement_rows:,} | {sim_s:.1f} | "
+          f"{compile_s:.0f} | {grad_ms:.1f} | {fit_s:.0f} | 2 x ({args.draws} + {args.draws}) | "
+          f"{steps:.1f} | {peak:.0f} | {verdict} |")
 
 
 def main() -> None:
@@ -203,11 +221,13 @@ def main() -> None:
     real.add_argument("--draws", type=int, default=500)
     real.add_argument("--lifetimes-python", default=os.environ.get("LIFETIMES_PYTHON"))
     real.add_argument("--configs", type=json.loads,
-                      default=[{}, {"n_states": 3, "churn_state": True}])
+                      default=[{}, {"n_states": 4, "churn_state": True,
+                                    "churn_returns": True}])
     scale = sub.add_parser("scale")
     scale.add_argument("--n-users", type=int, default=10_000)
     scale.add_argument("--n-periods", type=int, default=52)
     scale.add_argument("--draws", type=int, default=500)
+    scale.add_argument("--gradient-only", action="store_true")
     args = parser.parse_args()
     if args.what == "lastfm":
         if not DATA.is_dir():

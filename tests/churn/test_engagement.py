@@ -16,6 +16,7 @@ from models.churn import EngagementStateModel, _hmm, activity_table
 from models.churn.hmm_kernel import hmm_kernel
 from models.data import simulate_engagement
 from models.exceptions import DataValidationError
+from models.predict import predictive_summary
 
 _HERE = Path(__file__).resolve()
 DATA_DIR = next((p / "shared" / "data" for p in (_HERE.parents[3], _HERE.parents[2])
@@ -248,19 +249,18 @@ def test_activity_table_and_model_errors_name_the_problem():
 def test_recovery_and_coverage_of_future_activity():
     truth = {"initial": (0.2, 0.3, 0.5),
              "transition": ((0.85, 0.12, 0.03), (0.12, 0.73, 0.15), (0.03, 0.1, 0.87)),
-             "emission_probability": (0.03, 0.3, 0.7), "emission_concentration": (3, 6, 10)}
-    sim = simulate_engagement(3000, 20, max_join=4, with_events=False, random_seed=11, **truth)
-    train, future = sim.activity.iloc[:, :16], sim.activity.iloc[:, 16:]
-    model = EngagementStateModel()
+             "emission_probability": (0.03, 0.3, 0.7)}
+    sim = simulate_engagement(800, 16, max_join=3, with_events=False, random_seed=11, **truth)
+    train, future = sim.activity.iloc[:, :12], sim.activity.iloc[:, 12:]
+    model = EngagementStateModel(emission="binomial")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.fit(train, draws=300, tune=300, chains=2, cores=1, random_seed=2)
+        model.fit(train, draws=200, tune=200, chains=2, cores=1, random_seed=2)
     assert model.fit_report_.n_divergent == 0
     post = model.idata_["posterior"]
     for name, value in [("emission_probability", truth["emission_probability"]),
                         ("initial_probability", truth["initial"]),
-                        ("transition_probability", truth["transition"]),
-                        ("emission_concentration", truth["emission_concentration"])]:
+                        ("transition_probability", truth["transition"])]:
         draws = post[name].stack(s=("chain", "draw")).values
         lo, hi = np.quantile(draws, [0.001, 0.999], axis=-1)
         assert np.all((lo <= np.asarray(value)) & (np.asarray(value) <= hi)), (name, lo, hi)
@@ -273,8 +273,6 @@ def test_recovery_and_coverage_of_future_activity():
     se = np.sqrt(table["p"] * (1 - table["p"]) / table["n"]) + 0.005
     assert np.all(np.abs(table["p"] - table["y"]) < 4 * se), table
     # 90% predictive intervals of the future active days hold about 90% of users
-    from models.predict import predictive_summary
-
     s = predictive_summary(model.sample_activity(horizon=4, max_draws=200, random_seed=0),
                            ci_prob=0.9)
     days = future.sum(axis=1).to_numpy()
@@ -298,14 +296,19 @@ def test_lastfm_split_holdout_scores():
                           period_length=1).iloc[:, 273:273 + 93]
     days = hold.reindex(table.index).sum(axis=1).to_numpy()
     assert len(table) == 187 and table.shape[1] == 39
-    model = EngagementStateModel(churn_state=True)
+    model = EngagementStateModel(n_states=4, churn_state=True, churn_returns=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.fit(table, draws=200, tune=200, chains=1, random_seed=1)
-    p = model.probability_active(horizon=93 / 7)["mean"].to_numpy()
+        model.fit(table, draws=150, tune=150, chains=1, random_seed=1)
+    h = 93 / 7
+    p = model.probability_active(horizon=h)["mean"].to_numpy()
     y = days > 0
     brier = np.mean((p - y) ** 2)
     fifth = pd.qcut(pd.Series(p).rank(method="first"), 5, labels=False)
     off = pd.DataFrame({"p": p, "y": y, "f": fifth}).groupby("f").mean()
-    assert brier <= 0.1, brier
-    assert (off["p"] - off["y"]).abs().max() <= 0.15, off
+    # BG/NBD on this split: Brier 0.104, its lowest fifth off by 0.35, 74% coverage
+    assert brier <= 0.095, brier
+    assert (off["p"] - off["y"]).abs().max() <= 0.2, off
+    s = predictive_summary(model.sample_activity(horizon=h, random_seed=0), ci_prob=0.9)
+    inside = np.mean((days >= s["ci_lower"].to_numpy()) & (days <= s["ci_upper"].to_numpy()))
+    assert inside >= 0.85, inside
