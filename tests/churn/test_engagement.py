@@ -312,3 +312,25 @@ def test_lastfm_split_holdout_scores():
     s = predictive_summary(model.sample_activity(horizon=h, random_seed=0), ci_prob=0.9)
     inside = np.mean((days >= s["ci_lower"].to_numpy()) & (days <= s["ci_upper"].to_numpy()))
     assert inside >= 0.85, inside
+
+
+def test_pointwise_log_likelihood_and_replicates_of_a_fake_fit():
+    data = pd.DataFrame(HISTORIES, index=pd.Index(list("abcd"), name="user_id"),
+                        columns=[f"w{i}" for i in range(5)])
+    model = _fake_fit(data, draws=3000)
+    model.idata_.attrs["inference_method"] = "nuts"
+    loglik = model.compute_log_likelihood()["log_likelihood"]["activity"]
+    assert loglik.dims == ("chain", "draw", "user")
+    np.testing.assert_allclose(loglik.isel(chain=0, draw=0), [_brute_force(h)[0]
+                                                              for h in HISTORIES], rtol=1e-12)
+    replicates = model.sample_posterior_predictive(random_seed=0)["posterior_predictive"]
+    totals = replicates["total_activity"].values.reshape(-1, 4)
+    mean = (np.arange(N + 1) @ _table()[: N + 1])  # mean active days per state
+    lengths = [5, 3, 4, 5]
+    for i, n_periods in enumerate(lengths):
+        dist, exact = PI.copy(), 0.0
+        for _ in range(n_periods):
+            exact += dist @ mean
+            dist = dist @ P
+        se = totals[:, i].std() / np.sqrt(len(totals))
+        assert abs(totals[:, i].mean() - exact) < 4.5 * se, (i, totals[:, i].mean(), exact)
