@@ -255,7 +255,7 @@ def test_recovery_and_coverage_of_future_activity():
     model = EngagementStateModel(emission="binomial")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.fit(train, draws=200, tune=200, chains=2, cores=1, random_seed=2)
+        model.fit(train, draws=300, tune=200, chains=1, random_seed=2)
     assert model.fit_report_.n_divergent == 0
     post = model.idata_["posterior"]
     for name, value in [("emission_probability", truth["emission_probability"]),
