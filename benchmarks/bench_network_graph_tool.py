@@ -10,13 +10,17 @@ planted one, the number of blocks found, wall time, and both partitions scored u
 one likelihood each way: our collapsed log p(A, z) (the model with the number of
 blocks inferred) and graph-tool's description length (nats; lower is better).
 
-Run: python benchmarks/bench_network_graph_tool.py [--quick] [--sizes 240 1000 4000]
+Run: python benchmarks/bench_network_graph_tool.py --graph-tool-python PYTHON [--quick]
+[--sizes 240 1000 4000], PYTHON being an interpreter that imports ``graph_tool`` (Debian's
+system ``python3`` after ``apt-get install python3-graph-tool``), or set the
+``GRAPH_TOOL_PYTHON`` environment variable.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -30,7 +34,6 @@ from scipy.special import gammaln
 from models.analysis.network import adjusted_rand_index
 from models.network import StochasticBlockModel, _gibbs
 
-GRAPH_TOOL_PYTHON = "/usr/bin/python3"
 GRAPH_TOOL_SCRIPT = r"""
 import json, sys, time
 import numpy as np
@@ -74,10 +77,10 @@ def planted_graph(n_nodes, n_blocks, mean_degree=10.0, within=0.9, seed=0):
     return edges, z
 
 
-def graph_tool_partition(edges, n_nodes, ours):
+def graph_tool_partition(python, edges, n_nodes, ours):
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as tmp:
         np.savetxt(tmp, edges, fmt="%d")
-    out = subprocess.run([GRAPH_TOOL_PYTHON, "-c", GRAPH_TOOL_SCRIPT, tmp.name, str(n_nodes),
+    out = subprocess.run([python, "-c", GRAPH_TOOL_SCRIPT, tmp.name, str(n_nodes),
                           json.dumps([int(x) for x in ours])],
                          capture_output=True, text=True, check=False)
     Path(tmp.name).unlink()
@@ -96,7 +99,7 @@ def log_joint(model, frame, z, n_labels):
     return _gibbs.log_joint(*_gibbs.block_counts(adj, z, degree, n_labels), degree, h, log_fact)
 
 
-def run(sizes, n_blocks, draws, tune, chains):
+def run(sizes, n_blocks, draws, tune, chains, python):
     rows = []
     for n in sizes:
         edges, truth = planted_graph(n, n_blocks, seed=n)
@@ -109,7 +112,7 @@ def run(sizes, n_blocks, draws, tune, chains):
             model.fit(frame, draws=draws, tune=tune, chains=chains, thin=1, random_seed=1)
         ours_s = time.perf_counter() - start
         ours = model.point_partition().reindex(range(n)).to_numpy()
-        gt = graph_tool_partition(edges, n, ours)
+        gt = graph_tool_partition(python, edges, n, ours)
         labels = max(model.max_blocks, len(set(gt["blocks"])))
         rows.append({
             "nodes": n, "edges": len(edges), "planted blocks": n_blocks,
@@ -131,9 +134,16 @@ def main():
     parser.add_argument("--quick", action="store_true", help="240 and 1,000 nodes")
     parser.add_argument("--sizes", type=int, nargs="+", default=[240, 1_000, 4_000])
     parser.add_argument("--blocks", type=int, default=6)
+    parser.add_argument("--graph-tool-python", default=os.environ.get("GRAPH_TOOL_PYTHON"),
+                        help="a Python that imports graph_tool (default: the GRAPH_TOOL_PYTHON "
+                             "environment variable)")
     args = parser.parse_args()
+    if not args.graph_tool_python:
+        parser.error("graph-tool runs in its own interpreter: pass --graph-tool-python PATH or "
+                     "set GRAPH_TOOL_PYTHON (Debian: the system python3 with python3-graph-tool)")
     sizes = [240, 1_000] if args.quick else args.sizes
-    table = run(sizes, args.blocks, draws=200, tune=100, chains=2)
+    table = run(sizes, args.blocks, draws=200, tune=100, chains=2,
+                python=args.graph_tool_python)
     print()
     print(table.round(3).to_markdown(index=False))
 
