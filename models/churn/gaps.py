@@ -97,15 +97,15 @@ def observed_gaps(events: pd.DataFrame, *, period: str = "D",
                          f"{end}, first at row {late[0]}.")
     frame = pd.DataFrame({USER_ID: events[USER_ID].to_numpy(),
                           "p": _period_index(ts, period).to_numpy()}).drop_duplicates()
-    frame = frame.sort_values([USER_ID, "p"], kind="stable")
+    frame = frame.sort_values([USER_ID, "p"], kind="stable", ignore_index=True)
     end_p = int(_period_index(pd.Series([end]), period).iloc[0])
-    rows = {}
-    for user, p in frame.groupby(USER_ID, sort=True)["p"]:
-        rel = p.to_numpy() - p.iloc[0]
-        rows[user] = (tuple(int(v) for v in rel), rel.size, end_p - int(p.iloc[0]),
-                      int(np.diff(rel).max()) if rel.size > 1 else 0)
-    out = pd.DataFrame.from_dict(rows, orient="index",
-                                 columns=["active", "n_active", "T", "longest_gap"])
+    users = frame.groupby(USER_ID, sort=True)["p"]
+    first = users.transform("min")
+    frame["active"] = (frame["p"] - first).astype("int64")
+    gap = frame.groupby(USER_ID, sort=True)["active"].diff().fillna(0).astype("int64")
+    out = pd.DataFrame({"active": frame.groupby(USER_ID, sort=True)["active"].agg(tuple),
+                        "n_active": users.size(), "T": end_p - users.min(),
+                        "longest_gap": gap.groupby(frame[USER_ID], sort=True).max()})
     out.index.name = USER_ID
     return out
 
@@ -171,16 +171,23 @@ def _gap_statistics(active: np.ndarray, edges: tuple[int, ...], heavy: int, long
 
     ``active``: (replicates, users, periods) booleans. Returns (replicates, bins + 1).
     """
-    n_rep = active.shape[0]
     rep, user, t = np.nonzero(active)
+    return _point_statistics(rep, user, t, active.shape[:2], edges, heavy, long)
+
+
+def _point_statistics(rep: np.ndarray, user: np.ndarray, t: np.ndarray, shape: tuple[int, int],
+                      edges: tuple[int, ...], heavy: int, long: int) -> np.ndarray:
+    """:func:`_gap_statistics` of active periods given as points sorted by (rep, user, t)."""
+    n_rep = shape[0]
     same = (rep[1:] == rep[:-1]) & (user[1:] == user[:-1])
     gaps, g_rep, g_user = (t[1:] - t[:-1])[same], rep[1:][same], user[1:][same]
     bins = np.searchsorted(np.asarray(edges), gaps, side="right") - 1
     counts = np.zeros((n_rep, len(edges)))
     np.add.at(counts, (g_rep, bins), 1)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    n_active = active.sum(axis=2)
-    longest = np.zeros(active.shape[:2])
+    n_active = np.zeros(shape)
+    np.add.at(n_active, (rep, user), 1)
+    longest = np.zeros(shape)
     np.maximum.at(longest, (g_rep, g_user), gaps)
     returners = ((n_active >= heavy) & (longest >= long)).sum(axis=1)
     return np.column_stack([shares, returners])
@@ -299,11 +306,12 @@ def gap_check(model: Any, events: pd.DataFrame, *, period: str = "D",
     rng = np.random.default_rng(resolve_seed(random_seed))
     obs = observed_gaps(events, period=period, observation_end=observation_end)
     T = obs["T"].to_numpy(dtype=np.int64)
-    observed = np.zeros((1, len(obs), int(T.max()) + 1), dtype=bool)
-    for i, act in enumerate(obs["active"]):
-        observed[0, i, list(act)] = True
+    counts = obs["n_active"].to_numpy()
+    points = np.concatenate([np.asarray(a, dtype=np.int64) for a in obs["active"]])
+    user = np.repeat(np.arange(len(obs)), counts)
     edges = GAP_EDGES
-    stat_obs = _gap_statistics(observed, edges, heavy, long)[0]
+    stat_obs = _point_statistics(np.zeros_like(user), user, points, (1, len(obs)), edges, heavy,
+                                 long)[0]
     params = _bgnbd_draws(model, obs.index, n_replicates, rng)
     chunk = max(1, _MAX_CELLS // T.size)  # replicated populations per block, memory bounded
     replicated = np.concatenate([
