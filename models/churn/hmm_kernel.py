@@ -7,6 +7,12 @@ pass of the scaled forward-backward algorithm. Written in PyTensor, the
 forward recursion unrolled over periods is a graph of hundreds of nodes that
 takes minutes to compile; this Op compiles in seconds.
 
+The pass takes the histories in blocks of users of one segment with close
+first periods and keeps the users of a block in the innermost loops, so that
+the compiler vectorises the recursions over users; the forward variables of a
+block stay in cache for the backward pass. Scale factors are multiplied over
+a few periods before one logarithm is taken.
+
 With normalised forward variables :math:`\hat a_t`, constants :math:`c_t`
 (:math:`\log L = \sum_t \log c_t`), :math:`m_t = \hat a_{t-1} P` (:math:`\pi`
 in the first period) and backward variables :math:`\hat b_T = 1`,
@@ -40,77 +46,151 @@ __all__ = ["HMMLogp", "hmm_kernel"]
 _KERNEL_VERSION = source_salt(__file__)
 
 
+_BLOCK = 128  # users per block: the block's forward variables stay in cache
+_LOG_EVERY = 4  # periods whose scale factors are multiplied before one logarithm
+_BANKS = 8  # copies of the emission gradient, so that neighbouring users' updates do not wait
+_FAST = {"reassoc", "contract", "arcp", "nsz"}  # no "nnan"/"ninf": a zero scale stays -inf
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
+def _block_pass(table, initial, p, cb, start, weights, n, e_, m_, a_, inv_c, b, b_new, eb,
+                g_table, g_init, g_p):  # pragma: no cover - compiled
+    """Forward-backward over the ``n`` users of a block (one segment); the weighted value.
+
+    ``cb`` ``(T, n)`` holds the block's codes period by period, ``start`` and
+    ``weights`` its users' first periods and weights: users are the innermost
+    (vectorised) loops. Gradients accumulate in ``g_table`` ``(banks, V, C)``
+    (user ``i`` in bank ``i % banks``), ``g_init`` and ``g_p`` ``(C, C, n)``
+    (per user).
+    """
+    n_periods = cb.shape[0]
+    c = initial.shape[0]
+    t_lo = n_periods
+    for i in range(n):
+        t_lo = min(t_lo, start[i])
+    total = 0.0
+    prod = np.ones(n)
+    # forward: normalised a_t, m_t = a_{t-1} P (initial at and before the start), 1 / c_t
+    for t in range(t_lo, n_periods):
+        for k in range(c):
+            for i in range(n):
+                m_[t, k, i] = 0.0
+        if t > t_lo:
+            for j in range(c):
+                for k in range(c):
+                    pjk = p[j, k]
+                    for i in range(n):
+                        m_[t, k, i] += pjk * a_[t - 1, j, i]
+        tot = inv_c[t]
+        for i in range(n):
+            tot[i] = 0.0
+        for k in range(c):
+            ik = initial[k]
+            for i in range(n):
+                m_[t, k, i] = m_[t, k, i] if t > start[i] else ik
+            for i in range(n):
+                e_[t, k, i] = table[cb[t, i], k]
+            for i in range(n):
+                v = m_[t, k, i] * e_[t, k, i]
+                a_[t, k, i] = v
+                tot[i] += v
+        for i in range(n):
+            s = tot[i]
+            prod[i] *= s if t >= start[i] else 1.0
+            tot[i] = 1.0 / s
+        for k in range(c):
+            for i in range(n):
+                a_[t, k, i] *= tot[i]
+        if (t - t_lo) % _LOG_EVERY == _LOG_EVERY - 1 or t == n_periods - 1:
+            for i in range(n):
+                total += weights[i] * np.log(prod[i])
+                prod[i] = 1.0
+    # backward: b_T = 1, b_{t-1}(j) = sum_k P_jk e_t(k) b_t(k) / c_t, gradients on the way
+    for k in range(c):
+        for i in range(n):
+            b[k, i] = 1.0
+    for t in range(n_periods - 1, t_lo - 1, -1):
+        for k in range(c):
+            for i in range(n):
+                eb[k, i] = e_[t, k, i] * b[k, i] * inv_c[t, i]
+        for i in range(n):
+            s0 = start[i]
+            if t >= s0:
+                wc = weights[i] * inv_c[t, i]
+                bank = g_table[i % _BANKS, cb[t, i]]
+                for k in range(c):
+                    bank[k] += wc * m_[t, k, i] * b[k, i]
+                if t == s0:
+                    for k in range(c):
+                        g_init[k] += weights[i] * eb[k, i]
+        if t > t_lo:
+            wl = prod  # reused: the weight of the lanes past their start
+            for i in range(n):
+                wl[i] = weights[i] if t > start[i] else 0.0
+            for j in range(c):
+                for k in range(c):
+                    for i in range(n):
+                        g_p[j, k, i] += wl[i] * a_[t - 1, j, i] * eb[k, i]
+            for j in range(c):
+                for i in range(n):
+                    b_new[j, i] = 0.0
+                for k in range(c):
+                    pjk = p[j, k]
+                    for i in range(n):
+                        b_new[j, i] += pjk * eb[k, i]
+            for j in range(c):
+                for i in range(n):
+                    b[j, i] = b_new[j, i]
+    return total
+
+
 @numba.njit(cache=True, error_model="numpy")
 def hmm_kernel(table, initial, transition, codes, start, seg, weights):  # pragma: no cover
     """Weighted total log-likelihood and its gradients (table, initial, transition).
 
     ``table`` ``(V, C)`` emission probabilities per observed code, ``initial``
     ``(C,)``, ``transition`` ``(S, C, C)``; ``codes`` ``(U, T)``, ``start``,
-    ``seg`` ``(U,)`` int64, ``weights`` ``(U,)``.
+    ``seg`` ``(U,)`` int64, ``weights`` ``(U,)``. Users are taken in blocks of
+    users of one segment with close first periods (sorted by segment and
+    start), the users of a block in the innermost (vectorised) loops.
     """
     n_users, n_periods = codes.shape
     c = initial.shape[0]
-    g_table = np.zeros_like(table)
+    g_banks = np.zeros((_BANKS, *table.shape))
     g_init = np.zeros_like(initial)
     g_trans = np.zeros_like(transition)
-    a = np.empty((n_periods, c))
-    scale = np.empty(n_periods)
-    b = np.empty(c)
-    b_prev = np.empty(c)
-    m = np.empty(c)
+    g_lanes = np.zeros((c, c, _BLOCK))
+    cb = np.empty((n_periods, _BLOCK), dtype=np.int64)
+    sb = np.empty(_BLOCK, dtype=np.int64)
+    wb = np.empty(_BLOCK)
+    e_ = np.empty((n_periods, c, _BLOCK))
+    m_ = np.empty((n_periods, c, _BLOCK))
+    a_ = np.empty((n_periods, c, _BLOCK))
+    inv_c = np.empty((n_periods, _BLOCK))
+    b = np.empty((c, _BLOCK))
+    b_new = np.empty((c, _BLOCK))
+    eb = np.empty((c, _BLOCK))
+    order = np.argsort(seg * (n_periods + 1) + start, kind="mergesort")
     total = 0.0
-    for u in range(n_users):
-        s0 = start[u]
-        p = transition[seg[u]]
-        w = weights[u]
-        # forward
-        for t in range(s0, n_periods):
-            e = table[codes[u, t]]
-            tot = 0.0
+    lo = 0
+    while lo < n_users:
+        g = seg[order[lo]]
+        n = 0
+        while lo + n < n_users and n < _BLOCK and seg[order[lo + n]] == g:
+            u = order[lo + n]
+            sb[n] = start[u]
+            wb[n] = weights[u]
+            for t in range(n_periods):
+                cb[t, n] = codes[u, t]
+            n += 1
+        total += _block_pass(table, initial, transition[g], cb, sb, wb, n, e_, m_, a_, inv_c,
+                             b, b_new, eb, g_banks, g_init, g_lanes)
+        for j in range(c):
             for k in range(c):
-                if t == s0:
-                    mk = initial[k]
-                else:
-                    mk = 0.0
-                    for j in range(c):
-                        mk += a[t - 1, j] * p[j, k]
-                a[t, k] = mk * e[k]
-                tot += a[t, k]
-            scale[t] = tot
-            for k in range(c):
-                a[t, k] /= tot
-            total += w * np.log(tot)
-        # backward, accumulating the gradients
-        for k in range(c):
-            b[k] = 1.0
-        for t in range(n_periods - 1, s0 - 1, -1):
-            e = table[codes[u, t]]
-            ct = scale[t]
-            for k in range(c):
-                if t == s0:
-                    m[k] = initial[k]
-                else:
-                    mk = 0.0
-                    for j in range(c):
-                        mk += a[t - 1, j] * p[j, k]
-                    m[k] = mk
-            code = codes[u, t]
-            for k in range(c):
-                g_table[code, k] += w * m[k] * b[k] / ct
-            if t == s0:
-                for k in range(c):
-                    g_init[k] += w * e[k] * b[k] / ct
-            else:
-                for j in range(c):
-                    acc = 0.0
-                    for k in range(c):
-                        eb = e[k] * b[k] / ct
-                        g_trans[seg[u], j, k] += w * a[t - 1, j] * eb
-                        acc += p[j, k] * eb
-                    b_prev[j] = acc
-                for k in range(c):
-                    b[k] = b_prev[k]
-    return total, g_table, g_init, g_trans
+                g_trans[g, j, k] += g_lanes[j, k].sum()
+                g_lanes[j, k] = 0.0
+        lo += n
+    return total, g_banks.sum(axis=0), g_init, g_trans
 
 
 class HMMLogp(Op):
