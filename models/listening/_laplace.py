@@ -41,7 +41,7 @@ least accurate in between, and for a negative binomial with small :math:`\alpha`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -75,6 +75,11 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 _MAX_ITER = 100
 _TOL = 1e-3
 _MAX_STEP = 2.0
+#: Users per block of the kernels (each pass runs over one column of a block, so the
+#: loops vectorise; the block's scratch stays in cache).
+_BLOCK = 256
+#: Floating-point reassociation for vectorised loops; NaN and infinity keep their meaning.
+_FAST = {"nsz", "arcp", "contract", "reassoc"}
 #: Pareto k above which an importance-sampling check is unreliable (Vehtari et al. 2024).
 K_THRESHOLD = 0.7
 #: A user is flagged only if the sd of their log-weights is also above this: k is blind to
@@ -85,21 +90,96 @@ LOG_WEIGHT_SD = 0.1
 WARN_SHARE = 0.01
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
+def _newton_block(
+    n: np.ndarray, total: np.ndarray, b0: int, nb: int, m: np.ndarray, inv_s2: float,
+    e_phi: np.ndarray, a: float, poisson: bool, eta: np.ndarray, work: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Modes of the log joints of users ``b0 .. b0 + nb`` (``m``: their prior means).
+
+    Writes them to ``eta[:nb]``. Safeguarded Newton steps, each vectorised over the
+    block, until every user's step is below ``_TOL``; ``work`` is scratch, ``(5, B)``.
+    """
+    n_cols = n.shape[0]
+    g, h, lo, hi, e = work[0], work[1], work[2], work[3], work[4]
+    # start: the normal prior times a normal approximation of the likelihood
+    for j in range(nb):
+        g[j] = 0.0  # exposure
+        h[j] = 0.0  # rows
+        e[j] = 0.0  # plays
+    for k in range(n_cols):
+        ek = e_phi[k]
+        for j in range(nb):
+            nk = n[k, b0 + j]
+            g[j] += nk * ek
+            h[j] += nk
+            e[j] += total[k, b0 + j]
+    for j in range(nb):
+        rows, plays = h[j], e[j]
+        if rows > 0.0:
+            prec = plays if poisson else a * plays / (a + plays / rows)
+            eta[j] = (m[j] * inv_s2 + prec * np.log((plays + 0.5) / g[j])) / (inv_s2 + prec)
+        else:
+            eta[j] = m[j]
+        lo[j] = -np.inf
+        hi[j] = np.inf
+    for _ in range(_MAX_ITER):
+        for j in range(nb):
+            e[j] = np.exp(eta[j])
+            g[j] = -(eta[j] - m[j]) * inv_s2
+            h[j] = -inv_s2
+        for k in range(n_cols):
+            ek = e_phi[k]
+            if poisson:
+                for j in range(nb):
+                    nmu = n[k, b0 + j] * e[j] * ek
+                    g[j] += total[k, b0 + j] - nmu
+                    h[j] -= nmu
+            else:
+                for j in range(nb):
+                    mu = e[j] * ek
+                    sk = total[k, b0 + j]
+                    wmu = (n[k, b0 + j] * a + sk) * mu / (a + mu)
+                    g[j] += sk - wmu
+                    h[j] -= wmu * a / (a + mu)
+        largest = 0.0
+        for j in range(nb):
+            ej, gj = eta[j], g[j]
+            if gj > 0.0:
+                lo[j] = ej
+            else:
+                hi[j] = ej
+            step = -gj / h[j]
+            largest = max(largest, abs(step))
+            if abs(step) < _TOL:
+                eta[j] = ej + step
+                continue
+            new = ej + min(max(step, -_MAX_STEP), _MAX_STEP)
+            if not (lo[j] < new < hi[j]) and np.isfinite(lo[j]) and np.isfinite(hi[j]):
+                new = 0.5 * (lo[j] + hi[j])
+            eta[j] = new
+        if largest < _TOL:
+            break
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
 def _laplace_kernel(
     n: np.ndarray, total: np.ndarray, m: np.ndarray, s: float, phi: np.ndarray, a: float,
-    poisson: bool, grad: bool, init: np.ndarray, values: bool = True,
+    poisson: bool, grad: bool, values: bool = True,
 ) -> tuple[float, np.ndarray, float, np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
     """Laplace marginal, its gradient, the modes, Hessians and per-user values.
 
-    Newton starts from ``init`` (from ``m`` when it is empty). Returns ``(value, g_m,
-    g_s, g_phi, g_a, eta_hat, hess, value_u)``; with ``values=False`` (and no
-    ``grad``) only the modes and Hessians are computed (no logarithm per cell).
+    ``n`` and ``total`` are ``(columns, users)``: each pass runs over one column of a
+    block of ``_BLOCK`` users, so the loops vectorise. Returns ``(value, g_m, g_s,
+    g_phi, g_a, eta_hat, hess, value_u)``; with ``values=False`` (and no ``grad``)
+    only the modes and Hessians are computed (no logarithm per cell).
     """
-    n_users, n_cols = n.shape
+    n_cols, n_users = n.shape
     e_phi = np.exp(phi)
-    s2 = s * s
+    inv_s2 = 1.0 / (s * s)
+    log_s = np.log(s)
     log_a = np.log(a) if not poisson else 0.0
+    full = values or grad
     g_m = np.zeros(n_users)
     g_phi = np.zeros(n_cols)
     eta_hat = np.empty(n_users)
@@ -108,126 +188,95 @@ def _laplace_kernel(
     g_s = 0.0
     g_a = 0.0
     value = 0.0
-    h_k = np.empty(n_cols)
-    t_k = np.empty(n_cols)
-    g_k = np.empty(n_cols)
-    warm = init.shape[0] == n_users
-    for u in range(n_users):
-        mu_u = m[u]
-        if warm:
-            eta = init[u]
-        else:  # the normal prior times a normal approximation of the likelihood
-            exposure = 0.0
-            rows = 0.0
-            plays = 0.0
-            for k in range(n_cols):
-                exposure += n[u, k] * e_phi[k]
-                rows += n[u, k]
-                plays += total[u, k]
-            eta = mu_u
-            if rows > 0.0:
-                prec = plays if poisson else a * plays / (a + plays / rows)
-                eta = ((mu_u / s2 + prec * np.log((plays + 0.5) / exposure))
-                       / (1.0 / s2 + prec))
-        lo, hi = -np.inf, np.inf
-        for _ in range(_MAX_ITER):
-            e = np.exp(eta)
-            g = -(eta - mu_u) / s2
-            h = -1.0 / s2
-            for k in range(n_cols):
-                nk = n[u, k]
-                if nk == 0.0:
-                    continue
-                sk = total[u, k]
-                mu = e * e_phi[k]
-                if poisson:
-                    g += sk - nk * mu
-                    h -= nk * mu
-                else:
-                    inv = 1.0 / (a + mu)
-                    w = nk * a + sk
-                    g += sk - w * mu * inv
-                    h -= w * a * mu * inv * inv
-            if g > 0.0:
-                lo = eta
-            else:
-                hi = eta
-            step = -g / h
-            if abs(step) < _TOL:
-                eta += step
-                break
-            step = min(max(step, -_MAX_STEP), _MAX_STEP)
-            new = eta + step
-            if not (lo < new < hi):
-                new = 0.5 * (lo + hi) if np.isfinite(lo) and np.isfinite(hi) else new
-            eta = new
+    work = np.empty((5, _BLOCK))
+    acc = np.empty((7, _BLOCK))
+    cells = np.empty((3, n_cols, _BLOCK))
+    ll, h, t, da, dh_a, dg_a, e = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6]
+    h_k, t_k, g_k = cells[0], cells[1], cells[2]
+    for b0 in range(0, n_users, _BLOCK):
+        nb = min(_BLOCK, n_users - b0)
+        eta = eta_hat[b0:b0 + nb]
+        mb = m[b0:b0 + nb]
+        _newton_block(n, total, b0, nb, mb, inv_s2, e_phi, a, poisson, eta, work)
         # value and derivatives at the mode
-        e = np.exp(eta)
-        d = eta - mu_u
-        ll = 0.0
-        h = -1.0 / s2
-        t = 0.0
-        da = 0.0
-        dh_a = 0.0
-        dg_a_sum = 0.0
+        for j in range(nb):
+            e[j] = np.exp(eta[j])
+            ll[j] = 0.0
+            h[j] = -inv_s2
+            t[j] = 0.0
+            da[j] = 0.0
+            dh_a[j] = 0.0
+            dg_a[j] = 0.0
         for k in range(n_cols):
-            nk = n[u, k]
-            h_k[k] = 0.0
-            if nk == 0.0:
-                continue
-            sk = total[u, k]
-            mu = e * e_phi[k]
-            lin = sk * (eta + phi[k])
+            ek, pk = e_phi[k], phi[k]
             if poisson:
-                ll += lin - nk * mu
-                hk = -nk * mu
-                tk = hk
-                g_k[k] = sk - nk * mu
-            elif not (values or grad):
-                inv = 1.0 / (a + mu)
-                hk = -(nk * a + sk) * a * mu * inv * inv
-                tk = 0.0
+                for j in range(nb):
+                    nmu = n[k, b0 + j] * e[j] * ek
+                    sk = total[k, b0 + j]
+                    ll[j] += sk * (eta[j] + pk) - nmu
+                    h[j] -= nmu
+                    t[j] -= nmu
+                    h_k[k, j] = -nmu
+                    t_k[k, j] = -nmu
+                    g_k[k, j] = sk - nmu
+            elif not full:
+                for j in range(nb):
+                    mu = e[j] * ek
+                    inv = 1.0 / (a + mu)
+                    h[j] -= (n[k, b0 + j] * a + total[k, b0 + j]) * a * mu * inv * inv
             else:
-                apm = a + mu
-                inv = 1.0 / apm
-                w = nk * a + sk
-                lg = np.log(apm)
-                ll += nk * a * log_a - w * lg + lin
-                hk = -w * a * mu * inv * inv
-                tk = hk * (a - mu) * inv
-                g_k[k] = sk - w * mu * inv
-                if grad:
-                    da += nk * (log_a + 1.0) - nk * lg - w * inv
-                    dga = mu * (sk - nk * mu) * inv * inv
-                    dg_a_sum += dga
-                    dh_a += -mu * ((nk * a + w) * apm - 2.0 * w * a) * inv * inv * inv
-            h += hk
-            t += tk
-            h_k[k] = hk
-            t_k[k] = tk
-        val = ll - np.log(s) - 0.5 * d * d / s2 - 0.5 * np.log(-h)
-        value += val
-        value_u[u] = val
-        eta_hat[u] = eta
-        hess[u] = h
-        if not grad:
-            continue
-        c = -0.5 / h
-        ratio = t / h
-        g_m[u] = d / s2 - c * ratio / s2
-        g_s += -1.0 / s + d * d / (s2 * s) + c * (2.0 / (s2 * s) - ratio * 2.0 * d / (s2 * s))
-        for k in range(n_cols):
-            if n[u, k] != 0.0:
-                g_phi[k] += g_k[k] + c * (t_k[k] - ratio * h_k[k])
-        if not poisson:
-            g_a += da + c * (dh_a - ratio * dg_a_sum)
+                for j in range(nb):
+                    nk = n[k, b0 + j]
+                    sk = total[k, b0 + j]
+                    mu = e[j] * ek
+                    apm = a + mu
+                    inv = 1.0 / apm
+                    w = nk * a + sk
+                    lg = np.log(apm)
+                    ll[j] += nk * a * log_a - w * lg + sk * (eta[j] + pk)
+                    hk = -w * a * mu * inv * inv
+                    tk = hk * (a - mu) * inv
+                    h[j] += hk
+                    t[j] += tk
+                    h_k[k, j] = hk
+                    t_k[k, j] = tk
+                    g_k[k, j] = sk - w * mu * inv
+                    if grad:
+                        da[j] += nk * (log_a + 1.0) - nk * lg - w * inv
+                        dg_a[j] += mu * (sk - nk * mu) * inv * inv
+                        dh_a[j] -= mu * ((nk * a + w) * apm - 2.0 * w * a) * inv * inv * inv
+        for j in range(nb):
+            hess[b0 + j] = h[j]
+            if not full:
+                continue
+            d = eta[j] - mb[j]
+            val = ll[j] - log_s - 0.5 * d * d * inv_s2 - 0.5 * np.log(-h[j])
+            value += val
+            value_u[b0 + j] = val
+            if not grad:
+                continue
+            c = -0.5 / h[j]
+            ratio = t[j] / h[j]
+            g_m[b0 + j] = d * inv_s2 - c * ratio * inv_s2
+            g_s += (-1.0 / s + d * d * inv_s2 / s
+                    + c * (2.0 * inv_s2 / s - ratio * 2.0 * d * inv_s2 / s))
+            if not poisson:
+                g_a += da[j] + c * (dh_a[j] - ratio * dg_a[j])
+            # reuse the scratch: c and ratio of the block, for the period gradient
+            da[j] = c
+            dg_a[j] = ratio
+        if grad:
+            for k in range(n_cols):
+                total_k = 0.0
+                for j in range(nb):
+                    total_k += g_k[k, j] + da[j] * (t_k[k, j] - dg_a[j] * h_k[k, j])
+                g_phi[k] += total_k
     return value, g_m, g_s, g_phi, g_a, eta_hat, hess, value_u
 
 
 def laplace_users(
     n: np.ndarray, total: np.ndarray, m: np.ndarray, sigma: float, phi: np.ndarray,
-    alpha: float | None, *, grad: bool = True, init: np.ndarray | None = None,
-    values: bool = True,
+    alpha: float | None, *, grad: bool = True, values: bool = True,
 ) -> dict[str, Any]:
     r"""Laplace approximation of every user's marginal likelihood, and its gradient.
 
@@ -245,8 +294,6 @@ def laplace_users(
         Negative binomial dispersion; None for the Poisson.
     grad : bool, default True
         Also compute the gradient.
-    init : numpy.ndarray, optional
-        Starting points of the Newton steps, ``(users,)``; ``m`` by default.
     values : bool, default True
         Compute the values; with ``values=False`` and ``grad=False`` only
         ``eta_hat`` and ``hess`` are meaningful.
@@ -261,13 +308,11 @@ def laplace_users(
         ``g_phi`` and ``g_alpha``.
     """
     poisson = alpha is None
-    out = _laplace_kernel(np.ascontiguousarray(n, dtype=float),
-                          np.ascontiguousarray(total, dtype=float),
+    out = _laplace_kernel(np.ascontiguousarray(np.asarray(n, dtype=float).T),
+                          np.ascontiguousarray(np.asarray(total, dtype=float).T),
                           np.ascontiguousarray(m, dtype=float), float(sigma),
                           np.ascontiguousarray(phi, dtype=float),
-                          1.0 if poisson else float(alpha), poisson, grad,
-                          np.empty(0) if init is None else np.asarray(init, dtype=float),
-                          values)
+                          1.0 if poisson else float(alpha), poisson, grad, values)
     keys = ("value", "g_m", "g_sigma", "g_phi", "g_alpha", "eta_hat", "hess", "value_u")
     return dict(zip(keys, out, strict=True))
 
@@ -275,8 +320,8 @@ def laplace_users(
 class LaplaceUserLogp(Op):
     r"""Laplace-approximate log marginal likelihood of the plays, user effects integrated out.
 
-    Inputs: ``n`` and ``total`` (rows and summed plays per cell, ``(users,
-    columns)``, data), ``m`` (prior mean of each user's log-rate, ``(users,)``),
+    Inputs: ``n`` and ``total`` (rows and summed plays per cell, ``(columns,
+    users)``, C-contiguous data), ``m`` (prior mean of each user's log-rate, ``(users,)``),
     ``sigma`` (), ``phi`` (``(columns,)``) and ``alpha`` () (ignored, with a zero
     gradient, for the Poisson). Outputs: the value and its gradients with respect
     to ``m``, ``sigma``, ``phi`` and ``alpha`` (see the module docstring).
@@ -305,8 +350,9 @@ class LaplaceUserLogp(Op):
     def perform(self, node: Apply, inputs: Sequence[np.ndarray], outputs: Any) -> None:
         """Solve for the modes and evaluate value and gradients (numba)."""
         n, total, m, sigma, phi, alpha = inputs
-        out = _laplace_kernel(n, total, m, float(sigma), phi, float(alpha),
-                              self.likelihood == "poisson", True, np.empty(0))
+        out = _laplace_kernel(np.ascontiguousarray(n), np.ascontiguousarray(total), m,
+                              float(sigma), phi, float(alpha), self.likelihood == "poisson",
+                              True)
         outputs[0][0] = np.asarray(out[0])
         outputs[1][0] = out[1]
         outputs[2][0] = np.asarray(out[2])
@@ -336,8 +382,7 @@ def _numba_laplace(op: LaplaceUserLogp, node: Any = None, **kwargs: Any) -> Any:
 
     @numba.njit(error_model="numpy")
     def laplace_user_logp(n, total, m, sigma, phi, alpha):  # pragma: no cover - compiled
-        out = _laplace_kernel(n, total, m, sigma.item(), phi, alpha.item(), poisson, True,
-                              np.empty(0))
+        out = _laplace_kernel(n, total, m, sigma.item(), phi, alpha.item(), poisson, True)
         return (np.asarray(out[0]), out[1], np.asarray(out[2]), out[3], np.asarray(out[4]))
 
     return laplace_user_logp, _KERNEL_VERSION
@@ -371,9 +416,57 @@ def _user_log_joint(
     return out
 
 
+@numba.njit(parallel=True, cache=True, error_model="numpy", fastmath=_FAST)
+def _draw_kernel(
+    n: np.ndarray, total: np.ndarray, base: np.ndarray, effects: np.ndarray,
+    codes: np.ndarray, sigma: np.ndarray, phi: np.ndarray, alpha: np.ndarray,
+    poisson: bool, out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Turn standard normal ``out`` (draws x users) into draws of the Laplace conditionals.
+
+    Posterior draws run in parallel; in each, a user's prior mean is ``base[i]`` plus
+    ``effects[i, codes[u, g]]`` over the groups ``g``; ``n`` and ``total`` are
+    ``(columns, users)``.
+    """
+    n_draws = out.shape[0]
+    n_cols, n_users = n.shape
+    for i in numba.prange(n_draws):
+        inv_s2 = 1.0 / (sigma[i] * sigma[i])
+        e_phi = np.exp(phi[i])
+        a = alpha[i]
+        work = np.empty((5, _BLOCK))
+        mb = np.empty(_BLOCK)
+        eta = np.empty(_BLOCK)
+        h = np.empty(_BLOCK)
+        for b0 in range(0, n_users, _BLOCK):
+            nb = min(_BLOCK, n_users - b0)
+            for j in range(nb):
+                v = base[i]
+                for c in range(codes.shape[1]):
+                    v += effects[i, codes[b0 + j, c]]
+                mb[j] = v
+            _newton_block(n, total, b0, nb, mb, inv_s2, e_phi, a, poisson, eta, work)
+            for j in range(nb):
+                h[j] = -inv_s2
+                work[4, j] = np.exp(eta[j])
+            for k in range(n_cols):
+                ek = e_phi[k]
+                if poisson:
+                    for j in range(nb):
+                        h[j] -= n[k, b0 + j] * work[4, j] * ek
+                else:
+                    for j in range(nb):
+                        mu = work[4, j] * ek
+                        inv = 1.0 / (a + mu)
+                        h[j] -= (n[k, b0 + j] * a + total[k, b0 + j]) * a * mu * inv * inv
+            for j in range(nb):
+                out[i, b0 + j] = eta[j] + out[i, b0 + j] / np.sqrt(-h[j])
+
+
 def draw_user_log_rates_laplace(
-    n: np.ndarray, total: np.ndarray, mean: Callable[[int], np.ndarray], sigma: np.ndarray,
+    n: np.ndarray, total: np.ndarray, base: np.ndarray, sigma: np.ndarray,
     phi: np.ndarray, alpha: np.ndarray | None, rng: np.random.Generator, *,
+    effects: np.ndarray | None = None, codes: np.ndarray | None = None,
     check: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     r"""Draw each user's log-rate from its Laplace conditional, once per posterior draw.
@@ -382,9 +475,9 @@ def draw_user_log_rates_laplace(
     ----------
     n, total : numpy.ndarray
         Rows and summed plays per cell, ``(users, columns)``.
-    mean : callable
-        ``mean(i)``: prior means of the user log-rates in posterior draw ``i``,
-        ``(users,)`` (a function, so that no draws x users array of them is kept).
+    base : numpy.ndarray
+        ``(draws,)``: the intercept, the prior mean of every user's log-rate before
+        the segment effects.
     sigma : numpy.ndarray
         ``(draws,)``.
     phi : numpy.ndarray
@@ -393,39 +486,51 @@ def draw_user_log_rates_laplace(
         ``(draws,)``; None for the Poisson.
     rng : numpy.random.Generator
         Source of the normal draws.
+    effects : numpy.ndarray, optional
+        ``(draws, levels)``: segment effects, the levels of all groups side by side.
+    codes : numpy.ndarray of int, optional
+        ``(users, groups)``: each user's level of each group, as a column of
+        ``effects``; a user's prior mean is ``base`` plus those effects.
     check : numpy.ndarray of int, optional
         Users whose importance log-weights to return.
 
     Returns
     -------
     draws : numpy.ndarray
-        ``(draws, users)``: :math:`\eta_u \sim N(\hat\eta_u, -1/H_u)` given each draw.
+        ``(draws, users)``: :math:`\eta_u \sim N(\hat\eta_u, -1/H_u)` given each draw
+        (the draws run in parallel, compiled with numba).
     log_weights : numpy.ndarray or None
         ``(draws, len(check))``: :math:`\log p(y_u, \eta_u \mid \psi) -
         \log q(\eta_u) - \log \hat p(y_u \mid \psi)`, exact joint over the
         approximate one, for the users in ``check``.
     """
     n_draws, n_users = len(sigma), n.shape[0]
-    out = np.empty((n_draws, n_users))
-    lw = None if check is None else np.empty((n_draws, len(check)))
-    init = None
+    if effects is None or codes is None:
+        effects, codes = np.zeros((n_draws, 1)), np.zeros((n_users, 0), dtype=np.int64)
+    effects = np.ascontiguousarray(effects, dtype=float)
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+    base = np.ascontiguousarray(base, dtype=float)
+    sigma = np.ascontiguousarray(sigma, dtype=float)
+    phi = np.ascontiguousarray(phi, dtype=float)
+    poisson = alpha is None
+    a_all = np.ones(n_draws) if poisson else np.ascontiguousarray(alpha, dtype=float)
+    out = rng.standard_normal((n_draws, n_users))
+    z = None if check is None else out[:, check].copy()
+    _draw_kernel(np.ascontiguousarray(np.asarray(n, dtype=float).T),
+                 np.ascontiguousarray(np.asarray(total, dtype=float).T), base, effects, codes,
+                 sigma, phi, a_all, poisson, out)
+    if check is None:
+        return out, None
+    lw = np.empty((n_draws, len(check)))
+    n_c, total_c, codes_c = n[check], total[check], codes[check]
     for i in range(n_draws):
-        a = None if alpha is None else float(alpha[i])
-        m = mean(i)
-        res = laplace_users(n, total, m, float(sigma[i]), phi[i], a, grad=False, init=init,
-                            values=False)
-        init = res["eta_hat"]
-        sd = 1.0 / np.sqrt(-res["hess"])
-        z = rng.standard_normal(n_users)
-        out[i] = res["eta_hat"] + sd * z
-        if check is not None:
-            sub = laplace_users(n[check], total[check], m[check], float(sigma[i]), phi[i], a,
-                                grad=False, init=init[check])
-            joint = _user_log_joint(n[check], total[check], out[i, check], m[check],
-                                    float(sigma[i]), phi[i], 1.0 if a is None else a,
-                                    a is None)
-            log_q = -0.5 * _LOG_2PI - np.log(sd[check]) - 0.5 * z[check] ** 2
-            lw[i] = joint - log_q - sub["value_u"]
+        a = None if poisson else float(a_all[i])
+        m = base[i] + effects[i][codes_c].sum(axis=1)
+        sub = laplace_users(n_c, total_c, m, float(sigma[i]), phi[i], a, grad=False)
+        joint = _user_log_joint(n_c, total_c, out[i, check], m, float(sigma[i]), phi[i],
+                                float(a_all[i]), poisson)
+        log_q = -0.5 * _LOG_2PI + 0.5 * np.log(-sub["hess"]) - 0.5 * z[i] ** 2
+        lw[i] = joint - log_q - sub["value_u"]
     return out, lw
 
 

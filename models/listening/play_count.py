@@ -578,7 +578,11 @@ class PlayCountModel(BayesianModel):
                 op = _laplace.LaplaceUserLogp(self.likelihood)
                 a = pt.constant(1.0) if alpha is None else alpha
                 m = mean_user + pt.zeros(len(users))
-                loglik = (op(shared["n"], shared["plays"], m, sigma_user, period, a)[0]
+                # the Op runs over (columns, users) grids
+                n_t, plays_t = (pytensor.shared(np.ascontiguousarray(grid[k].T),
+                                                name=f"grid_{k}_by_column")
+                                for k in ("n", "plays"))
+                loglik = (op(n_t, plays_t, m, sigma_user, period, a)[0]
                           - pt.sum(hn * pt.gammaln(hv + 1.0)))
                 if alpha is not None:
                     loglik = loglik + pt.sum(hn * (pt.gammaln(hv + alpha) - pt.gammaln(alpha)))
@@ -603,27 +607,26 @@ class PlayCountModel(BayesianModel):
             return
         post = self.idata_["posterior"].to_dataset()
         p = draw_arrays(post, self._parameter_names())
-        st = self._gamma_stats()
         grid = self._grid(self.data_)
-        codes = st["codes"]
-
-        def mean(i: int) -> np.ndarray:
-            out = np.full(len(codes), p["intercept"][i])
-            for j, g in enumerate(self.groups):
-                out += p[f"{g}_effect"][i, codes[:, j]]
-            return out
-
+        first = np.unique(pd.factorize(self.data_[USER_ID], sort=True)[0], return_index=True)[1]
+        codes = self._user_group_codes(self.data_, first)
+        totals = grid["plays"].sum(axis=1)
+        # the segment effects side by side; each user's codes index their columns
+        effects = [p[f"{g}_effect"] for g in self.groups]
+        offsets = np.cumsum([0, *(e.shape[1] for e in effects)])[:-1]
         rng = np.random.default_rng(seed)
-        check = _laplace.check_users(st["total"], 1000, rng)
+        check = _laplace.check_users(totals, 1000, rng)
         draws, lw = _laplace.draw_user_log_rates_laplace(
-            grid["n"], grid["plays"], mean, p["sigma_user"], self._column_effects(p, st),
-            p.get("alpha"), rng, check=check)
+            grid["n"], grid["plays"], p["intercept"], p["sigma_user"],
+            self._column_effects(p, grid), p.get("alpha"), rng,
+            effects=np.concatenate([np.zeros((len(p["intercept"]), 0)), *effects], axis=1),
+            codes=codes + offsets[None, :], check=check)
         shape = (post.sizes["chain"], post.sizes["draw"], len(codes))
         users = np.unique(self.data_[USER_ID].to_numpy(dtype=object))
         post["user_log_rate"] = xr.DataArray(draws.reshape(shape), coords={"user": users},
                                              dims=("chain", "draw", "user"))
         self.idata_["posterior"] = xr.DataTree(post)
-        summary = (_laplace.summarize_check(_laplace.laplace_pareto_k(lw), st["total"][check])
+        summary = (_laplace.summarize_check(_laplace.laplace_pareto_k(lw), totals[check])
                    if len(lw) >= 20 else {"n_checked": 0})
         self.idata_.attrs["laplace_check"] = json.dumps(summary)
 

@@ -111,7 +111,7 @@ def test_gradient_of_the_op_matches_finite_differences(alpha):
     m, s, phi = pt.dvector("m"), pt.dscalar("s"), pt.dvector("phi")
     a = pt.dscalar("a")
     op = LaplaceUserLogp("poisson" if alpha is None else "negbin")
-    value = op(n, total, m, s, phi, a)[0]
+    value = op(n.T.copy(), total.T.copy(), m, s, phi, a)[0]  # the Op's grids: (columns, users)
     f = pytensor.function([m, s, phi, a], [value, *pt.grad(value, [m, s, phi, a])],
                           mode="FAST_COMPILE")
     x = [rng.normal(0.3, 0.3, 7), 0.7, rng.normal(0, 0.2, 3), 1.3 if alpha is None else alpha]
@@ -149,7 +149,7 @@ def test_newton_finds_the_mode_of_extreme_users():
 def _pareto_k(rows, plays, alpha, sigma, draws=400):
     n, total = np.full((50, 1), float(rows)), np.full((50, 1), float(plays))
     _, lw = draw_user_log_rates_laplace(
-        n, total, lambda i: np.zeros(50), np.full(draws, sigma), np.zeros((draws, 1)),
+        n, total, np.zeros(draws), np.full(draws, sigma), np.zeros((draws, 1)),
         np.full(draws, alpha), np.random.default_rng(2), check=np.arange(50))
     return laplace_pareto_k(lw)
 
