@@ -189,7 +189,7 @@ def test_map_fit_has_user_draws_and_predictions_round_trip(tmp_path):
     np.testing.assert_allclose(loaded.expected_plays(random_seed=0)["mean"], pred["mean"])
 
 
-def test_fit_warns_when_users_have_too_few_plays():
+def test_fit_warns_when_users_have_too_few_plays(tmp_path):
     rng = np.random.default_rng(3)
     n_users, n_days = 200, 1
     days = pd.date_range("2025-01-06", periods=n_days, freq="D")
@@ -208,6 +208,10 @@ def test_fit_warns_when_users_have_too_few_plays():
     assert len(approx) == 1 and "Pareto k above 0.7" in str(approx[0].message)
     assert m.fit_report_.verdict != "pass"
     assert any("Laplace" in c for c in m.fit_report_.cautions)
+    # the check is kept with the fit: a loaded fit reports it too
+    loaded = PlayCountModel.load(m.save(tmp_path / "fit.nc"))
+    assert loaded.fit_report_.cautions == m.fit_report_.cautions
+    assert loaded.fit_report_.verdict == m.fit_report_.verdict
 
 
 # ------------------------------------------------------------- against full NUTS
