@@ -195,23 +195,27 @@ def run_scale(args: argparse.Namespace) -> None:
     for _ in range(20):
         dlogp(point)
     grad_ms = (time.perf_counter() - t0) / 20 * 1000
-    fit_s, steps, verdict = np.nan, np.nan, "not run"
+    fit_s, steps, rhat, verdict = np.nan, np.nan, np.nan, "not run"
     if not args.gradient_only:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t0 = time.perf_counter()
-            model.fit(sim.activity, draws=args.draws, tune=args.draws, chains=2, cores=1,
-                      random_seed=1)
+            model.fit(sim.activity, draws=args.draws, tune=args.tune, chains=2, cores=args.cores,
+                      sampler=args.sampler, random_seed=1)
             fit_s = time.perf_counter() - t0
-        steps = float(model.idata_["sample_stats"]["n_steps"].values.mean())
+        stats = model.idata_["sample_stats"]
+        steps = float((stats["n_steps"] if "n_steps" in stats else stats["tree_size"]).mean())
+        rhat = float(model.fit_report_.variables["rhat"].max())
         verdict = model.fit_report_.verdict
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    load = os.getloadavg()[0]
     print("| users x periods | unique histories | simulate (s) | compile (s) | gradient (ms) | "
-          "fit (s) | draws | steps per draw | peak RSS (MiB) | check |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+          "fit (s) | sampler, draws | steps per draw | max R-hat | peak RSS (MiB) | "
+          "load (1 min) | check |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
     print(f"| {args.n_users:,} x {args.n_periods} | {built.engagement_rows:,} | {sim_s:.1f} | "
-          f"{compile_s:.0f} | {grad_ms:.1f} | {fit_s:.0f} | 2 x ({args.draws} + {args.draws}) | "
-          f"{steps:.1f} | {peak:.0f} | {verdict} |")
+          f"{compile_s:.0f} | {grad_ms:.1f} | {fit_s:.0f} | {args.sampler}, 2 x ({args.tune} + "
+          f"{args.draws}) | {steps:.1f} | {rhat:.3f} | {peak:.0f} | {load:.1f} | {verdict} |")
 
 
 def main() -> None:
@@ -226,7 +230,10 @@ def main() -> None:
     scale = sub.add_parser("scale")
     scale.add_argument("--n-users", type=int, default=10_000)
     scale.add_argument("--n-periods", type=int, default=52)
-    scale.add_argument("--draws", type=int, default=500)
+    scale.add_argument("--draws", type=int, default=1000)
+    scale.add_argument("--tune", type=int, default=1000)
+    scale.add_argument("--sampler", choices=["pymc", "nutpie"], default="nutpie")
+    scale.add_argument("--cores", type=int, default=1)
     scale.add_argument("--gradient-only", action="store_true")
     args = parser.parse_args()
     if args.what == "lastfm":

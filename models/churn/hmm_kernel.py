@@ -48,7 +48,7 @@ _KERNEL_VERSION = source_salt(__file__)
 
 _BLOCK = 128  # users per block: the block's forward variables stay in cache
 _LOG_EVERY = 4  # periods whose scale factors are multiplied before one logarithm
-_BANKS = 8  # copies of the emission gradient, so that neighbouring users' updates do not wait
+_BANKS = 8  # copies (a power of 2) of the emission gradient, for neighbouring users
 _FAST = {"reassoc", "contract", "arcp", "nsz"}  # no "nnan"/"ninf": a zero scale stays -inf
 
 
@@ -114,13 +114,12 @@ def _block_pass(table, initial, p, cb, start, weights, n, e_, m_, a_, inv_c, b, 
             for i in range(n):
                 eb[k, i] = e_[t, k, i] * b[k, i] * inv_c[t, i]
         for i in range(n):
-            s0 = start[i]
-            if t >= s0:
+            if t >= start[i]:
                 wc = weights[i] * inv_c[t, i]
-                bank = g_table[i % _BANKS, cb[t, i]]
+                bank = g_table[i & (_BANKS - 1), cb[t, i]]
                 for k in range(c):
                     bank[k] += wc * m_[t, k, i] * b[k, i]
-                if t == s0:
+                if t == start[i]:
                     for k in range(c):
                         g_init[k] += weights[i] * eb[k, i]
         if t > t_lo:
