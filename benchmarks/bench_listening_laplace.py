@@ -75,6 +75,7 @@ def _fit_ours(how, n_users, args, seed):
     steps = m.idata_["sample_stats"]["n_steps"] if "n_steps" in m.idata_["sample_stats"] \
         else m.idata_["sample_stats"]["tree_size"]
     return {"wall": wall, "rhat": float(max(float(az.rhat(post[v]).max()) for v in POPULATION)),
+            "ess": float(min(float(az.ess(post[v]).min()) for v in POPULATION)),
             "steps": float(steps.mean()), "summary": m.summary(POPULATION),
             "coverage": _coverage(post["user_log_rate"], truth),
             "notes": [*m.fit_report_.notes[-1:], *m.fit_report_.cautions]}
@@ -102,6 +103,7 @@ def _fit_bambi(n_users, args, seed):
     post = idata["posterior"]
     names = ["Intercept", "1|user_id_sigma", "alpha"]
     return {"wall": wall, "rhat": float(max(float(az.rhat(post[v]).max()) for v in names)),
+            "ess": float(min(float(az.ess(post[v]).min()) for v in names)),
             "steps": float("nan"), "summary": None, "coverage": float("nan"), "notes": []}
 
 
@@ -153,13 +155,15 @@ def bench_speed(args):
     runs += [("full NUTS", "sample", n) for n in args.full_users]
     runs += [("bambi", "bambi", n) for n in args.bambi_users]
     for label, kind, n in runs:
+        load = os.getloadavg()[0]
         r = in_process(kind, n, args, seed=1)
-        rows.append([label, f"{n:,}", f"{r['wall']:.1f}", f"{r['rhat']:.3f}",
-                     f"{r['steps']:.1f}", f"{r['peak_mb']:.0f}"])
-        print(f"{label} {n:,}: {r['wall']:.1f} s; notes {r['notes']}", flush=True)
-    print(f"\nload average at the end {os.getloadavg()[0]:.1f}\n")
+        load = f"{load:.1f} / {os.getloadavg()[0]:.1f}"
+        rows.append([label, f"{n:,}", f"{r['wall']:.1f}", f"{r['rhat']:.3f}", f"{r['ess']:.0f}",
+                     f"{r['steps']:.1f}", f"{r['peak_mb']:.0f}", load])
+        print(f"{label} {n:,}: {r['wall']:.1f} s (load {load}); notes {r['notes']}", flush=True)
     table(["fit", "users", "wall s (whole fit)", "max R-hat (population)",
-           "leapfrog steps per draw", "peak MB"], rows)
+           "min ESS (population)", "leapfrog steps per draw", "peak MB",
+           "load average before / after"], rows)
 
 
 def _ints(text):

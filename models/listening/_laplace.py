@@ -80,6 +80,9 @@ _MAX_STEP = 2.0
 _BLOCK = 256
 #: Floating-point reassociation for vectorised loops; NaN and infinity keep their meaning.
 _FAST = {"nsz", "arcp", "contract", "reassoc"}
+#: Posterior draws (evenly spaced) on which the users' importance weights are checked:
+#: enough for a stable Pareto k, and the check's cost stays fixed as the draws grow.
+CHECK_DRAWS = 500
 #: Pareto k above which an importance-sampling check is unreliable (Vehtari et al. 2024).
 K_THRESHOLD = 0.7
 #: A user is flagged only if the sd of their log-weights is also above this: k is blind to
@@ -500,9 +503,10 @@ def draw_user_log_rates_laplace(
         ``(draws, users)``: :math:`\eta_u \sim N(\hat\eta_u, -1/H_u)` given each draw
         (the draws run in parallel, compiled with numba).
     log_weights : numpy.ndarray or None
-        ``(draws, len(check))``: :math:`\log p(y_u, \eta_u \mid \psi) -
-        \log q(\eta_u) - \log \hat p(y_u \mid \psi)`, exact joint over the
-        approximate one, for the users in ``check``.
+        ``(min(draws, CHECK_DRAWS), len(check))``: :math:`\log p(y_u, \eta_u \mid
+        \psi) - \log q(\eta_u) - \log \hat p(y_u \mid \psi)`, exact joint over
+        the approximate one, for the users in ``check``, on ``CHECK_DRAWS`` evenly
+        spaced posterior draws (all of them when there are fewer).
     """
     n_draws, n_users = len(sigma), n.shape[0]
     if effects is None or codes is None:
@@ -521,16 +525,17 @@ def draw_user_log_rates_laplace(
                  sigma, phi, a_all, poisson, out)
     if check is None:
         return out, None
-    lw = np.empty((n_draws, len(check)))
+    kept = np.unique(np.linspace(0, n_draws - 1, min(n_draws, CHECK_DRAWS)).round().astype(int))
+    lw = np.empty((len(kept), len(check)))
     n_c, total_c, codes_c = n[check], total[check], codes[check]
-    for i in range(n_draws):
+    for row, i in enumerate(kept):
         a = None if poisson else float(a_all[i])
         m = base[i] + effects[i][codes_c].sum(axis=1)
         sub = laplace_users(n_c, total_c, m, float(sigma[i]), phi[i], a, grad=False)
         joint = _user_log_joint(n_c, total_c, out[i, check], m, float(sigma[i]), phi[i],
                                 float(a_all[i]), poisson)
         log_q = -0.5 * _LOG_2PI + 0.5 * np.log(-sub["hess"]) - 0.5 * z[i] ** 2
-        lw[i] = joint - log_q - sub["value_u"]
+        lw[row] = joint - log_q - sub["value_u"]
     return out, lw
 
 

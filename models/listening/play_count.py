@@ -529,6 +529,8 @@ class PlayCountModel(BayesianModel):
         if self.covariates:
             coords["covariate"] = list(self.covariates)
         grid = self._grid(data)
+        if self.user_inference == "laplace":  # the user draws after the fit reuse it
+            self._laplace_grid = (data, grid)
         columns = grid["columns"]
         # data enter as shared variables, not graph constants: models of the same shape
         # then compile to the same (cached) function, and big grids stay out of the graph
@@ -608,7 +610,8 @@ class PlayCountModel(BayesianModel):
             return
         post = self.idata_["posterior"].to_dataset()
         p = draw_arrays(post, self._parameter_names())
-        grid = self._grid(self.data_)
+        cache = getattr(self, "_laplace_grid", None)
+        grid = cache[1] if cache is not None and cache[0] is self.data_ else self._grid(self.data_)
         first = np.unique(pd.factorize(self.data_[USER_ID], sort=True)[0], return_index=True)[1]
         codes = self._user_group_codes(self.data_, first)
         totals = grid["plays"].sum(axis=1)
