@@ -147,6 +147,19 @@ def test_predictions_equal_enumeration_over_future_paths():
     np.testing.assert_allclose(exp_part - exp_one, (exp_two - exp_one) / 3, rtol=1e-10)
 
 
+def test_a_fit_on_a_sample_of_users_predicts_for_users_it_never_saw():
+    data = pd.DataFrame(HISTORIES, index=pd.Index(list("abcd"), name="user_id"),
+                        columns=[f"w{i}" for i in range(5)])
+    on_sample = _fake_fit(data.iloc[:2])  # fitted on users a, b only
+    on_all = _fake_fit(data)
+    for method in ("probability_active", "expected_activity"):
+        new = getattr(on_sample, method)(data.iloc[2:], horizon=2)
+        assert list(new.index) == ["c", "d"]
+        np.testing.assert_allclose(new["mean"], getattr(on_all, method)(horizon=2)["mean"][2:],
+                                   rtol=1e-12)
+    assert on_sample.sample_activity(data, horizon=2, random_seed=0).sizes["user"] == 4
+
+
 def test_sampled_activity_matches_the_exact_predictions():
     data = pd.DataFrame(HISTORIES, index=pd.Index(list("abcd"), name="user_id"),
                         columns=[f"w{i}" for i in range(5)])
