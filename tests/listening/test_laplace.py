@@ -132,6 +132,28 @@ def test_gradient_of_the_op_matches_finite_differences(alpha):
         np.testing.assert_allclose(np.atleast_1d(grads[j]), expected, rtol=1e-5, atol=2e-5)
 
 
+@pytest.mark.parametrize("alpha", [0.9, None])
+def test_user_draws_are_the_laplace_conditionals_of_each_draw(alpha):
+    rng = np.random.default_rng(4)
+    n_draws, n_users = 3, 600  # more users than one block of the kernel
+    n = rng.integers(0, 5, (n_users, 4)).astype(float)
+    total = rng.poisson(2.0 * n).astype(float)
+    base, sigma = rng.normal(0.5, 0.1, n_draws), rng.uniform(0.5, 1.0, n_draws)
+    phi = rng.normal(0.0, 0.2, (n_draws, 4))
+    a = None if alpha is None else np.full(n_draws, alpha)
+    effects = rng.normal(0.0, 0.3, (n_draws, 5))  # two groups: levels 0-1 and 2-4
+    codes = np.column_stack([rng.integers(0, 2, n_users), rng.integers(2, 5, n_users)])
+    draws, _ = draw_user_log_rates_laplace(n, total, base, sigma, phi, a,
+                                           np.random.default_rng(9), effects=effects,
+                                           codes=codes)
+    z = np.random.default_rng(9).standard_normal((n_draws, n_users))
+    for i in range(n_draws):
+        m = base[i] + effects[i, codes[:, 0]] + effects[i, codes[:, 1]]
+        res = laplace_users(n, total, m, sigma[i], phi[i], alpha, grad=False)
+        np.testing.assert_allclose(draws[i], res["eta_hat"] + z[i] / np.sqrt(-res["hess"]),
+                                   rtol=0, atol=1e-9)
+
+
 def test_newton_finds_the_mode_of_extreme_users():
     n = np.array([[7.0], [7.0], [7.0], [0.0]])
     total = np.array([[0.0], [5000.0], [3.0], [0.0]])
