@@ -10,7 +10,7 @@ diagnostics
 
 from models import data, diagnostics
 from models._version import __version__
-from models.base import BayesianModel
+from models.base import BayesianModel, PosteriorModel
 from models.exceptions import (
     ConvergenceWarning,
     DataQualityWarning,
@@ -31,6 +31,7 @@ __all__ = [
     "FitInterrupted",
     "ModelMismatchError",
     "NotFittedError",
+    "PosteriorModel",
     "Prior",
     "SavedFitError",
     "UninformativeDataWarning",

@@ -1,11 +1,16 @@
-"""The one base class for every Bayesian model of listening-models.
+"""The base classes of every Bayesian model of listening-models.
 
-A model subclass declares three things: its default priors, how it checks its
-input data (``_validate_data``) and the PyMC model it builds from that data
-(``_build_model``). The base class does the rest: fitting with an explicit
-inference method and sampler, the convergence report, summaries, posterior
-predictive sampling, pointwise log-likelihoods for LOO, saving/loading a fit,
-pickling and the notebook display.
+:class:`PosteriorModel` is what every model shares, whatever drew its posterior:
+options and priors, the fit's record and check, summaries, posterior draws,
+saving and loading a fit, pickling and the notebook display.
+:class:`BayesianModel` adds PyMC: a subclass declares its default priors, how it
+checks its input data (``_validate_data``) and the PyMC model it builds from that
+data (``_build_model``), and the base class fits it with an explicit inference
+method and sampler, samples the posterior predictive and computes pointwise
+log-likelihoods for LOO. Every model but one is a :class:`BayesianModel`; the
+stochastic block model samples discrete block labels with its own collapsed Gibbs
+sampler, which PyMC's NUTS cannot do, so it builds on :class:`PosteriorModel`
+directly (see that class for why this is a base of its own).
 
 Models whose likelihood PyMC cannot expand observation by observation (a
 ``pm.Potential``, or observations compressed into weighted rows) implement two
@@ -51,7 +56,7 @@ from models.exceptions import FitInterrupted, ModelMismatchError, NotFittedError
 from models.predict import check_ci_prob
 from models.priors import Prior, check_prior_domain, draw_prior
 
-__all__ = ["BayesianModel", "resolve_seed"]
+__all__ = ["BayesianModel", "PosteriorModel", "resolve_seed"]
 
 METHODS = ("nuts", "advi", "map")
 SAMPLERS = ("pymc", "nutpie")
@@ -124,8 +129,363 @@ def _chain_callbacks(first: Any, second: Any) -> Any:
     return both
 
 
-class BayesianModel(ABC):
-    """Base class of all Bayesian models: fit, check, summarise, save and load.
+class PosteriorModel(ABC):
+    """What every model shares, whatever drew its posterior: check, summarise, save, load.
+
+    Subclasses define ``_validate_data(data)`` returning the clean data,
+    ``_parameter_names()`` (the variables checked and summarised) and a ``fit``
+    that draws the posterior and ends with :meth:`_store_fit` and :meth:`_check`.
+    Their ``__init__`` takes keyword-only options, stores them unchanged under the
+    same names and calls ``super().__init__(priors=priors)``.
+
+    Nearly every model is a :class:`BayesianModel`, whose ``fit`` runs PyMC. A
+    model whose posterior needs another sampler derives from this class instead,
+    with a ``fit`` of that sampler's own options. It is a base of its own rather
+    than a :class:`BayesianModel` overriding ``fit``: every subclass of
+    :class:`BayesianModel` accepts the options of its ``fit`` (``method``,
+    ``sampler``, ``target_accept``, ...) and has a PyMC model for posterior
+    predictive draws and log-likelihoods, and a sampler of discrete labels has
+    neither. What a user does after ``fit`` (``summary``, ``diagnostics``,
+    ``posterior_draws``, ``save``, ``load``, ``get_params``) is the same for both,
+    and the contract test checks both.
+
+    Parameters
+    ----------
+    priors : mapping of str to Prior or dict, optional
+        Priors that replace the defaults of the same name. An unknown name is an
+        error that lists the valid ones.
+
+    Attributes
+    ----------
+    idata_ : xarray.DataTree
+        The fit: posterior, sample statistics and the training data.
+    data_ : pandas.DataFrame
+        The validated training data.
+    fit_report_ : models.diagnostics.FitReport
+        Convergence checks of the fit (R-hat, ESS and the sampler's own checks).
+    """
+
+    default_priors: ClassVar[Mapping[str, Prior]] = {}
+    _registry: ClassVar[dict[str, type[PosteriorModel]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__ != __name__:  # the base classes themselves are not models
+            PosteriorModel._registry[cls.__name__] = cls
+
+    def __init__(self, *, priors: Mapping[str, Prior | Mapping[str, Any]] | None = None) -> None:
+        self.priors = priors
+        self.resolved_priors()  # validates names and types; the stored argument is left as is
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def _validate_data(self, data: Any) -> pd.DataFrame:
+        """Check the input and return the clean data the model is built from."""
+
+    @abstractmethod
+    def _parameter_names(self) -> list[str]:
+        """Names of the posterior variables checked for convergence and summarised."""
+
+    # ----------------------------------------------------------- configuration
+    def resolved_priors(self) -> dict[str, Prior]:
+        """Return the priors in use: the defaults updated with the user's ones.
+
+        Raises
+        ------
+        ValueError
+            If a prior name is unknown or a prior is neither a Prior nor a dict.
+        """
+        owner = type(self).__name__
+        priors = dict(self.default_priors)
+        for name, value in (self.priors or {}).items():
+            if name not in self.default_priors:
+                raise ValueError(
+                    f"{owner} has no prior named {name!r}; valid names are "
+                    f"{sorted(self.default_priors)}."
+                )
+            if isinstance(value, Mapping):
+                value = Prior.from_dict(value)
+            if not isinstance(value, Prior):
+                raise ValueError(
+                    f"The prior {name!r} of {owner} must be a models.Prior or a dict. "
+                    f"Got {value!r} instead."
+                )
+            check_prior_domain(name, value, self.default_priors[name], owner)
+            priors[name] = value
+        return priors
+
+    def get_params(self) -> dict[str, Any]:
+        """Return the constructor arguments of this model (scikit-learn style)."""
+        params = signature(type(self).__init__).parameters.values()
+        return {p.name: getattr(self, p.name) for p in params if p.kind is Parameter.KEYWORD_ONLY}
+
+    def _config(self) -> dict[str, Any]:
+        params = self.get_params()
+        if params.get("priors"):
+            params["priors"] = {k: v.to_dict() for k, v in self.resolved_priors().items()
+                                if k in params["priors"]}
+        return params
+
+
+    # --------------------------------------------------------------- the fit
+    def _store_fit(self, idata: xr.DataTree, data: pd.DataFrame, **settings: Any) -> None:
+        """Record a finished fit: its settings in ``idata.attrs``, then ``idata_`` and ``data_``.
+
+        ``settings`` are the inference settings (``method``, ``draws``, ``chains``,
+        ``random_seed``, ...); the model's name, module and options and the package
+        version are added, so that :meth:`load` can rebuild the model.
+        """
+        idata.attrs[_ATTR_KEY] = json.dumps(
+            {
+                "model": type(self).__name__,
+                "module": type(self).__module__,
+                "version": __version__,
+                **settings,
+                "config": self._config(),
+            }
+        )
+        idata.attrs["inference_method"] = settings["method"]
+        self.data_ = data
+        self.idata_ = idata
+
+    def _after_load(self) -> None:
+        """Rebuild what a loaded fit needs beyond ``data_`` and ``idata_`` (nothing here)."""
+        return
+
+    def _check(self) -> None:
+        self.fit_report_ = check_fit(self.idata_, var_names=self._parameter_names())
+        warn_if_not_converged(self.fit_report_, stacklevel=4)
+        warn_if_uninformed(self.fit_report_, stacklevel=4)
+
+    # ----------------------------------------------------------- fitted state
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` (or :meth:`load`) has run."""
+        return hasattr(self, "idata_")
+
+    def _require_fitted(self, what: str = "this method") -> None:
+        if not self.is_fitted:
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet; call fit(data) before {what}."
+            )
+
+    @property
+    def converged_(self) -> bool:
+        """True only when the fit passed every convergence check."""
+        self._require_fitted("converged_")
+        return self.fit_report_.ok
+
+    def diagnostics(self) -> FitReport:
+        """Return the convergence report of the fit (see :func:`models.diagnostics.check_fit`)."""
+        self._require_fitted("diagnostics()")
+        return self.fit_report_
+
+    def summary(
+        self, var_names: Sequence[str] | None = None, *, ci_prob: float = 0.89
+    ) -> pd.DataFrame:
+        """Posterior summary: mean, sd, equal-tailed interval, ESS, R-hat and MCSE.
+
+        Parameters
+        ----------
+        var_names : sequence of str, optional
+            Variables to summarise; the model's parameters by default.
+        ci_prob : float, default 0.89
+            Probability mass of the equal-tailed credible interval (ArviZ's default).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per scalar parameter element; columns ``mean``, ``sd``,
+            ``ci_lower``, ``ci_upper`` (the equal-tailed interval, as in every
+            prediction summary), ``ess_bulk``, ``ess_tail``, ``r_hat``,
+            ``mcse_mean``, ``mcse_sd``. ``attrs["ci_prob"]`` holds ``ci_prob``.
+
+        Raises
+        ------
+        ValueError
+            If ``ci_prob`` is not in (0, 1).
+        models.exceptions.NotFittedError
+            Before :meth:`fit`.
+        """
+        ci_prob = check_ci_prob(f"{type(self).__name__}.summary", ci_prob)
+        self._require_fitted("summary()")
+        names = list(var_names) if var_names is not None else self._parameter_names()
+        table = az.summary(self.idata_, var_names=names, ci_prob=ci_prob, ci_kind="eti")
+        # ArviZ names the bounds after the interval (eti89_lb, eti89_ub): one name everywhere
+        bounds = {c: "ci_lower" if c.endswith("_lb") else "ci_upper" for c in table.columns
+                  if c.startswith("eti") and c.endswith(("_lb", "_ub"))}
+        table = table.rename(columns=bounds)
+        table.attrs["ci_prob"] = ci_prob
+        return table
+
+    def posterior_draws(self, var_name: str) -> xr.DataArray:
+        """Return the posterior draws of one variable, dims ``(chain, draw, ...)``."""
+        self._require_fitted(f"posterior_draws({var_name!r})")
+        posterior = self.idata_["posterior"]
+        if var_name not in posterior.data_vars:
+            raise KeyError(
+                f"{var_name!r} is not a posterior variable of this {type(self).__name__}; "
+                f"available: {sorted(posterior.data_vars)}."
+            )
+        return posterior[var_name]
+
+    # ------------------------------------------------------------ persistence
+    def _data_to_dataset(self, data: pd.DataFrame) -> xr.Dataset:
+        frame = data.reset_index()
+        ds = xr.Dataset({c: ("row", frame[c].to_numpy()) for c in frame.columns})
+        ds.attrs["index"] = json.dumps([n for n in data.index.names if n is not None])
+        return ds
+
+    def _data_from_dataset(self, ds: xr.Dataset) -> pd.DataFrame:
+        frame = pd.DataFrame({name: ds[name].values for name in ds.data_vars})
+        index = json.loads(ds.attrs.get("index", "[]"))
+        if index:
+            frame = frame.set_index(index)
+        else:
+            frame = frame.drop(columns=["index"], errors="ignore")
+        return frame
+
+    def save(self, path: str | Path) -> Path:
+        """Save the fit, the training data and the configuration to one netCDF file.
+
+        The file is written to a temporary file beside ``path`` that replaces
+        ``path`` only when complete, so an interrupted or failed save leaves an
+        existing file as it was.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            File to write (conventionally ``*.nc``); parent folders are created.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+
+        Raises
+        ------
+        OSError
+            If the folder or file cannot be written (permission, read-only file
+            system, disk full); ``path`` is then unchanged.
+        """
+        self._require_fitted("save()")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tree = self.idata_.copy()
+        tree[_FIT_DATA_GROUP] = xr.DataTree(self._data_to_dataset(self.data_))
+        tree = encode_labels(tree)
+        with atomic_path(path) as tmp:
+            tree.to_netcdf(tmp, engine="h5netcdf")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Load a fit written by :meth:`save`.
+
+        Called on a model class, the file must hold a fit of that class; called
+        on :class:`PosteriorModel` or :class:`BayesianModel`, the class is taken
+        from the file (its module is imported when it has not been yet).
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        models.exceptions.ModelMismatchError
+            If the file holds another model or was not written by ``save``.
+        models.exceptions.SavedFitError
+            If the file cannot be read (empty, truncated, corrupt) or holds fewer
+            chains or draws than its fit asked for.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"No saved model at {str(path)!r}.")
+        tree, meta = read_fit_file(path, _ATTR_KEY, _FIT_DATA_GROUP)
+        if meta.get("model") not in cls._registry:
+            import_model_module(meta)
+        target = cls._registry.get(meta.get("model"))
+        if target is None or not issubclass(target, cls):
+            hint = ("" if cls is PosteriorModel or target is None else
+                    "; PosteriorModel.load reads the fit of any model")
+            raise ModelMismatchError(
+                f"{str(path)!r} holds a {meta['model']} fit, not a {cls.__name__} fit{hint}."
+            )
+        config = dict(meta["config"])
+        if config.get("priors"):
+            config["priors"] = {k: Prior.from_dict(v) for k, v in config["priors"].items()}
+        model = target(**config)
+        data = model._data_from_dataset(tree[_FIT_DATA_GROUP].to_dataset())
+        del tree[_FIT_DATA_GROUP]
+        model.data_ = model._validate_data(data)
+        model.idata_ = tree
+        model._after_load()
+        model.fit_report_ = check_fit(tree, var_names=model._parameter_names())
+        return model
+
+    # ----------------------------------------------------------------- display
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v is not None)
+        text = f"{type(self).__name__}({params})"
+        if self.is_fitted:
+            meta = json.loads(self.idata_.attrs.get(_ATTR_KEY, "{}"))
+            how = meta.get("method", self.idata_.attrs.get("inference_method", "?"))
+            report = getattr(self, "fit_report_", None)
+            verdict = report.verdict if report is not None else "unchecked"
+            text += f" [fitted: {how}, verdict={verdict}]"
+        return text
+
+    def _repr_html_(self) -> str:
+        """Notebook display: options, fit status and verdict, and a short posterior summary."""
+        name = type(self).__name__
+        options = {k: v for k, v in self.get_params().items() if v is not None}
+        status: dict[str, Any] = {}
+        parts = []
+        if not self.is_fitted:
+            status["status"] = "not fitted (call fit(data))"
+        else:
+            meta = json.loads(self.idata_.attrs.get(_ATTR_KEY, "{}"))
+            how = meta.get("method", self.idata_.attrs.get("inference_method", "?"))
+            if meta.get("sampler"):
+                how += f" ({meta['sampler']})"
+            if "chains" in meta and "draws" in meta:
+                how += f", {meta['chains']} chain(s) x {meta['draws']:,} draws"
+            status["status"] = f"fitted: {how}"
+            report = getattr(self, "fit_report_", None)
+            if report is not None:
+                status["verdict"] = _html.markup(_html.verdict_badge(report.verdict))
+                issues = [*report.problems, *report.cautions]
+                parts.append(_html.items_html("Checks", issues[:5]))
+            data = getattr(self, "data_", None)
+            if data is not None:
+                status["training rows"] = f"{len(data):,}"
+            groups = [g for g in ("log_likelihood", "posterior_predictive")
+                      if g in self.idata_.children]
+            if groups:
+                status["groups"] = ", ".join(groups)
+            parts.append(_html.frame_html(self.summary()))
+        if options:
+            parts.insert(0, _html.pairs_html({k: repr(v) for k, v in options.items()}))
+        return _html.card(name, _html.pairs_html(status), *parts)
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        """State for pickling: everything but the PyMC graph ``model_``.
+
+        The graph holds compiled functions that do not pickle; it is rebuilt
+        from ``data_`` on first use after unpickling (see :attr:`model_`), so a
+        fitted model can be sent to multiprocessing or Dask workers.
+        """
+        state = self.__dict__.copy()
+        state.pop("model_", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore the state written by ``__getstate__``."""
+        self.__dict__.update(state)
+
+
+
+class BayesianModel(PosteriorModel):
+    """Base class of the models fitted with PyMC: fit, check, summarise, save and load.
 
     Subclasses define ``default_priors`` (a mapping of prior name to
     :class:`~models.priors.Prior`), ``_validate_data(data)`` returning the clean
@@ -151,27 +511,13 @@ class BayesianModel(ABC):
         Convergence checks of the fit (R-hat, ESS, divergences, E-BFMI).
     """
 
-    default_priors: ClassVar[Mapping[str, Prior]] = {}
     #: NUTS adapts a dense mass matrix (PyMC ``init="jitter+adapt_full"``, nutpie
     #: ``adaptation="low_rank"``) when the model has at most this many unconstrained
     #: parameters, and a diagonal one otherwise. Subclasses with a few strongly
     #: correlated parameters raise it; 0 (the default) always adapts a diagonal.
     dense_mass_max_dim: ClassVar[int] = 0
-    _registry: ClassVar[dict[str, type[BayesianModel]]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        BayesianModel._registry[cls.__name__] = cls
-
-    def __init__(self, *, priors: Mapping[str, Prior | Mapping[str, Any]] | None = None) -> None:
-        self.priors = priors
-        self.resolved_priors()  # validates names and types; the stored argument is left as is
 
     # ------------------------------------------------------------------ hooks
-    @abstractmethod
-    def _validate_data(self, data: Any) -> pd.DataFrame:
-        """Check the input and return the clean data the model is built from."""
-
     @abstractmethod
     def _build_model(self, data: pd.DataFrame) -> pm.Model:
         """Return the PyMC model for the clean data."""
@@ -229,46 +575,6 @@ class BayesianModel(ABC):
     @model_.setter
     def model_(self, value: pm.Model) -> None:
         self.__dict__["model_"] = value
-
-    # ----------------------------------------------------------- configuration
-    def resolved_priors(self) -> dict[str, Prior]:
-        """Return the priors in use: the defaults updated with the user's ones.
-
-        Raises
-        ------
-        ValueError
-            If a prior name is unknown or a prior is neither a Prior nor a dict.
-        """
-        owner = type(self).__name__
-        priors = dict(self.default_priors)
-        for name, value in (self.priors or {}).items():
-            if name not in self.default_priors:
-                raise ValueError(
-                    f"{owner} has no prior named {name!r}; valid names are "
-                    f"{sorted(self.default_priors)}."
-                )
-            if isinstance(value, Mapping):
-                value = Prior.from_dict(value)
-            if not isinstance(value, Prior):
-                raise ValueError(
-                    f"The prior {name!r} of {owner} must be a models.Prior or a dict. "
-                    f"Got {value!r} instead."
-                )
-            check_prior_domain(name, value, self.default_priors[name], owner)
-            priors[name] = value
-        return priors
-
-    def get_params(self) -> dict[str, Any]:
-        """Return the constructor arguments of this model (scikit-learn style)."""
-        params = signature(type(self).__init__).parameters.values()
-        return {p.name: getattr(self, p.name) for p in params if p.kind is Parameter.KEYWORD_ONLY}
-
-    def _config(self) -> dict[str, Any]:
-        params = self.get_params()
-        if params.get("priors"):
-            params["priors"] = {k: v.to_dict() for k, v in self.resolved_priors().items()
-                                if k in params["priors"]}
-        return params
 
     # -------------------------------------------------------------- fitting
     def build_model(self, data: Any) -> pm.Model:
@@ -454,25 +760,12 @@ class BayesianModel(ABC):
             )
         check_complete(idata, meta, owner)
 
-        idata.attrs[_ATTR_KEY] = json.dumps(
-            {
-                "model": type(self).__name__,
-                "module": type(self).__module__,
-                "version": __version__,
-                "method": method,
-                "sampler": sampler if method == "nuts" else None,
-                "mass_matrix": mass_matrix,
-                "draws": draws,
-                "tune": tune if method == "nuts" else 0,
-                "chains": chains if method == "nuts" else 1,
-                "random_seed": seed,
-                "config": self._config(),
-            }
+        self._store_fit(
+            idata, data_, method=method, sampler=sampler if method == "nuts" else None,
+            mass_matrix=mass_matrix, draws=draws, tune=tune if method == "nuts" else 0,
+            chains=chains if method == "nuts" else 1, random_seed=seed,
         )
-        idata.attrs["inference_method"] = method
-        self.data_ = data_
         self.model_ = model
-        self.idata_ = idata
         self._complete_posterior(seed)
         if method != "map":
             self._attach_prior(seed)
@@ -533,82 +826,8 @@ class BayesianModel(ABC):
         if prior is not None:
             self.idata_["prior"] = xr.DataTree(prior)
 
-    def _check(self) -> None:
-        self.fit_report_ = check_fit(self.idata_, var_names=self._parameter_names())
-        warn_if_not_converged(self.fit_report_, stacklevel=4)
-        warn_if_uninformed(self.fit_report_, stacklevel=4)
-
-    # ----------------------------------------------------------- fitted state
-    @property
-    def is_fitted(self) -> bool:
-        """Whether :meth:`fit` (or :meth:`load`) has run."""
-        return hasattr(self, "idata_")
-
-    def _require_fitted(self, what: str = "this method") -> None:
-        if not self.is_fitted:
-            raise NotFittedError(
-                f"This {type(self).__name__} is not fitted yet; call fit(data) before {what}."
-            )
-
-    @property
-    def converged_(self) -> bool:
-        """True only when the fit passed every convergence check."""
-        self._require_fitted("converged_")
-        return self.fit_report_.ok
-
-    def diagnostics(self) -> FitReport:
-        """Return the convergence report of the fit (see :func:`models.diagnostics.check_fit`)."""
-        self._require_fitted("diagnostics()")
-        return self.fit_report_
-
-    def summary(
-        self, var_names: Sequence[str] | None = None, *, ci_prob: float = 0.89
-    ) -> pd.DataFrame:
-        """Posterior summary: mean, sd, equal-tailed interval, ESS, R-hat and MCSE.
-
-        Parameters
-        ----------
-        var_names : sequence of str, optional
-            Variables to summarise; the model's parameters by default.
-        ci_prob : float, default 0.89
-            Probability mass of the equal-tailed credible interval (ArviZ's default).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per scalar parameter element; columns ``mean``, ``sd``,
-            ``ci_lower``, ``ci_upper`` (the equal-tailed interval, as in every
-            prediction summary), ``ess_bulk``, ``ess_tail``, ``r_hat``,
-            ``mcse_mean``, ``mcse_sd``. ``attrs["ci_prob"]`` holds ``ci_prob``.
-
-        Raises
-        ------
-        ValueError
-            If ``ci_prob`` is not in (0, 1).
-        models.exceptions.NotFittedError
-            Before :meth:`fit`.
-        """
-        ci_prob = check_ci_prob(f"{type(self).__name__}.summary", ci_prob)
-        self._require_fitted("summary()")
-        names = list(var_names) if var_names is not None else self._parameter_names()
-        table = az.summary(self.idata_, var_names=names, ci_prob=ci_prob, ci_kind="eti")
-        # ArviZ names the bounds after the interval (eti89_lb, eti89_ub): one name everywhere
-        bounds = {c: "ci_lower" if c.endswith("_lb") else "ci_upper" for c in table.columns
-                  if c.startswith("eti") and c.endswith(("_lb", "_ub"))}
-        table = table.rename(columns=bounds)
-        table.attrs["ci_prob"] = ci_prob
-        return table
-
-    def posterior_draws(self, var_name: str) -> xr.DataArray:
-        """Return the posterior draws of one variable, dims ``(chain, draw, ...)``."""
-        self._require_fitted(f"posterior_draws({var_name!r})")
-        posterior = self.idata_["posterior"]
-        if var_name not in posterior.data_vars:
-            raise KeyError(
-                f"{var_name!r} is not a posterior variable of this {type(self).__name__}; "
-                f"available: {sorted(posterior.data_vars)}."
-            )
-        return posterior[var_name]
+    def _after_load(self) -> None:
+        self.model_ = self._build_model(self.data_)
 
     def sample_posterior_predictive(
         self, *, random_seed: int | np.random.Generator | None = None,
@@ -754,155 +973,3 @@ class BayesianModel(ABC):
         else:
             dataset = xr.Dataset(observed)
         self.idata_["observed_data"] = xr.DataTree(dataset)
-
-    # ------------------------------------------------------------ persistence
-    def _data_to_dataset(self, data: pd.DataFrame) -> xr.Dataset:
-        frame = data.reset_index()
-        ds = xr.Dataset({c: ("row", frame[c].to_numpy()) for c in frame.columns})
-        ds.attrs["index"] = json.dumps([n for n in data.index.names if n is not None])
-        return ds
-
-    def _data_from_dataset(self, ds: xr.Dataset) -> pd.DataFrame:
-        frame = pd.DataFrame({name: ds[name].values for name in ds.data_vars})
-        index = json.loads(ds.attrs.get("index", "[]"))
-        if index:
-            frame = frame.set_index(index)
-        else:
-            frame = frame.drop(columns=["index"], errors="ignore")
-        return frame
-
-    def save(self, path: str | Path) -> Path:
-        """Save the fit, the training data and the configuration to one netCDF file.
-
-        The file is written to a temporary file beside ``path`` that replaces
-        ``path`` only when complete, so an interrupted or failed save leaves an
-        existing file as it was.
-
-        Parameters
-        ----------
-        path : str or pathlib.Path
-            File to write (conventionally ``*.nc``); parent folders are created.
-
-        Returns
-        -------
-        pathlib.Path
-            The path written.
-
-        Raises
-        ------
-        OSError
-            If the folder or file cannot be written (permission, read-only file
-            system, disk full); ``path`` is then unchanged.
-        """
-        self._require_fitted("save()")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tree = self.idata_.copy()
-        tree[_FIT_DATA_GROUP] = xr.DataTree(self._data_to_dataset(self.data_))
-        tree = encode_labels(tree)
-        with atomic_path(path) as tmp:
-            tree.to_netcdf(tmp, engine="h5netcdf")
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> Self:
-        """Load a fit written by :meth:`save`.
-
-        Called on a model class, the file must hold a fit of that class; called
-        on :class:`BayesianModel`, the class is taken from the file (its module is
-        imported when it has not been yet).
-
-        Raises
-        ------
-        FileNotFoundError
-            If ``path`` does not exist.
-        models.exceptions.ModelMismatchError
-            If the file holds another model or was not written by ``save``.
-        models.exceptions.SavedFitError
-            If the file cannot be read (empty, truncated, corrupt) or holds fewer
-            chains or draws than its fit asked for.
-        """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"No saved model at {str(path)!r}.")
-        tree, meta = read_fit_file(path, _ATTR_KEY, _FIT_DATA_GROUP)
-        if meta.get("model") not in cls._registry:
-            import_model_module(meta)
-        target = cls._registry.get(meta.get("model"))
-        if target is None or not issubclass(target, cls):
-            raise ModelMismatchError(
-                f"{str(path)!r} holds a {meta['model']} fit, not a {cls.__name__} fit."
-            )
-        config = dict(meta["config"])
-        if config.get("priors"):
-            config["priors"] = {k: Prior.from_dict(v) for k, v in config["priors"].items()}
-        model = target(**config)
-        data = model._data_from_dataset(tree[_FIT_DATA_GROUP].to_dataset())
-        del tree[_FIT_DATA_GROUP]
-        model.data_ = model._validate_data(data)
-        model.model_ = model._build_model(model.data_)
-        model.idata_ = tree
-        model.fit_report_ = check_fit(tree, var_names=model._parameter_names())
-        return model
-
-    # ----------------------------------------------------------------- display
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v is not None)
-        text = f"{type(self).__name__}({params})"
-        if self.is_fitted:
-            meta = json.loads(self.idata_.attrs.get(_ATTR_KEY, "{}"))
-            how = meta.get("method", self.idata_.attrs.get("inference_method", "?"))
-            report = getattr(self, "fit_report_", None)
-            verdict = report.verdict if report is not None else "unchecked"
-            text += f" [fitted: {how}, verdict={verdict}]"
-        return text
-
-    def _repr_html_(self) -> str:
-        """Notebook display: options, fit status and verdict, and a short posterior summary."""
-        name = type(self).__name__
-        options = {k: v for k, v in self.get_params().items() if v is not None}
-        status: dict[str, Any] = {}
-        parts = []
-        if not self.is_fitted:
-            status["status"] = "not fitted (call fit(data))"
-        else:
-            meta = json.loads(self.idata_.attrs.get(_ATTR_KEY, "{}"))
-            how = meta.get("method", self.idata_.attrs.get("inference_method", "?"))
-            if meta.get("sampler"):
-                how += f" ({meta['sampler']})"
-            if "chains" in meta and "draws" in meta:
-                how += f", {meta['chains']} chain(s) x {meta['draws']:,} draws"
-            status["status"] = f"fitted: {how}"
-            report = getattr(self, "fit_report_", None)
-            if report is not None:
-                status["verdict"] = _html.markup(_html.verdict_badge(report.verdict))
-                issues = [*report.problems, *report.cautions]
-                parts.append(_html.items_html("Checks", issues[:5]))
-            data = getattr(self, "data_", None)
-            if data is not None:
-                status["training rows"] = f"{len(data):,}"
-            groups = [g for g in ("log_likelihood", "posterior_predictive")
-                      if g in self.idata_.children]
-            if groups:
-                status["groups"] = ", ".join(groups)
-            parts.append(_html.frame_html(self.summary()))
-        if options:
-            parts.insert(0, _html.pairs_html({k: repr(v) for k, v in options.items()}))
-        return _html.card(name, _html.pairs_html(status), *parts)
-
-    # ------------------------------------------------------------------ pickling
-    def __getstate__(self) -> dict[str, Any]:
-        """State for pickling: everything but the PyMC graph ``model_``.
-
-        The graph holds compiled functions that do not pickle; it is rebuilt
-        from ``data_`` on first use after unpickling (see :attr:`model_`), so a
-        fitted model can be sent to multiprocessing or Dask workers.
-        """
-        state = self.__dict__.copy()
-        state.pop("model_", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore the state written by ``__getstate__``."""
-        self.__dict__.update(state)
-

@@ -103,7 +103,7 @@ class ModelMismatchError(ValueError):
 class SavedFitError(ValueError):
     """A saved fit that cannot be used: unreadable (truncated, corrupt) or incomplete.
 
-    Raised by :meth:`models.base.BayesianModel.load` instead of the reader's own
+    Raised by :meth:`models.base.PosteriorModel.load` instead of the reader's own
     error, with the file's path and what to do.
     """
 

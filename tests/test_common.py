@@ -1,7 +1,8 @@
 """The model contract, checked over every registered model class (scikit-learn's estimator checks).
 
-Every :class:`~models.base.BayesianModel` subclass of the package is collected from
-``BayesianModel._registry`` after importing every module of ``models``, and must have a
+Every :class:`~models.base.PosteriorModel` subclass of the package (the
+:class:`~models.base.BayesianModel` ones and the block model) is collected from
+``PosteriorModel._registry`` after importing every module of ``models``, and must have a
 case in ``CASES`` below: a factory of a tiny, unfitted model, its training data, the
 arguments of a quick fit, and the arguments its prediction methods need. A new model
 class without a case fails :func:`test_every_model_class_has_a_case`.
@@ -37,7 +38,7 @@ import pytest
 import xarray as xr
 
 import models
-from models.base import BayesianModel
+from models.base import PosteriorModel
 from models.exceptions import NotFittedError
 from models.predict import OPTIONS, SUMMARY_COLUMNS
 
@@ -50,7 +51,7 @@ def _import_every_module() -> None:
 
 
 _import_every_module()
-MODEL_CLASSES = {name: cls for name, cls in BayesianModel._registry.items()
+MODEL_CLASSES = {name: cls for name, cls in PosteriorModel._registry.items()
                  if cls.__module__.startswith("models.")}
 
 PREDICTION_PREFIXES = ("expected_", "probability_", "sample_")
@@ -66,7 +67,7 @@ BANNED = {"seed": "random_seed", "prob": "ci_prob", "hdi_prob": "ci_prob",
 class Case:
     """A tiny model and its data; ``rows`` is explicit input for per-unit predictions."""
 
-    model: BayesianModel
+    model: PosteriorModel
     data: Any
     fit: dict[str, Any] = field(default_factory=lambda: {"method": "map", "random_seed": 0})
     rows: Any = None
@@ -297,7 +298,7 @@ def _takes_data(func: Any) -> bool:
     return bool(params) and params[0].name == "data" and params[0].kind is not params[0].KEYWORD_ONLY
 
 
-def _call(model: BayesianModel, name: str, case: Case, **options: Any) -> Any:
+def _call(model: PosteriorModel, name: str, case: Case, **options: Any) -> Any:
     func = getattr(model, name)
     kwargs = {**case.args.get(name, {}), **options}
     if _takes_data(func) and case.rows is not None and "data" not in kwargs:
@@ -312,10 +313,10 @@ def _missing_arguments(cls: type, name: str, case: Case) -> list[str]:
             and p.name not in given and not (p.name == "data" and case.rows is not None)]
 
 
-_FITTED: dict[str, tuple[BayesianModel, Case]] = {}
+_FITTED: dict[str, tuple[PosteriorModel, Case]] = {}
 
 
-def _fitted(name: str) -> tuple[BayesianModel, Case]:
+def _fitted(name: str) -> tuple[PosteriorModel, Case]:
     if name not in _FITTED:
         case = CASES[name]()
         with warnings.catch_warnings():
@@ -336,7 +337,7 @@ def _equal(a: Any, b: Any) -> bool:
 def test_every_model_class_has_a_case():
     missing = sorted(set(MODEL_CLASSES) - set(CASES))
     assert not missing, (
-        f"{missing} are registered BayesianModel classes without a case in tests/test_common.py: "
+        f"{missing} are registered model classes without a case in tests/test_common.py: "
         "add a factory of a tiny model and its data to CASES so the contract checks cover them.")
     assert not set(CASES) - set(MODEL_CLASSES), "CASES names classes that no longer exist"
 
@@ -463,7 +464,7 @@ def test_predictions_return_summaries_and_draws(name):
             assert len(table) == len(case.rows), f"{name}.{method}: one row per input row"
 
 
-def _with_draws(model: BayesianModel, chains: int, draws: int) -> BayesianModel:
+def _with_draws(model: PosteriorModel, chains: int, draws: int) -> PosteriorModel:
     """A copy of a fitted model whose posterior is its first draw repeated (chains x draws)."""
     post = model.idata_["posterior"].to_dataset()
     post = post.isel(chain=[0] * chains, draw=[0] * draws).assign_coords(

@@ -43,7 +43,7 @@ import pandas as pd
 
 from models._atomic import write_text_atomic
 from models._version import __version__
-from models.base import BayesianModel
+from models.base import PosteriorModel
 from models.exceptions import ConvergenceWarning, UninformativeDataWarning
 
 __all__ = ["AnalysisOutputs", "FitRecord", "hash_data"]
@@ -91,7 +91,7 @@ class FitRecord:
     """One fitted model of an analysis: its name, the model and how it was obtained."""
 
     name: str
-    model: BayesianModel
+    model: PosteriorModel
     description: str
     settings: dict[str, Any]
     cached: bool
@@ -194,15 +194,15 @@ class AnalysisOutputs:
         self.say(f"finding: {text}")
 
     # -------------------------------------------------------------------- fits
-    def fit(self, name: str, model: BayesianModel, data: Any, *, description: str,
-            **fit_kwargs: Any) -> BayesianModel:
+    def fit(self, name: str, model: PosteriorModel, data: Any, *, description: str,
+            **fit_kwargs: Any) -> PosteriorModel:
         """Fit ``model`` to ``data``, or load the cached fit when nothing changed.
 
         Parameters
         ----------
         name : str
             File-safe name of this fit (``posterior/<name>.nc``).
-        model : BayesianModel
+        model : PosteriorModel
             An unfitted model.
         data : object
             Its training data.
@@ -213,7 +213,7 @@ class AnalysisOutputs:
 
         Returns
         -------
-        BayesianModel
+        PosteriorModel
             The fitted (or loaded) model.
         """
         # the progress bar changes nothing in the fit, so it does not invalidate the cache
@@ -252,8 +252,8 @@ class AnalysisOutputs:
         self.timings[f"fit {name}"] = seconds
         return model
 
-    def _load_cached(self, name: str, model: BayesianModel, key: str,
-                     fit_kwargs: Mapping[str, Any]) -> BayesianModel | None:
+    def _load_cached(self, name: str, model: PosteriorModel, key: str,
+                     fit_kwargs: Mapping[str, Any]) -> PosteriorModel | None:
         """Load an up-to-date cached fit that reads and is complete, or return None.
 
         Looks in ``posterior/`` and then in ``cache_dirs``; a fit found in a cache
@@ -365,7 +365,7 @@ class AnalysisOutputs:
         return paths
 
 
-def _check_settings(model: BayesianModel, fit_kwargs: Mapping[str, Any]) -> None:
+def _check_settings(model: PosteriorModel, fit_kwargs: Mapping[str, Any]) -> None:
     """Raise when a loaded fit has other draws or chains than ``fit_kwargs`` ask for."""
     meta = json.loads(model.idata_.attrs.get("listening_models", "{}"))
     sizes = model.idata_["posterior"].sizes

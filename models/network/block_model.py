@@ -2,7 +2,6 @@ r"""Bayesian (degree-corrected) Poisson stochastic block model, fitted by collap
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
@@ -10,15 +9,12 @@ from typing import Any, ClassVar, Self
 import networkx as nx
 import numpy as np
 import pandas as pd
-import pymc as pm
 import scipy.sparse as sp
 import xarray as xr
 from scipy.special import gammaln
 
-from models._fitfile import METADATA_ATTR
 from models._validation import check_positive_int
-from models._version import __version__
-from models.base import BayesianModel, resolve_seed
+from models.base import PosteriorModel, resolve_seed
 from models.diagnostics import check_fit
 from models.exceptions import ConvergenceWarning
 from models.network import _gibbs
@@ -40,7 +36,7 @@ MAX_THIN = 64
 _FAMILIES = {"omega": "Gamma", "theta": "Dirichlet", "block_weights": "Dirichlet"}
 
 
-class StochasticBlockModel(BayesianModel):
+class StochasticBlockModel(PosteriorModel):
     r"""Poisson stochastic block model with optional degree correction (Karrer & Newman 2011).
 
     Parameters
@@ -127,6 +123,14 @@ class StochasticBlockModel(BayesianModel):
     :math:`\theta`-:math:`\omega` scale ridge to slow mixing. Labels are exchangeable, so
     each draw is relabelled (Hungarian algorithm) to best match the MAP partition; use
     :meth:`coassignment_matrix` for label-free summaries.
+
+    The labels are discrete, so PyMC's NUTS cannot sample them, and the model has no
+    PyMC graph. It is therefore a :class:`~models.base.PosteriorModel`, not a
+    :class:`~models.base.BayesianModel`: its :meth:`fit` takes the Gibbs sampler's
+    options instead of ``method``, ``sampler`` or ``target_accept``, and it has no
+    PyMC posterior predictive or pointwise log-likelihood. Everything after the fit
+    (``summary``, ``diagnostics``, ``posterior_draws``, ``save``, ``load``) is the
+    same as for every other model.
 
     References
     ----------
@@ -236,11 +240,6 @@ class StochasticBlockModel(BayesianModel):
         adj.eliminate_zeros()
         return nodes, adj, np.asarray(adj.sum(axis=1)).ravel()
 
-    def _build_model(self, data: pd.DataFrame) -> pm.Model:
-        # The sampler is custom (collapsed Gibbs); the PyMC model only carries coords.
-        nodes = pd.Index(data.attrs["nodes"], tupleize_cols=False)
-        return pm.Model(coords={"node": nodes, "block": np.arange(self._labels(len(nodes)))})
-
     def _parameter_names(self) -> list[str]:
         if self.n_blocks is None:  # labels beyond the occupied blocks carry prior draws
             return ["n_occupied", "log_likelihood"]
@@ -253,7 +252,7 @@ class StochasticBlockModel(BayesianModel):
         return edge_list_from_dataset(ds)
 
     # ------------------------------------------------------------------ fitting
-    def fit(  # type: ignore[override]
+    def fit(
         self,
         data: nx.Graph | pd.DataFrame,
         *,
@@ -386,26 +385,11 @@ class StochasticBlockModel(BayesianModel):
             for d in np.argsort(r["lp"])[-3:]
         ]
         map_z, map_lp = max(best, key=lambda pair: pair[1])
-        self.idata_ = self._to_tree(stacked, nodes, _gibbs.canonical(map_z), map_lp)
-        self.idata_.attrs[METADATA_ATTR] = json.dumps(
-            {
-                "model": type(self).__name__,
-                "version": __version__,
-                "method": "gibbs",
-                "sampler": "collapsed-gibbs",
-                "draws": draws,
-                "tune": tune,
-                "chains": chains,
-                "n_starts": n_starts,
-                "merge_split": merge_split,
-                "thin": every,
-                "random_seed": seed,
-                "config": self._config(),
-            }
+        self._store_fit(
+            self._to_tree(stacked, nodes, _gibbs.canonical(map_z), map_lp), data_,
+            method="gibbs", sampler="collapsed-gibbs", draws=draws, tune=tune, chains=chains,
+            n_starts=n_starts, merge_split=merge_split, thin=every, random_seed=seed,
         )
-        self.idata_.attrs["inference_method"] = "gibbs"
-        self.data_ = data_
-        self.model_ = self._build_model(data_)
         self._check()
         return self
 

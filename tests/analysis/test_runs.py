@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from models.analysis import run_analysis
-from models.base import BayesianModel
+from models.base import PosteriorModel
 from models.churn import BetaGeoModel
 from models.network import StochasticBlockModel
 
@@ -106,7 +106,7 @@ def test_network_outputs_and_reload(network_dir):
     assert list(scores.index) == ["block_model", "common_neighbours", "adamic_adar",
                                   "preferential_attachment"]
     assert scores["auc"].between(0, 1).all()
-    sbm = BayesianModel.load(network_dir / "posterior" / "sbm.nc")
+    sbm = PosteriorModel.load(network_dir / "posterior" / "sbm.nc")
     assert isinstance(sbm, StochasticBlockModel)
     preds = pd.read_csv(network_dir / "predictions.csv")
     assert sorted(preds["artist_id"]) == sorted(sbm.point_partition().index)
