@@ -50,6 +50,7 @@ def load_experiment_inputs(events: str | Path | None, users: str | Path | None,
     """
     from models.analysis.outputs import hash_data
     from models.analysis.runner import csv_options, load_inputs
+    from models.data import NetworkOptions
     from models.experiments import Effect, simulate_experiment, validate_assignments
 
     cfg = config["experiment"]
@@ -64,7 +65,8 @@ def load_experiment_inputs(events: str | Path | None, users: str | Path | None,
                         delay_days=sim["delay_days"] or None)
         full = simulate_experiment(
             d["n_users"], d["days"], enroll_start=sim["enroll_start"],
-            enroll_days=sim["enroll_days"], n_artists=d["n_artists"], random_seed=seed,
+            enroll_days=sim["enroll_days"], network=NetworkOptions(n_artists=d["n_artists"]),
+            random_seed=seed,
             variants={cfg["control"]: Effect(), "treatment": effect})
         end = full.truth.enroll_end + cfg["window_days"] * _DAY
         seen = full.observed_until(end)

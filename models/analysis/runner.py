@@ -68,11 +68,12 @@ def load_inputs(events: str | Path | None, users: str | Path | None,
     models.exceptions.DataValidationError
         If the log or the users table breaks a rule.
     """
-    from models.data import load_events, load_users, simulate_service
+    from models.data import NetworkOptions, load_events, load_users, simulate_service
 
     if events is None:
         d = config["data"]
-        service = simulate_service(d["n_users"], d["days"], n_artists=d["n_artists"],
+        service = simulate_service(d["n_users"], d["days"],
+                                   network=NetworkOptions(n_artists=d["n_artists"]),
                                    random_seed=seed)
         record = {"simulated": {"n_users": d["n_users"], "days": d["days"],
                                 "n_artists": d["n_artists"], "random_seed": seed},

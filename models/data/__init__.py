@@ -11,8 +11,12 @@ from models.data._engagement_sim import SimulatedEngagement, simulate_engagement
 from models.data.io import load_events, load_users
 from models.data.partitioned import simulate_service_partitioned
 from models.data.simulate import (
+    ChurnOptions,
+    ListeningOptions,
+    NetworkOptions,
     ServiceTruth,
     SimulatedService,
+    UserOptions,
     simulate_bgbb,
     simulate_bgnbd,
     simulate_sbg,
@@ -29,10 +33,14 @@ from models.data.summaries import (
 from models.data.validation import validate_events, validate_users
 
 __all__ = [
+    "ChurnOptions",
+    "ListeningOptions",
+    "NetworkOptions",
     "ServiceTruth",
     "SimulatedEngagement",
     "SimulatedService",
     "UserArtistCounts",
+    "UserOptions",
     "cohort_table",
     "load_events",
     "load_users",

@@ -62,7 +62,7 @@ def simulate_service_partitioned(
         that already holds ``manifest.json`` is an error.
     **simulate_kwargs
         Passed to :func:`~models.data.simulate.simulate_service` for every
-        block (``start``, ``plays_mean``, ``n_artists``, ...).
+        block (``start``, ``network=NetworkOptions(n_artists=...)``, ...).
 
     Returns
     -------

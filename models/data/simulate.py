@@ -3,7 +3,9 @@
 :func:`simulate_service` draws a whole streaming service (users, sessions,
 plays, skips and a catalogue with genre communities) from exactly the
 generative processes the package's models assume, and returns every
-generating value in :class:`ServiceTruth`.  :func:`simulate_bgnbd`,
+generating value in :class:`ServiceTruth`.  Its settings come in four option
+objects with defaults: :class:`UserOptions`, :class:`ChurnOptions`,
+:class:`ListeningOptions` and :class:`NetworkOptions`.  :func:`simulate_bgnbd`,
 :func:`simulate_sbg` and :func:`simulate_bgbb` are small exact generators of
 the three churn models' own processes, for recovery tests.
 
@@ -13,8 +15,9 @@ days of the week or positions within a session, never over users or sessions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,12 +29,23 @@ from models.data._generators import (
     bgnbd_draw,
     check,
     check_pos,
-    check_service_options,
     draw_catalogue,
     geometric,
     grouped_choice,
     make_rng,
     play_sequence,
+)
+from models.data._options import (
+    DEFAULT_ACTIVITY,
+    DEFAULT_COUNTRIES,
+    DEFAULT_DAY_OF_WEEK,
+    DEFAULT_HOUR_EFFECTS,
+    ChurnOptions,
+    ListeningOptions,
+    NetworkOptions,
+    UserOptions,
+    flat_settings,
+    resolve_options,
 )
 from models.data.schema import (
     ARTIST_ID,
@@ -51,33 +65,17 @@ __all__ = [
     "DEFAULT_COUNTRIES",
     "DEFAULT_DAY_OF_WEEK",
     "DEFAULT_HOUR_EFFECTS",
+    "ChurnOptions",
+    "ListeningOptions",
+    "NetworkOptions",
     "ServiceTruth",
     "SimulatedService",
+    "UserOptions",
     "simulate_bgbb",
     "simulate_bgnbd",
     "simulate_sbg",
     "simulate_service",
 ]
-
-#: Default country mix: country -> (share of users, share of those on the premium plan).
-DEFAULT_COUNTRIES: dict[str, tuple[float, float]] = {
-    "US": (0.30, 0.55),
-    "GB": (0.15, 0.50),
-    "DE": (0.15, 0.45),
-    "BR": (0.15, 0.25),
-    "IN": (0.15, 0.15),
-    "SE": (0.10, 0.65),
-}
-#: Default BG/NBD population parameters per plan (sessions per day, dropout per session).
-DEFAULT_ACTIVITY: dict[str, dict[str, float]] = {
-    "free": {"r": 0.8, "alpha": 3.0, "a": 1.2, "b": 8.0},
-    "premium": {"r": 1.2, "alpha": 3.0, "a": 1.5, "b": 24.0},
-}
-#: Default multipliers of the mean extra plays per session, Monday first.
-DEFAULT_DAY_OF_WEEK = (0.9, 0.9, 0.95, 1.0, 1.1, 1.25, 1.05)
-#: Default skip log-odds shifts for the hour bins [0, 6), [6, 12), [12, 18), [18, 24).
-DEFAULT_HOUR_EFFECTS = (0.3, -0.2, 0.0, 0.15)
-
 
 @dataclass(frozen=True)
 class ServiceTruth:
@@ -386,30 +384,13 @@ def simulate_service(
     n_users: int = 2000,
     days: int = 365,
     *,
+    users: UserOptions | None = None,
+    churn: ChurnOptions | None = None,
+    listening: ListeningOptions | None = None,
+    network: NetworkOptions | None = None,
     start: str | pd.Timestamp = "2025-01-01",
     random_seed: int | np.random.Generator | None = None,
-    countries: Mapping[str, tuple[float, float]] | None = None,
-    initial_share: float = 0.5,
-    activity: Mapping[str, Mapping[str, float]] | None = None,
-    plays_mean: float = 5.0,
-    plays_dispersion: float = 2.0,
-    play_propensity_shape: float = 4.0,
-    day_of_week_multipliers: Sequence[float] = DEFAULT_DAY_OF_WEEK,
-    n_artists: int = 500,
-    n_communities: int = 8,
-    zipf_exponent: float = 1.0,
-    tracks_per_artist: float = 8.0,
-    track_zipf_exponent: float = 0.8,
-    track_length_median_s: float = 210.0,
-    track_length_sigma: float = 0.3,
-    preference_concentration: float = 0.2,
-    preference_dominance: float = 4.0,
-    skip_intercept: float = -1.0,
-    skip_sigma_user: float = 0.6,
-    skip_sigma_track: float = 0.4,
-    skip_beta_position: float = 0.2,
-    skip_hour_effects: Sequence[float] = DEFAULT_HOUR_EFFECTS,
-    skip_fraction: tuple[float, float] = (0.02, 0.15),
+    **deprecated: Any,
 ) -> SimulatedService:
     r"""Simulate a music-streaming service: users, sessions, plays and skips.
 
@@ -424,54 +405,22 @@ def simulate_service(
     random_seed : int, numpy.random.Generator or None, optional
         Source of randomness.  With ``None`` a fresh seed is drawn and recorded
         in ``truth.random_seed``, so every run can be reproduced.
-    countries : mapping of str to (float, float), optional
-        Country -> (weight among users, share of its users on the premium
-        plan).  Default ``models.data.simulate.DEFAULT_COUNTRIES`` (six countries).
-    initial_share : float, default 0.5
-        Share of users whose first session falls on the first day; the others
-        sign up uniformly over the window.
-    activity : mapping, optional
-        Plan (``"free"``, ``"premium"``) -> ``{"r", "alpha", "a", "b"}``, the
-        BG/NBD population parameters of that segment (session rate per day,
-        dropout per session).  Default ``models.data.simulate.DEFAULT_ACTIVITY``: mean rate
-        0.27 (free) and 0.4 (premium) sessions a day, mean dropout probability
-        0.13 and 0.06 per repeat session.
-    plays_mean : float, default 5.0
-        Mean plays per session for an average user on a day with multiplier 1.
-    plays_dispersion : float, default 2.0
-        NegBin size :math:`\phi` of the extra plays per session.
-    play_propensity_shape : float, default 4.0
-        Shape (and rate) of each user's Gamma play propensity, mean 1.
-    day_of_week_multipliers : sequence of 7 float, optional
-        Multipliers of the mean extra plays by the weekday of the session start,
-        Monday first.  Default ``models.data.simulate.DEFAULT_DAY_OF_WEEK``,
-        ``(0.9, 0.9, 0.95, 1.0, 1.1, 1.25, 1.05)``.
-    n_artists : int, default 500
-        Number of artists.
-    n_communities : int, default 8
-        Number of latent communities (genres); artists are split evenly.
-    zipf_exponent : float, default 1.0
-        Artist popularity is ``rank ** -zipf_exponent`` (catalogue rank).
-    tracks_per_artist : float, default 8.0
-        Mean tracks per artist (``1 + Poisson(tracks_per_artist - 1)``).
-    track_zipf_exponent : float, default 0.8
-        Track popularity within an artist is ``rank ** -track_zipf_exponent``.
-    track_length_median_s, track_length_sigma : float, default 210.0 and 0.3
-        Track lengths are log-normal with this median (seconds) and log-sd.
-    preference_concentration, preference_dominance : float, default 0.2 and 4.0
-        User community preferences are Dirichlet with concentration
-        ``preference_concentration`` on every community plus
-        ``preference_dominance`` on one dominant community drawn uniformly.
-    skip_intercept : float, default -1.0
-        :math:`\mu`, the skip log-odds intercept.
-    skip_sigma_user, skip_sigma_track : float, default 0.6 and 0.4
-        Standard deviations of the user and track skip effects.
-    skip_beta_position : float, default 0.2
-        Coefficient of log(position in session) in the skip log-odds.
-    skip_hour_effects : sequence of 4 float, default (0.3, -0.2, 0.0, 0.15)
-        Skip log-odds shifts for hours [0, 6), [6, 12), [12, 18), [18, 24).
-    skip_fraction : (float, float), default (0.02, 0.15)
-        A skipped play lasts ``Uniform(low, high)`` times the track length.
+    users : UserOptions, optional
+        Countries, plans and signup times (:class:`~models.data.simulate.UserOptions`;
+        its defaults if None).
+    churn : ChurnOptions, optional
+        BG/NBD session rates and dropout per plan
+        (:class:`~models.data.simulate.ChurnOptions`).
+    listening : ListeningOptions, optional
+        Plays per session, weekday multipliers and the skip model
+        (:class:`~models.data.simulate.ListeningOptions`).
+    network : NetworkOptions, optional
+        The catalogue and its genre communities
+        (:class:`~models.data.simulate.NetworkOptions`).
+    **deprecated
+        The old flat settings (``n_artists=...``, ``plays_mean=...``, every field of
+        the four option objects), accepted for one release with a
+        :class:`FutureWarning` that names the option object now holding each.
 
     Returns
     -------
@@ -484,10 +433,14 @@ def simulate_service(
     ValueError
         If a parameter is out of range; the message names it and its value.
     TypeError
-        If ``random_seed`` is not an int, a Generator or None.
+        If ``random_seed`` is not an int, a Generator or None, an option object is of
+        the wrong class, or a keyword is unknown.
 
     Notes
     -----
+    The symbols below are fields of the option objects: ``plays_mean`` is
+    ``listening.plays_mean``, ``zipf_exponent`` is ``network.zipf_exponent``, and so on.
+
     *Users.* Country ~ Categorical(weights); plan = premium with the
     country's premium share.  Signup time :math:`s_u` (days) is
     ``Uniform(0, 1)`` for the initial share and ``Uniform(0, days)`` otherwise.
@@ -561,47 +514,36 @@ def simulate_service(
     True
     >>> sim.truth.population.loc["premium", "r"]
     np.float64(1.2)
+    >>> small = simulate_service(200, 60, network=NetworkOptions(n_artists=40, n_communities=3),
+    ...                          random_seed=7)
+    >>> int(small.events["artist_id"].max()) < 40
+    True
     """
     func = "simulate_service"
-    countries = DEFAULT_COUNTRIES if countries is None else countries
-    activity = DEFAULT_ACTIVITY if activity is None else activity
-    positives = {
-        "plays_dispersion": plays_dispersion,
-        "play_propensity_shape": play_propensity_shape,
-        "zipf_exponent": zipf_exponent,
-        "tracks_per_artist": tracks_per_artist,
-        "track_zipf_exponent": track_zipf_exponent,
-        "track_length_median_s": track_length_median_s,
-        "track_length_sigma": track_length_sigma,
-        "preference_concentration": preference_concentration,
-        "preference_dominance": preference_dominance,
-        "skip_sigma_user": skip_sigma_user,
-        "skip_sigma_track": skip_sigma_track,
-        "skip_beta_position": skip_beta_position,
-    }
-    n, days, c_share, c_prem = check_service_options(
-        func,
-        n_users,
-        days,
-        countries,
-        initial_share,
-        activity,
-        day_of_week_multipliers,
-        skip_hour_effects,
-        skip_fraction,
-        n_artists,
-        n_communities,
-        plays_mean,
-        positives,
-    )
-    check(tracks_per_artist >= 1, "tracks_per_artist", func, "at least 1", tracks_per_artist)
+    options = resolve_options(func, {"users": users, "churn": churn, "listening": listening,
+                                     "network": network}, deprecated)
+    n = check_int(func, "n_users", n_users)
+    days = check_int(func, "days", days)
+    settings = flat_settings(options)
+    c_share, c_prem = options["users"].shares()
+    countries, initial_share = options["users"].countries, options["users"].initial_share
+    activity = options["churn"].activity
+    lst, net = options["listening"], options["network"]
+    plays_mean, plays_dispersion = lst.plays_mean, lst.plays_dispersion
+    play_propensity_shape = lst.play_propensity_shape
+    skip_intercept, skip_beta_position = lst.skip_intercept, lst.skip_beta_position
+    skip_sigma_user, skip_sigma_track = lst.skip_sigma_user, lst.skip_sigma_track
+    skip_fraction = tuple(lst.skip_fraction)
+    n_artists, n_communities = int(net.n_artists), int(net.n_communities)
+    preference_concentration = net.preference_concentration
+    preference_dominance = net.preference_dominance
     start_ts = pd.Timestamp(start)
     check(start_ts.tz is None, "start", func, "a timezone-naive timestamp", start)
     end_ts = start_ts + pd.Timedelta(days=days)
     start_ns, end_ns = start_ts.as_unit("ns").value, end_ts.as_unit("ns").value
     rng, seed = make_rng(random_seed)
-    dow_mult = np.asarray(day_of_week_multipliers, dtype=float)
-    hour_eff = np.asarray(skip_hour_effects, dtype=float)
+    dow_mult = np.asarray(lst.day_of_week_multipliers, dtype=float)
+    hour_eff = np.asarray(lst.skip_hour_effects, dtype=float)
 
     # Users and their BG/NBD sessions.
     country = np.minimum(
@@ -643,11 +585,11 @@ def simulate_service(
         rng,
         n_artists,
         n_communities,
-        zipf_exponent,
-        tracks_per_artist,
-        track_zipf_exponent,
-        track_length_median_s,
-        track_length_sigma,
+        net.zipf_exponent,
+        net.tracks_per_artist,
+        net.track_zipf_exponent,
+        net.track_length_median_s,
+        net.track_length_sigma,
         skip_sigma_track,
     )
     dominant = rng.integers(0, n_communities, n)
@@ -747,19 +689,17 @@ def simulate_service(
         }
     )
     params = {
+        **{k: float(v) for k, v in settings.items() if isinstance(v, float | int)},
         "countries": {
             c: (float(s), float(q)) for c, s, q in zip(countries, c_share, c_prem, strict=True)
         },
-        "initial_share": float(initial_share),
+        "activity": {g: dict(v) for g, v in activity.items()},
         "days": days,
-        "plays_mean": float(plays_mean),
         "day_of_week_multipliers": tuple(float(v) for v in dow_mult),
         "n_artists": n_artists,
         "n_communities": n_communities,
-        "skip_intercept": float(skip_intercept),
         "skip_hour_effects": tuple(float(v) for v in hour_eff),
         "skip_fraction": tuple(float(v) for v in skip_fraction),
-        **{k: float(v) for k, v in positives.items()},
     }
     truth = ServiceTruth(
         population=pop,

@@ -16,7 +16,6 @@ the checks of the experiment's settings and the assembly of the result.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,9 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.data._generators import NS_PER_DAY, PLANS, check, check_service_options, make_rng
+from models._validation import check_int
+from models.data._generators import NS_PER_DAY, PLANS, check, make_rng
+from models.data._options import flat_settings, resolve_options
 from models.data.schema import COUNTRY, PLAN, TIMESTAMP, USER_ID
-from models.data.simulate import DEFAULT_ACTIVITY, DEFAULT_COUNTRIES, simulate_service
+from models.data.simulate import ChurnOptions, ListeningOptions, NetworkOptions, UserOptions
 from models.experiments._checks import is_real
 from models.experiments._potential import Effect, Service, check_design, simulate_arms
 from models.experiments.schema import ASSIGNED_AT, VARIANT
@@ -40,14 +41,6 @@ __all__ = [
 ]
 
 _FUNC = "simulate_experiment"
-#: Settings of simulate_service that simulate_experiment does not expose: their defaults.
-_SERVICE_DEFAULTS = {
-    name: par.default
-    for name, par in inspect.signature(simulate_service).parameters.items()
-    if par.default is not inspect.Parameter.empty
-}
-
-
 #: Default variants: a control and a treatment with small effects on every channel.
 DEFAULT_VARIANTS: dict[str, Effect] = {
     "control": Effect(),
@@ -255,20 +248,13 @@ def simulate_experiment(
     allocation: Mapping[str, float] | None = None,
     effect_by: str | None = None,
     experiment_id: str | None = "exp-1",
+    users: UserOptions | None = None,
+    churn: ChurnOptions | None = None,
+    listening: ListeningOptions | None = None,
+    network: NetworkOptions | None = None,
     start: str | pd.Timestamp = "2025-01-01",
     random_seed: int | np.random.Generator | None = None,
-    countries: Mapping[str, tuple[float, float]] | None = None,
-    initial_share: float = 0.5,
-    activity: Mapping[str, Mapping[str, float]] | None = None,
-    plays_mean: float = 5.0,
-    plays_dispersion: float = 2.0,
-    play_propensity_shape: float = 4.0,
-    n_artists: int = 500,
-    n_communities: int = 8,
-    skip_intercept: float = -1.0,
-    skip_sigma_user: float = 0.6,
-    skip_sigma_track: float = 0.4,
-    skip_beta_position: float = 0.2,
+    **deprecated: Any,
 ) -> SimulatedExperiment:
     r"""Simulate an A/B experiment on a streaming service, with every potential outcome.
 
@@ -301,13 +287,15 @@ def simulate_experiment(
     random_seed : int, numpy.random.Generator or None, optional
         Source of randomness; with ``None`` a fresh seed is drawn and recorded
         in ``truth.random_seed``.
-    countries, initial_share, activity, plays_mean, plays_dispersion, play_propensity_shape
-        As in :func:`~models.data.simulate.simulate_service` (same defaults).
-    n_artists, n_communities, skip_intercept, skip_sigma_user, skip_sigma_track
-        As in :func:`~models.data.simulate.simulate_service` (same defaults).
-    skip_beta_position : float, default 0.2
-        As in :func:`~models.data.simulate.simulate_service`.  The settings
-        not listed here take ``simulate_service``'s defaults.
+    users, churn, listening, network : option objects, optional
+        The service's settings, as in :func:`~models.data.simulate.simulate_service`
+        (:class:`~models.data.simulate.UserOptions`,
+        :class:`~models.data.simulate.ChurnOptions`,
+        :class:`~models.data.simulate.ListeningOptions`,
+        :class:`~models.data.simulate.NetworkOptions`; their defaults if None).
+    **deprecated
+        The old flat service settings (``n_artists=...``, ``activity=...``), accepted
+        for one release with a :class:`FutureWarning` naming the option object.
 
     Returns
     -------
@@ -408,27 +396,17 @@ def simulate_experiment(
     >>> bool((merged["timestamp"] >= merged["assigned_at"]).any())
     True
     """
-    countries = DEFAULT_COUNTRIES if countries is None else countries
-    activity = DEFAULT_ACTIVITY if activity is None else activity
-    d = _SERVICE_DEFAULTS
-    positives = {
-        "plays_dispersion": plays_dispersion,
-        "play_propensity_shape": play_propensity_shape,
-        **{k: d[k] for k in ("zipf_exponent", "tracks_per_artist", "track_zipf_exponent")},
-        **{k: d[k] for k in ("track_length_median_s", "track_length_sigma")},
-        **{k: d[k] for k in ("preference_concentration", "preference_dominance")},
-        "skip_sigma_user": skip_sigma_user,
-        "skip_sigma_track": skip_sigma_track,
-        "skip_beta_position": skip_beta_position,
-    }
-    dow_mult = np.asarray(d["day_of_week_multipliers"], dtype=float)
-    hour_eff = np.asarray(d["skip_hour_effects"], dtype=float)
-    n, days, c_share, c_prem = check_service_options(
-        _FUNC, n_users, days, countries, initial_share, activity, dow_mult, hour_eff,
-        d["skip_fraction"], n_artists, n_communities, plays_mean, positives,
-    )  # fmt: skip
-    check(is_real(skip_intercept, finite=True), "skip_intercept", _FUNC, "a finite number",
-          skip_intercept)  # fmt: skip
+    options = resolve_options(_FUNC, {"users": users, "churn": churn, "listening": listening,
+                                      "network": network}, deprecated)
+    n = check_int(_FUNC, "n_users", n_users)
+    days = check_int(_FUNC, "days", days)
+    settings = flat_settings(options)
+    c_share, c_prem = options["users"].shares()
+    countries, initial_share = options["users"].countries, options["users"].initial_share
+    activity = options["churn"].activity
+    lst, net = options["listening"], options["network"]
+    dow_mult = np.asarray(lst.day_of_week_multipliers, dtype=float)
+    hour_eff = np.asarray(lst.skip_hour_effects, dtype=float)
     check(is_real(enroll_start, finite=True) and 0 <= enroll_start < days, "enroll_start", _FUNC,
           f"a number of days in [0, days = {days})", enroll_start)  # fmt: skip
     check(is_real(enroll_days, finite=True) and 0 < enroll_days <= days - enroll_start,
@@ -456,32 +434,30 @@ def simulate_experiment(
     service = Service(
         n_users=n, days=days, start_ns=start_ns, end_ns=end_ns, countries=list(countries),
         country_share=c_share, premium_share=c_prem, initial_share=initial_share,
-        population=pop, plays_mean=plays_mean, plays_dispersion=plays_dispersion,
-        play_propensity_shape=play_propensity_shape, n_artists=n_artists,
-        n_communities=n_communities, skip_intercept=skip_intercept,
-        skip_sigma_user=skip_sigma_user, skip_sigma_track=skip_sigma_track,
-        skip_beta_position=skip_beta_position, day_of_week_multipliers=dow_mult,
-        skip_hour_effects=hour_eff, defaults=d,
+        population=pop, plays_mean=lst.plays_mean, plays_dispersion=lst.plays_dispersion,
+        play_propensity_shape=lst.play_propensity_shape, n_artists=int(net.n_artists),
+        n_communities=int(net.n_communities), skip_intercept=lst.skip_intercept,
+        skip_sigma_user=lst.skip_sigma_user, skip_sigma_track=lst.skip_sigma_track,
+        skip_beta_position=lst.skip_beta_position, day_of_week_multipliers=dow_mult,
+        skip_hour_effects=hour_eff, defaults=settings,
     )
     arms = simulate_arms(rng, service, design)
 
     params = {
+        **{k: float(v) for k, v in settings.items() if isinstance(v, float | int)},
         "countries": {
             c: (float(s), float(q)) for c, s, q in zip(countries, c_share, c_prem, strict=True)
         },
-        "initial_share": float(initial_share),
+        "activity": {g: dict(v) for g, v in activity.items()},
         "days": days,
         "enroll_start": float(enroll_start),
         "enroll_days": float(enroll_days),
         "experiment_id": experiment_id,
-        "plays_mean": float(plays_mean),
         "day_of_week_multipliers": tuple(float(v) for v in dow_mult),
-        "n_artists": n_artists,
-        "n_communities": n_communities,
-        "skip_intercept": float(skip_intercept),
+        "n_artists": int(net.n_artists),
+        "n_communities": int(net.n_communities),
         "skip_hour_effects": tuple(float(v) for v in hour_eff),
-        "skip_fraction": tuple(float(v) for v in d["skip_fraction"]),
-        **{k: float(v) for k, v in positives.items()},
+        "skip_fraction": tuple(float(v) for v in lst.skip_fraction),
     }
     truth = ExperimentTruth(
         variants={v: dict(e) if isinstance(e, Mapping) else e for v, e in variants.items()},

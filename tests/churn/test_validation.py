@@ -18,7 +18,7 @@ from models.churn.validation import (
     roc_auc,
     score_holdout,
 )
-from models.data import simulate_service
+from models.data import ChurnOptions, NetworkOptions, simulate_service
 
 _HERE = Path(__file__).resolve()
 DATA = next((p / "shared" / "data" for p in (_HERE.parents[3], _HERE.parents[2])
@@ -163,8 +163,9 @@ def simulated():
     # one activity process for both plans, slow enough that two sessions rarely share a day:
     # the daily summary is then (nearly) the exact BG/NBD of the sessions
     act = {"r": 0.8, "alpha": 15.0, "a": 1.0, "b": 5.0}
-    sim = simulate_service(2000, 240, random_seed=5, activity={"free": act, "premium": act},
-                           n_artists=50)
+    sim = simulate_service(2000, 240, random_seed=5,
+                           churn=ChurnOptions(activity={"free": act, "premium": act}),
+                           network=NetworkOptions(n_artists=50))
     model = BetaGeoModel()
     result = holdout_evaluation(model, sim.events, calibration_end="2025-05-01",
                                 holdout_end="2025-08-29", fit_kwargs=FIT, max_draws=500,

@@ -17,8 +17,12 @@ from scipy import optimize, special
 from models.data import schema
 from models.data import simulate as simulate_module
 from models.data.simulate import (
+    ChurnOptions,
+    ListeningOptions,
+    NetworkOptions,
     ServiceTruth,
     SimulatedService,
+    UserOptions,
     simulate_bgbb,
     simulate_bgnbd,
     simulate_sbg,
@@ -301,18 +305,54 @@ def test_bgbb_mean_frequency_and_alive_share(seed):
             r"Got -5 instead",
         ),
         ({"days": 0}, r"'days' parameter .* positive integer\. Got 0"),
-        ({"initial_share": 1.5}, r"'initial_share' .* in \[0, 1\]\. Got 1\.5"),
-        ({"day_of_week_multipliers": (1.0,) * 6}, r"'day_of_week_multipliers'"),
-        ({"activity": {"free": {"r": 1.0}}}, r"'activity'"),
-        ({"n_communities": 999}, r"'n_communities' .* at most n_artists \(500\)"),
-        ({"skip_fraction": (0.5, 0.1)}, r"'skip_fraction'"),
-        ({"plays_dispersion": -1.0}, r"'plays_dispersion' .* positive finite number"),
         ({"start": "2025-01-01T00:00+01:00"}, r"'start' .* timezone-naive"),
     ],
 )
 def test_bad_parameters_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         simulate_service(**{"n_users": 10, "days": 10, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: UserOptions(initial_share=1.5),
+         r"'initial_share' parameter of UserOptions .* in \[0, 1\]\. Got 1\.5"),
+        (lambda: UserOptions(countries={"US": (0.5, 1.5)}), r"'countries' parameter of UserOptions"),
+        (lambda: ListeningOptions(day_of_week_multipliers=(1.0,) * 6),
+         r"'day_of_week_multipliers' parameter of ListeningOptions"),
+        (lambda: ChurnOptions(activity={"free": {"r": 1.0}}), r"'activity' parameter of ChurnOptions"),
+        (lambda: NetworkOptions(n_communities=999),
+         r"'n_communities' parameter of NetworkOptions .* at most n_artists \(500\)"),
+        (lambda: ListeningOptions(skip_fraction=(0.5, 0.1)), r"'skip_fraction'"),
+        (lambda: ListeningOptions(plays_dispersion=-1.0),
+         r"'plays_dispersion' .* positive finite number"),
+        (lambda: ListeningOptions(skip_intercept=float("nan")), r"'skip_intercept' .* finite"),
+        (lambda: NetworkOptions(n_artists=2.5), r"'n_artists' parameter of NetworkOptions"),
+    ],
+)
+def test_bad_options_raise_where_they_are_made(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_options_reach_the_simulation_and_old_keywords_warn():
+    opts = {"users": UserOptions(countries={"SE": (1.0, 1.0)}, initial_share=1.0),
+            "listening": ListeningOptions(plays_mean=1.0),
+            "network": NetworkOptions(n_artists=12, n_communities=2)}
+    sim = simulate_service(200, 30, random_seed=1, **opts)
+    assert (sim.users["country"] == "SE").all() and (sim.users["plan"] == "premium").all()
+    assert (sim.users["signup_date"] == sim.truth.start).all()  # all start on day one
+    assert (sim.truth.sessions["n_plays_drawn"] == 1).all()  # plays_mean 1: one play each
+    assert sim.events["artist_id"].max() < 12 and sim.truth.params["n_communities"] == 2
+    with pytest.warns(FutureWarning, match=r"listening=ListeningOptions\(plays_mean=\.\.\.\)"):
+        old = simulate_service(200, 30, random_seed=1, plays_mean=1.0, users=opts["users"],
+                               network=opts["network"])
+    pd.testing.assert_frame_equal(old.events, sim.events)
+    with pytest.raises(TypeError, match="must be a NetworkOptions"):
+        simulate_service(10, 10, network={"n_artists": 12})
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['n_artist'\]"):
+        simulate_service(10, 10, n_artist=12)
 
 
 def test_bad_seed_and_generator_parameters_raise():

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from models.churn import BetaGeoModel
+from models.data import NetworkOptions
 from models.experiments import (
     DEFAULT_SURROGATES,
     ActiveDays,
@@ -45,7 +46,7 @@ def simulate(seed: int, treatment: Effect, *, horizon: int, n_users: int = 9000)
     enroll = 7 + 7 + WINDOW + horizon + 1
     return simulate_experiment(n_users, enroll + 7 + WINDOW + horizon + 1, enroll_start=enroll,
                                variants={"control": Effect(), "treatment": treatment},
-                               n_artists=60, random_seed=seed)
+                               network=NetworkOptions(n_artists=60), random_seed=seed)
 
 
 def surrogate_estimate(sim, seen, horizon: int, seed: int) -> pd.Series:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from models.data import NetworkOptions
 from models.experiments import (
     DEFAULT_METRICS,
     Effect,
@@ -26,7 +27,7 @@ TREATMENT = Effect(session_rate=1.1, plays=1.1, skip_logodds=-0.2, dropout=0.85)
 def one_experiment(seed: int):
     sim = simulate_experiment(3000, 80, enroll_start=40, enroll_days=7, random_seed=seed,
                               variants={"control": Effect(), "treatment": TREATMENT},
-                              n_artists=60)
+                              network=NetworkOptions(n_artists=60))
     seen = sim.observed_until(sim.truth.enroll_end + 14 * np.timedelta64(1, "D"))
     events = seen.events[seen.events["user_id"].isin(seen.assignments["user_id"])]
     metrics = compute_user_metrics(events, seen.assignments, DEFAULT_METRICS, window_days=14,

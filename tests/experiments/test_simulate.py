@@ -17,7 +17,12 @@ import pytest
 from scipy import special, stats
 
 from models.data import schema
-from models.data.simulate import simulate_service
+from models.data.simulate import (
+    ChurnOptions,
+    ListeningOptions,
+    NetworkOptions,
+    simulate_service,
+)
 from models.experiments import simulate as simulate_module
 from models.experiments._potential import nbinom_quantile
 from models.experiments.schema import ASSIGNED_AT, EXPERIMENT_ID, VARIANT
@@ -117,13 +122,34 @@ def test_schema_matches_simulate_service(sim):
     assert EXPERIMENT_ID not in no_id.assignments.columns
 
 
-def test_service_options_default_like_simulate_service():
+def test_service_options_are_those_of_simulate_service():
     ours = inspect.signature(simulate_experiment).parameters
     theirs = inspect.signature(simulate_service).parameters
-    shared = set(ours) & set(theirs) - {"n_users", "days"}
-    assert len(shared) >= 12
-    for name in shared:
-        assert ours[name].default == theirs[name].default, name
+    for name in ("users", "churn", "listening", "network"):
+        assert ours[name].annotation == theirs[name].annotation, name
+    net = NetworkOptions(n_artists=30, n_communities=3, tracks_per_artist=2.0)
+    lst = ListeningOptions(plays_mean=9.0, skip_fraction=(0.1, 0.2))
+    exp = simulate_experiment(300, 40, enroll_start=5, network=net, listening=lst,
+                              random_seed=2)
+    svc = simulate_service(300, 40, network=net, listening=lst, random_seed=2)
+    shared = set(svc.truth.params) - {"days"}
+    assert {k: exp.truth.params[k] for k in shared} == {k: svc.truth.params[k] for k in shared}
+    # settings simulate_experiment did not expose before reach its catalogue and skips
+    assert len(exp.truth.artists) == 30 and exp.truth.tracks["artist_id"].max() < 30
+    assert len(exp.truth.tracks) < 30 * 4
+    skipped = exp.events.loc[exp.events["skipped"]]
+    length = skipped["track_id"].map(exp.truth.tracks.set_index("track_id")["length_ms"])
+    assert ((skipped["ms_played"] >= 0.1 * length - 1) & (skipped["ms_played"] <= 0.2 * length + 1)).all()
+
+
+def test_old_flat_service_settings_warn_and_give_the_same_experiment():
+    with pytest.warns(FutureWarning, match=r"network=NetworkOptions\(n_artists=\.\.\.\)"):
+        old = simulate_experiment(200, 30, enroll_start=5, n_artists=40, random_seed=4)
+    new = simulate_experiment(200, 30, enroll_start=5, network=NetworkOptions(n_artists=40),
+                              random_seed=4)
+    pd.testing.assert_frame_equal(old.events, new.events)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        simulate_experiment(200, 30, enroll_start=5, n_artist=40)
 
 
 def test_same_seed_same_output_and_different_seed_differs(seed):
@@ -261,7 +287,8 @@ def _post_sessions(sim, variant, horizon_days):
 def test_session_rate_multiplies_sessions_within_users(seed):
     variants = {"control": Effect(), "treatment": Effect(session_rate=1.5)}
     sim = simulate_experiment(
-        3000, 50, enroll_start=12, variants=variants, activity=NO_DROPOUT, random_seed=seed
+        3000, 50, enroll_start=12, variants=variants, churn=ChurnOptions(activity=NO_DROPOUT),
+        random_seed=seed,
     )
     control = _post_sessions(sim, "control", 30)
     treated = _post_sessions(sim, "treatment", 30)
@@ -345,7 +372,8 @@ def test_dropout_multiplies_the_odds_of_dropping_out(seed):
     activity = {g: {"r": 2.0, "alpha": 2.0, "a": 400.0, "b": 3600.0} for g in ("free", "premium")}
     variants = {"control": Effect(), "treatment": Effect(dropout=0.5)}
     sim = simulate_experiment(
-        4000, 90, enroll_start=10, variants=variants, activity=activity, random_seed=seed
+        4000, 90, enroll_start=10, variants=variants, churn=ChurnOptions(activity=activity),
+        random_seed=seed,
     )
     tu = sim.truth.users.loc[sim.truth.users["assigned"]]
     # common random numbers: a lower dropout probability only keeps users alive longer
@@ -504,14 +532,14 @@ def test_effect_errors(kwargs, match):
         ({"enroll_days": 0}, "'enroll_days' parameter"),
         ({"effect_by": "age"}, "'effect_by' parameter"),
         ({"experiment_id": 3}, "'experiment_id' parameter"),
-        ({"plays_mean": 0.5}, "'plays_mean' parameter of simulate_experiment"),
+        ({"n_users": 0}, "'n_users' parameter of simulate_experiment"),
         ({"start": "2025-01-01 00:00+01:00"}, "'start' parameter"),
     ],
 )
 def test_parameter_errors(kwargs, match):
-    kwargs = {"enroll_start": 10, **kwargs}
+    kwargs = {"n_users": 100, "days": 30, "enroll_start": 10, **kwargs}
     with pytest.raises(ValueError, match=match):
-        simulate_experiment(100, 30, random_seed=0, **kwargs)
+        simulate_experiment(random_seed=0, **kwargs)
 
 
 def test_view_errors(sim):

@@ -413,8 +413,10 @@ def test_day_of_week_recovery_on_simulated_service():
     # look like a weekday effect to a model without a trend.
     mult = np.array([0.6, 0.7, 0.8, 1.0, 1.2, 1.6, 1.1])
     stay = {plan: {"r": 0.8, "alpha": 3.0, "a": 0.01, "b": 100.0} for plan in ("free", "premium")}
-    sim = simulate.simulate_service(1500, 56, random_seed=5, initial_share=1.0,
-                                    day_of_week_multipliers=tuple(mult), activity=stay)
+    sim = simulate.simulate_service(
+        1500, 56, random_seed=5, users=simulate.UserOptions(initial_share=1.0),
+        listening=simulate.ListeningOptions(day_of_week_multipliers=tuple(mult)),
+        churn=simulate.ChurnOptions(activity=stay))
     counts = period_play_counts(sim.events, sim.users, start_from="start",
                                 start=sim.truth.start, end=sim.observation_end
                                 - pd.Timedelta("1ns"))

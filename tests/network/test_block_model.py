@@ -261,7 +261,8 @@ def test_recovers_planted_partition_and_selects_k():
 @pytest.mark.slow
 def test_recovers_communities_of_a_simulated_service():
     simulate = pytest.importorskip("models.data.simulate")
-    sim = simulate.simulate_service(300, 60, n_artists=40, n_communities=3, random_seed=3)
+    sim = simulate.simulate_service(
+        300, 60, network=simulate.NetworkOptions(n_artists=40, n_communities=3), random_seed=3)
     g = build_colistening_graph(sim.events, min_common=1, weight="lift", top_k=6)
     g.remove_edges_from([(u, v) for u, v, w in g.edges(data="weight") if w <= 1.0])
     model = fit(StochasticBlockModel(n_blocks=3), g, draws=60, tune=60, chains=2, thin=1,

@@ -164,7 +164,8 @@ def test_fitting_on_the_full_graph_is_refused(planted):
 @pytest.mark.slow
 def test_sbm_beats_preferential_attachment_on_simulated_artist_graph():
     simulate = pytest.importorskip("models.data.simulate")
-    sim = simulate.simulate_service(300, 60, n_artists=40, n_communities=3, random_seed=3)
+    sim = simulate.simulate_service(
+        300, 60, network=simulate.NetworkOptions(n_artists=40, n_communities=3), random_seed=3)
     g = build_colistening_graph(sim.events, min_common=1, weight="lift", top_k=6)
     g.remove_edges_from([(u, v) for u, v, w in g.edges(data="weight") if w <= 1.0])
     split = split_edges(g, 0.2, random_seed=2)
