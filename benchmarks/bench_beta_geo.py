@@ -192,7 +192,8 @@ def run_lifetimes(data: pd.DataFrame, label: str) -> None:
     try:
         from lifetimes import BetaGeoFitter
     except ImportError:
-        print("lifetimes skipped: not installed (pip install 'listening-models[bench]')")
+        print("lifetimes skipped: not importable in this Python (it needs pandas < 2; see "
+              "benchmarks/README.md)")
         return
     start = time.perf_counter()
     with warnings.catch_warnings():

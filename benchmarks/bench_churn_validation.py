@@ -7,7 +7,8 @@ Run from the repository root::
 
 A simulated service (``simulate_service``) is split at a calibration end; the
 Bayesian ``BetaGeoModel`` (NUTS) and ``lifetimes.BetaGeoFitter`` (maximum
-likelihood; ``pip install lifetimes``, see the ``bench`` extra) are fitted on the
+likelihood; in this process, or in a Python of its own passed as ``--lifetimes-python``
+or ``LIFETIMES_PYTHON``, since it pins ``pandas<2``) are fitted on the
 same calibration summary and both score the same holdout: AUC and Brier score of
 P(active in the holdout), the share of calibration bins whose observed rate is
 inside its binomial bounds, and predicted vs actual holdout activity by
@@ -18,6 +19,10 @@ calibration frequency. CDNOW (39 + 39 weeks) is scored the same way when
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -27,12 +32,42 @@ import pandas as pd
 
 from models.churn import BetaGeoModel
 from models.churn.validation import calibration_holdout_split, score_holdout
-from models.data import simulate_service
+from models.data import NetworkOptions, simulate_service
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cdnow"
 
 
-def lifetimes_predictions(table: pd.DataFrame, horizon: float):
+#: lifetimes in its own Python (it pins pandas < 2): fit, then P(active) and E[activity].
+LIFETIMES_SCRIPT = r"""
+import json, sys, time, warnings
+import numpy as np, pandas as pd
+from lifetimes import BetaGeoFitter
+table = pd.read_csv(sys.argv[1]); h = float(sys.argv[2])
+warnings.simplefilter("ignore")
+start = time.perf_counter()
+f = BetaGeoFitter().fit(table["frequency"], table["recency"], table["T"])
+r, alpha, a, b = (float(f.params_[k]) for k in ("r", "alpha", "a", "b"))
+alive = np.asarray(f.conditional_probability_alive(table["frequency"], table["recency"],
+                                                   table["T"]))
+expected = np.asarray(f.conditional_expected_number_of_purchases_up_to_time(
+    h, table["frequency"], table["recency"], table["T"]))
+wall = time.perf_counter() - start
+x, T = table["frequency"].to_numpy(), table["T"].to_numpy()
+p_active = alive * -np.expm1((r + x) * (np.log(alpha + T) - np.log(alpha + T + h)))
+print(json.dumps({"p_active": p_active.tolist(), "expected": expected.tolist(), "wall": wall}))
+"""
+
+
+def lifetimes_predictions(table: pd.DataFrame, horizon: float, python: str | None):
+    """lifetimes' MLE predictions: in ``python`` (its own environment) or in process."""
+    if python:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "summary.csv"
+            table[["frequency", "recency", "T"]].to_csv(path, index=False)
+            out = subprocess.run([python, "-c", LIFETIMES_SCRIPT, str(path), str(horizon)],
+                                 capture_output=True, text=True, check=True)
+        res = json.loads(out.stdout)
+        return np.asarray(res["p_active"]), np.asarray(res["expected"]), res["wall"]
     from lifetimes import BetaGeoFitter
 
     start = time.perf_counter()
@@ -50,7 +85,8 @@ def lifetimes_predictions(table: pd.DataFrame, horizon: float):
     return p_active, np.asarray(expected), time.perf_counter() - start
 
 
-def compare(label: str, table: pd.DataFrame, horizon: float, fit: dict, rows: list) -> None:
+def compare(label: str, table: pd.DataFrame, horizon: float, fit: dict, rows: list,
+            lifetimes_python: str | None) -> None:
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -60,11 +96,12 @@ def compare(label: str, table: pd.DataFrame, horizon: float, fit: dict, rows: li
     results = [("listening-models BetaGeoModel (posterior mean)", bayes, wall,
                 model.fit_report_.verdict)]
     try:
-        p, e, lt_wall = lifetimes_predictions(table, horizon)
+        p, e, lt_wall = lifetimes_predictions(table, horizon, lifetimes_python)
         results.append(("lifetimes BetaGeoFitter (MLE)", score_holdout(
             table, p_active=p, expected_activity=e, horizon=horizon), lt_wall, "point"))
     except ImportError:
-        print("lifetimes not installed: pip install 'listening-models[bench]'")
+        print("lifetimes not importable here: pass --lifetimes-python (or LIFETIMES_PYTHON), "
+              "a Python with lifetimes installed")
     print(f"\n### {label}: {len(table):,} users, holdout {horizon:g} periods\n")
     print("| tool | fit (s) | AUC | Brier | calibration bins inside | predicted / actual "
           "holdout activity | fit check |")
@@ -101,18 +138,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-users", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--lifetimes-python", default=os.environ.get("LIFETIMES_PYTHON"),
+                        help="a Python with lifetimes installed (it needs pandas < 2); "
+                             "default: import lifetimes in this process")
     args = parser.parse_args()
     fit = {"draws": 1000, "tune": 1000, "chains": 2, "cores": 2, "random_seed": 1}
     if args.quick:
         args.n_users = min(args.n_users, 2000)
         fit.update(draws=300, tune=300)
     rows: list = []
-    sim = simulate_service(args.n_users, 240, random_seed=5, n_artists=50)
+    sim = simulate_service(args.n_users, 240, random_seed=5,
+                           network=NetworkOptions(n_artists=50))
     table = calibration_holdout_split(sim.events, calibration_end="2025-05-01",
                                       holdout_end="2025-08-29")
-    compare("simulated service (days)", table, table.attrs["horizon"], fit, rows)
+    compare("simulated service (days)", table, table.attrs["horizon"], fit, rows,
+            args.lifetimes_python)
     if DATA.is_dir():
-        compare("CDNOW (weeks 1-39 / 40-78)", cdnow_table(), 39.0, fit, rows)
+        compare("CDNOW (weeks 1-39 / 40-78)", cdnow_table(), 39.0, fit, rows,
+                args.lifetimes_python)
 
 
 if __name__ == "__main__":
