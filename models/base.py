@@ -134,7 +134,7 @@ class PosteriorModel(ABC):
 
     Subclasses define ``_validate_data(data)`` returning the clean data,
     ``_parameter_names()`` (the variables checked and summarised) and a ``fit``
-    that draws the posterior and ends with :meth:`_store_fit` and :meth:`_check`.
+    that draws the posterior and ends with ``_store_fit`` and ``_check``.
     Their ``__init__`` takes keyword-only options, stores them unchanged under the
     same names and calls ``super().__init__(priors=priors)``.
 
@@ -260,7 +260,7 @@ class PosteriorModel(ABC):
     # ----------------------------------------------------------- fitted state
     @property
     def is_fitted(self) -> bool:
-        """Whether :meth:`fit` (or :meth:`load`) has run."""
+        """Whether ``fit`` (or :meth:`load`) has run."""
         return hasattr(self, "idata_")
 
     def _require_fitted(self, what: str = "this method") -> None:
@@ -305,7 +305,7 @@ class PosteriorModel(ABC):
         ValueError
             If ``ci_prob`` is not in (0, 1).
         models.exceptions.NotFittedError
-            Before :meth:`fit`.
+            Before ``fit``.
         """
         ci_prob = check_ci_prob(f"{type(self).__name__}.summary", ci_prob)
         self._require_fitted("summary()")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class UserOptions:
     ----------
     countries : mapping of str to (float, float), optional
         Country -> (weight among users, share of its users on the premium plan).
-        Default :data:`DEFAULT_COUNTRIES` (six countries).
+        Default ``models.data.simulate.DEFAULT_COUNTRIES`` (six countries).
     initial_share : float, default 0.5
         Share of users whose first session falls on the first day; the others sign
         up uniformly over the window.
@@ -114,8 +114,9 @@ class ChurnOptions:
         Plan (``"free"``, ``"premium"``) -> ``{"r", "alpha", "a", "b"}``, the BG/NBD
         population parameters of that segment: the session rate per day is
         ``Gamma(r, alpha)`` and the dropout probability after each repeat session
-        ``Beta(a, b)``. Default :data:`DEFAULT_ACTIVITY`: mean rate 0.27 (free) and 0.4
-        (premium) sessions a day, mean dropout probability 0.13 and 0.06.
+        ``Beta(a, b)``. Default ``models.data.simulate.DEFAULT_ACTIVITY``: mean rate
+        0.27 (free) and 0.4 (premium) sessions a day, mean dropout probability 0.13 and
+        0.06.
 
     Raises
     ------
@@ -152,7 +153,7 @@ class ListeningOptions:
         Shape (and rate) of each user's Gamma play propensity, mean 1.
     day_of_week_multipliers : sequence of 7 float, optional
         Multipliers of the mean extra plays by the weekday of the session start,
-        Monday first. Default :data:`DEFAULT_DAY_OF_WEEK`.
+        Monday first. Default ``models.data.simulate.DEFAULT_DAY_OF_WEEK``.
     skip_intercept : float, default -1.0
         :math:`\mu`, the skip log-odds intercept.
     skip_sigma_user, skip_sigma_track : float, default 0.6 and 0.4
@@ -271,14 +272,56 @@ _HOME = {f.name: group for group, cls in OPTION_CLASSES.items()
          for f in dataclasses.fields(cls)}
 
 
-def resolve_options(func: str, given: Mapping[str, Any],
-                    flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the four option objects of a simulation, from objects and old flat keywords.
+class ServiceSettings(NamedTuple):
+    """The checked size and settings of one simulated service."""
+
+    n_users: int
+    days: int
+    users: UserOptions
+    churn: ChurnOptions
+    listening: ListeningOptions
+    network: NetworkOptions
+
+    def params(self) -> dict[str, Any]:
+        """Every setting as plain numbers and tuples (a simulation truth's ``params``)."""
+        shares, premium = self.users.shares()
+        out: dict[str, Any] = {
+            f.name: float(getattr(obj, f.name))
+            for obj in (self.users, self.listening, self.network)
+            for f in dataclasses.fields(obj)
+            if isinstance(getattr(obj, f.name), float | int)
+        }
+        lst = self.listening
+        out.update(
+            countries={c: (float(s), float(q)) for c, s, q in
+                       zip(self.users.countries, shares, premium, strict=True)},
+            activity={g: {k: float(v) for k, v in a.items()}
+                      for g, a in self.churn.activity.items()},
+            days=self.days,
+            day_of_week_multipliers=tuple(float(v) for v in lst.day_of_week_multipliers),
+            skip_hour_effects=tuple(float(v) for v in lst.skip_hour_effects),
+            skip_fraction=tuple(float(v) for v in lst.skip_fraction),
+            n_artists=int(self.network.n_artists),
+            n_communities=int(self.network.n_communities),
+        )
+        return out
+
+
+def resolve_service(func: str, n_users: Any, days: Any, given: Mapping[str, Any],
+                    flat: Mapping[str, Any]) -> ServiceSettings:
+    """Check the size of a simulation and return it with its four option objects.
 
     ``given`` maps ``users``, ``churn``, ``listening``, ``network`` to an option
     object or None (its defaults); ``flat`` holds keywords of the old flat signature,
     each applied to its object with a :class:`FutureWarning` naming the replacement.
     """
+    options = _resolve_options(func, given, flat)
+    return ServiceSettings(check_int(func, "n_users", n_users), check_int(func, "days", days),
+                   **options)
+
+
+def _resolve_options(func: str, given: Mapping[str, Any],
+                     flat: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for group, cls in OPTION_CLASSES.items():
         value = given.get(group)
@@ -297,12 +340,6 @@ def resolve_options(func: str, given: Mapping[str, Any],
         group = _HOME[name]
         cls_name = OPTION_CLASSES[group].__name__
         warn_deprecated(f"{func}({name}=...) is deprecated; pass "
-                        f"{group}={cls_name}({name}=...) instead.", stacklevel=4)
+                        f"{group}={cls_name}({name}=...) instead.", stacklevel=5)
         out[group] = dataclasses.replace(out[group], **{name: value})
     return out
-
-
-def flat_settings(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Return every setting of the four option objects by field name (for ``params``)."""
-    return {f.name: getattr(obj, f.name) for obj in options.values()
-            for f in dataclasses.fields(obj)}

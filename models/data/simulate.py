@@ -44,8 +44,7 @@ from models.data._options import (
     ListeningOptions,
     NetworkOptions,
     UserOptions,
-    flat_settings,
-    resolve_options,
+    resolve_service,
 )
 from models.data.schema import (
     ARTIST_ID,
@@ -520,15 +519,13 @@ def simulate_service(
     True
     """
     func = "simulate_service"
-    options = resolve_options(func, {"users": users, "churn": churn, "listening": listening,
-                                     "network": network}, deprecated)
-    n = check_int(func, "n_users", n_users)
-    days = check_int(func, "days", days)
-    settings = flat_settings(options)
-    c_share, c_prem = options["users"].shares()
-    countries, initial_share = options["users"].countries, options["users"].initial_share
-    activity = options["churn"].activity
-    lst, net = options["listening"], options["network"]
+    svc = resolve_service(func, n_users, days, {"users": users, "churn": churn,
+                                                 "listening": listening, "network": network},
+                          deprecated)
+    n, days, lst, net = svc.n_users, svc.days, svc.listening, svc.network
+    c_share, c_prem = svc.users.shares()
+    countries, initial_share = svc.users.countries, svc.users.initial_share
+    activity = svc.churn.activity
     plays_mean, plays_dispersion = lst.plays_mean, lst.plays_dispersion
     play_propensity_shape = lst.play_propensity_shape
     skip_intercept, skip_beta_position = lst.skip_intercept, lst.skip_beta_position
@@ -688,19 +685,7 @@ def simulate_service(
             "n_plays": np.bincount(ev_sess[keep], minlength=sess_user.size),
         }
     )
-    params = {
-        **{k: float(v) for k, v in settings.items() if isinstance(v, float | int)},
-        "countries": {
-            c: (float(s), float(q)) for c, s, q in zip(countries, c_share, c_prem, strict=True)
-        },
-        "activity": {g: dict(v) for g, v in activity.items()},
-        "days": days,
-        "day_of_week_multipliers": tuple(float(v) for v in dow_mult),
-        "n_artists": n_artists,
-        "n_communities": n_communities,
-        "skip_hour_effects": tuple(float(v) for v in hour_eff),
-        "skip_fraction": tuple(float(v) for v in skip_fraction),
-    }
+    params = svc.params()
     truth = ServiceTruth(
         population=pop,
         users=truth_users,

@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models._validation import check_int
 from models.data._generators import NS_PER_DAY, PLANS, check, make_rng
-from models.data._options import flat_settings, resolve_options
+from models.data._options import resolve_service
 from models.data.schema import COUNTRY, PLAN, TIMESTAMP, USER_ID
 from models.data.simulate import ChurnOptions, ListeningOptions, NetworkOptions, UserOptions
 from models.experiments._checks import is_real
@@ -396,15 +395,13 @@ def simulate_experiment(
     >>> bool((merged["timestamp"] >= merged["assigned_at"]).any())
     True
     """
-    options = resolve_options(_FUNC, {"users": users, "churn": churn, "listening": listening,
-                                      "network": network}, deprecated)
-    n = check_int(_FUNC, "n_users", n_users)
-    days = check_int(_FUNC, "days", days)
-    settings = flat_settings(options)
-    c_share, c_prem = options["users"].shares()
-    countries, initial_share = options["users"].countries, options["users"].initial_share
-    activity = options["churn"].activity
-    lst, net = options["listening"], options["network"]
+    svc = resolve_service(_FUNC, n_users, days, {"users": users, "churn": churn,
+                                                  "listening": listening, "network": network},
+                          deprecated)
+    n, days, lst, net = svc.n_users, svc.days, svc.listening, svc.network
+    c_share, c_prem = svc.users.shares()
+    countries, initial_share = svc.users.countries, svc.users.initial_share
+    activity = svc.churn.activity
     dow_mult = np.asarray(lst.day_of_week_multipliers, dtype=float)
     hour_eff = np.asarray(lst.skip_hour_effects, dtype=float)
     check(is_real(enroll_start, finite=True) and 0 <= enroll_start < days, "enroll_start", _FUNC,
@@ -439,26 +436,12 @@ def simulate_experiment(
         n_communities=int(net.n_communities), skip_intercept=lst.skip_intercept,
         skip_sigma_user=lst.skip_sigma_user, skip_sigma_track=lst.skip_sigma_track,
         skip_beta_position=lst.skip_beta_position, day_of_week_multipliers=dow_mult,
-        skip_hour_effects=hour_eff, defaults=settings,
+        skip_hour_effects=hour_eff, defaults=svc.params(),
     )
     arms = simulate_arms(rng, service, design)
 
-    params = {
-        **{k: float(v) for k, v in settings.items() if isinstance(v, float | int)},
-        "countries": {
-            c: (float(s), float(q)) for c, s, q in zip(countries, c_share, c_prem, strict=True)
-        },
-        "activity": {g: dict(v) for g, v in activity.items()},
-        "days": days,
-        "enroll_start": float(enroll_start),
-        "enroll_days": float(enroll_days),
-        "experiment_id": experiment_id,
-        "day_of_week_multipliers": tuple(float(v) for v in dow_mult),
-        "n_artists": int(net.n_artists),
-        "n_communities": int(net.n_communities),
-        "skip_hour_effects": tuple(float(v) for v in hour_eff),
-        "skip_fraction": tuple(float(v) for v in lst.skip_fraction),
-    }
+    params = {**svc.params(), "enroll_start": float(enroll_start),
+              "enroll_days": float(enroll_days), "experiment_id": experiment_id}
     truth = ExperimentTruth(
         variants={v: dict(e) if isinstance(e, Mapping) else e for v, e in variants.items()},
         control=design.names[0],
