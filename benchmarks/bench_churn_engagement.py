@@ -20,9 +20,11 @@ intervals of the holdout active days (lifetimes: draws of the BG/NBD
 predictive at its MLE).
 
 ``scale``: simulated users (``simulate_engagement``): the unique histories,
-compilation, the time of one gradient, NUTS (the fit's wall time includes its
-own compilation) and the peak memory of the process; ``--gradient-only``
-skips NUTS, for sizes whose fit does not fit in a run.
+compilation, the time of one gradient, NUTS (``--sampler``, nutpie by default;
+2 chains of ``--tune`` + ``--draws``; the fit's wall time includes its own
+compilation) with its steps per draw and largest R-hat, the peak memory of the
+process and the 1-minute load average at the end; ``--gradient-only`` skips
+NUTS, for sizes whose fit does not fit in a run.
 """
 
 from __future__ import annotations
