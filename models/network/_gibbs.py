@@ -840,6 +840,27 @@ def align_to(reference: np.ndarray, z: np.ndarray, n_blocks: int) -> np.ndarray:
     return perm
 
 
+def align_all_to(reference: np.ndarray, z: np.ndarray, n_blocks: int,
+                 max_entries: int = 2_000_000) -> np.ndarray:
+    """:func:`align_to` for every row of ``z`` (draws x nodes): permutations, one per row.
+
+    The contingency tables of all rows are counted at once, ``max_entries`` labels at a time.
+    """
+    n_rows, n = z.shape
+    k2 = n_blocks * n_blocks
+    perm = np.empty((n_rows, n_blocks), dtype=np.int64)
+    step = max(1, max_entries // max(n, 1))
+    for start in range(0, n_rows, step):
+        block = z[start : start + step]
+        m = block.shape[0]
+        codes = (np.arange(m)[:, None] * k2 + block * n_blocks + reference[None, :]).ravel()
+        tables = np.bincount(codes, minlength=m * k2).reshape(m, n_blocks, n_blocks)
+        for t in range(m):
+            rows, cols = linear_sum_assignment(-tables[t])
+            perm[start + t, rows] = cols
+    return perm
+
+
 def climb(
     adj: sp.csr_matrix, degree: np.ndarray, z: np.ndarray, n_blocks: int, h: Hyper,
     log_factorial: float, max_sweeps: int = 100,

@@ -416,13 +416,15 @@ class StochasticBlockModel(PosteriorModel):
         z = draws["z"].astype(np.int64)
         k = draws["omega"].shape[-1]
         chains, n_draws, n = z.shape
-        for c in range(chains):
-            for d in range(n_draws):
-                perm = _gibbs.align_to(reference, z[c, d], k)
-                z[c, d] = perm[z[c, d]]
-                inverse = np.argsort(perm)
-                draws["omega"][c, d] = draws["omega"][c, d][np.ix_(inverse, inverse)]
-                draws["pi"][c, d] = draws["pi"][c, d][inverse]
+        flat = z.reshape(-1, n)
+        perm = _gibbs.align_all_to(reference, flat, k)
+        inverse = np.argsort(perm, axis=1)
+        z = np.take_along_axis(perm, flat, axis=1).reshape(chains, n_draws, n)
+        rows = np.arange(flat.shape[0])[:, None, None]
+        draws["omega"] = draws["omega"].reshape(-1, k, k)[
+            rows, inverse[:, :, None], inverse[:, None, :]].reshape(chains, n_draws, k, k)
+        draws["pi"] = np.take_along_axis(draws["pi"].reshape(-1, k), inverse,
+                                         axis=1).reshape(chains, n_draws, k)
         node_ids = label_array(list(nodes))  # keeps 1 an int beside "a"
         coords = {"chain": np.arange(chains), "draw": np.arange(n_draws), "node": node_ids,
                   "block": np.arange(k), "block_": np.arange(k)}
