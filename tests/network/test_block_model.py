@@ -176,6 +176,18 @@ def test_coassignment_and_least_squares_from_fixed_draws():
     assert _gibbs.canonical(np.array([2, 2, 0, 1])).tolist() == [0, 0, 1, 2]
 
 
+@pytest.mark.parametrize("max_entries", [7, 2_000_000])  # one row at a time, or all at once
+def test_align_all_to_equals_align_to_row_by_row(max_entries):
+    rng = np.random.default_rng(0)
+    reference = rng.integers(0, 5, 40)
+    z = np.where(rng.random((30, 40)) < 0.7, reference, rng.integers(0, 5, (30, 40)))
+    z = (z + rng.integers(0, 5, (30, 1))) % 5  # each draw with its labels shifted
+    expected = np.stack([_gibbs.align_to(reference, row, 5) for row in z])
+    np.testing.assert_array_equal(_gibbs.align_all_to(reference, z, 5, max_entries), expected)
+    aligned = np.take_along_axis(expected, z, axis=1)
+    assert (aligned == reference).mean() > 0.7  # the shifts are undone
+
+
 # ------------------------------------------------------------------ karate club
 def test_degree_corrected_recovers_the_factions(karate, karate_dc):
     _, truth = karate
