@@ -199,9 +199,10 @@ def _replicate_bgnbd(params: np.ndarray, T: np.ndarray, edges: tuple[int, ...], 
 
     Each replicated user starts with a transaction at time 0 and is observed to ``T``;
     while alive, the next transaction comes after an Exp(lambda) time, and after each
-    transaction the user drops out with probability p: the model's own continuous-time
-    story. The transactions are then seen as the log is: a period with one or more is an
-    active period, and the gaps are between active periods.
+    repeat transaction the user drops out with probability p (never right after the
+    first, as in the BG/NBD likelihood): the model's own continuous-time story. The
+    transactions are then seen as the log is: a period with one or more is an active
+    period, and the gaps are between active periods.
     """
     r, alpha, a, b = (params[..., k] for k in range(4))
     shape = (len(params), T.size)
@@ -213,7 +214,7 @@ def _replicate_bgnbd(params: np.ndarray, T: np.ndarray, edges: tuple[int, ...], 
     longest = np.zeros(shape)
     t = np.zeros(shape)
     last = np.zeros(shape)  # the last active period
-    alive = rng.uniform(size=shape) >= p  # dropout after the first transaction
+    alive = np.ones(shape, dtype=bool)  # no dropout before the first repeat transaction
     rows = np.broadcast_to(np.arange(shape[0])[:, None], shape)
     while alive.any():
         t = t + rng.exponential(1.0, size=shape) / lam

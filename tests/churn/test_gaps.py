@@ -56,6 +56,16 @@ def test_replicates_follow_the_bgnbd_story():
     np.testing.assert_allclose(stats[:, :4].mean(axis=0), expected, atol=0.01)
 
 
+def test_replicated_users_never_drop_out_before_their_first_repeat_transaction():
+    """BG/NBD's dropout follows repeat transactions: with p ~ 1 each user makes exactly one."""
+    rng = np.random.default_rng(1)
+    params = np.array([[[5000.0, 10_000.0, 1e6, 1e-6]]])  # lambda ~ 0.5, p ~ 1
+    stats = _replicate_bgnbd(params.repeat(4, axis=0), np.full(2000, 100), GAP_EDGES, 2, 1, rng)
+    # a user is a "returner" (2 active periods, a gap >= 1) when the one repeat transaction
+    # falls in a later period than the first, within T: P(1 <= t <= 100) = exp(-0.5)
+    np.testing.assert_allclose(stats[:, -1] / 2000, np.exp(-0.5), atol=0.04)
+
+
 def _events_from(active, T):
     user, t = np.nonzero(active)
     first = np.max(T) - T  # users start at different days, all observed to the same end
@@ -70,11 +80,13 @@ def _bgnbd_days(rng, T, r, alpha, a, b):
     for u in range(T.size):
         t = 0.0
         active[u, 0] = True
-        while rng.uniform() >= p[u]:
+        while True:
             t += rng.exponential(1 / lam[u])
             if t > T[u]:
                 break
             active[u, int(t)] = True
+            if rng.uniform() < p[u]:  # dropout after a repeat transaction, never before one
+                break
     return active
 
 
