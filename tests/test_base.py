@@ -4,8 +4,10 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytest
+import xarray as xr
 
 from models.base import BayesianModel, resolve_seed
+from models.diagnostics import check_fit
 from models.exceptions import (
     DataValidationError,
     ModelMismatchError,
@@ -115,6 +117,12 @@ def test_advi_fit(data):
     assert abs(float(model.posterior_draws("mu").mean()) - data["y"].mean()) < 0.3
     assert model.fit_report_.verdict == "not-applicable"
     assert "advi_loss" in model.idata_.children
+    assert any("loss had stopped falling" in n for n in model.fit_report_.notes)
+    falling = model.idata_.copy()
+    falling["advi_loss"] = xr.DataTree(xr.Dataset({"loss": ("step", np.linspace(900, 100, 5000))}))
+    report = check_fit(falling, var_names=["mu"])
+    assert report.verdict == "warn" and any("still falling" in c for c in report.cautions)
+    assert not any("loss had stopped falling" in n for n in report.notes)
 
 
 def test_not_fitted_errors():

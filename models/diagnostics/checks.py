@@ -248,6 +248,8 @@ def check_fit(
                 reason,
                 "R-hat and ESS need several MCMC chains, so convergence was not checked; "
                 "this is not a pass.",
+                *([_ADVI_FLAT_NOTE] if "advi_loss" in idata.children and not loss_caution
+                  else []),
             ],
             advice=[
                 "To check convergence, fit with MCMC (fit(method='nuts'), or pymc.sample) "
@@ -552,6 +554,12 @@ def _contraction(
         "not the data)."
     )
     return contraction, uninformed, caution
+
+
+#: Said of an ADVI fit whose loss passed :func:`_advi_loss_caution`.
+_ADVI_FLAT_NOTE = ("The ADVI loss had stopped falling (the median of its last tenth of steps "
+                   "is within the noise of the tenth before): the optimisation converged, "
+                   "though the mean-field approximation may still understate the uncertainty.")
 
 
 def _advi_loss_caution(idata: xr.DataTree) -> str | None:

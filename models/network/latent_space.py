@@ -389,6 +389,12 @@ class LatentSpaceModel(BayesianModel):
     def _parameter_names(self) -> list[str]:
         return [*self._hyperparameters(), "popularity", "position"]
 
+    def _advi_optimizer(self) -> Any:
+        # One position per node: with PyMC's default optimiser (adagrad_window, learning
+        # rate 0.001) the loss on a 200-node graph is still falling after 20,000 steps,
+        # about 600 nats above where Adam at learning rate 0.01 flattens within 10,000.
+        return pm.adam(learning_rate=0.01)
+
     def _check(self) -> None:
         # Align the positions before the convergence checks, which look at them.
         posterior = self.idata_["posterior"]
