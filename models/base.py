@@ -310,7 +310,8 @@ class PosteriorModel(ABC):
         ci_prob = check_ci_prob(f"{type(self).__name__}.summary", ci_prob)
         self._require_fitted("summary()")
         names = list(var_names) if var_names is not None else self._parameter_names()
-        table = az.summary(self.idata_, var_names=names, ci_prob=ci_prob, ci_kind="eti")
+        with np.errstate(divide="ignore", invalid="ignore"):  # a constant's R-hat is NaN
+            table = az.summary(self.idata_, var_names=names, ci_prob=ci_prob, ci_kind="eti")
         # ArviZ names the bounds after the interval (eti89_lb, eti89_ub): one name everywhere
         bounds = {c: "ci_lower" if c.endswith("_lb") else "ci_upper" for c in table.columns
                   if c.startswith("eti") and c.endswith(("_lb", "_ub"))}
