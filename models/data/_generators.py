@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models._validation import check_int
 from models.data.schema import ARTIST_ID, TRACK_ID
 
 NS_PER_DAY = 86_400 * 10**9
@@ -147,82 +146,6 @@ def grouped_choice(rng, group_of_draw, group_of_item, prob_in_group):
         pos[todo] += 1
         todo = todo[cdf[pos[todo]] <= value[todo]]
     return order[np.minimum(pos, ends[group_of_draw] - 1)]
-
-
-def check_service_options(
-    func,
-    n_users,
-    days,
-    countries,
-    initial_share,
-    activity,
-    dow,
-    hour,
-    fraction,
-    n_artists,
-    n_communities,
-    plays_mean,
-    positives,
-):
-    n_users = check_int(func, "n_users", n_users)
-    days = check_int(func, "days", days)
-    for name, value in positives.items():
-        if name.startswith("skip_sigma") or name == "skip_beta_position":
-            ok = isinstance(value, int | float | np.number) and np.isfinite(value)
-            ok = ok and (name == "skip_beta_position" or value >= 0)
-            check(bool(ok), name, func, "a finite number (>= 0 for a scale)", value)
-        else:
-            check_pos(value, name, func)
-    check(0.0 <= initial_share <= 1.0, "initial_share", func, "in [0, 1]", initial_share)
-    check(plays_mean >= 1.0, "plays_mean", func, "at least 1", plays_mean)
-    shares = np.array([v[0] for v in countries.values()], dtype=float)
-    prem = np.array([v[1] for v in countries.values()], dtype=float)
-    ok = len(countries) > 0 and np.all(shares >= 0) and shares.sum() > 0
-    check(
-        bool(ok and np.all((prem >= 0) & (prem <= 1))),
-        "countries",
-        func,
-        "a mapping country -> (share > 0, premium share in [0, 1])",
-        dict(countries),
-    )
-    need = {"r", "alpha", "a", "b"}
-    ok = set(activity) == set(PLANS) and all(
-        set(v) == need and all(float(x) > 0 for x in v.values()) for v in activity.values()
-    )
-    check(
-        ok,
-        "activity",
-        func,
-        "a mapping {'free': {...}, 'premium': {...}} of positive 'r', 'alpha', 'a', 'b'",
-        dict(activity),
-    )
-    check(
-        len(dow) == 7 and all(m > 0 for m in dow),
-        "day_of_week_multipliers",
-        func,
-        "7 positive numbers, Monday first",
-        dow,
-    )
-    check(
-        len(hour) == 4, "skip_hour_effects", func, "4 numbers (hours 0-6, 6-12, 12-18, 18-24)", hour
-    )
-    check(
-        len(fraction) == 2 and 0 < fraction[0] < fraction[1] <= 1,
-        "skip_fraction",
-        func,
-        "a pair (low, high) with 0 < low < high <= 1",
-        fraction,
-    )
-    n_artists = check_int(func, "n_artists", n_artists)
-    n_communities = check_int(func, "n_communities", n_communities)
-    check(
-        n_communities <= n_artists,
-        "n_communities",
-        func,
-        f"at most n_artists ({n_artists})",
-        n_communities,
-    )
-    return n_users, days, shares / shares.sum(), prem
 
 
 def play_sequence(sess_ns, n_plays, off, base_logit, hour_effects, u_skip, length, short):
