@@ -139,45 +139,90 @@ def _masks(n_blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _tables(
     adj: sp.csr_matrix, h: Hyper
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
     """CSR arrays and lookup tables of the compiled kernels.
 
     Edge counts are integers (checked by the edge-list validation), so every
     ``gammaln(e_rs + a)`` of a block-edge count is a lookup in ``gammaln(m + a)``,
     ``m = 0, ..., sum of counts``, computed with the same scipy function as
     :func:`label_log_probs`. With degree correction the exposures take only the
-    values 0, 1/2 and 1, so ``log(X + b)`` is a lookup too.
+    values 0, 1/2 and 1, so ``log(X + b)`` is a lookup too. Block sizes are
+    integers, so ``gammaln(n_r eta)`` and ``log(n_r + gamma)`` are lookups; and
+    where ``q eta`` is an integer for a small ``q`` (``eta = 1/2`` by default),
+    so is ``gammaln(kappa_r + n_r eta)`` (in ``gammaln(j / q)``), the cost of the
+    degree-corrected terms being these Gamma functions. The lookups go to the
+    kernels as one tuple ``lut``: edge Gamma functions, ``log(X + b)``,
+    ``gammaln(m eta)``, ``log(m + gamma)``, ``gammaln(j / q)`` (empty: no such
+    ``q``) and ``(q, q eta)``.
     """
     indptr = adj.indptr.astype(np.int64)
     indices = adj.indices.astype(np.int64)
     weights = adj.data.astype(float)
     total = int(round(float(weights.sum()) / 2.0))
+    n = adj.shape[0]
     lg_edge = gammaln(np.arange(total + 2, dtype=float) + h.a)
     log_x = np.log(np.array([0.0, 0.5, 1.0]) + h.b)
-    return indptr, indices, weights, lg_edge, log_x
+    counts = np.arange(n + 2, dtype=float)
+    with np.errstate(divide="ignore"):
+        lg_eta = gammaln(counts * h.eta)  # m = 0: inf, never used
+    log_gamma = np.log(counts + h.gamma)
+    lg_theta, scale = np.empty(0), np.zeros(2)
+    for q in range(1, 17):
+        q_eta = q * h.eta
+        if abs(q_eta - round(q_eta)) < 1e-12 and round(q_eta) > 0:
+            size = q * (2 * total) + int(round(q_eta)) * (n + 1) + 2
+            if h.degree_corrected and size <= LUT_MAX:
+                lg_theta = gammaln(np.arange(1, size + 1, dtype=float) / q)
+                lg_theta = np.r_[np.inf, lg_theta]
+                scale = np.array([float(q), float(round(q_eta))])
+            break
+    return indptr, indices, weights, (lg_edge, log_x, lg_eta, log_gamma, lg_theta, scale)
+
+
+LUT_MAX = 20_000_000
+"""Largest table of ``gammaln(j / q)`` (160 MB); beyond it the kernels call ``lgamma``."""
 
 
 @numba.njit(cache=True)
+def _lg_theta(kappa_r, m, eta, lg_theta, scale):  # pragma: no cover - compiled
+    """``lgamma(kappa_r + m eta)``: a lookup in ``lg_theta`` when there is one."""
+    if lg_theta.size > 0:
+        return lg_theta[int(kappa_r * scale[0] + 0.5) + m * int(scale[1])]
+    return math.lgamma(kappa_r + m * eta)
+
+
+@numba.njit(cache=True, inline="always")
 def _row_log_prob(
-    r, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lg_edge, log_x
+    r, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lut
 ):  # pragma: no cover - compiled
-    """Unnormalised log p(z_i = r | z_-i, A) for one block ``r`` (node ``i`` removed)."""
+    """Unnormalised log p(z_i = r | z_-i, A) for one block ``r`` (node ``i`` removed).
+
+    With degree correction as :func:`_dc_log_probs` (a sum over the blocks ``i`` has
+    edges to).
+    """
+    lg_edge, log_x, lg_eta, log_gamma, lg_theta, scale = lut
     n_blocks = sizes.size
     n_r = sizes[r]
+    m = int(n_r)
     total = 0.0
+    if dc and n_r > 0.0:
+        for s in range(n_blocks):
+            k_s = k[s]
+            if k_s != 0.0:
+                e_old = e[r, s]
+                total += (lg_edge[int(e_old + k_s)] - lg_edge[int(e_old)]
+                          - k_s * (log_x[1] if s == r else log_x[2]))
+        return (total + lg_eta[m + 1]
+                - _lg_theta(kappa[r] + degree_i, m + 1, eta, lg_theta, scale)
+                - lg_eta[m] + _lg_theta(kappa[r], m, eta, lg_theta, scale) + log_gamma[m])
     for s in range(n_blocks):
         if s != r and sizes[s] == 0.0:
             continue  # no edges to an empty block, and no exposure: the term is 0
         e_old = e[r, s]
         e_new = e_old + k[s]
-        if dc:
-            # Exposures are 0, 1/2 or 1: index 2 X into log_x.
-            if s == r:
-                l_new = log_x[1]
-                l_old = log_x[1] if n_r > 0 else log_x[0]
-            else:
-                l_new = log_x[2] if sizes[s] > 0 else log_x[0]
-                l_old = log_x[2] if n_r > 0 and sizes[s] > 0 else log_x[0]
+        if dc:  # r is empty: exposures 0 -> 1 to occupied blocks, 0 -> 1/2 within r
+            l_new = log_x[1] if s == r else log_x[2]
+            l_old = log_x[0]
         elif s == r:
             l_new = math.log(0.5 * ((n_r + 1.0) * (n_r + 1.0)) + b)
             l_old = math.log(0.5 * (n_r * n_r) + b)
@@ -189,19 +234,62 @@ def _row_log_prob(
             term += lg_edge[int(e_new)] - lg_edge[int(e_old)]
         total += term
     if dc:
-        grown = (n_r + 1.0) * eta
-        total += math.lgamma(grown) - math.lgamma(kappa[r] + degree_i + grown)
-        if n_r > 0:
-            safe = n_r * eta
-            total -= math.lgamma(safe) - math.lgamma(kappa[r] + safe)
-    return total + math.log(n_r + gamma)
+        total += lg_eta[1] - _lg_theta(degree_i, 1, eta, lg_theta, scale)
+    return total + log_gamma[m]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
+def _dc_log_probs(logp, e, sizes, kappa, k, degree_i, a, eta, lut):  # pragma: no cover
+    """:func:`_log_probs_kernel` with degree correction, from the blocks ``i`` has edges to.
+
+    Between occupied blocks the exposures are 1 (1/2 within) whether or not ``i``
+    joins ``r``, so the change of the log joint is a sum over the blocks ``s`` with
+    ``k[s] > 0`` (Gamma functions of the counts, Poisson terms of ``i``'s edges) and
+    the theta terms of ``r``; an empty ``r`` gains an exposure to every occupied block.
+    """
+    lg_edge, log_x, lg_eta, log_gamma, lg_theta, scale = lut
+    n_blocks = sizes.size
+    occupied = 0
+    for s in range(n_blocks):
+        if sizes[s] > 0.0:
+            occupied += 1
+    first_empty = -1
+    for r in range(n_blocks):
+        n_r = sizes[r]
+        if n_r == 0.0:
+            if first_empty >= 0:  # every empty block gives the same value
+                logp[r] = logp[first_empty]
+                continue
+            first_empty = r
+            total = (a * (log_x[0] - log_x[1]) + occupied * a * (log_x[0] - log_x[2])
+                     - degree_i * log_x[2] + lg_eta[1]
+                     - _lg_theta(degree_i, 1, eta, lg_theta, scale) + log_gamma[0])
+            for s in range(n_blocks):
+                if k[s] != 0.0:
+                    total += lg_edge[int(k[s])] - lg_edge[0]
+            logp[r] = total
+            continue
+        total = 0.0
+        for s in range(n_blocks):
+            k_s = k[s]
+            if k_s != 0.0:
+                e_old = e[r, s]
+                total += (lg_edge[int(e_old + k_s)] - lg_edge[int(e_old)]
+                          - k_s * (log_x[1] if s == r else log_x[2]))
+        m = int(n_r)
+        logp[r] = (total + lg_eta[m + 1] - _lg_theta(kappa[r] + degree_i, m + 1, eta, lg_theta,
+                                                     scale)
+                   - lg_eta[m] + _lg_theta(kappa[r], m, eta, lg_theta, scale) + log_gamma[m])
+
+
+@numba.njit(cache=True, inline="always")
 def _log_probs_kernel(
-    logp, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lg_edge, log_x
+    logp, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lut
 ):  # pragma: no cover - compiled
     """Compiled :func:`label_log_probs`, written into ``logp``."""
+    if dc:
+        _dc_log_probs(logp, e, sizes, kappa, k, degree_i, a, eta, lut)
+        return
     first_empty = -1
     for r in range(sizes.size):
         if sizes[r] == 0.0:
@@ -210,7 +298,7 @@ def _log_probs_kernel(
                 continue
             first_empty = r
         logp[r] = _row_log_prob(r, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc,
-                                lg_edge, log_x)
+                                lut)
 
 
 @numba.njit(cache=True)
@@ -245,7 +333,7 @@ def _rate_log_likelihood(e, sizes, omega, dc):  # pragma: no cover - compiled
     return total
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree):  # pragma: no cover
     """Take node ``i`` out of its block; ``k`` receives its edges to every block."""
     k[:] = 0.0
@@ -260,7 +348,7 @@ def _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree):  # prag
     kappa[old] -= degree[i]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _insert(i, new, z, e, sizes, kappa, k, degree):  # pragma: no cover - compiled
     """Put node ``i``, with edges ``k`` to every block, into block ``new``."""
     z[i] = new
@@ -275,7 +363,7 @@ def _insert(i, new, z, e, sizes, kappa, k, degree):  # pragma: no cover - compil
 @numba.njit(cache=True)
 def _sweep_kernel(
     z, e, sizes, kappa, indptr, indices, weights, degree, order, uniforms,
-    inverse_temperature, a, b, eta, gamma, dc, lg_edge, log_x,
+    inverse_temperature, a, b, eta, gamma, dc, lut,
 ):  # pragma: no cover - compiled
     """One Gibbs sweep in place: node ``order[t]`` drawn by inversion of ``uniforms[t]``."""
     n_blocks = sizes.size
@@ -286,7 +374,7 @@ def _sweep_kernel(
         i = order[t]
         _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree)
         _log_probs_kernel(logp, e, sizes, kappa, k, degree[i], a, b, eta, gamma, dc,
-                          lg_edge, log_x)
+                          lut)
         if inverse_temperature < 1.0:
             for r in range(n_blocks):
                 logp[r] *= inverse_temperature
@@ -305,7 +393,7 @@ def _sweep_kernel(
 @numba.njit(cache=True)
 def _sweeps_kernel(
     z, e, sizes, kappa, indptr, indices, weights, degree, uniforms, a, b, eta, gamma, dc,
-    lg_edge, log_x,
+    lut,
 ):  # pragma: no cover - compiled
     """``uniforms.shape[0]`` Gibbs sweeps, each in an order shuffled from its row of uniforms."""
     n = z.size
@@ -314,13 +402,13 @@ def _sweeps_kernel(
         row = uniforms[t]
         _shuffle(order, row, 0)
         _sweep_kernel(z, e, sizes, kappa, indptr, indices, weights, degree, order, row[n:],
-                      1.0, a, b, eta, gamma, dc, lg_edge, log_x)
+                      1.0, a, b, eta, gamma, dc, lut)
 
 
 @numba.njit(cache=True)
 def _climb_kernel(
     z, e, sizes, kappa, indptr, indices, weights, degree, max_sweeps,
-    a, b, eta, gamma, dc, lg_edge, log_x,
+    a, b, eta, gamma, dc, lut,
 ):  # pragma: no cover - compiled
     """Climb by iterated conditional modes in place, nodes in index order; return sweeps run."""
     n_blocks = sizes.size
@@ -332,7 +420,7 @@ def _climb_kernel(
             old = z[i]
             _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree)
             _log_probs_kernel(logp, e, sizes, kappa, k, degree[i], a, b, eta, gamma, dc,
-                              lg_edge, log_x)
+                              lut)
             new = old if logp[old] >= logp.max() - 1e-12 else np.argmax(logp)
             if new != old:
                 moved += 1
@@ -342,12 +430,12 @@ def _climb_kernel(
     return max_sweeps
 
 
-@numba.njit(cache=True)
-def _pair_log_prob(r, s, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lg_edge,
-                   log_x):  # pragma: no cover - compiled
+@numba.njit(cache=True, inline="always")
+def _pair_log_prob(r, s, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc,
+                   lut):  # pragma: no cover - compiled
     """Log probability of block ``r`` against ``s`` for a removed node (restricted Gibbs)."""
-    lr = _row_log_prob(r, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lg_edge, log_x)
-    ls = _row_log_prob(s, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lg_edge, log_x)
+    lr = _row_log_prob(r, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lut)
+    ls = _row_log_prob(s, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lut)
     top = max(lr, ls)
     return lr - top - math.log(math.exp(lr - top) + math.exp(ls - top))
 
@@ -364,8 +452,8 @@ def _shuffle(order, uniforms, pos):  # pragma: no cover - compiled
 
 @numba.njit(cache=True)
 def _restricted_scan(members, order, target, r, s, z, e, sizes, kappa, indptr, indices,
-                     weights, degree, uniforms, pos, a, b, eta, gamma, dc, lg_edge,
-                     log_x):  # pragma: no cover - compiled
+                     weights, degree, uniforms, pos, a, b, eta, gamma, dc,
+                     lut):  # pragma: no cover - compiled
     """One restricted Gibbs scan of ``members`` over blocks ``r`` and ``s``.
 
     Nodes ``members[order[t]]`` in turn. With ``target`` empty every label is drawn
@@ -380,7 +468,7 @@ def _restricted_scan(members, order, target, r, s, z, e, sizes, kappa, indptr, i
         i = members[q]
         _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree)
         log_pr = _pair_log_prob(r, s, e, sizes, kappa, k, degree[i], a, b, eta, gamma, dc,
-                                lg_edge, log_x)
+                                lut)
         if forced:
             new = target[q]
         else:
@@ -403,7 +491,7 @@ def _pair_choice_log_prob(r, s, sizes):  # pragma: no cover - compiled
 @numba.njit(cache=True)
 def _merge_split_kernel(
     r, s, members, z, e, sizes, kappa, indptr, indices, weights, degree, uniforms,
-    n_intermediate, a, b, eta, gamma, dc, lg_edge, log_x,
+    n_intermediate, a, b, eta, gamma, dc, lut,
 ):  # pragma: no cover - compiled
     """One Metropolis-Hastings merge-split move of the nodes of blocks ``r`` and ``s``.
 
@@ -434,14 +522,14 @@ def _merge_split_kernel(
         pos = _shuffle(order, uniforms, pos)
         _, pos = _restricted_scan(members, order, free, r, s, z, e, sizes, kappa, indptr,
                                   indices, weights, degree, uniforms, pos, a, b, eta, gamma,
-                                  dc, lg_edge, log_x)
+                                  dc, lut)
     launch = np.empty(m, dtype=np.int64)
     for q in range(m):
         launch[q] = z[members[q]]
     pos = _shuffle(order, uniforms, pos)
     log_q_forward, pos = _restricted_scan(members, order, free, r, s, z, e, sizes, kappa,
                                           indptr, indices, weights, degree, uniforms, pos,
-                                          a, b, eta, gamma, dc, lg_edge, log_x)
+                                          a, b, eta, gamma, dc, lut)
     proposal = np.empty(m, dtype=np.int64)
     for q in range(m):
         proposal[q] = z[members[q]]
@@ -453,7 +541,7 @@ def _merge_split_kernel(
         _insert(i, launch[q], z, e, sizes, kappa, k, degree)
     log_q_reverse, pos = _restricted_scan(members, order, original, r, s, z, e, sizes,
                                           kappa, indptr, indices, weights, degree, uniforms,
-                                          pos, a, b, eta, gamma, dc, lg_edge, log_x)
+                                          pos, a, b, eta, gamma, dc, lut)
     log_ratio = lp_new - lp_old + pick_new - pick_old + log_q_reverse - log_q_forward
     if math.log(uniforms[pos]) >= log_ratio:
         return False  # the reverse scan left the state at the current labels
@@ -467,7 +555,7 @@ def _merge_split_kernel(
 @numba.njit(cache=True)
 def _split_merge_kernel(
     i, j, r, s, others, split, log_pick, z, e, sizes, kappa, indptr, indices, weights, degree,
-    uniforms, n_intermediate, a, b, eta, gamma, dc, lg_edge, log_x,
+    uniforms, n_intermediate, a, b, eta, gamma, dc, lut,
 ):  # pragma: no cover - compiled
     """One split-merge move of Jain & Neal (2004) with anchors ``i`` (block ``r``) and ``j``.
 
@@ -500,12 +588,12 @@ def _split_merge_kernel(
         pos = _shuffle(order, uniforms, pos)
         _, pos = _restricted_scan(others, order, free, r, s, z, e, sizes, kappa, indptr,
                                   indices, weights, degree, uniforms, pos, a, b, eta, gamma,
-                                  dc, lg_edge, log_x)
+                                  dc, lut)
     pos = _shuffle(order, uniforms, pos)
     if split:
         log_q, pos = _restricted_scan(others, order, free, r, s, z, e, sizes, kappa, indptr,
                                       indices, weights, degree, uniforms, pos, a, b, eta,
-                                      gamma, dc, lg_edge, log_x)
+                                      gamma, dc, lut)
         lp_new = _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc)
         log_ratio = lp_new - lp_old - log_pick - log_q
         if math.log(uniforms[pos]) < log_ratio:
@@ -520,7 +608,7 @@ def _split_merge_kernel(
         return False
     log_q, pos = _restricted_scan(others, order, original, r, s, z, e, sizes, kappa, indptr,
                                   indices, weights, degree, uniforms, pos, a, b, eta, gamma,
-                                  dc, lg_edge, log_x)  # the state is back at the labels
+                                  dc, lut)  # the state is back at the labels
     log_ratio = -lp_old + log_pick + log_q
     _remove(j, z, e, sizes, kappa, k, indptr, indices, weights, degree)
     _insert(j, r, z, e, sizes, kappa, k, degree)
@@ -569,33 +657,33 @@ class _State:
 
     def sweep(self, order: np.ndarray, uniforms: np.ndarray, inverse_temperature: float) -> None:
         """One Gibbs sweep (tempered when ``inverse_temperature < 1``)."""
-        indptr, indices, weights, lg_edge, log_x = self.tables
+        indptr, indices, weights, lut = self.tables
         _sweep_kernel(self.z, self.e, self.sizes, self.kappa, indptr, indices, weights,
                       self.degree, order.astype(np.int64), uniforms, float(inverse_temperature),
-                      *self.scalars, lg_edge, log_x)
+                      *self.scalars, lut)
 
     def sweeps(self, rng: np.random.Generator, count: int) -> None:
         """``count`` Gibbs sweeps in one compiled loop (random orders from ``rng``)."""
-        indptr, indices, weights, lg_edge, log_x = self.tables
+        indptr, indices, weights, lut = self.tables
         n = self.z.size
         chunk = max(1, 2_000_000 // (2 * n))  # at most 16 MB of uniforms at a time
         for start in range(0, count, chunk):
             uniforms = rng.random((min(chunk, count - start), 2 * n))
             _sweeps_kernel(self.z, self.e, self.sizes, self.kappa, indptr, indices, weights,
-                           self.degree, uniforms, *self.scalars, lg_edge, log_x)
+                           self.degree, uniforms, *self.scalars, lut)
 
     def climb(self, max_sweeps: int) -> None:
         """Climb to a local mode by iterated conditional modes."""
-        indptr, indices, weights, lg_edge, log_x = self.tables
+        indptr, indices, weights, lut = self.tables
         _climb_kernel(self.z, self.e, self.sizes, self.kappa, indptr, indices, weights,
-                      self.degree, int(max_sweeps), *self.scalars, lg_edge, log_x)
+                      self.degree, int(max_sweeps), *self.scalars, lut)
 
     def merge_split(self, rng: np.random.Generator, n_moves: int,
                     n_intermediate: int = MERGE_SPLIT_SCANS) -> int:
         """Make ``n_moves`` merge-split moves (:func:`_merge_split_kernel`); return the accepted."""
         if self.n_blocks < 2:
             return 0
-        indptr, indices, weights, lg_edge, log_x = self.tables
+        indptr, indices, weights, lut = self.tables
         n, accepted = self.z.size, 0
         for move in range(n_moves):
             if move % 2 == 1:  # every other move: a split or a merge
@@ -610,8 +698,7 @@ class _State:
             uniforms = rng.random(merge_split_uniforms(members.size, n_intermediate))
             accepted += bool(_merge_split_kernel(
                 r, s, members, self.z, self.e, self.sizes, self.kappa, indptr, indices,
-                weights, self.degree, uniforms, int(n_intermediate), *self.scalars, lg_edge,
-                log_x))
+                weights, self.degree, uniforms, int(n_intermediate), *self.scalars, lut))
         return accepted
 
     def _split_merge(self, rng: np.random.Generator, n_intermediate: int) -> bool:
@@ -633,11 +720,11 @@ class _State:
         others = np.flatnonzero((self.z == r) | (self.z == s))
         others = others[(others != i) & (others != j)]
         uniforms = rng.random(others.size + (n_intermediate + 1) * 2 * others.size + 2)
-        indptr, indices, weights, lg_edge, log_x = self.tables
+        indptr, indices, weights, lut = self.tables
         return bool(_split_merge_kernel(
             i, j, r, s, others, split, log_pick, self.z, self.e, self.sizes, self.kappa,
             indptr, indices, weights, self.degree, uniforms, int(n_intermediate),
-            *self.scalars, lg_edge, log_x))
+            *self.scalars, lut))
 
     def log_joint(self, log_factorial: float) -> float:
         """Collapsed log p(A, z) of the current labels."""

@@ -90,17 +90,22 @@ def test_label_conditional_equals_difference_of_log_joints(karate, degree_correc
         np.testing.assert_allclose(logp - logp[0], np.array(joint) - joint[0], atol=1e-9)
 
 
-@pytest.mark.parametrize("degree_corrected", [True, False])
-def test_compiled_conditional_equals_numpy_conditional(degree_corrected):
-    # Edge multiplicities > 1 and two empty blocks: the lookup tables and every branch.
+@pytest.mark.parametrize(("degree_corrected", "eta", "table"),
+                         [(True, 0.5, True), (True, 1 / 3, True), (True, 0.37, False),
+                          (False, 0.5, False)])
+def test_compiled_conditional_equals_numpy_conditional(degree_corrected, eta, table):
+    # Edge multiplicities > 1 and two empty blocks: the lookup tables and every branch;
+    # theta's Dirichlet(eta) on a grid j / q (a table of its Gamma functions) or not.
     g = nx.karate_club_graph()
     rng = np.random.default_rng(1)
     for u, v in g.edges:
         g.edges[u, v]["count"] = int(rng.integers(1, 4))
-    model = StochasticBlockModel(n_blocks=5, degree_corrected=degree_corrected, weight="count")
+    model = StochasticBlockModel(n_blocks=5, degree_corrected=degree_corrected, weight="count",
+                                 priors={"theta": Prior("Dirichlet", a=eta)})
     adj, degree, h = _arrays(model, g)
     state = _gibbs._State(adj, degree, rng.integers(0, 3, 34), 5, h)
-    indptr, indices, weights, lg_edge, log_x = state.tables
+    assert (state.tables[3][4].size > 0) == table
+    indptr, indices, weights, lut = state.tables
     k, got = np.zeros(5), np.empty(5)
     for i in (0, 5, 16, 33):
         z = state.z.copy()
@@ -116,9 +121,12 @@ def test_compiled_conditional_equals_numpy_conditional(degree_corrected):
         kappa[z[i]] -= degree[i]
         np.testing.assert_array_equal(state.e, e)
         _gibbs._log_probs_kernel(got, state.e, state.sizes, state.kappa, k, degree[i],
-                                 *state.scalars, lg_edge, log_x)
+                                 *state.scalars, lut)
         expected = _gibbs.label_log_probs(e, sizes, kappa, k, degree[i], h)
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-9)
+        rows = [_gibbs._row_log_prob(r, state.e, state.sizes, state.kappa, k, degree[i],
+                                     *state.scalars, lut) for r in range(5)]  # merge-split's
+        np.testing.assert_allclose(rows, expected, rtol=1e-12, atol=1e-9)
         _gibbs._insert(i, z[i], state.z, state.e, state.sizes, state.kappa, k, state.degree)
         np.testing.assert_array_equal(state.e, _gibbs.block_counts(adj, z, degree, 5)[0])
 
