@@ -535,6 +535,14 @@ def _merge_split_kernel(
         proposal[q] = z[members[q]]
     lp_new = _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc)
     pick_new = _pair_choice_log_prob(r, s, sizes)
+    log_u = math.log(uniforms[uniforms.size - 1])  # no scan reaches the last uniform
+    if log_u >= lp_new - lp_old + pick_new - pick_old - log_q_forward:
+        # Rejected whatever the reverse scan's log probability (at most 0): skip it.
+        for q in range(m):
+            i = members[q]
+            _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+            _insert(i, original[q], z, e, sizes, kappa, k, degree)
+        return False
     for q in range(m):  # back to the launch state for the reverse scan
         i = members[q]
         _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree)
@@ -543,7 +551,7 @@ def _merge_split_kernel(
                                           kappa, indptr, indices, weights, degree, uniforms,
                                           pos, a, b, eta, gamma, dc, lut)
     log_ratio = lp_new - lp_old + pick_new - pick_old + log_q_reverse - log_q_forward
-    if math.log(uniforms[pos]) >= log_ratio:
+    if log_u >= log_ratio:
         return False  # the reverse scan left the state at the current labels
     for q in range(m):
         i = members[q]
@@ -573,7 +581,19 @@ def _split_merge_kernel(
     for q in range(m):
         original[q] = z[others[q]]
     lp_old = _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc)
-    if split:
+    log_u = math.log(uniforms[uniforms.size - 1])  # a merge's; no scan reaches it
+    if not split:
+        # The merged labels first: with the reverse split's log probability (at most 0)
+        # left out, a merge that fails is rejected without its scans.
+        _move_all(j, others, r, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+        lp_merged = _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc)
+        if log_u >= lp_merged - lp_old + log_pick:
+            _restore(j, s, others, original, z, e, sizes, kappa, k, indptr, indices, weights,
+                     degree)
+            return False
+        _remove(j, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+        _insert(j, s, z, e, sizes, kappa, k, degree)
+    else:
         _remove(j, z, e, sizes, kappa, k, indptr, indices, weights, degree)
         _insert(j, s, z, e, sizes, kappa, k, degree)
     pos = 0
@@ -598,34 +618,39 @@ def _split_merge_kernel(
         log_ratio = lp_new - lp_old - log_pick - log_q
         if math.log(uniforms[pos]) < log_ratio:
             return True
-        back = r  # restore: every node of the split back to r
-        _remove(j, z, e, sizes, kappa, k, indptr, indices, weights, degree)
-        _insert(j, back, z, e, sizes, kappa, k, degree)
-        for q in range(m):
-            node = others[q]
-            _remove(node, z, e, sizes, kappa, k, indptr, indices, weights, degree)
-            _insert(node, back, z, e, sizes, kappa, k, degree)
-        return False
+        _move_all(j, others, r, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+        return False  # every node of the split back in r
     log_q, pos = _restricted_scan(others, order, original, r, s, z, e, sizes, kappa, indptr,
                                   indices, weights, degree, uniforms, pos, a, b, eta, gamma,
                                   dc, lut)  # the state is back at the labels
-    log_ratio = -lp_old + log_pick + log_q
+    if log_u < lp_merged - lp_old + log_pick + log_q:
+        _move_all(j, others, r, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+        return True
+    return False
+
+
+@numba.njit(cache=True, inline="always")
+def _move_all(j, others, r, z, e, sizes, kappa, k, indptr, indices, weights,
+              degree):  # pragma: no cover - compiled
+    """Put node ``j`` and ``others`` into block ``r``."""
     _remove(j, z, e, sizes, kappa, k, indptr, indices, weights, degree)
     _insert(j, r, z, e, sizes, kappa, k, degree)
-    for q in range(m):
+    for q in range(others.size):
         node = others[q]
         _remove(node, z, e, sizes, kappa, k, indptr, indices, weights, degree)
         _insert(node, r, z, e, sizes, kappa, k, degree)
-    log_ratio += _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc)
-    if math.log(uniforms[pos]) < log_ratio:
-        return True
+
+
+@numba.njit(cache=True, inline="always")
+def _restore(j, s, others, original, z, e, sizes, kappa, k, indptr, indices, weights,
+             degree):  # pragma: no cover - compiled
+    """Put node ``j`` back into block ``s`` and ``others`` into their ``original`` blocks."""
     _remove(j, z, e, sizes, kappa, k, indptr, indices, weights, degree)
     _insert(j, s, z, e, sizes, kappa, k, degree)
-    for q in range(m):
+    for q in range(others.size):
         node = others[q]
         _remove(node, z, e, sizes, kappa, k, indptr, indices, weights, degree)
         _insert(node, original[q], z, e, sizes, kappa, k, degree)
-    return False
 
 
 def merge_split_uniforms(n_members: int, n_intermediate: int) -> int:
