@@ -124,6 +124,7 @@ def run(sizes, n_blocks, draws, tune, chains, python):
             "log p(A,z) graph-tool's": log_joint(model, frame, gt["blocks"], labels),
             "DL ours": gt["dl_ours"], "DL graph-tool's": gt["dl"],
             "ours: fit check": model.fit_report_.verdict,
+            "load avg (1 min)": os.getloadavg()[0],  # wall times stretch on a busy machine
         })
         print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False), flush=True)
     return pd.DataFrame(rows)
