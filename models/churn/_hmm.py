@@ -7,7 +7,10 @@ function takes parameter draws with a leading draw axis ``D``:
 
 - ``emission``: ``(D, n + 2, C)``, the probability of each observed value
   ``0..n`` in each state, and a last row of ones for a period that is not
-  observed (before the user's first period);
+  observed (before the user's first period); with a user effect integrated
+  out over ``Q`` nodes, ``(D, Q, n + 2, C)`` (:func:`forward_nodes`,
+  :func:`mix_nodes`), and the samplers take one table per user,
+  ``(D, U, n + 2, C)``;
 - ``initial``: ``(D, C)``; ``transition``: ``(D, C, C)`` or, per user,
   ``(D, U, C, C)``;
 - observations ``y``: ``(U, T)`` integer codes ``0..n + 1`` and ``start``: ``(U,)``,
@@ -16,13 +19,20 @@ function takes parameter draws with a leading draw axis ``D``:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import numpy as np
 from scipy import special
 
 __all__ = [
+    "NodeFilter",
+    "draw_nodes",
     "emission_table",
     "expected_future_activity",
     "forward",
+    "forward_nodes",
+    "mix_nodes",
     "partial_period_zero",
     "probability_no_activity",
     "sample_future_activity",
@@ -111,6 +121,67 @@ def forward(y: np.ndarray, start: np.ndarray, emission: np.ndarray, initial: np.
     return loglik, a
 
 
+class NodeFilter(NamedTuple):
+    """Forward algorithm at each node of a user effect (:func:`forward_nodes`)."""
+
+    loglik: np.ndarray  #: ``(D, U)`` log-likelihood, the effect integrated out
+    weights: np.ndarray  #: ``(D, Q, U)`` posterior probability of each node
+    filtered: np.ndarray  #: ``(D, Q, U, C)`` filtered state at each node
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    """Merge the draw and node axes."""
+    return x.reshape(-1, *x.shape[2:])
+
+
+def forward_nodes(y: np.ndarray, start: np.ndarray, emission: np.ndarray, initial: np.ndarray,
+                  transition: np.ndarray, log_nodes: np.ndarray) -> NodeFilter:
+    r"""Forward algorithm with a user effect integrated out over nodes.
+
+    ``emission`` ``(D, Q, n + 2, C)`` is the table at each node of the effect
+    and ``log_nodes`` ``(Q,)`` the log-probabilities of the nodes. A user's
+    likelihood is :math:`\sum_q \omega_q L_q` and the posterior probability of
+    node :math:`q` given the history :math:`\omega_q L_q / \sum_{q'}
+    \omega_{q'} L_{q'}`.
+    """
+    n_draws, n_nodes = emission.shape[:2]
+    loglik, filtered = forward(y, start, _flat(emission), np.repeat(initial, n_nodes, axis=0),
+                               np.repeat(transition, n_nodes, axis=0))
+    loglik = loglik.reshape(n_draws, n_nodes, -1) + np.asarray(log_nodes)[None, :, None]
+    total = special.logsumexp(loglik, axis=1)
+    with np.errstate(invalid="ignore"):
+        weights = np.nan_to_num(np.exp(loglik - total[:, None]))
+    return NodeFilter(total, weights, filtered.reshape(n_draws, n_nodes, *filtered.shape[1:]))
+
+
+def mix_nodes(func: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+              emission: np.ndarray, nodes: NodeFilter, transition: np.ndarray) -> np.ndarray:
+    """Average ``func(emission, filtered, transition) -> (D, U)`` over each user's nodes.
+
+    ``func`` runs on the draws and nodes merged into one leading axis; the
+    result is weighted by the nodes' posterior probabilities, ``(D, U)``.
+    """
+    n_draws, n_nodes = emission.shape[:2]
+    values = func(_flat(emission), _flat(nodes.filtered),
+                  np.repeat(transition, n_nodes, axis=0))
+    return (values.reshape(n_draws, n_nodes, -1) * nodes.weights).sum(axis=1)
+
+
+def draw_nodes(emission: np.ndarray, nodes: NodeFilter,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draw each user's node from its posterior: the user's table and filtered state.
+
+    Returns ``(D, U, n + 2, C)`` tables and ``(D, U, C)`` filtered states; with one
+    node, the draws' common ``(D, n + 2, C)`` table and no random numbers drawn.
+    """
+    if emission.shape[1] == 1:
+        return emission[:, 0], nodes.filtered[:, 0]
+    node = _draw_categorical(np.moveaxis(nodes.weights, 1, 2), rng)  # (D, U)
+    d_idx = np.arange(node.shape[0])[:, None]
+    u_idx = np.arange(node.shape[1])[None, :]
+    return emission[d_idx, node], nodes.filtered[d_idx, node, u_idx]
+
+
 def partial_period_zero(emission: np.ndarray, n: int, days: int) -> np.ndarray:
     r"""P(no activity on the first ``days`` of a period | state), ``(D, C)``.
 
@@ -157,14 +228,24 @@ def _draw_categorical(prob: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.minimum((u > cum).sum(axis=-1), prob.shape[-1] - 1)
 
 
+def _days_pmf(emission: np.ndarray, n: int) -> Callable:
+    """``pmf(d, u, state)``: the active days' probabilities, from one table per draw or per user."""
+    if emission.ndim == 3:
+        pmf = np.moveaxis(emission[:, : n + 1], 1, 2)  # (D, C, n+1)
+        return lambda d, u, state: pmf[d, state]
+    pmf_u = np.moveaxis(emission[:, :, : n + 1], 2, 3)  # (D, U, C, n+1)
+    return lambda d, u, state: pmf_u[d, u, state]
+
+
 def sample_future_activity(filtered: np.ndarray, emission: np.ndarray, transition: np.ndarray,
                            n: int, periods: int, days: int,
                            rng: np.random.Generator) -> np.ndarray:
     """Draw the active days of each user in the next ``periods`` periods and ``days`` days.
 
     The state now is drawn from ``filtered``, then the chain runs forward and
-    each period's active days are drawn from its state's emission; of the last,
-    partial period the active days among its first ``days`` are hypergeometric.
+    each period's active days are drawn from its state's emission (``emission``
+    per draw or, ``(D, U, n + 2, C)``, per user); of the last, partial period
+    the active days among its first ``days`` are hypergeometric.
 
     Returns
     -------
@@ -175,13 +256,13 @@ def sample_future_activity(filtered: np.ndarray, emission: np.ndarray, transitio
     d_idx = np.arange(n_draws)[:, None]
     u_idx = np.arange(n_users)[None, :]
     state = _draw_categorical(filtered, rng)
-    pmf = np.moveaxis(emission[:, : n + 1], 1, 2)  # (D, C, n+1)
+    pmf = _days_pmf(emission, n)
     total = np.zeros((n_draws, n_users), dtype=np.int64)
     for step in range(periods + (1 if days else 0)):
         rows = (transition[d_idx, state] if transition.ndim == 3
                 else transition[d_idx, u_idx, state])
         state = _draw_categorical(rows, rng)
-        active = _draw_categorical(pmf[d_idx, state], rng)
+        active = _draw_categorical(pmf(d_idx, u_idx, state), rng)
         if step == periods:  # the partial period
             active = rng.hypergeometric(active, n - active, days) if days < n else active
         total += active
@@ -193,20 +274,21 @@ def sample_history_totals(initial: np.ndarray, emission: np.ndarray, transition:
     """Draw each user's total active days over a history of ``lengths`` periods, ``(D, U)``.
 
     The first period's state is drawn from ``initial``; replicated training
-    data for posterior predictive checks.
+    data for posterior predictive checks. ``emission`` per draw or per user,
+    as in :func:`sample_future_activity`.
     """
     n_draws = emission.shape[0]
     n_users = len(lengths)
     d_idx = np.arange(n_draws)[:, None]
     u_idx = np.arange(n_users)[None, :]
-    pmf = np.moveaxis(emission[:, : n + 1], 1, 2)
+    pmf = _days_pmf(emission, n)
     state = _draw_categorical(np.broadcast_to(initial[:, None, :],
                                               (n_draws, n_users, initial.shape[-1])), rng)
-    total = _draw_categorical(pmf[d_idx, state], rng)
+    total = _draw_categorical(pmf(d_idx, u_idx, state), rng)
     for step in range(1, int(np.max(lengths, initial=0))):
         rows = (transition[d_idx, state] if transition.ndim == 3
                 else transition[d_idx, u_idx, state])
         state = _draw_categorical(rows, rng)
-        active = _draw_categorical(pmf[d_idx, state], rng)
+        active = _draw_categorical(pmf(d_idx, u_idx, state), rng)
         total += np.where(step < lengths[None, :], active, 0)
     return total

@@ -10,7 +10,9 @@ BG/NBD, silence is a state the user can leave: a dormant user may come back.
 
 The input is an activity table, one row per user and one column per period
 (:func:`~models.churn.activity_table` builds it from a listening log); users with identical
-histories are fitted as one weighted row.
+histories are fitted as one weighted row. With ``user_effects=True`` each user's
+activity is shifted by an effect of its own, integrated out over a grid of
+nodes, so identical histories still share one row.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 from pymc.distributions.transforms import ordered
+from scipy import special
 
 from models._pointwise import by_blocks, draw_arrays, sample_array, unit_array, unit_coords
 from models.base import BayesianModel, resolve_seed
@@ -58,6 +61,19 @@ def _compress(codes: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return rows, inverse.reshape(-1), counts.astype(float)
 
 
+def effect_nodes(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Standard-normal nodes of a user effect and their log-probabilities.
+
+    ``n_nodes`` equally spaced points on [-4, 4] with probabilities proportional
+    to the normal density (the trapezoid rule); one node at 0 for ``n_nodes=1``.
+    """
+    if n_nodes == 1:
+        return np.zeros(1), np.zeros(1)
+    z = np.linspace(-4.0, 4.0, n_nodes)
+    log_w = -0.5 * z**2
+    return z, log_w - np.log(np.exp(log_w).sum())
+
+
 def _starts(codes: np.ndarray, missing: int) -> np.ndarray:
     """First observed period of each row of codes."""
     return np.argmax(codes != missing, axis=1)
@@ -90,13 +106,23 @@ class EngagementStateModel(BayesianModel):
     segment : str, optional
         Column of the table holding a segment label; the transition logits of
         each segment are partially pooled around the population's.
+    user_effects : bool, default False
+        Give each user an activity level of its own: an effect
+        :math:`u_i \sim N(0, \sigma_u)` added to the emission logits of
+        every activity state (not the churned one), so that a heavy listener
+        stays heavy within a state. The effects are integrated out (see
+        Notes): NUTS samples only :math:`\sigma_u` besides the population
+        parameters, and predictions average over each user's posterior of its
+        effect given its history.
     priors : mapping of str to Prior or dict, optional
         Replace default priors by name: ``emission_logit`` (the logits of the
         states' mean activity per day, ordered), ``emission_concentration``
         (beta-binomial only), ``initial_logit`` (of each state but the dormant
         one, against it, in a user's first period), ``transition_logit`` (of
-        moving from a state to another, against staying) and ``segment_sigma``
-        (spread of the transition logits across segments; with ``segment``).
+        moving from a state to another, against staying), ``segment_sigma``
+        (spread of the transition logits across segments; with ``segment``)
+        and ``sigma_user`` (spread of the user effects on the logit scale; with
+        ``user_effects``).
 
     Attributes
     ----------
@@ -128,6 +154,25 @@ class EngagementStateModel(BayesianModel):
     in which users with identical histories (and segment) enter once, weighted
     by their number.
 
+    *User effects.* With ``user_effects=True`` the emission mean of state
+    :math:`k` for user :math:`i` is :math:`\operatorname{logit}^{-1}(\operatorname{logit}
+    p_k + u_i)` (``emission_probability`` is that of a user with :math:`u_i =
+    0`) and :math:`u_i = \sigma_u z_i`, :math:`z_i \sim N(0, 1)`. The normal is
+    replaced by :attr:`user_effect_nodes` equally spaced nodes :math:`z_q` on
+    :math:`[-4, 4]` with probabilities :math:`\omega_q \propto \phi(z_q)`, and
+    a user's likelihood is :math:`\sum_q \omega_q L_i(\sigma_u z_q)`: with
+    spacing 0.27 this trapezoid rule integrates smooth likelihoods almost
+    exactly, and it is in any case the likelihood of a discretised normal
+    effect, so it stays a proper model. Summing the effect out keeps the
+    sampled dimension small (no funnel between :math:`\sigma_u` and one
+    parameter per user) and identical histories one weighted row. Every
+    prediction and replicate weights the nodes by their posterior given the
+    user's history and the draw's parameters, :math:`r_{iq} \propto
+    \omega_q L_i(\sigma_u z_q)`: for a user in the fit this is the exact
+    conditional posterior of its effect, and a user outside the fit is
+    treated the same way (its effect conditioned on its own history, under the
+    population distribution learnt from the fitted users).
+
     Predictions start from the filtered state :math:`P(s_{iT} \mid y_{i,
     t_0..T})` and run the chain forward: P(active at least once within a
     horizon), expected active days, draws of future activity. A ``horizon``
@@ -157,19 +202,22 @@ class EngagementStateModel(BayesianModel):
     """
 
     dense_mass_max_dim: ClassVar[int] = 40
+    #: Nodes of the integral over each user's effect (``user_effects=True``).
+    user_effect_nodes: ClassVar[int] = 31
     default_priors: ClassVar[Mapping[str, Prior]] = {
         "emission_logit": Prior("Normal", mu=0.0, sigma=2.5),
         "emission_concentration": Prior("LogNormal", mu=1.5, sigma=1.0),
         "initial_logit": Prior("Normal", mu=0.0, sigma=1.5),
         "transition_logit": Prior("Normal", mu=-2.0, sigma=1.5),
         "segment_sigma": Prior("HalfNormal", sigma=0.5),
+        "sigma_user": Prior("HalfNormal", sigma=1.0),
     }
 
     def __init__(
         self, *, n_states: int = 3, period_length: int = 7,
         emission: str = "beta_binomial", churn_state: bool = False,
         churn_returns: bool = False,
-        segment: str | None = None,
+        segment: str | None = None, user_effects: bool = False,
         priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     ) -> None:
         owner = "EngagementStateModel"
@@ -181,7 +229,8 @@ class EngagementStateModel(BayesianModel):
         if emission not in EMISSIONS:
             raise ValueError(f"The 'emission' parameter of {owner} must be one of "
                              f"{list(EMISSIONS)}. Got {emission!r} instead.")
-        for name, value in (("churn_state", churn_state), ("churn_returns", churn_returns)):
+        for name, value in (("churn_state", churn_state), ("churn_returns", churn_returns),
+                            ("user_effects", user_effects)):
             if not isinstance(value, bool):
                 raise ValueError(f"The '{name}' parameter of {owner} must be True or False. "
                                  f"Got {value!r} instead.")
@@ -197,6 +246,7 @@ class EngagementStateModel(BayesianModel):
         self.churn_state = churn_state
         self.churn_returns = churn_returns
         self.segment = segment
+        self.user_effects = user_effects
         super().__init__(priors=priors)
 
     # ------------------------------------------------------------------ hooks
@@ -248,12 +298,18 @@ class EngagementStateModel(BayesianModel):
         rows, _, weights = _compress(self._codes(data), self._segment_codes(data, seg_labels))
         seg, codes = rows[:, 0], rows[:, 1:]
         start = _starts(codes, n + 1)
+        z, log_nodes = effect_nodes(self.user_effect_nodes if self.user_effects else 1)
         with pm.Model(coords=coords) as model:
             logit = priors["emission_logit"].create(
                 "emission_logit", dims="state", transform=ordered,
                 initval=np.linspace(-2.5, 1.0, k))
-            p = pm.Deterministic("emission_probability", pm.math.sigmoid(logit), dims="state")
-            y = np.arange(n + 1.0)[:, None]
+            pm.Deterministic("emission_probability", pm.math.sigmoid(logit), dims="state")
+            if self.user_effects:  # (Q, 1, K): the emission means at each node of the effect
+                sigma_user = priors["sigma_user"].create("sigma_user")
+                p = pm.math.sigmoid(logit[None, None, :] + sigma_user * z[:, None, None])
+            else:
+                p = pm.math.sigmoid(logit)[None, None, :]
+            y = np.arange(n + 1.0)[None, :, None]
             log_choose = pt.gammaln(n + 1.0) - pt.gammaln(y + 1.0) - pt.gammaln(n - y + 1.0)
             if self.emission == "beta_binomial":
                 kappa = priors["emission_concentration"].create("emission_concentration",
@@ -264,11 +320,12 @@ class EngagementStateModel(BayesianModel):
                            + pt.gammaln(kappa))
             else:
                 log_pmf = log_choose + y * pt.log(p) + (n - y) * pt.log1p(-p)
-            table = pt.concatenate([pt.exp(log_pmf), pt.ones((1, k))], axis=0)
+            q = len(z)
+            table = pt.concatenate([pt.exp(log_pmf), pt.ones((q, 1, k))], axis=1)
             if self.churn_state:
-                dead = np.zeros((n + 2, 1))
-                dead[0] = dead[-1] = 1.0
-                table = pt.concatenate([table, dead], axis=1)
+                dead = np.zeros((q, n + 2, 1))
+                dead[:, 0] = dead[:, -1] = 1.0
+                table = pt.concatenate([table, dead], axis=2)
             init_free = priors["initial_logit"].create("initial_logit", dims="initial_state")
             initial = pm.Deterministic(
                 "initial_probability",
@@ -278,7 +335,8 @@ class EngagementStateModel(BayesianModel):
             move = priors["transition_logit"].create("transition_logit", dims="move")
             transition = self._transition(move, k, c, model, seg_labels, priors)
             trans = transition if self.segment else transition[None]
-            loglik = HMMLogp()(table, init_full, trans, codes, start, seg, weights)[0]
+            loglik = HMMLogp()(table, init_full, trans, codes, start, seg, weights,
+                               log_nodes)[0]
             pm.Potential("log_likelihood", loglik)
         model.engagement_rows = len(weights)  # for benchmarks
         return model
@@ -321,16 +379,34 @@ class EngagementStateModel(BayesianModel):
             names.insert(1, "emission_concentration")
         if self.segment:
             names.append("segment_sigma")
+        if self.user_effects:
+            names.append("sigma_user")
         return names
 
     # ----------------------------------------------------------- numpy side
     def _numpy_params(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Emission table, initial distribution and transition matrices, per draw."""
+        """Model parameters per draw as the numpy kernels take them.
+
+        Emission tables ``(D, Q, V, C)`` at the nodes of the user effect (one
+        node without), the nodes' log-probabilities ``log_nodes``, the initial
+        distribution and the transition matrices.
+        """
         k = self.n_states
         c = len(self._labels)
         p = arrays["emission_probability"]
         kappa = arrays.get("emission_concentration")
-        emission = _hmm.emission_table(p, kappa, self.period_length, self.churn_state)
+        z, log_nodes = effect_nodes(self.user_effect_nodes if self.user_effects else 1)
+        p_nodes = p[:, None, :]
+        if self.user_effects:
+            with np.errstate(divide="ignore"):
+                logit = np.log(p) - np.log1p(-p)
+            p_nodes = special.expit(logit[:, None, :] + arrays["sigma_user"].reshape(-1, 1, 1)
+                                    * z[None, :, None])
+        q = len(z)
+        flat_kappa = None if kappa is None else np.repeat(kappa, q, axis=0)
+        emission = _hmm.emission_table(p_nodes.reshape(-1, k), flat_kappa, self.period_length,
+                                       self.churn_state)
+        emission = emission.reshape(p.shape[0], q, *emission.shape[1:])
         initial = np.concatenate([arrays["initial_probability"],
                                   np.zeros((p.shape[0], c - k))], axis=1)
         name = "transition_probability_segment" if self.segment else "transition_probability"
@@ -339,25 +415,31 @@ class EngagementStateModel(BayesianModel):
             dead = np.zeros((*trans.shape[:-2], 1, c))
             dead[..., 0, c - 1] = 1.0
             trans = np.concatenate([trans, dead], axis=-2)
-        return {"emission": emission, "initial": initial, "transition": trans}
+        return {"emission": emission, "log_nodes": log_nodes, "initial": initial,
+                "transition": trans}
 
     def _var_names(self) -> list[str]:
         names = ["emission_probability", "initial_probability",
                  "transition_probability_segment" if self.segment else "transition_probability"]
         if self.emission == "beta_binomial":
             names.append("emission_concentration")
+        if self.user_effects:
+            names.append("sigma_user")
         return names
 
+    def _n_nodes(self) -> int:
+        return self.user_effect_nodes if self.user_effects else 1
+
     def _filter(self, params: Mapping[str, np.ndarray], codes: np.ndarray,
-                seg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Log-likelihood, filtered state and per-user transitions of rows ``codes``."""
+                seg: np.ndarray) -> tuple[_hmm.NodeFilter, np.ndarray]:
+        """Forward algorithm at each node of rows ``codes``, and their transitions."""
         trans = params["transition"]
         if self.segment:
             trans = trans[:, seg]
         start = _starts(codes, self.period_length + 1)
-        loglik, filtered = _hmm.forward(codes, start, params["emission"], params["initial"],
-                                        trans)
-        return loglik, filtered, trans
+        nodes = _hmm.forward_nodes(codes, start, params["emission"], params["initial"], trans,
+                                   params["log_nodes"])
+        return nodes, trans
 
     def _pointwise_log_likelihood(self, posterior: xr.Dataset) -> dict[str, xr.DataArray]:
         params = self._numpy_params(draw_arrays(posterior, self._var_names()))
@@ -365,14 +447,19 @@ class EngagementStateModel(BayesianModel):
         rows, inverse, _ = _compress(self._codes(self.data_),
                                      self._segment_codes(self.data_, labels))
         n_draws = params["emission"].shape[0]
-        per_row = by_blocks(lambda idx: self._filter(params, rows[idx, 1:], rows[idx, 0])[0],
-                            n_draws, len(rows), unit_width=rows.shape[1] * len(self._labels))
+        per_row = by_blocks(
+            lambda idx: self._filter(params, rows[idx, 1:], rows[idx, 0])[0].loglik,
+            n_draws, len(rows), unit_width=rows.shape[1] * len(self._labels) * self._n_nodes())
         return {"activity": sample_array(per_row[:, inverse], posterior, "user",
                                          unit_coords(self.data_.index))}
 
     def _posterior_predictive(self, posterior: xr.Dataset,
                               rng: np.random.Generator) -> dict[str, xr.DataArray]:
-        """Replicate each user's total active days over their own observed periods."""
+        """Replicate each user's total active days over their own observed periods.
+
+        With user effects, each user's effect is drawn from its posterior given
+        its history (per posterior draw), then the history is replicated.
+        """
         params = self._numpy_params(draw_arrays(posterior, self._var_names()))
         labels = list(posterior["segment"].values) if self.segment else None
         codes = self._codes(self.data_)
@@ -382,11 +469,17 @@ class EngagementStateModel(BayesianModel):
 
         def block(idx: np.ndarray) -> np.ndarray:
             trans = params["transition"][:, seg[idx]] if self.segment else params["transition"]
-            return _hmm.sample_history_totals(params["initial"], params["emission"], trans,
+            emission = params["emission"][:, 0]
+            if self.user_effects:
+                nodes, _ = self._filter(params, codes[idx], seg[idx])
+                emission, _ = _hmm.draw_nodes(params["emission"], nodes, rng)
+            return _hmm.sample_history_totals(params["initial"], emission, trans,
                                               self.period_length, codes.shape[1] - start[idx],
                                               rng)
 
-        draws = by_blocks(block, n_draws, len(codes), unit_width=len(self._labels) ** 2)
+        width = len(self._labels) ** 2 + (codes.shape[1] * len(self._labels) * self._n_nodes()
+                                          if self.user_effects else 0)
+        draws = by_blocks(block, n_draws, len(codes), unit_width=width)
         return {"total_activity": sample_array(draws, posterior, "user",
                                                unit_coords(self.data_.index))}
 
@@ -417,11 +510,16 @@ class EngagementStateModel(BayesianModel):
         return clean, rows, inverse
 
     def _block_rows(self, n_draws: int, n_periods: int) -> int:
-        return max(1, 4_000_000 // max(n_draws * n_periods * len(self._labels), 1))
+        width = n_periods * len(self._labels) * self._n_nodes()
+        return max(1, 4_000_000 // max(n_draws * width, 1))
 
     def _predict_users(self, what: str, data: Any, func: Callable, ci_prob: float,
                        max_draws: int | None, random_seed: Any, return_draws: bool):
-        """Evaluate ``func(params, filtered, transition) -> (D, rows)`` on unique rows."""
+        """Evaluate ``func(emission, filtered, transition) -> (D, rows)`` on unique rows.
+
+        ``func`` runs at every node of the user effect; the nodes are averaged
+        with their posterior probabilities (:func:`~models.churn._hmm.mix_nodes`).
+        """
         self._require_fitted(f"{what}()")
         clean, rows, inverse = self._unique_rows(data)
         arrays = posterior_arrays(self.idata_, self._var_names(), max_draws=max_draws,
@@ -430,8 +528,8 @@ class EngagementStateModel(BayesianModel):
 
         def block_func(_: Any, block: pd.DataFrame) -> np.ndarray:
             idx = block["row"].to_numpy()
-            _, filtered, trans = self._filter(params, rows[idx, 1:], rows[idx, 0])
-            return func(params, filtered, trans)
+            nodes, trans = self._filter(params, rows[idx, 1:], rows[idx, 0])
+            return _hmm.mix_nodes(func, params["emission"], nodes, trans)
 
         frame = pd.DataFrame({"row": np.arange(len(rows))})
         out = predict_in_batches(
@@ -488,11 +586,14 @@ class EngagementStateModel(BayesianModel):
         clean, rows, inverse = self._unique_rows(data)
         params = self._numpy_params(posterior_arrays(
             self.idata_, self._var_names(), max_draws=max_draws, random_seed=random_seed))
-        filtered = by_blocks(
-            lambda idx: tuple(np.moveaxis(self._filter(params, rows[idx, 1:],
-                                                       rows[idx, 0])[1], -1, 0)),
-            params["emission"].shape[0], len(rows),
-            unit_width=rows.shape[1] * len(self._labels))
+
+        def block(idx: np.ndarray) -> tuple[np.ndarray, ...]:
+            nodes = self._filter(params, rows[idx, 1:], rows[idx, 0])[0]
+            mixed = (nodes.filtered * nodes.weights[..., None]).sum(axis=1)  # (D, U, C)
+            return tuple(np.moveaxis(mixed, -1, 0))
+
+        filtered = by_blocks(block, params["emission"].shape[0], len(rows),
+                             unit_width=rows.shape[1] * len(self._labels) * self._n_nodes())
         values = np.stack(filtered, axis=-1)[:, inverse]  # (D, users, C)
         n_draws = values.shape[0]
         index = pd.MultiIndex.from_product([clean.index.to_numpy(), self._labels],
@@ -549,8 +650,8 @@ class EngagementStateModel(BayesianModel):
         """
         periods, days = self._horizon("EngagementStateModel.probability_active", horizon)
 
-        def func(params, filtered, trans):
-            return 1.0 - _hmm.probability_no_activity(filtered, params["emission"], trans,
+        def func(emission, filtered, trans):
+            return 1.0 - _hmm.probability_no_activity(filtered, emission, trans,
                                                       self.period_length, periods, days)
 
         return self._predict_users("probability_active", data, func, ci_prob, max_draws,
@@ -640,8 +741,8 @@ class EngagementStateModel(BayesianModel):
         """
         periods, days = self._horizon("EngagementStateModel.expected_activity", horizon)
 
-        def func(params, filtered, trans):
-            return _hmm.expected_future_activity(filtered, params["emission"], trans,
+        def func(emission, filtered, trans):
+            return _hmm.expected_future_activity(filtered, emission, trans,
                                                  self.period_length, periods, days)
 
         return self._predict_users("expected_activity", data, func, ci_prob, max_draws,
@@ -692,12 +793,13 @@ class EngagementStateModel(BayesianModel):
 
         def block(idx: np.ndarray) -> np.ndarray:
             user_rows = rows[inverse[idx]]
-            _, filtered, trans = self._filter(params, user_rows[:, 1:], user_rows[:, 0])
-            return _hmm.sample_future_activity(filtered, params["emission"], trans,
+            nodes, trans = self._filter(params, user_rows[:, 1:], user_rows[:, 0])
+            emission, filtered = _hmm.draw_nodes(params["emission"], nodes, rng)
+            return _hmm.sample_future_activity(filtered, emission, trans,
                                                self.period_length, periods, days, rng)
 
         out = by_blocks(block, n_draws, len(clean),
-                        unit_width=rows.shape[1] * len(self._labels))
+                        unit_width=rows.shape[1] * len(self._labels) * self._n_nodes())
         return draws_to_dataarray(out, index=clean.index, shape=sample_shape(self.idata_,
                                                                                max_draws),
                                   unit="user", name="sample_activity")

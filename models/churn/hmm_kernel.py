@@ -13,6 +13,13 @@ the compiler vectorises the recursions over users; the forward variables of a
 block stay in cache for the backward pass. Scale factors are multiplied over
 a few periods before one logarithm is taken.
 
+With user effects integrated out over ``Q`` nodes, a user's likelihood is the
+mixture :math:`\sum_q \omega_q L_q` of the likelihoods under the emission
+table of each node: the pass runs the forward algorithm once per node, and the
+forward-backward pass of each node with the user's weight times the node's
+posterior probability :math:`r_q = \omega_q L_q / \sum_{q'} \omega_{q'} L_{q'}`
+(the gradient of the log of a mixture).
+
 With normalised forward variables :math:`\hat a_t`, constants :math:`c_t`
 (:math:`\log L = \sum_t \log c_t`), :math:`m_t = \hat a_{t-1} P` (:math:`\pi`
 in the first period) and backward variables :math:`\hat b_T = 1`,
@@ -47,21 +54,22 @@ _KERNEL_VERSION = source_salt(__file__)
 
 
 _BLOCK = 128  # users per block: the block's forward variables stay in cache
+_BLOCK_NODES = 16  # users per block with several nodes (the variables of every node are kept)
 _LOG_EVERY = 4  # periods whose scale factors are multiplied before one logarithm
 _BANKS = 8  # copies (a power of 2) of the emission gradient, for neighbouring users
 _FAST = {"reassoc", "contract", "arcp", "nsz"}  # no "nnan"/"ninf": a zero scale stays -inf
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
-def _block_pass(table, initial, p, cb, start, weights, n, e_, m_, a_, inv_c, b, b_new, eb,
-                g_table, g_init, g_p):  # pragma: no cover - compiled
-    """Forward-backward over the ``n`` users of a block (one segment); the weighted value.
+def _forward_pass(table, initial, p, cb, start, weights, n, e_, m_, a_, inv_c,
+                  ll):  # pragma: no cover - compiled
+    """Forward pass over the ``n`` users of a block (one segment); the weighted value.
 
     ``cb`` ``(T, n)`` holds the block's codes period by period, ``start`` and
     ``weights`` its users' first periods and weights: users are the innermost
-    (vectorised) loops. Gradients accumulate in ``g_table`` ``(banks, V, C)``
-    (user ``i`` in bank ``i % banks``), ``g_init`` and ``g_p`` ``(C, C, n)``
-    (per user).
+    (vectorised) loops. Each user's log-likelihood is written to ``ll``; the
+    forward variables stay in ``e_``, ``m_``, ``a_``, ``inv_c`` for
+    :func:`_backward_pass`.
     """
     n_periods = cb.shape[0]
     c = initial.shape[0]
@@ -70,6 +78,8 @@ def _block_pass(table, initial, p, cb, start, weights, n, e_, m_, a_, inv_c, b, 
         t_lo = min(t_lo, start[i])
     total = 0.0
     prod = np.ones(n)
+    for i in range(n):
+        ll[i] = 0.0
     # forward: normalised a_t, m_t = a_{t-1} P (initial at and before the start), 1 / c_t
     for t in range(t_lo, n_periods):
         for k in range(c):
@@ -103,8 +113,27 @@ def _block_pass(table, initial, p, cb, start, weights, n, e_, m_, a_, inv_c, b, 
                 a_[t, k, i] *= tot[i]
         if (t - t_lo) % _LOG_EVERY == _LOG_EVERY - 1 or t == n_periods - 1:
             for i in range(n):
-                total += weights[i] * np.log(prod[i])
+                lp = np.log(prod[i])
+                ll[i] += lp
+                total += weights[i] * lp
                 prod[i] = 1.0
+    return total
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
+def _backward_pass(p, cb, start, weights, n, e_, m_, a_, inv_c, b, b_new, eb, g_table, g_init,
+                   g_p):  # pragma: no cover - compiled
+    """Backward pass after :func:`_forward_pass`, the gradients weighted by ``weights``.
+
+    Gradients accumulate in ``g_table`` ``(banks, V, C)`` (user ``i`` in bank
+    ``i % banks``), ``g_init`` and ``g_p`` ``(C, C, n)`` (per user).
+    """
+    n_periods = cb.shape[0]
+    c = p.shape[0]
+    t_lo = n_periods
+    for i in range(n):
+        t_lo = min(t_lo, start[i])
+    wl = np.empty(n)  # the weight of the lanes past their start
     # backward: b_T = 1, b_{t-1}(j) = sum_k P_jk e_t(k) b_t(k) / c_t, gradients on the way
     for k in range(c):
         for i in range(n):
@@ -123,7 +152,6 @@ def _block_pass(table, initial, p, cb, start, weights, n, e_, m_, a_, inv_c, b, 
                     for k in range(c):
                         g_init[k] += weights[i] * eb[k, i]
         if t > t_lo:
-            wl = prod  # reused: the weight of the lanes past their start
             for i in range(n):
                 wl[i] = weights[i] if t > start[i] else 0.0
             for j in range(c):
@@ -140,63 +168,107 @@ def _block_pass(table, initial, p, cb, start, weights, n, e_, m_, a_, inv_c, b, 
             for j in range(c):
                 for i in range(n):
                     b[j, i] = b_new[j, i]
-    return total
 
 
 @numba.njit(cache=True, error_model="numpy")
-def hmm_kernel(table, initial, transition, codes, start, seg, weights):  # pragma: no cover
+def hmm_kernel(table, initial, transition, codes, start, seg, weights,
+               log_nodes):  # pragma: no cover - compiled
     """Weighted total log-likelihood and its gradients (table, initial, transition).
 
-    ``table`` ``(V, C)`` emission probabilities per observed code, ``initial``
-    ``(C,)``, ``transition`` ``(S, C, C)``; ``codes`` ``(U, T)``, ``start``,
-    ``seg`` ``(U,)`` int64, ``weights`` ``(U,)``. Users are taken in blocks of
-    users of one segment with close first periods (sorted by segment and
-    start), the users of a block in the innermost (vectorised) loops.
+    ``table`` ``(Q, V, C)`` emission probabilities per observed code at each of
+    ``Q`` nodes of a user effect, ``log_nodes`` ``(Q,)`` the log-probabilities
+    of the nodes (a user's likelihood is the mixture over the nodes; one node
+    of log-probability 0 without user effects), ``initial`` ``(C,)``,
+    ``transition`` ``(S, C, C)``; ``codes`` ``(U, T)``, ``start``, ``seg``
+    ``(U,)`` int64, ``weights`` ``(U,)``. Users are taken in blocks of users of
+    one segment with close first periods (sorted by segment and start), the
+    users of a block in the innermost (vectorised) loops.
+
+    With several nodes, a forward pass per node gives each user's
+    log-likelihood at the node and the posterior probability :math:`r_{iq}` of
+    the node; the gradient is then the backward pass of each node with user
+    weights :math:`w_i r_{iq}` (nodes of posterior probability below ``1e-12``
+    for every user of the block are skipped).
     """
     n_users, n_periods = codes.shape
+    n_nodes = table.shape[0]
     c = initial.shape[0]
-    g_banks = np.zeros((_BANKS, *table.shape))
+    g_banks = np.zeros((n_nodes, _BANKS, table.shape[1], c))
     g_init = np.zeros_like(initial)
     g_trans = np.zeros_like(transition)
-    g_lanes = np.zeros((c, c, _BLOCK))
-    cb = np.empty((n_periods, _BLOCK), dtype=np.int64)
-    sb = np.empty(_BLOCK, dtype=np.int64)
-    wb = np.empty(_BLOCK)
-    e_ = np.empty((n_periods, c, _BLOCK))
-    m_ = np.empty((n_periods, c, _BLOCK))
-    a_ = np.empty((n_periods, c, _BLOCK))
-    inv_c = np.empty((n_periods, _BLOCK))
-    b = np.empty((c, _BLOCK))
-    b_new = np.empty((c, _BLOCK))
-    eb = np.empty((c, _BLOCK))
+    block = _BLOCK if n_nodes == 1 else _BLOCK_NODES
+    g_lanes = np.zeros((c, c, block))
+    cb = np.empty((n_periods, block), dtype=np.int64)
+    sb = np.empty(block, dtype=np.int64)
+    wb = np.empty(block)
+    wq = np.empty(block)
+    ll = np.empty((n_nodes, block))
+    e_ = np.empty((n_nodes, n_periods, c, block))
+    m_ = np.empty((n_nodes, n_periods, c, block))
+    a_ = np.empty((n_nodes, n_periods, c, block))
+    inv_c = np.empty((n_nodes, n_periods, block))
+    b = np.empty((c, block))
+    b_new = np.empty((c, block))
+    eb = np.empty((c, block))
     order = np.argsort(seg * (n_periods + 1) + start, kind="mergesort")
     total = 0.0
     lo = 0
     while lo < n_users:
         g = seg[order[lo]]
         n = 0
-        while lo + n < n_users and n < _BLOCK and seg[order[lo + n]] == g:
+        while lo + n < n_users and n < block and seg[order[lo + n]] == g:
             u = order[lo + n]
             sb[n] = start[u]
             wb[n] = weights[u]
             for t in range(n_periods):
                 cb[t, n] = codes[u, t]
             n += 1
-        total += _block_pass(table, initial, transition[g], cb, sb, wb, n, e_, m_, a_, inv_c,
-                             b, b_new, eb, g_banks, g_init, g_lanes)
+        p = transition[g]
+        if n_nodes == 1:
+            total += _forward_pass(table[0], initial, p, cb, sb, wb, n, e_[0], m_[0], a_[0],
+                                   inv_c[0], ll[0])
+            _backward_pass(p, cb, sb, wb, n, e_[0], m_[0], a_[0], inv_c[0], b, b_new, eb,
+                           g_banks[0], g_init, g_lanes)
+            for i in range(n):
+                total += wb[i] * log_nodes[0]
+        else:
+            for q in range(n_nodes):
+                _forward_pass(table[q], initial, p, cb, sb, wb, n, e_[q], m_[q], a_[q],
+                              inv_c[q], ll[q])
+            for i in range(n):  # log of the mixture, and the nodes' posterior probabilities
+                top = -np.inf
+                for q in range(n_nodes):
+                    ll[q, i] += log_nodes[q]
+                    top = max(top, ll[q, i])
+                acc = 0.0
+                for q in range(n_nodes):
+                    acc += np.exp(ll[q, i] - top)
+                lse = top + np.log(acc)
+                total += wb[i] * lse
+                for q in range(n_nodes):
+                    ll[q, i] = np.exp(ll[q, i] - lse) if np.isfinite(lse) else 0.0
+            for q in range(n_nodes):
+                big = 0.0
+                for i in range(n):
+                    wq[i] = wb[i] * ll[q, i]
+                    big = max(big, ll[q, i])
+                if big > 1e-12:
+                    _backward_pass(p, cb, sb, wq, n, e_[q], m_[q], a_[q], inv_c[q], b, b_new,
+                                   eb, g_banks[q], g_init, g_lanes)
         for j in range(c):
             for k in range(c):
                 g_trans[g, j, k] += g_lanes[j, k].sum()
                 g_lanes[j, k] = 0.0
         lo += n
-    return total, g_banks.sum(axis=0), g_init, g_trans
+    return total, g_banks.sum(axis=1), g_init, g_trans
 
 
 class HMMLogp(Op):
     """Total engagement-HMM log-likelihood of compressed histories and its gradient.
 
-    Inputs: ``table`` ``(V, C)``, ``initial`` ``(C,)``, ``transition`` ``(S, C, C)``,
-    then the data ``codes``, ``start``, ``seg`` (int64) and ``weights``. Outputs:
+    Inputs: ``table`` ``(Q, V, C)``, ``initial`` ``(C,)``, ``transition``
+    ``(S, C, C)``, then the data ``codes``, ``start``, ``seg`` (int64),
+    ``weights`` and ``log_nodes`` ``(Q,)`` (see :func:`hmm_kernel`). Outputs:
     the value and its gradients with respect to the first three inputs (first
     derivatives only).
     """
@@ -204,12 +276,12 @@ class HMMLogp(Op):
     __props__ = ()
 
     def make_node(self, *inputs: Any) -> Apply:
-        """Build the node from the three parameter arrays and the four data arrays."""
-        if len(inputs) != 7:
-            raise TypeError(f"HMMLogp takes 7 inputs, got {len(inputs)}")
+        """Build the node from the three parameter arrays and the five data arrays."""
+        if len(inputs) != 8:
+            raise TypeError(f"HMMLogp takes 8 inputs, got {len(inputs)}")
         params = [pt.as_tensor_variable(p, dtype="float64") for p in inputs[:3]]
         data = [pt.as_tensor_variable(v, dtype=d) for v, d in
-                zip(inputs[3:], ("int64", "int64", "int64", "float64"), strict=True)]
+                zip(inputs[3:], ("int64", "int64", "int64", "float64", "float64"), strict=True)]
         outputs = [pt.dscalar(), *(p.type() for p in params)]
         return Apply(self, params + data, outputs)
 
@@ -231,12 +303,12 @@ class HMMLogp(Op):
         if any(not isinstance(c.type, DisconnectedType) for c in cotangents[1:]):
             raise NotImplementedError("HMMLogp has no second derivatives (Hessian)")
         out = cotangents[0]
-        return [out * g for g in outputs[1:]] + [disconnected_type()] * 4
+        return [out * g for g in outputs[1:]] + [disconnected_type()] * 5
 
     def connection_pattern(self, node: Apply) -> list[list[bool]]:
         """Say which inputs feed which outputs: the data arrays feed none."""
         n_out = len(node.outputs)
-        return [[True] * n_out] * 3 + [[False] * n_out] * 4
+        return [[True] * n_out] * 3 + [[False] * n_out] * 5
 
 
 @register_funcify_default_op_cache_key(HMMLogp)
@@ -244,10 +316,10 @@ def _numba_hmm(op: HMMLogp, node: Any = None, **kwargs: Any) -> Any:
     """Compiled implementation of :class:`HMMLogp` for the numba backend."""
 
     @numba.njit(error_model="numpy")
-    def hmm_compiled(table, initial, transition, codes, start, seg,
-                     weights):  # pragma: no cover - compiled
+    def hmm_compiled(table, initial, transition, codes, start, seg, weights,
+                     log_nodes):  # pragma: no cover - compiled
         value, g_table, g_init, g_trans = hmm_kernel(table, initial, transition, codes, start,
-                                                     seg, weights)
+                                                     seg, weights, log_nodes)
         return np.asarray(value), g_table, g_init, g_trans
 
     return hmm_compiled, _KERNEL_VERSION

@@ -37,7 +37,9 @@ class SimulatedEngagement:
         ``start``, or None when ``with_events=False``.
     parameters : dict
         The truth: ``initial``, ``transition``, ``emission_probability``,
-        ``emission_concentration`` (None for binomial days), ``period_length``.
+        ``emission_concentration`` (None for binomial days), ``period_length``,
+        ``sigma_user`` and ``user_effect`` (each user's effect, zeros when
+        ``sigma_user`` is 0).
     """
 
     activity: pd.DataFrame
@@ -65,6 +67,7 @@ def simulate_engagement(
     transition: Sequence[Sequence[float]] = DEFAULT_TRANSITION,
     emission_probability: Sequence[float] = DEFAULT_EMISSION,
     emission_concentration: Sequence[float] | None = None,
+    sigma_user: float = 0.0,
     period_length: int = 7,
     max_join: int = 0,
     with_events: bool = True,
@@ -86,6 +89,11 @@ def simulate_engagement(
         Mean share of active days per state (length ``C``), increasing.
     emission_concentration : sequence of float, optional
         Beta-binomial concentration per state; binomial days when None.
+    sigma_user : float, default 0.0
+        Spread of the user effects: user :math:`i` draws
+        :math:`u_i \sim N(0, \sigma_u)`, added to the logit of every emission
+        probability strictly between 0 and 1 (a silent churned state stays
+        silent), as with ``EngagementStateModel(user_effects=True)``.
     period_length : int, default 7
         Days per period.
     max_join : int, default 0
@@ -109,7 +117,9 @@ def simulate_engagement(
         s_{t_0} \sim \mathrm{Cat}(\pi), \quad s_t \mid s_{t-1} \sim \mathrm{Cat}(P_{s_{t-1}}),
         \quad y_t \mid s_t = k \sim \mathrm{BetaBinomial}(n, p_k\kappa_k, (1-p_k)\kappa_k),
 
-    the model of :class:`~models.churn.EngagementStateModel`.
+    the model of :class:`~models.churn.EngagementStateModel`; with
+    ``sigma_user``, :math:`p_k` becomes :math:`\operatorname{logit}^{-1}
+    (\operatorname{logit} p_k + u_i)` for user :math:`i`.
 
     Examples
     --------
@@ -136,8 +146,20 @@ def simulate_engagement(
         if kappa.shape != (c,) or np.any(kappa <= 0):
             raise ValueError(f"The 'emission_concentration' parameter of {func} must be {c} "
                              f"positive numbers. Got {emission_concentration!r} instead.")
+    sigma = float(sigma_user) if isinstance(sigma_user, int | float | np.integer | np.floating) \
+        and not isinstance(sigma_user, bool) else np.nan
+    if not (np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"The 'sigma_user' parameter of {func} must be a non-negative number. "
+                         f"Got {sigma_user!r} instead.")
     rng, _ = make_rng(random_seed)
     join = rng.integers(0, min(max_join, n_periods - 1) + 1, n_users)
+    effect = rng.normal(0.0, sigma, n_users) if sigma > 0 else np.zeros(n_users)
+    p_user = np.broadcast_to(p, (n_users, c))  # (users, states)
+    if sigma > 0:
+        inner = (p > 0) & (p < 1)
+        logit = np.log(np.where(inner, p, 0.5)) - np.log1p(-np.where(inner, p, 0.5))
+        p_user = np.where(inner, 1.0 / (1.0 + np.exp(-(logit[None, :] + effect[:, None]))),
+                          p[None, :])
     states = np.full((n_users, n_periods), -1, dtype=np.int64)
     activity = np.full((n_users, n_periods), np.nan)
     cum = np.cumsum(trans, axis=1)
@@ -146,9 +168,10 @@ def simulate_engagement(
         moved = np.minimum((rng.random(n_users)[:, None] > cum[state]).sum(axis=1), c - 1)
         state = np.where(join < t, moved, state)
         on = join <= t
-        share = p[state] if kappa is None else rng.beta(
-            np.maximum(p[state] * kappa[state], 1e-12),
-            np.maximum((1 - p[state]) * kappa[state], 1e-12))
+        mean = p_user[np.arange(n_users), state]
+        share = mean if kappa is None else rng.beta(
+            np.maximum(mean * kappa[state], 1e-12),
+            np.maximum((1 - mean) * kappa[state], 1e-12))
         days = rng.binomial(n, np.clip(share, 0.0, 1.0))
         states[on, t] = state[on]
         activity[on, t] = days[on]
@@ -174,4 +197,5 @@ def simulate_engagement(
         states=pd.DataFrame(states, index=users, columns=columns),
         events=events,
         parameters={"initial": pi, "transition": trans, "emission_probability": p,
-                    "emission_concentration": kappa, "period_length": n})
+                    "emission_concentration": kappa, "period_length": n,
+                    "sigma_user": sigma, "user_effect": effect})

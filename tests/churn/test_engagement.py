@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from scipy import stats
+from scipy import special, stats
 
 from models.churn import EngagementStateModel, _hmm, activity_table
+from models.churn.engagement import effect_nodes
 from models.churn.hmm_kernel import hmm_kernel
 from models.data import simulate_engagement
 from models.exceptions import DataValidationError
@@ -34,9 +35,9 @@ def _table() -> np.ndarray:
     return _hmm.emission_table(MEAN[None], KAPPA[None], N, churned=True)[0]
 
 
-def _brute_force(history: list[float]) -> tuple[float, np.ndarray]:
+def _brute_force(history: list[float], e: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """Likelihood and filtered last state by enumerating every state path."""
-    e = _table()
+    e = _table() if e is None else e
     obs = [int(v) for v in history if not np.isnan(v)]
     lik, last = 0.0, np.zeros(4)
     for path in itertools.product(range(4), repeat=len(obs)):
@@ -70,8 +71,8 @@ def test_forward_and_kernel_equal_enumeration_over_state_paths():
     codes = _codes(HISTORIES)
     start = np.argmax(codes != N + 1, axis=1)
     loglik, filtered = _hmm.forward(codes, start, _table()[None], PI[None], P[None])
-    value, *_ = hmm_kernel(_table(), PI, P[None], codes, start, np.zeros(4, np.int64),
-                           np.array([1.0, 2.0, 1.0, 3.0]))
+    value, *_ = hmm_kernel(_table()[None], PI, P[None], codes, start, np.zeros(4, np.int64),
+                           np.array([1.0, 2.0, 1.0, 3.0]), np.zeros(1))
     exact = [_brute_force(h) for h in HISTORIES]
     np.testing.assert_allclose(loglik[0], [e[0] for e in exact], rtol=1e-12)
     np.testing.assert_allclose(filtered[0], [e[1] for e in exact], atol=1e-12)
@@ -81,9 +82,9 @@ def test_forward_and_kernel_equal_enumeration_over_state_paths():
 def test_kernel_gradient_equals_finite_differences():
     codes = _codes(HISTORIES)
     start = np.argmax(codes != N + 1, axis=1)
-    args = (codes, start, np.array([0, 1, 0, 1]), np.array([1.0, 2.0, 1.0, 3.0]))
+    args = (codes, start, np.array([0, 1, 0, 1]), np.array([1.0, 2.0, 1.0, 3.0]), np.zeros(1))
     trans = np.stack([P, P[::-1].T.copy() / P[::-1].T.sum(axis=1, keepdims=True)])
-    inputs = [_table(), PI.copy(), trans]
+    inputs = [_table()[None], PI.copy(), trans]
     _, *grads = hmm_kernel(*inputs, *args)
     eps = 1e-6
     for which, grad in enumerate(grads):
@@ -96,8 +97,10 @@ def test_kernel_gradient_equals_finite_differences():
             assert grad[idx] == pytest.approx(num, rel=1e-5, abs=1e-6), (which, idx)
 
 
-def _fake_fit(data: pd.DataFrame, churn_state: bool = True, draws: int = 3) -> EngagementStateModel:
-    model = EngagementStateModel(period_length=N, churn_state=churn_state)
+def _fake_fit(data: pd.DataFrame, churn_state: bool = True, draws: int = 3,
+              sigma_user: float | None = None) -> EngagementStateModel:
+    model = EngagementStateModel(period_length=N, churn_state=churn_state,
+                                 user_effects=sigma_user is not None)
     model.data_ = model._validate_data(data)
     k = 3
     c = k + churn_state
@@ -108,13 +111,15 @@ def _fake_fit(data: pd.DataFrame, churn_state: bool = True, draws: int = 3) -> E
             "transition_probability": (("chain", "draw", "state", "to_state"),
                                        np.tile(P[:k, :c] / P[:k, :c].sum(1, keepdims=True),
                                                (1, draws, 1, 1)))}
+    if sigma_user is not None:
+        post["sigma_user"] = (("chain", "draw"), np.full((1, draws), sigma_user))
     model.idata_ = xr.DataTree.from_dict({"posterior": xr.Dataset(post)})
     return model
 
 
-def _future_paths(filtered: np.ndarray, periods: int):
+def _future_paths(filtered: np.ndarray, periods: int, e: np.ndarray | None = None):
     """Probability and active days of every future state and activity path."""
-    e = _table()
+    e = _table() if e is None else e
     for states in itertools.product(range(4), repeat=periods):
         for days in itertools.product(range(N + 1), repeat=periods):
             prob = sum(filtered[s0] * P[s0, states[0]] for s0 in range(4))
@@ -147,11 +152,48 @@ def test_predictions_equal_enumeration_over_future_paths():
     np.testing.assert_allclose(exp_part - exp_one, (exp_two - exp_one) / 3, rtol=1e-10)
 
 
-def test_a_fit_on_a_sample_of_users_predicts_for_users_it_never_saw():
+def test_user_effects_predictions_equal_enumeration_over_nodes_and_paths():
+    """Each node's table, the nodes weighted by their posterior given the user's history."""
     data = pd.DataFrame(HISTORIES, index=pd.Index(list("abcd"), name="user_id"),
                         columns=[f"w{i}" for i in range(5)])
-    on_sample = _fake_fit(data.iloc[:2])  # fitted on users a, b only
-    on_all = _fake_fit(data)
+    sigma = 1.2
+    model = _fake_fit(data, sigma_user=sigma)
+    model.idata_.attrs["inference_method"] = "nuts"
+    plain = _fake_fit(data)
+    z, log_w = effect_nodes(EngagementStateModel.user_effect_nodes)
+    logit = np.log(MEAN) - np.log1p(-MEAN)
+    tables = [_hmm.emission_table(special.expit(logit + sigma * zq)[None], KAPPA[None], N,
+                                  churned=True)[0] for zq in z]
+    states = model.probability_states()["mean"].to_numpy().reshape(4, 4)
+    active = model.probability_active(horizon=2)["mean"].to_numpy()
+    expected = model.expected_activity(horizon=2)["mean"].to_numpy()
+    loglik = model.compute_log_likelihood()["log_likelihood"]["activity"].isel(chain=0, draw=0)
+    for i, history in enumerate(HISTORIES):
+        at_nodes = [_brute_force(history, e) for e in tables]
+        log_post = log_w + np.array([ll for ll, _ in at_nodes])
+        assert float(loglik[i]) == pytest.approx(special.logsumexp(log_post), rel=1e-10)
+        r = np.exp(log_post - special.logsumexp(log_post))
+        np.testing.assert_allclose(states[i], sum(rq * f for rq, (_, f) in
+                                                  zip(r, at_nodes, strict=True)), atol=1e-12)
+        exact_active = exact_expected = 0.0
+        for rq, (_, f), e in zip(r, at_nodes, tables, strict=True):
+            paths = list(_future_paths(f, 2, e))
+            exact_active += rq * sum(p for p, d in paths if d > 0)
+            exact_expected += rq * sum(p * d for p, d in paths)
+        assert active[i] == pytest.approx(exact_active, rel=1e-10)
+        assert expected[i] == pytest.approx(exact_expected, rel=1e-10)
+    # the effects matter: the steady light user "d" is expected to stay lighter than the
+    # plain model's shared states say, the busy "c" busier
+    plain_expected = plain.expected_activity(horizon=2)["mean"].to_numpy()
+    assert expected[3] < plain_expected[3] - 0.05 and expected[2] > plain_expected[2] + 0.05
+
+
+@pytest.mark.parametrize("sigma_user", [None, 1.0])
+def test_a_fit_on_a_sample_of_users_predicts_for_users_it_never_saw(sigma_user):
+    data = pd.DataFrame(HISTORIES, index=pd.Index(list("abcd"), name="user_id"),
+                        columns=[f"w{i}" for i in range(5)])
+    on_sample = _fake_fit(data.iloc[:2], sigma_user=sigma_user)  # fitted on users a, b only
+    on_all = _fake_fit(data, sigma_user=sigma_user)
     for method in ("probability_active", "expected_activity"):
         new = getattr(on_sample, method)(data.iloc[2:], horizon=2)
         assert list(new.index) == ["c", "d"]
@@ -160,10 +202,11 @@ def test_a_fit_on_a_sample_of_users_predicts_for_users_it_never_saw():
     assert on_sample.sample_activity(data, horizon=2, random_seed=0).sizes["user"] == 4
 
 
-def test_sampled_activity_matches_the_exact_predictions():
+@pytest.mark.parametrize("sigma_user", [None, 1.0])
+def test_sampled_activity_matches_the_exact_predictions(sigma_user):
     data = pd.DataFrame(HISTORIES, index=pd.Index(list("abcd"), name="user_id"),
                         columns=[f"w{i}" for i in range(5)])
-    model = _fake_fit(data, draws=4000)
+    model = _fake_fit(data, draws=4000, sigma_user=sigma_user)
     draws = model.sample_activity(horizon=2 + 2 / 3, random_seed=1)
     assert draws.dims == ("chain", "draw", "user") and draws.dtype == np.int64
     exact_p = model.probability_active(horizon=2 + 2 / 3, max_draws=1)["mean"].to_numpy()
@@ -179,7 +222,8 @@ def test_sampled_activity_matches_the_exact_predictions():
 
 
 @pytest.mark.parametrize("options", [{}, {"churn_state": True, "churn_returns": True},
-                                     {"segment": "plan", "emission": "binomial"}])
+                                     {"segment": "plan", "emission": "binomial"},
+                                     {"churn_state": True, "user_effects": True}])
 def test_compressed_likelihood_equals_the_sum_over_users(options):
     sim = simulate_engagement(60, 6, period_length=N, max_join=2, with_events=False,
                               emission_probability=(0.05, 0.4, 0.8), random_seed=3)
@@ -191,6 +235,8 @@ def test_compressed_likelihood_equals_the_sum_over_users(options):
     pm_model = model.build_model(data)
     assert pm_model.engagement_rows < len(data)
     point = pm_model.initial_point()
+    if "user_effects" in options:  # a spread of the effects that matters
+        point["sigma_user_log__"] = np.log(1.5)
     value = pm_model.compile_fn(pm_model.logp(vars=pm_model.potentials))(point)
     names = model._var_names()
     got = pm_model.compile_fn(pm_model.replace_rvs_by_values([pm_model[n] for n in names]))(point)
@@ -201,9 +247,17 @@ def test_compressed_likelihood_equals_the_sum_over_users(options):
     trans = params["transition"]
     if "segment" in options:
         trans = trans[:, model._segment_codes(clean)]
-    loglik, _ = _hmm.forward(codes, np.argmax(codes != N + 1, axis=1), params["emission"],
-                             params["initial"], trans)
-    assert float(value) == pytest.approx(loglik.sum(), rel=1e-7)  # PyTensor gammaln
+    nodes = _hmm.forward_nodes(codes, np.argmax(codes != N + 1, axis=1), params["emission"],
+                               params["initial"], trans, params["log_nodes"])
+    assert float(value) == pytest.approx(nodes.loglik.sum(), rel=1e-7)  # PyTensor gammaln
+    if "user_effects" in options:  # the gradient reaches sigma_user through the node tables
+        logp = pm_model.compile_logp()
+        grad = pm_model.compile_dlogp(vars=[pm_model["sigma_user"]])
+        up, down = dict(point), dict(point)
+        up["sigma_user_log__"] = up["sigma_user_log__"] + 1e-5
+        down["sigma_user_log__"] = down["sigma_user_log__"] - 1e-5
+        num = (float(logp(up)) - float(logp(down))) / 2e-5
+        assert float(np.asarray(grad(point)).ravel()[0]) == pytest.approx(num, rel=1e-5)
 
 
 # ----------------------------------------------------------------------- data
@@ -291,6 +345,44 @@ def test_recovery_and_coverage_of_future_activity():
     days = future.sum(axis=1).to_numpy()
     inside = np.mean((days >= s["ci_lower"].to_numpy()) & (days <= s["ci_upper"].to_numpy()))
     assert 0.87 <= inside <= 0.97, inside
+
+
+def _at_truth(data: pd.DataFrame, truth: dict, sigma_user: float | None) -> EngagementStateModel:
+    """A model whose one posterior draw is the simulation's truth (binomial days)."""
+    model = EngagementStateModel(emission="binomial", user_effects=sigma_user is not None)
+    model.data_ = model._validate_data(data)
+    post = {"emission_probability": (("chain", "draw", "state"),
+                                     np.asarray(truth["emission_probability"])[None, None]),
+            "initial_probability": (("chain", "draw", "state"),
+                                    np.asarray(truth["initial"])[None, None]),
+            "transition_probability": (("chain", "draw", "state", "to_state"),
+                                       np.asarray(truth["transition"])[None, None])}
+    if sigma_user is not None:
+        post["sigma_user"] = (("chain", "draw"), np.full((1, 1), sigma_user))
+    model.idata_ = xr.DataTree.from_dict({"posterior": xr.Dataset(post)})
+    return model
+
+
+def test_the_likelihood_recovers_sigma_user_and_the_effects_sharpen_forecasts():
+    """Profile likelihood of sigma_user (other parameters at the truth); future activity."""
+    truth = {"initial": (0.2, 0.4, 0.4),
+             "transition": ((0.85, 0.12, 0.03), (0.1, 0.8, 0.1), (0.03, 0.1, 0.87)),
+             "emission_probability": (0.05, 0.3, 0.7)}
+    grid = np.linspace(0.0, 2.0, 21)
+    for sigma in (0.0, 1.0):
+        sim = simulate_engagement(600, 14, max_join=2, with_events=False, sigma_user=sigma,
+                                  random_seed=5, **truth)
+        train, future = sim.activity.iloc[:, :10], sim.activity.iloc[:, 10:].sum(axis=1)
+        profile = [float(_at_truth(train, truth, s).compute_log_likelihood()
+                         ["log_likelihood"]["activity"].sum()) for s in grid]
+        best = grid[int(np.argmax(profile))]
+        assert abs(best - sigma) <= 0.2, (sigma, best)
+        errors = [np.mean(np.abs(_at_truth(train, truth, s).expected_activity(horizon=4)["mean"]
+                                 - future)) for s in (None, sigma)]
+        if sigma:  # heavy and light users in the same state: the effects cut the error
+            assert errors[1] < 0.93 * errors[0], errors
+        else:
+            assert errors[1] == pytest.approx(errors[0], rel=1e-9)
 
 
 # ------------------------------------------------------------------ real data

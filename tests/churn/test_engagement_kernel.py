@@ -21,14 +21,15 @@ def _problem(n_users: int, n_periods: int, n_states: int, n_segments: int, seed:
     codes[np.arange(n_periods)[None, :] < start[:, None]] = n_codes - 1
     seg = rng.integers(0, n_segments, n_users)  # interleaved: blocks split by segment
     weights = rng.integers(1, 5, n_users).astype(float)
-    return [table, initial, trans], (codes, start, seg, weights)
+    return [table[None], initial, trans], (codes, start, seg, weights, np.zeros(1))
 
 
 @pytest.mark.parametrize("n_states", [2, 5])
 def test_blocked_kernel_value_equals_the_forward_algorithm_user_by_user(n_states):
-    (table, initial, trans), (codes, start, seg, weights) = _problem(700, 23, n_states, 3, 1)
-    value, *_ = hmm_kernel(table, initial, trans, codes, start, seg, weights)
-    loglik, _ = _hmm.forward(codes, start, table[None], initial[None], trans[seg][None])
+    (table, initial, trans), data = _problem(700, 23, n_states, 3, 1)
+    codes, start, seg, weights, _ = data
+    value, *_ = hmm_kernel(table, initial, trans, *data)
+    loglik, _ = _hmm.forward(codes, start, table, initial[None], trans[seg][None])
     assert value == pytest.approx(float(weights @ loglik[0]), rel=1e-12)
 
 
@@ -47,4 +48,31 @@ def test_blocked_kernel_gradient_equals_finite_differences_over_several_blocks()
             down[which][idx] -= eps
             num = (hmm_kernel(*up, *data)[0] - hmm_kernel(*down, *data)[0]) / (2 * eps)
             assert grad[idx] == pytest.approx(num, rel=1e-5, abs=1e-4), (which, idx)
-    assert np.all(grads[0][-1] == 0.0)  # the missing code never enters the likelihood
+    assert np.all(grads[0][:, -1] == 0.0)  # the missing code never enters the likelihood
+
+
+def test_kernel_with_effect_nodes_equals_the_mixture_of_forward_algorithms():
+    """Value: each user's likelihood is the mixture over nodes; gradient: finite differences."""
+    (table, initial, trans), (codes, start, seg, weights, _) = _problem(150, 9, 3, 2, 3)
+    rng = np.random.default_rng(4)
+    tables = np.concatenate([table, rng.uniform(0.05, 1.0, size=(2, *table.shape[1:]))])
+    tables[:, -1] = 1.0
+    log_nodes = np.log([0.2, 0.5, 0.3])
+    data = (codes, start, seg, weights, log_nodes)
+    value, *grads = hmm_kernel(tables, initial, trans, *data)
+    per_node = np.stack([_hmm.forward(codes, start, t[None], initial[None], trans[seg][None])[0][0]
+                         for t in tables])  # (Q, U)
+    mixture = np.logaddexp.reduce(per_node + log_nodes[:, None], axis=0)
+    assert value == pytest.approx(float(weights @ mixture), rel=1e-12)
+    inputs = [tables, initial, trans]
+    eps = 1e-6
+    for which, grad in enumerate(grads):
+        entries = list(np.ndindex(inputs[which].shape))
+        for pick in rng.choice(len(entries), size=min(10, len(entries)), replace=False):
+            idx = entries[pick]
+            up = [x.copy() for x in inputs]
+            down = [x.copy() for x in inputs]
+            up[which][idx] += eps
+            down[which][idx] -= eps
+            num = (hmm_kernel(*up, *data)[0] - hmm_kernel(*down, *data)[0]) / (2 * eps)
+            assert grad[idx] == pytest.approx(num, rel=1e-5, abs=1e-4), (which, idx)
