@@ -9,7 +9,9 @@ Run from the repository root::
 at day 273 (calibration days 0-272, holdout the next 93 days; the users active
 in the calibration window). ``BetaGeoModel`` (NUTS, active days),
 ``EngagementStateModel`` (NUTS, active days per 7-day period from day 0, the
-holdout 13 2/7 periods) and lifetimes' ``BetaGeoFitter`` (maximum likelihood,
+holdout 13 2/7 periods; by default 3 states, 4 states with a returning churned
+state, and the same with ``user_effects=True``; ``--configs`` takes a JSON list
+of option sets) and lifetimes' ``BetaGeoFitter`` (maximum likelihood,
 run by a Python that has ``lifetimes``: ``--lifetimes-python`` or the
 ``LIFETIMES_PYTHON`` environment variable; left out without one) score the same
 holdout: Brier score of P(active in the holdout), calibration by fifth of the
@@ -228,7 +230,9 @@ def main() -> None:
     real.add_argument("--lifetimes-python", default=os.environ.get("LIFETIMES_PYTHON"))
     real.add_argument("--configs", type=json.loads,
                       default=[{}, {"n_states": 4, "churn_state": True,
-                                    "churn_returns": True}])
+                                    "churn_returns": True},
+                               {"n_states": 4, "churn_state": True, "churn_returns": True,
+                                "user_effects": True}])
     scale = sub.add_parser("scale")
     scale.add_argument("--n-users", type=int, default=10_000)
     scale.add_argument("--n-periods", type=int, default=52)
