@@ -85,9 +85,56 @@ def test_churn_outputs(churn_dir):
     bgnbd = calib[calib["model"] == metrics.index[0]]
     assert {"predicted_lower", "predicted_upper", "p_value"} <= set(bgnbd.columns)
     assert (bgnbd["lower"] <= bgnbd["upper"]).all() and bgnbd["n"].sum() == len(preds)
+    assert metrics["mae_active_periods"].notna().sum() == 1  # BG/NBD's; engagement is off
     assert (churn_dir / "figures" / "retention_curves.png").is_file()
     loss = pd.read_csv(churn_dir / "tables" / "segments_losing_users.csv", index_col=0)
     assert set(loss.index) == {"free", "premium"}
+
+
+ENGAGEMENT = """\
+[data]
+n_users = 120
+days = 84
+n_artists = 15
+[sampler]
+draws = 40
+tune = 40
+chains = 2
+[churn]
+holdout_days = 21
+fit_bgbb = false
+fit_hazard = false
+fit_engagement = true
+engagement_states = 2
+engagement_churn_state = false
+engagement_churn_returns = false
+engagement_max_users = 60
+max_draws = 40
+cohort_period = "W"
+"""
+
+
+def test_churn_with_the_engagement_model(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(ENGAGEMENT)
+    folder = run_analysis("churn", out=tmp_path / "out", config=config, quiet=True)[0]
+    _check_layout(folder, ["bgnbd", "sbg", "engagement"])
+    preds = pd.read_csv(folder / "predictions.csv")
+    metrics = pd.read_csv(folder / "tables" / "holdout_metrics.csv", index_col=0)
+    calib = pd.read_csv(folder / "tables" / "holdout_calibration.csv")
+    # fitted on 60 users, scored on the same holdout event for every user, against its
+    # own uncertainty, with the error of its expected active days beside BG/NBD's
+    hmm = "engagement states P(active in holdout)"
+    assert metrics.loc[hmm, "users"] == len(preds) > 60
+    assert metrics.loc[hmm, "calibration"] in {"ok", "MISCALIBRATED"}
+    assert calib.loc[calib["model"] == hmm, "n"].sum() == len(preds)
+    assert metrics["mae_active_periods"].notna().sum() == 2
+    mid = preds["engagement_probability_active_holdout_mean"]
+    lo, hi = (preds[f"engagement_probability_active_holdout_{c}"] for c in ("ci_lower", "ci_upper"))
+    assert ((lo <= mid + 1e-12) & (mid <= hi + 1e-12) & (lo >= 0) & (hi <= 1)).all()
+    assert (preds["engagement_expected_active_days_holdout_mean"] >= 0).all()
+    report = (folder / "report.html").read_text()
+    assert "fitted on 60 of the" in report
 
 
 def test_listening_outputs(listening_dir):

@@ -30,6 +30,7 @@ chains = 2
 holdout_days = 25
 fit_bgbb = false
 fit_hazard = false
+fit_engagement = false
 max_draws = 30
 cohort_period = "W"
 """
