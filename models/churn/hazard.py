@@ -207,11 +207,6 @@ class ChurnHazardModel(BayesianModel):
     ``model.probability_churn(horizon=4)`` gives each user's churn risk.
     """
 
-    #: A dense mass matrix up to this many parameters: the non-centred walk makes each
-    #: period's level a sum of all earlier steps, a linear correlation a diagonal mass
-    #: matrix cannot undo (the main job's table, 52 parameters: 32 instead of 63
-    #: leapfrog steps per draw, and a higher ESS per draw).
-    dense_mass_max_dim: ClassVar[int] = 120
     default_priors: ClassVar[Mapping[str, Prior]] = {
         "baseline_start": Prior("Normal", mu=-3.0, sigma=1.5),
         "baseline_sigma": Prior("HalfNormal", sigma=0.3),
