@@ -92,6 +92,13 @@ def _retention_figure(model: Any, cohorts: pd.DataFrame, periods: int, unit: str
     return ax.figure
 
 
+def _summary(draws: Any) -> pd.DataFrame:
+    """Mean and 89% interval per unit of posterior draws (chain, draw, unit)."""
+    from models.predict import flatten_draws, summarize_draws
+
+    return summarize_draws(flatten_draws(draws), index=draws.indexes[draws.dims[-1]])
+
+
 def _unit_draws(draws: Any, index: pd.Index) -> pd.DataFrame:
     """Posterior draws (chain, draw, unit) as a frame: one row per draw, one column per unit."""
     unit = draws.dims[-1]
@@ -339,17 +346,15 @@ def run(ctx: AnalysisContext) -> None:
         preds = preds.join(_flatten(bg.probability_alive(max_draws=max_draws,
                                                          random_seed=seed),
                                     "probability_alive"))
-        preds = preds.join(_flatten(bg.probability_active(horizon=horizon, max_draws=max_draws,
-                                                          random_seed=seed),
-                                    "probability_active_holdout"))
+        bg_active = bg.probability_active(horizon=horizon, max_draws=max_draws,
+                                          random_seed=seed, return_draws=True)
+        preds = preds.join(_flatten(_summary(bg_active), "probability_active_holdout"))
         preds = preds.join(_flatten(bg.expected_activity(horizon=horizon, max_draws=max_draws,
                                                          random_seed=seed),
                                     "expected_active_periods_holdout"))
         scores = {"BG/NBD P(active in holdout)": preds["probability_active_holdout_mean"]}
         # posterior draws of the probabilities, for calibration judged against their uncertainty
-        draws = {"BG/NBD P(active in holdout)": _unit_draws(
-            bg.probability_active(horizon=horizon, max_draws=max_draws, random_seed=seed,
-                                  return_draws=True), activity.index)}
+        draws = {"BG/NBD P(active in holdout)": _unit_draws(bg_active, activity.index)}
         if bgbb is not None:
             alive = bgbb.probability_alive()
             preds = preds.join(_flatten(alive, "bgbb_probability_alive"))
@@ -371,7 +376,7 @@ def run(ctx: AnalysisContext) -> None:
             kw = dict(horizon=hmm_horizon, max_draws=max_draws, random_seed=seed)
             name = "engagement states P(active in holdout)"
             active = engagement.probability_active(states_table, return_draws=True, **kw)
-            preds = preds.join(_flatten(engagement.probability_active(states_table, **kw),
+            preds = preds.join(_flatten(_summary(active),
                                         "engagement_probability_active_holdout"))
             preds = preds.join(_flatten(engagement.expected_activity(states_table, **kw),
                                         "engagement_expected_active_days_holdout"))
