@@ -80,7 +80,8 @@ def test_config_prior_table_of_an_unknown_model_lists_the_models_of_the_analysis
                                                          "params": {"mu": 0.0, "sigma": 1.0}}}})
     with pytest.raises(ConfigError, match=r"Unknown model 'BetaGeoModle' under \[priors\] in "
                        r"c\.toml; the churn analysis fits \['BetaGeoBetaBinomModel', "
-                       r"'BetaGeoModel', 'ChurnHazardModel', 'ShiftedBetaGeoModel'\]"):
+                       r"'BetaGeoModel', 'ChurnHazardModel', 'EngagementStateModel', "
+                       r"'ShiftedBetaGeoModel'\]"):
         check_priors(ANALYSES["churn"], config, "c.toml")
 
 
