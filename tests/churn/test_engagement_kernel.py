@@ -33,14 +33,12 @@ def test_blocked_kernel_value_equals_the_forward_algorithm_user_by_user(n_states
     assert value == pytest.approx(float(weights @ loglik[0]), rel=1e-12)
 
 
-def test_blocked_kernel_gradient_equals_finite_differences_over_several_blocks():
-    inputs, data = _problem(500, 17, 4, 2, 2)
-    _, *grads = hmm_kernel(*inputs, *data)
-    rng = np.random.default_rng(0)
+def _check_gradients(inputs, data, grads, rng, per_input):
+    """Each gradient equals central finite differences of the kernel's value at random entries."""
     eps = 1e-6
     for which, grad in enumerate(grads):
         entries = list(np.ndindex(inputs[which].shape))
-        for pick in rng.choice(len(entries), size=min(8, len(entries)), replace=False):
+        for pick in rng.choice(len(entries), size=min(per_input, len(entries)), replace=False):
             idx = entries[pick]
             up = [x.copy() for x in inputs]
             down = [x.copy() for x in inputs]
@@ -48,6 +46,12 @@ def test_blocked_kernel_gradient_equals_finite_differences_over_several_blocks()
             down[which][idx] -= eps
             num = (hmm_kernel(*up, *data)[0] - hmm_kernel(*down, *data)[0]) / (2 * eps)
             assert grad[idx] == pytest.approx(num, rel=1e-5, abs=1e-4), (which, idx)
+
+
+def test_blocked_kernel_gradient_equals_finite_differences_over_several_blocks():
+    inputs, data = _problem(500, 17, 4, 2, 2)
+    _, *grads = hmm_kernel(*inputs, *data)
+    _check_gradients(inputs, data, grads, np.random.default_rng(0), per_input=8)
     assert np.all(grads[0][:, -1] == 0.0)  # the missing code never enters the likelihood
 
 
@@ -64,15 +68,4 @@ def test_kernel_with_effect_nodes_equals_the_mixture_of_forward_algorithms():
                          for t in tables])  # (Q, U)
     mixture = np.logaddexp.reduce(per_node + log_nodes[:, None], axis=0)
     assert value == pytest.approx(float(weights @ mixture), rel=1e-12)
-    inputs = [tables, initial, trans]
-    eps = 1e-6
-    for which, grad in enumerate(grads):
-        entries = list(np.ndindex(inputs[which].shape))
-        for pick in rng.choice(len(entries), size=min(10, len(entries)), replace=False):
-            idx = entries[pick]
-            up = [x.copy() for x in inputs]
-            down = [x.copy() for x in inputs]
-            up[which][idx] += eps
-            down[which][idx] -= eps
-            num = (hmm_kernel(*up, *data)[0] - hmm_kernel(*down, *data)[0]) / (2 * eps)
-            assert grad[idx] == pytest.approx(num, rel=1e-5, abs=1e-4), (which, idx)
+    _check_gradients([tables, initial, trans], data, grads, rng, per_input=10)
