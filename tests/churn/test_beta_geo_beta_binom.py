@@ -205,6 +205,48 @@ def test_new_user_predictions_match_enumeration():
     np.testing.assert_allclose(old["mean"], dist[:, :2].mean(axis=0), rtol=1e-10)
 
 
+def test_predictions_come_in_blocks_sized_by_the_likelihood_sum(monkeypatch, rng):
+    """Each row's likelihood sums up to max(n - t_x) terms on a trailing axis: the rows come in
+    blocks of about DEFAULT_BLOCK_ELEMENTS draws x rows x terms (all rows in one block of
+    4,000 draws took 8 GB in the churn analysis), and every prediction is the same to the last
+    digit whatever the blocks."""
+    import models.churn.beta_geo_beta_binom as bgbb
+    import models.predict
+
+    data = simulate_bgbb(400, **TRUTH, n_opportunities=30, random_seed=rng)
+    n_draws = 40
+    model = fake_fit(data, {k: v * np.exp(rng.normal(0, 0.1, n_draws)) for k, v in TRUTH.items()})
+    width = int((model.rows_["n"] - model.rows_["recency"]).max())
+    assert width >= 20 and len(model.rows_) > 50
+
+    def predictions():
+        return [flatten_draws(model.probability_alive(return_draws=True)),
+                flatten_draws(model.expected_activity(horizon=5, return_draws=True)),
+                model.probability_alive(data.iloc[::3], horizon=2)["mean"].to_numpy(),
+                flatten_draws(model.probability_repeat_count_new_user(
+                    count=np.arange(31), horizon=[10, 30], return_draws=True)).reshape(n_draws, -1)]
+
+    for module in (bgbb, models.predict):
+        monkeypatch.setattr(module, "DEFAULT_BLOCK_ELEMENTS", 10**12)  # one block of every row
+    whole = predictions()
+
+    sizes = []
+
+    def spy(alpha, beta, gamma, delta, x, tx, n, lib=np, width=None):
+        terms = width if width is not None else int(np.max(n - tx, initial=0))
+        sizes.append(np.broadcast(alpha, x).size * max(terms, 1))
+        return _loglik(alpha, beta, gamma, delta, x, tx, n, lib, width)
+
+    budget = n_draws * width * 7  # seven rows of every term per block
+    for module in (bgbb, models.predict):
+        monkeypatch.setattr(module, "DEFAULT_BLOCK_ELEMENTS", budget)
+    monkeypatch.setattr(bgbb, "_loglik", spy)
+    blocked = predictions()
+    assert len(sizes) >= 2 * (len(model.rows_) // 7) and max(sizes) <= budget
+    for got, expected in zip(blocked, whole, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
 # ---------------------------------------------------------------- data checks
 
 
