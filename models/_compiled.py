@@ -1,8 +1,9 @@
-"""Helpers for the package's own compiled (numba) PyTensor Ops."""
+"""Helpers for the package's own compiled (numba) code: PyTensor Op caches and CPUs."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 
@@ -16,3 +17,10 @@ def source_salt(path: str | Path) -> int:
     """
     digest = hashlib.sha256(Path(path).read_bytes()).digest()
     return int.from_bytes(digest[:6], "big")
+
+
+def usable_cpus() -> int:
+    """Return the number of CPUs this process may run on (its affinity mask where known)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from models._compiled import usable_cpus
 from models.analysis.outputs import AnalysisOutputs
 
 __all__ = ["Analysis", "AnalysisContext", "Inputs"]
@@ -65,9 +65,7 @@ class AnalysisContext:
                   "random_seed": self.seed + offset, "progressbar": not self.quiet}
         # 0: one process per chain, up to the CPUs this process may use (PyMC's own default
         # assumes half the CPUs are hyper-threads and samples sequentially on 2 cores)
-        cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                else os.cpu_count() or 1)
-        kwargs["cores"] = s["cores"] or min(s["chains"], cpus)
+        kwargs["cores"] = s["cores"] or min(s["chains"], usable_cpus())
         return kwargs
 
 

@@ -98,7 +98,7 @@ def run(ctx: AnalysisContext) -> None:
             priors=priors.get("StochasticBlockModel")), target,
             description=f"degree-corrected block model of the {cfg['sbm_on']}",
             draws=s["draws"], tune=s["tune"], chains=s["chains"], thin=cfg["thin"] or None,
-            random_seed=seed)
+            random_seed=seed, cores=s["cores"] or None)
         blocks = sbm.n_blocks_posterior()
         out.add_table("n_blocks_posterior", blocks,
                       "Posterior of the number of occupied blocks (share of draws)")
@@ -184,7 +184,7 @@ def run(ctx: AnalysisContext) -> None:
                     priors=priors.get("StochasticBlockModel")), split.train,
                 description="block model on the training edges (link prediction)",
                 draws=s["draws"], tune=s["tune"], chains=s["chains"], thin=cfg["thin"] or None,
-                random_seed=seed + 40)}
+                random_seed=seed + 40, cores=s["cores"] or None)}
             if lsm is not None:
                 fitted["latent_space"] = lsm
             scores = link_prediction_scores(split, fitted)

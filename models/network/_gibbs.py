@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from dataclasses import dataclass
 
 import numba
@@ -81,6 +82,19 @@ def log_joint(
     n = sizes.sum()
     value += gammaln(k * h.gamma) - gammaln(n + k * h.gamma)
     value += np.sum(gammaln(sizes + h.gamma) - gammaln(h.gamma))
+    return float(value - log_factorial)
+
+
+def log_joint_constant(degree: np.ndarray, n_blocks: int, h: Hyper, log_factorial: float) -> float:
+    """Return the terms of :func:`log_joint` that do not depend on z (the kernels omit them).
+
+    Computed from the data alone, so every chain adds the very same number.
+    """
+    k = n_blocks
+    value = k * (k + 1) / 2 * (h.a * np.log(h.b) - gammaln(h.a))
+    if h.degree_corrected:
+        value += np.sum(gammaln(degree + h.eta) - gammaln(h.eta))
+    value += gammaln(k * h.gamma) - gammaln(degree.size + k * h.gamma) - k * gammaln(h.gamma)
     return float(value - log_factorial)
 
 
@@ -183,7 +197,7 @@ LUT_MAX = 20_000_000
 """Largest table of ``gammaln(j / q)`` (160 MB); beyond it the kernels call ``lgamma``."""
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _lg_theta(kappa_r, m, eta, lg_theta, scale):  # pragma: no cover - compiled
     """``lgamma(kappa_r + m eta)``: a lookup in ``lg_theta`` when there is one."""
     if lg_theta.size > 0:
@@ -301,25 +315,53 @@ def _log_probs_kernel(
                                 lut)
 
 
-@numba.njit(cache=True)
-def _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc):  # pragma: no cover - compiled
-    """Collapsed log p(A, z) up to terms that do not depend on z (compiled)."""
+@numba.njit(cache=True, inline="always")
+def _log_joint_terms(e, sizes, kappa, a, b, eta, gamma, dc):  # pragma: no cover - compiled
+    """Return the terms of :func:`_log_joint_kernel`, in its order of summation."""
     n_blocks = sizes.size
-    total = 0.0
+    terms = np.zeros(n_blocks * (n_blocks + 1) // 2 + 2 * n_blocks)
+    t = 0
     for r in range(n_blocks):
         for s in range(r, n_blocks):
             if dc:
                 x = (0.5 if s == r else 1.0) if sizes[r] > 0 and sizes[s] > 0 else 0.0
             else:
                 x = 0.5 * sizes[r] * sizes[r] if s == r else sizes[r] * sizes[s]
-            total += math.lgamma(e[r, s] + a) - (e[r, s] + a) * math.log(x + b)
+            terms[t] = math.lgamma(e[r, s] + a) - (e[r, s] + a) * math.log(x + b)
+            t += 1
         if dc and sizes[r] > 0:
-            total += math.lgamma(sizes[r] * eta) - math.lgamma(kappa[r] + sizes[r] * eta)
-        total += math.lgamma(sizes[r] + gamma)
+            terms[t] = math.lgamma(sizes[r] * eta) - math.lgamma(kappa[r] + sizes[r] * eta)
+        t += 1  # a zero when the block is empty or without degree correction
+        terms[t] = math.lgamma(sizes[r] + gamma)
+        t += 1
+    return terms
+
+
+@numba.njit(cache=True, nogil=True)
+def _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc):  # pragma: no cover - compiled
+    """Collapsed log p(A, z) up to terms that do not depend on z (compiled)."""
+    total = 0.0
+    for term in _log_joint_terms(e, sizes, kappa, a, b, eta, gamma, dc):
+        total += term
     return total
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
+def _label_free_log_joint_kernel(e, sizes, kappa, a, b, eta, gamma,
+                                 dc):  # pragma: no cover - compiled
+    """:func:`_log_joint_kernel` summed in sorted order: the same bits under any labelling.
+
+    Relabelling the blocks permutes the terms (the block statistics are exact: integer
+    counts), so two chains in the same partition under different labels record the very
+    same value, and the R-hat of the recorded log joint sees a constant, not rounding.
+    """
+    total = 0.0
+    for term in np.sort(_log_joint_terms(e, sizes, kappa, a, b, eta, gamma, dc)):
+        total += term
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
 def _rate_log_likelihood(e, sizes, omega, dc):  # pragma: no cover - compiled
     """Block part of the Poisson log-likelihood: sum over r <= s of e log(omega) - X omega."""
     total = 0.0
@@ -360,7 +402,7 @@ def _insert(i, new, z, e, sizes, kappa, k, degree):  # pragma: no cover - compil
     kappa[new] += degree[i]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _sweep_kernel(
     z, e, sizes, kappa, indptr, indices, weights, degree, order, uniforms,
     inverse_temperature, a, b, eta, gamma, dc, lut,
@@ -390,7 +432,7 @@ def _sweep_kernel(
         _insert(i, new, z, e, sizes, kappa, k, degree)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _sweeps_kernel(
     z, e, sizes, kappa, indptr, indices, weights, degree, uniforms, a, b, eta, gamma, dc,
     lut,
@@ -405,7 +447,7 @@ def _sweeps_kernel(
                       1.0, a, b, eta, gamma, dc, lut)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _climb_kernel(
     z, e, sizes, kappa, indptr, indices, weights, degree, max_sweeps,
     a, b, eta, gamma, dc, lut,
@@ -440,7 +482,7 @@ def _pair_log_prob(r, s, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc,
     return lr - top - math.log(math.exp(lr - top) + math.exp(ls - top))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _shuffle(order, uniforms, pos):  # pragma: no cover - compiled
     """Fisher-Yates shuffle of ``order`` in place from ``uniforms[pos:]``; return new pos."""
     for t in range(order.size - 1, 0, -1):
@@ -450,7 +492,7 @@ def _shuffle(order, uniforms, pos):  # pragma: no cover - compiled
     return pos
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _restricted_scan(members, order, target, r, s, z, e, sizes, kappa, indptr, indices,
                      weights, degree, uniforms, pos, a, b, eta, gamma, dc,
                      lut):  # pragma: no cover - compiled
@@ -479,7 +521,7 @@ def _restricted_scan(members, order, target, r, s, z, e, sizes, kappa, indptr, i
     return log_q, pos
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _pair_choice_log_prob(r, s, sizes):  # pragma: no cover - compiled
     """Log probability that two nodes drawn with replacement pick the blocks {r, s}."""
     n = sizes.sum()
@@ -488,7 +530,7 @@ def _pair_choice_log_prob(r, s, sizes):  # pragma: no cover - compiled
     return math.log(p / (n * n))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _merge_split_kernel(
     r, s, members, z, e, sizes, kappa, indptr, indices, weights, degree, uniforms,
     n_intermediate, a, b, eta, gamma, dc, lut,
@@ -560,7 +602,7 @@ def _merge_split_kernel(
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _split_merge_kernel(
     i, j, r, s, others, split, log_pick, z, e, sizes, kappa, indptr, indices, weights, degree,
     uniforms, n_intermediate, a, b, eta, gamma, dc, lut,
@@ -756,24 +798,35 @@ class _State:
         return log_joint(self.e, self.sizes, self.kappa, self.degree, self.h, log_factorial)
 
 
+class Cancelled(Exception):
+    """A chain stopped because its ``cancel`` event was set (another chain failed, or Ctrl-C)."""
+
+
+def _raise_if_set(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled
+
+
 START_SWEEPS = 50
 """Annealed sweeps of each starting run (inverse temperature 0.2 rising to 1)."""
 
 
 def best_start(
     state: _State, *, n_starts: int, rng: np.random.Generator, log_factorial: float,
-    sweeps: int = START_SWEEPS,
+    sweeps: int = START_SWEEPS, cancel: threading.Event | None = None,
 ) -> float:
     """Put ``state`` at the best of ``n_starts`` annealed, climbed runs from random labels.
 
     Each run draws a random labelling, makes ``sweeps`` Gibbs sweeps at inverse
     temperature rising linearly from 0.2 to 1 and climbs to a local mode
     (iterated conditional modes, as :func:`climb`); the run with the highest
-    collapsed log joint is kept. Returns its log joint.
+    collapsed log joint is kept. Returns its log joint. Raises :class:`Cancelled` between
+    runs once ``cancel`` is set.
     """
     n = state.z.size
     best_z, best_lp = state.z, -np.inf
     for _ in range(n_starts):
+        _raise_if_set(cancel)
         state.reset(rng.integers(0, state.n_blocks, n))
         for sweep in range(sweeps):
             beta = 0.2 + 0.8 * sweep / max(1, sweeps - 1)
@@ -797,18 +850,24 @@ class Chain:
     ``merge_split`` merge-split moves per occupied block (:meth:`_State.merge_split`)
     and one recorded
     draw, with omega, theta and pi drawn from their exact conditionals given z;
-    ``accept`` records the share of those moves accepted.
+    ``accept`` records the share of those moves accepted. A chain owns its state and
+    its ``rng``, and its compiled kernels release the GIL, so chains can run in
+    parallel threads with the same draws as one after another; once ``cancel`` is
+    set, the start, :meth:`tune` and :meth:`record` raise :class:`Cancelled` at their
+    next step.
     """
 
     def __init__(self, adj: sp.csr_matrix, degree: np.ndarray, n_blocks: int, h: Hyper, *,
                  rng: np.random.Generator, log_factorial: float, n_starts: int = 1,
-                 merge_split: int = 0) -> None:
+                 merge_split: int = 0, cancel: threading.Event | None = None) -> None:
         n = adj.shape[0]
         self.h, self.rng, self.log_factorial = h, rng, log_factorial
         self.n_starts, self.merge_split = n_starts, merge_split
+        self.cancel = cancel
         self.state = _State(adj, degree, np.zeros(n, dtype=np.int64), n_blocks, h)
         if n_starts > 1:
-            best_start(self.state, n_starts=n_starts, rng=rng, log_factorial=log_factorial)
+            best_start(self.state, n_starts=n_starts, rng=rng, log_factorial=log_factorial,
+                       cancel=cancel)
         else:
             self.state.reset(rng.integers(0, n_blocks, n))
         self.draws: dict[str, list] = {k: [] for k in
@@ -832,6 +891,7 @@ class Chain:
         """
         anneal = max(1, (2 * sweeps) // 3)
         for sweep in range(sweeps):
+            _raise_if_set(self.cancel)
             annealed = self.n_starts == 1
             self._sweep(min(1.0, 0.2 + 0.8 * sweep / anneal) if annealed else 1.0)
             self.state.merge_split(self.rng, self._moves())
@@ -841,11 +901,11 @@ class Chain:
         state, h, rng = self.state, self.h, self.rng
         n_blocks, dc = state.n_blocks, h.degree_corrected
         # The compiled log joint omits terms that do not depend on z: add them back.
-        offset = state.log_joint(self.log_factorial) - _log_joint_kernel(
-            state.e, state.sizes, state.kappa, *state.scalars)
+        offset = log_joint_constant(state.degree, n_blocks, h, self.log_factorial)
         positive = state.degree > 0
         lower = np.tril_indices(n_blocks, -1)
         for _ in range(draws):
+            _raise_if_set(self.cancel)
             state.sweeps(rng, thin)
             moves = self._moves()
             moved = state.merge_split(rng, moves)
@@ -862,8 +922,8 @@ class Chain:
             self.draws["omega"].append(omega)
             self.draws["pi"].append(rng.dirichlet(h.gamma + sizes))
             self.draws["theta"].append(theta)
-            self.draws["lp"].append(offset + _log_joint_kernel(e, sizes, state.kappa,
-                                                               *state.scalars))
+            self.draws["lp"].append(offset + _label_free_log_joint_kernel(
+                e, sizes, state.kappa, *state.scalars))
             self.draws["log_likelihood"].append(loglik)
             self.draws["accept"].append(moved / moves if moves else np.nan)
 

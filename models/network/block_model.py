@@ -2,8 +2,10 @@ r"""Bayesian (degree-corrected) Poisson stochastic block model, fitted by collap
 
 from __future__ import annotations
 
+import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, Self
 
 import networkx as nx
@@ -13,6 +15,7 @@ import scipy.sparse as sp
 import xarray as xr
 from scipy.special import gammaln
 
+from models._compiled import usable_cpus
 from models._validation import check_positive_int
 from models.base import PosteriorModel, resolve_seed
 from models.diagnostics import check_fit
@@ -245,9 +248,11 @@ class StochasticBlockModel(PosteriorModel):
         return nodes, adj, np.asarray(adj.sum(axis=1)).ravel()
 
     def _parameter_names(self) -> list[str]:
+        # The collapsed log joint tells chains in different modes apart even where the
+        # log-likelihood (noisy with its drawn rates) and the rates do not.
         if self.n_blocks is None:  # labels beyond the occupied blocks carry prior draws
-            return ["n_occupied", "log_likelihood"]
-        return ["omega", "pi", "log_likelihood"]
+            return ["n_occupied", "log_likelihood", "log_joint"]
+        return ["omega", "pi", "log_likelihood", "log_joint"]
 
     def _data_to_dataset(self, data: pd.DataFrame) -> xr.Dataset:
         return edge_list_to_dataset(data)
@@ -267,6 +272,7 @@ class StochasticBlockModel(PosteriorModel):
         merge_split: int = 1,
         thin: int | None = None,
         random_seed: int | np.random.Generator | None = None,
+        cores: int | None = None,
     ) -> Self:
         r"""Sample the posterior of block labels and rates with a collapsed Gibbs sampler.
 
@@ -293,12 +299,18 @@ class StochasticBlockModel(PosteriorModel):
             disagree (see Notes), up to 64; 1 for a single chain.
         random_seed : int, numpy.random.Generator or None
             Same seed and data give identical draws; stored in ``idata_.attrs``.
+        cores : int, optional
+            Chains run in parallel threads, up to this many at once. ``None`` (default):
+            the CPUs this process may use. Each chain has its own random stream, so the
+            draws do not depend on ``cores``.
 
         Returns
         -------
         self
-            Fitted model; ``fit_report_`` checks R-hat and ESS of ``omega``, ``pi``
-            and the log-likelihood.
+            Fitted model; ``fit_report_`` checks R-hat and ESS of ``omega`` and ``pi``
+            (with ``n_blocks`` fixed; the number of occupied blocks when it is
+            inferred), the log-likelihood and the collapsed log joint
+            :math:`\log p(A, z)` (posterior variable ``log_joint``).
 
         Raises
         ------
@@ -350,8 +362,8 @@ class StochasticBlockModel(PosteriorModel):
         sweeps (on the karate club with 2 blocks: the two factions, and labellings
         close to random that stand for "no block structure"). With ``thin=None`` the
         chains therefore continue until they agree: after the ``draws`` recorded
-        draws, while the fit check (:func:`models.diagnostics.check_fit` on
-        ``omega``, ``pi`` and the log-likelihood) does not pass, every other draw is
+        draws, while the fit check (:func:`models.diagnostics.check_fit` on the
+        variables above) does not pass, every other draw is
         dropped and the chains continue with the rest recorded twice as many sweeps
         apart, so each chain still holds ``draws`` draws, equally spaced, and its
         whole run is one Markov chain. This stops at 64 sweeps per draw (about
@@ -369,6 +381,8 @@ class StochasticBlockModel(PosteriorModel):
         check_positive_int(owner, "merge_split", merge_split, allow_zero=True)
         if thin is not None:
             check_positive_int(owner, "thin", thin)
+        if cores is not None:
+            check_positive_int(owner, "cores", cores)
         seed = resolve_seed(random_seed)
         data_ = self._validate_data(data)
         nodes, adj, degree = self._arrays(data_)
@@ -382,18 +396,28 @@ class StochasticBlockModel(PosteriorModel):
         log_fact = float(gammaln(data_["count"].to_numpy() + 1.0).sum())
         rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(chains)]
         k = self._labels(len(nodes))
-        runs = [_gibbs.Chain(adj, degree, k, hyper, rng=rng, log_factorial=log_fact,
-                             n_starts=n_starts, merge_split=merge_split) for rng in rngs]
-        every = 1 if thin is None else thin
-        for run in runs:
+        workers = min(chains, usable_cpus() if cores is None else cores)
+        cancel = threading.Event()
+
+        def start(rng: np.random.Generator) -> _gibbs.Chain:
+            return _gibbs.Chain(adj, degree, k, hyper, rng=rng, log_factorial=log_fact,
+                                n_starts=n_starts, merge_split=merge_split, cancel=cancel)
+
+        def first(run: _gibbs.Chain) -> None:
             run.tune(tune)
             run.record(draws, every)
+
+        def thinned(run: _gibbs.Chain) -> None:
+            run.keep_every_other()
+            run.record(draws - len(run.draws["lp"]), every)
+
+        runs = _in_threads(start, rngs, workers, cancel)
+        every = 1 if thin is None else thin
+        _in_threads(first, runs, workers, cancel)
         while (thin is None and every < MAX_THIN and chains > 1 and draws > 1
                and not self._chains_agree(runs, nodes)):
             every *= 2  # keep every other draw, then record the rest twice as far apart
-            for run in runs:
-                run.keep_every_other()
-                run.record(draws - len(run.draws["lp"]), every)
+            _in_threads(thinned, runs, workers, cancel)
         results = [run.result() for run in runs]
         stacked = {k: np.stack([r[k] for r in results]) for k in results[0] if results[0][k]
                    is not None}
@@ -452,6 +476,7 @@ class StochasticBlockModel(PosteriorModel):
             "omega": (("chain", "draw", "block", "block_"), draws["omega"]),
             "pi": (("chain", "draw", "block"), draws["pi"]),
             "log_likelihood": (("chain", "draw"), draws["log_likelihood"]),
+            "log_joint": (("chain", "draw"), draws["lp"]),
             "n_occupied": (("chain", "draw"), (np.diff(np.sort(z, axis=-1), axis=-1) > 0)
                            .sum(axis=-1) + 1),
         }
@@ -656,6 +681,28 @@ class StochasticBlockModel(PosteriorModel):
         """
         self._require_fitted("integrated_complete_likelihood()")
         return float(self.idata_["map_partition"]["lp"])
+
+
+def _in_threads[T, R](task: Callable[[T], R], items: Sequence[T], workers: int,
+                      cancel: threading.Event) -> list[R]:
+    """``[task(item) for item in items]``, up to ``workers`` at a time in threads.
+
+    The chains' compiled kernels release the GIL, so threads run them in parallel. If a
+    task fails or the wait is interrupted (Ctrl-C), ``cancel`` is set, so the other
+    chains stop at their next step (:class:`models.network._gibbs.Cancelled`) before the
+    error is raised.
+    """
+    if workers <= 1 or len(items) <= 1:
+        return [task(item) for item in items]
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sbm-chain")
+    try:
+        futures = [pool.submit(task, item) for item in items]
+        return [future.result() for future in futures]
+    except BaseException:
+        cancel.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def select_n_blocks(

@@ -2,6 +2,8 @@
 
 import itertools
 import json
+import threading
+import time
 import warnings
 
 import matplotlib.pyplot as plt
@@ -13,6 +15,7 @@ from scipy import integrate
 from scipy.special import comb, gammaln
 
 from models.exceptions import DataValidationError, NotFittedError
+from models.network.block_model import _in_threads
 from models.network import (
     StochasticBlockModel,
     _gibbs,
@@ -230,6 +233,10 @@ def test_fit_contents(karate_dc):
     summary = karate_dc.summary()
     assert any(i.startswith("omega") for i in summary.index)
     assert "log_likelihood" in summary.index
+    # the collapsed log joint is a checked posterior quantity (it tells modes apart)
+    np.testing.assert_array_equal(tree["posterior"]["log_joint"].values,
+                                  tree["sample_stats"]["lp"].values)
+    assert "log_joint" in set(karate_dc.fit_report_.variables["variable"])
     coassign = karate_dc.coassignment_matrix()
     assert coassign.shape == (34, 34)
     np.testing.assert_allclose(coassign.to_numpy(), coassign.to_numpy().T)
@@ -243,15 +250,43 @@ def test_fit_contents(karate_dc):
 
 
 def test_same_seed_same_draws(karate):
-    def run(seed):
+    def run(seed, cores=None):
         model = StochasticBlockModel(n_blocks=2, degree_corrected=False)
-        return fit(model, karate[0], draws=20, tune=5, chains=2, thin=1, random_seed=seed)
+        return fit(model, karate[0], draws=20, tune=5, chains=3, thin=1, random_seed=seed,
+                   cores=cores)
 
     first, again, other = run(3), run(3), run(4)
     np.testing.assert_array_equal(again.idata_["posterior"]["omega"].values,
                                   first.idata_["posterior"]["omega"].values)
     assert not np.array_equal(other.idata_["posterior"]["omega"].values,
                               first.idata_["posterior"]["omega"].values)
+    # chains in parallel threads or one after another: the same draws
+    for cores in (1, 2):
+        threaded = run(3, cores=cores).idata_["posterior"]
+        for name in ("z", "omega", "log_joint"):
+            np.testing.assert_array_equal(threaded[name].values,
+                                          first.idata_["posterior"][name].values)
+
+
+def test_a_failing_chain_stops_the_others_and_raises():
+    cancel, started = threading.Event(), threading.Event()
+
+    def task(item):
+        if item == 0:
+            started.wait(5.0)
+            raise RuntimeError("chain 0 failed")
+        started.set()
+        for _ in range(500):  # a chain's steps, each checking ``cancel``
+            _gibbs._raise_if_set(cancel)
+            time.sleep(0.01)
+        return item
+
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match="chain 0 failed"):
+        _in_threads(task, [0, 1], 2, cancel)
+    assert cancel.is_set()
+    assert time.perf_counter() - start < 4.0  # chain 1 stopped, did not run its 5 s
+    assert _in_threads(lambda x: 2 * x, [1, 2, 3], 2, threading.Event()) == [2, 4, 6]
 
 
 def test_plain_fit_converges_and_round_trips(tmp_path, karate_plain):
@@ -307,12 +342,17 @@ def test_annealed_starts_make_chains_agree_on_a_planted_partition():
                     random_seed=1, n_starts=n_starts, merge_split=0, thin=1)
         lp = model.idata_["sample_stats"]["lp"].values.mean(axis=1)
         table = model.fit_report_.variables.set_index("variable")
-        return model, table.loc["log_likelihood", "rhat"], np.ptp(lp)
+        return model, table.loc[["log_likelihood", "log_joint"], "rhat"], np.ptp(lp)
 
     single, rhat_single, spread_single = run(1)
-    assert rhat_single > 1.1 and spread_single > 50  # the old behaviour: chains disagree
+    assert (rhat_single > 1.1).all() and spread_single > 50  # the old behaviour: disagree
+    assert single.fit_report_.verdict == "fail"
     model, rhat, spread = run(16)
-    assert rhat < 1.01
+    assert rhat["log_likelihood"] < 1.01
+    # every chain sits in the one partition throughout: the log joint is the same constant
+    # in every chain, whatever their labels (no R-hat, as for any constant)
+    assert np.isnan(rhat["log_joint"])
+    assert np.unique(model.idata_["posterior"]["log_joint"].values).size == 1
     assert spread < 1.0
     assert model.fit_report_.verdict == "pass"
     assert adjusted_rand(truth, model.point_partition().to_numpy()) > 0.95
