@@ -695,9 +695,90 @@ def _restore(j, s, others, original, z, e, sizes, kappa, k, indptr, indices, wei
         _insert(node, original[q], z, e, sizes, kappa, k, degree)
 
 
+@numba.njit(cache=True)
 def merge_split_uniforms(n_members: int, n_intermediate: int) -> int:
     """Uniforms one merge-split move of ``n_members`` nodes consumes."""
     return n_members + (n_intermediate + 1) * (2 * n_members - 1) + 1
+
+
+@numba.njit(cache=True, inline="always")
+def _members(z, r, s):  # pragma: no cover - compiled
+    """Nodes in block ``r`` or ``s``, in node order (``np.flatnonzero`` of the mask)."""
+    count = 0
+    for i in range(z.size):
+        if z[i] == r or z[i] == s:
+            count += 1
+    out = np.empty(count, dtype=np.int64)
+    count = 0
+    for i in range(z.size):
+        if z[i] == r or z[i] == s:
+            out[count] = i
+            count += 1
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_split_moves(
+    rng, n_moves, n_intermediate, n_blocks, z, e, sizes, kappa, indptr, indices, weights,
+    degree, a, b, eta, gamma, dc, lut,
+):  # pragma: no cover - compiled
+    """Make ``n_moves`` merge-split moves; return the number accepted.
+
+    Even moves are :func:`_merge_split_kernel`, odd ones :func:`_split_merge_kernel`.
+    Every random number comes from ``rng`` (a NumPy ``Generator``; numba reproduces its
+    streams exactly) in the order of the earlier Python loop, so the draws are the same;
+    compiled, the loop holds the GIL for none of the moves and costs no call per move.
+    """
+    n = z.size
+    accepted = 0
+    for move in range(n_moves):
+        if move % 2 == 1:  # a split or a merge, anchored at two random nodes
+            ij = rng.integers(0, n, 2)
+            i, j = ij[0], ij[1]
+            if i == j:
+                continue
+            r, s = z[i], z[j]
+            split = r == s
+            n_empty = 0
+            for t in range(n_blocks):
+                n_empty += sizes[t] == 0
+            if split:
+                if n_empty == 0:
+                    continue
+                pick = rng.integers(0, n_empty)
+                for t in range(n_blocks):  # the pick-th empty block
+                    if sizes[t] == 0:
+                        if pick == 0:
+                            s = t
+                            break
+                        pick -= 1
+                log_pick = -math.log(n_empty)
+            else:
+                log_pick = -math.log(n_empty + 1)  # the reverse split's choice of s
+            both = _members(z, r, s)
+            others = np.empty(both.size, dtype=np.int64)
+            m = 0
+            for node in both:
+                if node != i and node != j:
+                    others[m] = node
+                    m += 1
+            others = others[:m]
+            uniforms = rng.random(m + (n_intermediate + 1) * 2 * m + 2)
+            accepted += _split_merge_kernel(
+                i, j, r, s, others, split, log_pick, z, e, sizes, kappa, indptr, indices,
+                weights, degree, uniforms, n_intermediate, a, b, eta, gamma, dc, lut)
+            continue
+        ij = rng.integers(0, n, 2)
+        r, s = z[ij[0]], z[ij[1]]
+        if s == r:  # a block other than r, empty ones included
+            s = rng.integers(0, n_blocks - 1)
+            s += s >= r
+        members = _members(z, r, s)
+        uniforms = rng.random(merge_split_uniforms(members.size, n_intermediate))
+        accepted += _merge_split_kernel(
+            r, s, members, z, e, sizes, kappa, indptr, indices, weights, degree, uniforms,
+            n_intermediate, a, b, eta, gamma, dc, lut)
+    return accepted
 
 
 MERGE_SPLIT_SCANS = 3
@@ -747,51 +828,17 @@ class _State:
 
     def merge_split(self, rng: np.random.Generator, n_moves: int,
                     n_intermediate: int = MERGE_SPLIT_SCANS) -> int:
-        """Make ``n_moves`` merge-split moves (:func:`_merge_split_kernel`); return the accepted."""
-        if self.n_blocks < 2:
+        """Make ``n_moves`` merge-split moves (:func:`_merge_split_moves`); return the accepted.
+
+        Even moves reallocate the nodes of two blocks (:func:`_merge_split_kernel`), odd
+        ones split a block or merge two (:func:`_split_merge_kernel`).
+        """
+        if self.n_blocks < 2 or n_moves <= 0:
             return 0
         indptr, indices, weights, lut = self.tables
-        n, accepted = self.z.size, 0
-        for move in range(n_moves):
-            if move % 2 == 1:  # every other move: a split or a merge
-                accepted += self._split_merge(rng, n_intermediate)
-                continue
-            i, j = rng.integers(0, n, 2)
-            r, s = int(self.z[i]), int(self.z[j])
-            if s == r:  # a block other than r, empty ones included
-                s = int(rng.integers(0, self.n_blocks - 1))
-                s += s >= r
-            members = np.flatnonzero((self.z == r) | (self.z == s))
-            uniforms = rng.random(merge_split_uniforms(members.size, n_intermediate))
-            accepted += bool(_merge_split_kernel(
-                r, s, members, self.z, self.e, self.sizes, self.kappa, indptr, indices,
-                weights, self.degree, uniforms, int(n_intermediate), *self.scalars, lut))
-        return accepted
-
-    def _split_merge(self, rng: np.random.Generator, n_intermediate: int) -> bool:
-        """One split-merge move (:func:`_split_merge_kernel`) from two random nodes."""
-        n = self.z.size
-        i, j = (int(x) for x in rng.integers(0, n, 2))
-        if i == j:
-            return False
-        r, s = int(self.z[i]), int(self.z[j])
-        split = r == s
-        empty = np.flatnonzero(self.sizes == 0)
-        if split:
-            if empty.size == 0:
-                return False
-            s = int(empty[rng.integers(0, empty.size)])
-            log_pick = -math.log(empty.size)
-        else:
-            log_pick = -math.log(empty.size + 1)  # the reverse split's choice of s
-        others = np.flatnonzero((self.z == r) | (self.z == s))
-        others = others[(others != i) & (others != j)]
-        uniforms = rng.random(others.size + (n_intermediate + 1) * 2 * others.size + 2)
-        indptr, indices, weights, lut = self.tables
-        return bool(_split_merge_kernel(
-            i, j, r, s, others, split, log_pick, self.z, self.e, self.sizes, self.kappa,
-            indptr, indices, weights, self.degree, uniforms, int(n_intermediate),
-            *self.scalars, lut))
+        return int(_merge_split_moves(
+            rng, int(n_moves), int(n_intermediate), int(self.n_blocks), self.z, self.e,
+            self.sizes, self.kappa, indptr, indices, weights, self.degree, *self.scalars, lut))
 
     def log_joint(self, log_factorial: float) -> float:
         """Collapsed log p(A, z) of the current labels."""
