@@ -15,7 +15,6 @@ from scipy import integrate
 from scipy.special import comb, gammaln
 
 from models.exceptions import DataValidationError, NotFittedError
-from models.network.block_model import _in_threads
 from models.network import (
     StochasticBlockModel,
     _gibbs,
@@ -24,6 +23,7 @@ from models.network import (
     plot_communities,
     select_n_blocks,
 )
+from models.network.block_model import _in_threads
 from models.priors import Prior
 
 
