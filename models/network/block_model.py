@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, ClassVar, Self
 
 import networkx as nx
@@ -687,16 +687,20 @@ def _in_threads[T, R](task: Callable[[T], R], items: Sequence[T], workers: int,
                       cancel: threading.Event) -> list[R]:
     """``[task(item) for item in items]``, up to ``workers`` at a time in threads.
 
-    The chains' compiled kernels release the GIL, so threads run them in parallel. If a
-    task fails or the wait is interrupted (Ctrl-C), ``cancel`` is set, so the other
-    chains stop at their next step (:class:`models.network._gibbs.Cancelled`) before the
-    error is raised.
+    The chains' compiled kernels release the GIL, so threads run them in parallel. As
+    soon as any task fails, or the wait is interrupted (Ctrl-C), ``cancel`` is set, so the
+    other chains stop at their next step (:class:`models.network._gibbs.Cancelled`), and
+    the error is raised.
     """
     if workers <= 1 or len(items) <= 1:
         return [task(item) for item in items]
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sbm-chain")
     try:
         futures = [pool.submit(task, item) for item in items]
+        wait(futures, return_when=FIRST_EXCEPTION)  # not in order: any chain may fail first
+        for future in futures:
+            if future.done() and future.exception() is not None:
+                raise future.exception()
         return [future.result() for future in futures]
     except BaseException:
         cancel.set()

@@ -272,9 +272,9 @@ def test_a_failing_chain_stops_the_others_and_raises():
     cancel, started = threading.Event(), threading.Event()
 
     def task(item):
-        if item == 0:
+        if item == 1:  # not the first in order: the wait must not be on chain 0 first
             started.wait(5.0)
-            raise RuntimeError("chain 0 failed")
+            raise RuntimeError("chain 1 failed")
         started.set()
         for _ in range(500):  # a chain's steps, each checking ``cancel``
             _gibbs._raise_if_set(cancel)
@@ -282,10 +282,10 @@ def test_a_failing_chain_stops_the_others_and_raises():
         return item
 
     start = time.perf_counter()
-    with pytest.raises(RuntimeError, match="chain 0 failed"):
+    with pytest.raises(RuntimeError, match="chain 1 failed"):
         _in_threads(task, [0, 1], 2, cancel)
     assert cancel.is_set()
-    assert time.perf_counter() - start < 4.0  # chain 1 stopped, did not run its 5 s
+    assert time.perf_counter() - start < 4.0  # chain 0 stopped, did not run its 5 s
     assert _in_threads(lambda x: 2 * x, [1, 2, 3], 2, threading.Event()) == [2, 4, 6]
 
 
