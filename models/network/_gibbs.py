@@ -68,21 +68,16 @@ def log_joint(
     log_factorial: float,
 ) -> float:
     """Collapsed log p(A, z): omega, theta and pi integrated out analytically."""
-    k = len(sizes)
-    upper = np.triu_indices(k)
+    upper = np.triu_indices(len(sizes))
     x = exposure(sizes, h.degree_corrected)[upper]
     ee = e[upper]
-    value = np.sum(h.a * np.log(h.b) - gammaln(h.a) + gammaln(ee + h.a)
-                   - (ee + h.a) * np.log(x + h.b))
+    value = np.sum(gammaln(ee + h.a) - (ee + h.a) * np.log(x + h.b))
     if h.degree_corrected:
         occupied = sizes > 0
         s = sizes[occupied]
         value += np.sum(gammaln(s * h.eta) - gammaln(kappa[occupied] + s * h.eta))
-        value += np.sum(gammaln(degree + h.eta) - gammaln(h.eta))
-    n = sizes.sum()
-    value += gammaln(k * h.gamma) - gammaln(n + k * h.gamma)
-    value += np.sum(gammaln(sizes + h.gamma) - gammaln(h.gamma))
-    return float(value - log_factorial)
+    value += np.sum(gammaln(sizes + h.gamma))
+    return float(value) + log_joint_constant(degree, len(sizes), h, log_factorial)
 
 
 def log_joint_constant(degree: np.ndarray, n_blocks: int, h: Hyper, log_factorial: float) -> float:
