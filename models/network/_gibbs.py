@@ -63,6 +63,15 @@ def exposure(sizes: np.ndarray, degree_corrected: bool) -> np.ndarray:
     return x
 
 
+def _exposures(sizes: np.ndarray, degree_corrected: bool) -> np.ndarray:
+    """:func:`exposure` of every row of ``sizes`` (draws x blocks -> draws x blocks x blocks)."""
+    theta = (sizes > 0).astype(float) if degree_corrected else sizes.astype(float)
+    x = theta[:, :, None] * theta[:, None, :]
+    diag = np.arange(sizes.shape[1])
+    x[:, diag, diag] /= 2.0
+    return x
+
+
 def log_joint(
     e: np.ndarray, sizes: np.ndarray, kappa: np.ndarray, degree: np.ndarray, h: Hyper,
     log_factorial: float,
@@ -356,20 +365,6 @@ def _label_free_log_joint_kernel(e, sizes, kappa, a, b, eta, gamma,
     return total
 
 
-@numba.njit(cache=True, nogil=True)
-def _rate_log_likelihood(e, sizes, omega, dc):  # pragma: no cover - compiled
-    """Block part of the Poisson log-likelihood: sum over r <= s of e log(omega) - X omega."""
-    total = 0.0
-    for r in range(sizes.size):
-        for s in range(r, sizes.size):
-            if dc:
-                x = (0.5 if s == r else 1.0) if sizes[r] > 0 and sizes[s] > 0 else 0.0
-            else:
-                x = 0.5 * sizes[r] * sizes[r] if s == r else sizes[r] * sizes[s]
-            total += e[r, s] * math.log(omega[r, s]) - x * omega[r, s]
-    return total
-
-
 @numba.njit(cache=True, inline="always")
 def _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree):  # pragma: no cover
     """Take node ``i`` out of its block; ``k`` receives its edges to every block."""
@@ -428,21 +423,6 @@ def _sweep_kernel(
 
 
 @numba.njit(cache=True, nogil=True)
-def _sweeps_kernel(
-    z, e, sizes, kappa, indptr, indices, weights, degree, uniforms, a, b, eta, gamma, dc,
-    lut,
-):  # pragma: no cover - compiled
-    """``uniforms.shape[0]`` Gibbs sweeps, each in an order shuffled from its row of uniforms."""
-    n = z.size
-    order = np.arange(n)
-    for t in range(uniforms.shape[0]):
-        row = uniforms[t]
-        _shuffle(order, row, 0)
-        _sweep_kernel(z, e, sizes, kappa, indptr, indices, weights, degree, order, row[n:],
-                      1.0, a, b, eta, gamma, dc, lut)
-
-
-@numba.njit(cache=True, nogil=True)
 def _climb_kernel(
     z, e, sizes, kappa, indptr, indices, weights, degree, max_sweeps,
     a, b, eta, gamma, dc, lut,
@@ -468,13 +448,22 @@ def _climb_kernel(
 
 
 @numba.njit(cache=True, inline="always")
-def _pair_log_prob(r, s, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc,
-                   lut):  # pragma: no cover - compiled
-    """Log probability of block ``r`` against ``s`` for a removed node (restricted Gibbs)."""
+def _pair_log_probs(r, s, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc,
+                    lut):  # pragma: no cover - compiled
+    """Probability of block ``r`` against ``s`` for a removed node, and both log probabilities.
+
+    Returns ``(p_r, log p_r, log p_s)`` from the difference ``d`` of the two blocks'
+    log probabilities, with one exponential and one ``log1p`` (of ``exp(-|d|)``, so
+    neither overflows): the restricted Gibbs scans make several per node.
+    """
     lr = _row_log_prob(r, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lut)
     ls = _row_log_prob(s, e, sizes, kappa, k, degree_i, a, b, eta, gamma, dc, lut)
-    top = max(lr, ls)
-    return lr - top - math.log(math.exp(lr - top) + math.exp(ls - top))
+    d = ls - lr
+    t = math.exp(-abs(d))
+    tail = math.log1p(t)
+    if d > 0.0:  # s the likelier: log p_r = -d - log(1 + exp(-d))
+        return t / (1.0 + t), -d - tail, -tail
+    return 1.0 / (1.0 + t), -tail, d - tail
 
 
 @numba.njit(cache=True, nogil=True)
@@ -504,14 +493,14 @@ def _restricted_scan(members, order, target, r, s, z, e, sizes, kappa, indptr, i
         q = order[t]
         i = members[q]
         _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree)
-        log_pr = _pair_log_prob(r, s, e, sizes, kappa, k, degree[i], a, b, eta, gamma, dc,
-                                lut)
+        p_r, log_pr, log_ps = _pair_log_probs(r, s, e, sizes, kappa, k, degree[i], a, b, eta,
+                                              gamma, dc, lut)
         if forced:
             new = target[q]
         else:
-            new = r if uniforms[pos] < math.exp(log_pr) else s
+            new = r if uniforms[pos] < p_r else s
             pos += 1
-        log_q += log_pr if new == r else math.log(-math.expm1(log_pr))
+        log_q += log_pr if new == r else log_ps
         _insert(i, new, z, e, sizes, kappa, k, degree)
     return log_q, pos
 
@@ -776,8 +765,95 @@ def _merge_split_moves(
     return accepted
 
 
+@numba.njit(cache=True, nogil=True)
+def _rounds_kernel(
+    rng, n_rounds, thin, merge_split, n_intermediate, z, e, sizes, kappa, indptr, indices,
+    weights, degree, a, b, eta, gamma, dc, lut, z_out, e_out, sizes_out, kappa_out, lp_out,
+    accept_out,
+):  # pragma: no cover - compiled
+    """``n_rounds`` rounds of ``thin`` Gibbs sweeps and the merge-split moves, in one loop.
+
+    A sweep's order (a shuffle) and uniforms come from ``rng.random(2 n)``; the moves,
+    ``merge_split`` per occupied block, from :func:`_merge_split_moves`. With ``z_out``
+    holding at least ``n_rounds`` rows, each round's labels, block statistics,
+    label-free log joint (without its z-free constant) and share of moves accepted
+    are recorded; with an empty ``z_out`` nothing is (discarded sweeps). Compiled
+    and without the GIL, so the rounds of a chain cost no Python step each.
+    """
+    n = z.size
+    n_blocks = sizes.size
+    record = z_out.shape[0] > 0
+    order = np.arange(n)
+    for d in range(n_rounds):
+        for i in range(n):  # each round's first shuffle starts from node order
+            order[i] = i
+        for _ in range(thin):
+            row = rng.random(2 * n)
+            _shuffle(order, row, 0)
+            _sweep_kernel(z, e, sizes, kappa, indptr, indices, weights, degree, order, row[n:],
+                          1.0, a, b, eta, gamma, dc, lut)
+        occupied = 0
+        for r in range(n_blocks):
+            occupied += sizes[r] > 0.0
+        moves = merge_split * max(1, occupied)
+        accepted = 0
+        if n_blocks >= 2 and moves > 0:
+            accepted = _merge_split_moves(rng, moves, n_intermediate, n_blocks, z, e, sizes,
+                                          kappa, indptr, indices, weights, degree, a, b, eta,
+                                          gamma, dc, lut)
+        if not record:
+            continue
+        for i in range(n):
+            z_out[d, i] = z[i]
+        e_out[d] = e
+        sizes_out[d] = sizes
+        kappa_out[d] = kappa
+        lp_out[d] = _label_free_log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc)
+        accept_out[d] = accepted / moves if moves > 0 else np.nan
+
+
 MERGE_SPLIT_SCANS = 3
 """Intermediate restricted Gibbs scans from the random launch state of a merge-split move."""
+
+ROUND_CHUNK = 200_000
+"""Node updates of the Gibbs sweeps per compiled call of :meth:`Chain._rounds` (the chain
+checks its cancel event between calls)."""
+
+
+def draw_parameters(
+    rng: np.random.Generator, e: np.ndarray, sizes: np.ndarray, z: np.ndarray,
+    degree: np.ndarray, h: Hyper,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Draw omega, pi and theta from their exact conditionals given each labelling.
+
+    ``e`` (draws x blocks x blocks), ``sizes`` (draws x blocks) and ``z`` (draws x
+    nodes) describe the recorded labellings. Given z and A: omega_rs ~ Gamma(a +
+    e_rs, b + X_rs) (symmetric), pi ~ Dirichlet(gamma + sizes) and, with degree
+    correction, theta of block r's nodes ~ Dirichlet(eta + their degrees). Returns
+    ``(omega, pi, theta, loglik)``: theta None without degree correction, and
+    ``loglik`` the Poisson log-likelihood of each draw without the log-factorial
+    term (as :func:`log_likelihood` with ``log_factorial=0``). Vectorised over the
+    draws, one Dirichlet per draw for pi (numpy's, exact for small ``gamma``).
+    """
+    n_draws, n_blocks = sizes.shape
+    x = _exposures(sizes, h.degree_corrected)
+    omega = rng.gamma(h.a + e, 1.0 / (h.b + x))
+    upper = np.triu_indices(n_blocks, 1)
+    omega[:, upper[1], upper[0]] = omega[:, upper[0], upper[1]]
+    pi = np.empty((n_draws, n_blocks))
+    for d in range(n_draws):
+        pi[d] = rng.dirichlet(h.gamma + sizes[d])
+    rows, cols = np.triu_indices(n_blocks)
+    loglik = (e[:, rows, cols] * np.log(omega[:, rows, cols])
+              - x[:, rows, cols] * omega[:, rows, cols]).sum(axis=1)
+    if not h.degree_corrected:
+        return omega, pi, None, loglik
+    g = rng.gamma(np.broadcast_to(h.eta + degree, (n_draws, degree.size)))
+    codes = np.arange(n_draws)[:, None] * n_blocks + z
+    sums = np.bincount(codes.ravel(), weights=g.ravel(), minlength=n_draws * n_blocks)
+    theta = g / sums[codes]
+    positive = degree > 0
+    return omega, pi, theta, loglik + np.log(theta[:, positive]) @ degree[positive]
 
 
 class _State:
@@ -804,16 +880,6 @@ class _State:
         _sweep_kernel(self.z, self.e, self.sizes, self.kappa, indptr, indices, weights,
                       self.degree, order.astype(np.int64), uniforms, float(inverse_temperature),
                       *self.scalars, lut)
-
-    def sweeps(self, rng: np.random.Generator, count: int) -> None:
-        """``count`` Gibbs sweeps in one compiled loop (random orders from ``rng``)."""
-        indptr, indices, weights, lut = self.tables
-        n = self.z.size
-        chunk = max(1, 2_000_000 // (2 * n))  # at most 16 MB of uniforms at a time
-        for start in range(0, count, chunk):
-            uniforms = rng.random((min(chunk, count - start), 2 * n))
-            _sweeps_kernel(self.z, self.e, self.sizes, self.kappa, indptr, indices, weights,
-                           self.degree, uniforms, *self.scalars, lut)
 
     def climb(self, max_sweeps: int) -> None:
         """Climb to a local mode by iterated conditional modes."""
@@ -904,6 +970,7 @@ class Chain:
                  merge_split: int = 0, cancel: threading.Event | None = None) -> None:
         n = adj.shape[0]
         self.h, self.rng, self.log_factorial = h, rng, log_factorial
+        self.param_rng = rng.spawn(1)[0]  # omega, pi and theta: apart from the labels
         self.n_starts, self.merge_split = n_starts, merge_split
         self.cancel = cancel
         self.state = _State(adj, degree, np.zeros(n, dtype=np.int64), n_blocks, h)
@@ -931,43 +998,65 @@ class Chain:
         to escape a poor starting partition; after annealed starts they are plain Gibbs,
         as reheating could leave the mode found.
         """
+        if self.n_starts > 1:
+            self._rounds(sweeps, 1, record=False)
+            return
         anneal = max(1, (2 * sweeps) // 3)
         for sweep in range(sweeps):
             _raise_if_set(self.cancel)
-            annealed = self.n_starts == 1
-            self._sweep(min(1.0, 0.2 + 0.8 * sweep / anneal) if annealed else 1.0)
+            self._sweep(min(1.0, 0.2 + 0.8 * sweep / anneal))
             self.state.merge_split(self.rng, self._moves())
 
-    def record(self, draws: int, thin: int = 1) -> None:
-        """Record ``draws`` draws, each after ``thin`` sweeps and the merge-split moves."""
-        state, h, rng = self.state, self.h, self.rng
-        n_blocks, dc = state.n_blocks, h.degree_corrected
-        # The compiled log joint omits terms that do not depend on z: add them back.
-        offset = log_joint_constant(state.degree, n_blocks, h, self.log_factorial)
-        positive = state.degree > 0
-        lower = np.tril_indices(n_blocks, -1)
-        for _ in range(draws):
+    def _rounds(self, rounds: int, thin: int, *, record: bool) -> dict[str, np.ndarray]:
+        """Run ``rounds`` rounds of :func:`_rounds_kernel`, in chunks between cancel checks.
+
+        A chunk holds about ``ROUND_CHUNK`` node updates of the sweeps, so a cancelled
+        chain stops within a fraction of a second. Returns the recorded arrays (empty
+        without ``record``).
+        """
+        state = self.state
+        n, k = state.z.size, state.n_blocks
+        rows = rounds if record else 0
+        out = {"z": np.empty((rows, n), dtype=np.int16), "e": np.empty((rows, k, k)),
+               "sizes": np.empty((rows, k)), "kappa": np.empty((rows, k)),
+               "lp": np.empty(rows), "accept": np.empty(rows)}
+        indptr, indices, weights, lut = state.tables
+        chunk = max(1, ROUND_CHUNK // (n * thin))
+        for start in range(0, rounds, chunk):
             _raise_if_set(self.cancel)
-            state.sweeps(rng, thin)
-            moves = self._moves()
-            moved = state.merge_split(rng, moves)
-            z, e, sizes, degree = state.z, state.e, state.sizes, state.degree
-            omega = rng.gamma(h.a + e, 1.0 / (h.b + exposure(sizes, dc)))
-            omega[lower] = omega.T[lower]
-            theta = None
-            loglik = _rate_log_likelihood(e, sizes, omega, dc) - self.log_factorial
-            if dc:
-                g = rng.gamma(h.eta + degree)
-                theta = g / np.bincount(z, weights=g, minlength=n_blocks)[z]
-                loglik += float(degree[positive] @ np.log(theta[positive]))
-            self.draws["z"].append(z.astype(np.int16))
-            self.draws["omega"].append(omega)
-            self.draws["pi"].append(rng.dirichlet(h.gamma + sizes))
-            self.draws["theta"].append(theta)
-            self.draws["lp"].append(offset + _label_free_log_joint_kernel(
-                e, sizes, state.kappa, *state.scalars))
-            self.draws["log_likelihood"].append(loglik)
-            self.draws["accept"].append(moved / moves if moves else np.nan)
+            stop = min(rounds, start + chunk)
+            part = slice(start, stop) if record else slice(0, 0)
+            _rounds_kernel(self.rng, stop - start, int(thin), int(self.merge_split),
+                           MERGE_SPLIT_SCANS, state.z, state.e, state.sizes, state.kappa,
+                           indptr, indices, weights, state.degree, *state.scalars, lut,
+                           out["z"][part], out["e"][part], out["sizes"][part],
+                           out["kappa"][part], out["lp"][part], out["accept"][part])
+        return out
+
+    def record(self, draws: int, thin: int = 1) -> None:
+        """Record ``draws`` draws, each after ``thin`` sweeps and the merge-split moves.
+
+        The labels come from one compiled loop (:func:`_rounds_kernel`); omega, pi and
+        theta are then drawn from their exact conditionals given each recorded
+        labelling, all draws at once, from the chain's second random stream
+        (``param_rng``), so the labels do not depend on them.
+        """
+        state = self.state
+        out = self._rounds(draws, thin, record=True)
+        # The compiled log joint omits terms that do not depend on z: add them back.
+        offset = log_joint_constant(state.degree, state.n_blocks, self.h, self.log_factorial)
+        omega, pi, theta, loglik = draw_parameters(self.param_rng, out["e"], out["sizes"],
+                                                   out["z"], state.degree, self.h)
+        loglik -= self.log_factorial
+        if theta is None:
+            theta = [None] * draws
+        self.draws["z"].extend(out["z"])
+        self.draws["omega"].extend(omega)
+        self.draws["pi"].extend(pi)
+        self.draws["theta"].extend(theta)
+        self.draws["lp"].extend(offset + out["lp"])
+        self.draws["log_likelihood"].extend(loglik)
+        self.draws["accept"].extend(out["accept"])
 
     def keep_every_other(self) -> None:
         """Drop every other recorded draw (the earlier of each pair)."""

@@ -508,6 +508,37 @@ def test_recorded_log_joint_and_likelihood_match_the_numpy_versions(karate, degr
         np.testing.assert_array_equal(out["omega"][d], out["omega"][d].T)
 
 
+@pytest.mark.parametrize("degree_corrected", [True, False])
+def test_parameter_draws_follow_their_conditionals(karate, degree_corrected):
+    # omega, pi and theta given a labelling: Gamma(a + e, b + X), Dirichlet(gamma + sizes),
+    # Dirichlet(eta + degrees) within each block; checked by their means over many draws.
+    model = StochasticBlockModel(n_blocks=3, degree_corrected=degree_corrected)
+    adj, degree, h = _arrays(model, karate[0])
+    z = np.random.default_rng(1).integers(0, 3, degree.size)
+    e, sizes, kappa = _gibbs.block_counts(adj, z, degree, 3)
+    n = 20_000
+    omega, pi, theta, loglik = _gibbs.draw_parameters(
+        np.random.default_rng(2), np.broadcast_to(e, (n, 3, 3)).copy(),
+        np.broadcast_to(sizes, (n, 3)).copy(), np.broadcast_to(z, (n, z.size)).copy(),
+        degree, h)
+    x = _gibbs.exposure(sizes, degree_corrected)
+    np.testing.assert_allclose(omega.mean(axis=0), (h.a + e) / (h.b + x), rtol=0.03)
+    np.testing.assert_array_equal(omega, omega.transpose(0, 2, 1))
+    np.testing.assert_allclose(pi.mean(axis=0), (h.gamma + sizes) / (h.gamma + sizes).sum(),
+                               atol=0.01)
+    if degree_corrected:
+        weight = h.eta + degree
+        expected = weight / np.bincount(z, weights=weight, minlength=3)[z]
+        np.testing.assert_allclose(theta.mean(axis=0), expected, rtol=0.05)
+        np.testing.assert_allclose(np.bincount(z, weights=theta[7]), 1.0)
+    else:
+        assert theta is None
+    for d in (0, 1, n - 1):
+        assert loglik[d] == pytest.approx(_gibbs.log_likelihood(
+            e, sizes, omega[d], None if theta is None else theta[d], degree,
+            degree_corrected, 0.0))
+
+
 # ------------------------------------------------------------------ defaults and n_blocks=None
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(2))  # more seeds by hand: benchmarks/README.md
