@@ -871,8 +871,10 @@ class _State:
     def reset(self, z: np.ndarray) -> None:
         """Set the labels (copied) and recount the block statistics."""
         self.z = np.array(z, dtype=np.int64)
-        self.e, self.sizes, self.kappa = block_counts(self.adj, self.z, self.degree,
-                                                      self.n_blocks)
+        k = self.n_blocks
+        self.e, self.sizes, self.kappa = np.empty((k, k)), np.empty(k), np.empty(k)
+        indptr, indices, weights, _ = self.tables
+        _recount(self.z, self.e, self.sizes, self.kappa, indptr, indices, weights, self.degree)
 
     def sweep(self, order: np.ndarray, uniforms: np.ndarray, inverse_temperature: float) -> None:
         """One Gibbs sweep (tempered when ``inverse_temperature < 1``)."""
@@ -919,6 +921,49 @@ START_SWEEPS = 50
 """Annealed sweeps of each starting run (inverse temperature 0.2 rising to 1)."""
 
 
+@numba.njit(cache=True, nogil=True)
+def _recount(z, e, sizes, kappa, indptr, indices, weights, degree):  # pragma: no cover
+    """Recount ``e``, ``sizes`` and ``kappa`` of labels ``z`` in place (:func:`block_counts`)."""
+    e[:] = 0.0
+    sizes[:] = 0.0
+    kappa[:] = 0.0
+    for i in range(z.size):
+        zi = z[i]
+        sizes[zi] += 1.0
+        kappa[zi] += degree[i]
+        for p in range(indptr[i], indptr[i + 1]):
+            e[zi, z[indices[p]]] += weights[p]
+    for r in range(sizes.size):
+        e[r, r] /= 2.0  # ordered pairs: each within-block edge was counted twice
+
+
+@numba.njit(cache=True, nogil=True)
+def _annealed_start_kernel(
+    rng, sweeps, max_climb, z, e, sizes, kappa, indptr, indices, weights, degree, a, b, eta,
+    gamma, dc, lut,
+):  # pragma: no cover - compiled
+    """One run of :func:`best_start` in place; returns its log joint without the z-free terms.
+
+    Random labels from ``rng``, ``sweeps`` Gibbs sweeps at inverse temperature rising
+    linearly from 0.2 to 1 (each sweep's order and uniforms from ``rng.random(2 n)``),
+    then iterated conditional modes (at most ``max_climb`` sweeps).
+    """
+    n = z.size
+    for i in range(n):
+        z[i] = rng.integers(0, sizes.size)
+    _recount(z, e, sizes, kappa, indptr, indices, weights, degree)
+    order = np.arange(n)
+    for sweep in range(sweeps):
+        beta = 0.2 + 0.8 * sweep / max(1, sweeps - 1)
+        row = rng.random(2 * n)
+        _shuffle(order, row, 0)
+        _sweep_kernel(z, e, sizes, kappa, indptr, indices, weights, degree, order, row[n:],
+                      beta, a, b, eta, gamma, dc, lut)
+    _climb_kernel(z, e, sizes, kappa, indptr, indices, weights, degree, max_climb, a, b, eta,
+                  gamma, dc, lut)
+    return _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc)
+
+
 def best_start(
     state: _State, *, n_starts: int, rng: np.random.Generator, log_factorial: float,
     sweeps: int = START_SWEEPS, cancel: threading.Event | None = None,
@@ -928,23 +973,21 @@ def best_start(
     Each run draws a random labelling, makes ``sweeps`` Gibbs sweeps at inverse
     temperature rising linearly from 0.2 to 1 and climbs to a local mode
     (iterated conditional modes, as :func:`climb`); the run with the highest
-    collapsed log joint is kept. Returns its log joint. Raises :class:`Cancelled` between
-    runs once ``cancel`` is set.
+    collapsed log joint is kept. A run is one compiled call
+    (:func:`_annealed_start_kernel`). Returns the kept run's log joint. Raises
+    :class:`Cancelled` between runs once ``cancel`` is set.
     """
-    n = state.z.size
-    best_z, best_lp = state.z, -np.inf
+    indptr, indices, weights, lut = state.tables
+    best_z, best_lp = state.z.copy(), -np.inf
     for _ in range(n_starts):
         _raise_if_set(cancel)
-        state.reset(rng.integers(0, state.n_blocks, n))
-        for sweep in range(sweeps):
-            beta = 0.2 + 0.8 * sweep / max(1, sweeps - 1)
-            state.sweep(rng.permutation(n), rng.random(n), beta)
-        state.climb(100)
-        lp = state.log_joint(log_factorial)
+        lp = _annealed_start_kernel(rng, int(sweeps), 100, state.z, state.e, state.sizes,
+                                    state.kappa, indptr, indices, weights, state.degree,
+                                    *state.scalars, lut)
         if lp > best_lp:
             best_z, best_lp = state.z.copy(), lp
     state.reset(best_z)
-    return best_lp
+    return state.log_joint(log_factorial)
 
 
 class Chain:
