@@ -245,6 +245,10 @@ class PosteriorModel(ABC):
             }
         )
         idata.attrs["inference_method"] = settings["method"]
+        if settings.get("sampler") and settings["method"] != "nuts":
+            # a sampler of this package (the block model's collapsed Gibbs), for the fit
+            # report; PyMC and nutpie name themselves in sample_stats
+            idata.attrs["sampler"] = settings["sampler"]
         self.data_ = data
         self.idata_ = idata
 

@@ -246,6 +246,7 @@ def test_fit_contents(karate_dc):
     assert part[0] == 0
     assert karate_dc.integrated_complete_likelihood() >= tree["sample_stats"]["lp"].max() - 1e-9
     assert "fitted: gibbs" in repr(karate_dc)
+    assert karate_dc.fit_report_.sampler == "collapsed-gibbs"  # the report names the sampler
     assert json.loads(tree.attrs["listening_models"])["n_starts"] == 16  # default, n_blocks fixed
 
 
