@@ -260,3 +260,95 @@ def test_population_and_users_agree_with_full_nuts():
         coverage[how] = inside.mean()
     assert abs(coverage["laplace"] - coverage["sample"]) < 0.04
     assert 0.84 < coverage["laplace"] < 0.96
+
+
+# ------------------------------------------------------ the kernel against a reference
+def _reference_laplace(n, total, m, sigma, phi, alpha):
+    """Straightforward Laplace marginal: numpy over users, Newton run to convergence.
+
+    Returns the per-user values (without the histogram terms, like the kernel), the
+    modes and the second derivatives of the log joints at the modes.
+    """
+    def derivatives(eta):
+        x = eta[:, None] + phi
+        mu = np.exp(x)
+        if alpha is None:
+            ll = (total * x - n * mu).sum(1)
+            g, h = (total - n * mu).sum(1), -(n * mu).sum(1)
+        else:
+            w = n * alpha + total
+            ll = (n * alpha * np.log(alpha) - w * np.log(alpha + mu) + total * x).sum(1)
+            g = (total - w * mu / (alpha + mu)).sum(1)
+            h = -(w * alpha * mu / (alpha + mu) ** 2).sum(1)
+        d = eta - m
+        return (ll - np.log(sigma) - 0.5 * d**2 / sigma**2, g - d / sigma**2,
+                h - 1.0 / sigma**2)
+
+    eta = m.copy()
+    for _ in range(500):
+        _, g, h = derivatives(eta)
+        step = np.clip(-g / h, -1.0, 1.0)
+        eta = eta + step
+        if np.abs(step).max() < 1e-15:
+            break
+    f, g, h = derivatives(eta)
+    assert np.abs(g / h).max() < 1e-13  # converged
+    return f - 0.5 * np.log(-h), eta, h
+
+
+def _grid(likelihood, seed=11):
+    """300 users (more than a block) x 5 columns: empty cells, users without rows or plays."""
+    rng = np.random.default_rng(seed)
+    n_users = 300
+    n = rng.integers(0, 4, (n_users, 5)).astype(float)
+    n[rng.random((n_users, 5)) < 0.2] = 0.0  # empty cells
+    n[:10] = 0.0  # users without rows
+    eta = rng.normal(1.0, 1.5, n_users)
+    total = rng.poisson(rng.gamma(2.0, n * np.exp(eta)[:, None] / 2.0)).astype(float)
+    total[10:30] = 0.0  # users with rows and no plays
+    m = rng.normal(0.8, 0.3, n_users)
+    phi = rng.normal(0.0, 0.3, 5)
+    alpha = None if likelihood == "poisson" else 1.7
+    return n, total, m, 0.9, phi, alpha
+
+
+@pytest.mark.parametrize("likelihood", ["negbin", "poisson"])
+def test_kernel_matches_a_straightforward_reference(likelihood):
+    n, total, m, sigma, phi, alpha = _grid(likelihood)
+    res = laplace_users(n, total, m, sigma, phi, alpha)
+    value_u, eta, hess = _reference_laplace(n, total, m, sigma, phi, alpha)
+    # the kernel stops each user at a Newton step below 1e-3 (then a Chebyshev step)
+    np.testing.assert_allclose(res["eta_hat"], eta, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(res["hess"], hess, rtol=1e-9)
+    # the log determinant moves with the mode: value error about 1e-10
+    np.testing.assert_allclose(res["value_u"], value_u, rtol=1e-9, atol=1e-9)
+    assert float(res["value"]) == pytest.approx(value_u.sum(), rel=1e-11)
+    modes_only = laplace_users(n, total, m, sigma, phi, alpha, grad=False, values=False)
+    np.testing.assert_array_equal(modes_only["eta_hat"], res["eta_hat"])
+    np.testing.assert_allclose(modes_only["hess"], res["hess"], rtol=1e-14)
+
+    # gradients: fourth-order central differences of the reference (error about 1e-12)
+    def fd(shift):
+        h = 1e-3
+        vals = [_reference_laplace(*shift(c * h))[0] for c in (-2, -1, 1, 2)]
+        return (vals[0] - 8 * vals[1] + 8 * vals[2] - vals[3]) / (12 * h)
+
+    args = [n, total, m, sigma, phi, alpha]
+
+    def shifted(i, delta, j=None):
+        out = list(args)
+        if j is None:
+            out[i] = out[i] + delta
+        else:
+            out[i] = out[i].copy()
+            out[i][j] += delta
+        return out
+
+    np.testing.assert_allclose(res["g_m"], fd(lambda d: shifted(2, d)), rtol=1e-8, atol=1e-9)
+    assert res["g_sigma"] == pytest.approx(fd(lambda d: shifted(3, d)).sum(), rel=1e-8)
+    g_phi = [fd(lambda d, j=j: shifted(4, d, j)).sum() for j in range(5)]
+    np.testing.assert_allclose(res["g_phi"], g_phi, rtol=1e-8, atol=1e-8)
+    if alpha is None:
+        assert res["g_alpha"] == 0.0
+    else:
+        assert res["g_alpha"] == pytest.approx(fd(lambda d: shifted(5, d)).sum(), rel=1e-8)
