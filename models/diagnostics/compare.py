@@ -1,5 +1,8 @@
 """Model comparison by PSIS-LOO, thin over :func:`arviz.loo` and :func:`arviz.compare`.
 
+The PSIS-LOO itself runs vectorised over observations (:mod:`models.diagnostics._psis`,
+the result of :func:`arviz.loo` in a fraction of its time).
+
 Both functions take fitted models of the package, whose pointwise log-likelihood
 they compute when it is missing (:meth:`~models.base.BayesianModel.compute_log_likelihood`),
 or ArviZ fits (:class:`xarray.DataTree`) with a ``log_likelihood`` group, e.g. from
@@ -20,6 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from models import _html
+from models.diagnostics import _psis
 
 __all__ = ["LooReport", "compare_models", "loo_report"]
 
@@ -397,7 +401,9 @@ def _loo(idata: xr.DataTree, var_name: str) -> Any:
     with warnings.catch_warnings():
         # High Pareto k is reported in the result, not as a stray warning.
         warnings.simplefilter("ignore", UserWarning)
-        return az.loo(idata, pointwise=True, var_name=var_name)
+        # az.loo(idata, pointwise=True, var_name=var_name), vectorised over observations
+        # (the cases it does not cover go to az.loo or ArviZ's per-observation code).
+        return _psis.loo(idata, var_name)
 
 
 def _report_from_elpd(elpd: Any, var_name: str | None) -> LooReport:
