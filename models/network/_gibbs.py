@@ -964,9 +964,60 @@ def _annealed_start_kernel(
     return _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc)
 
 
+def merged_counts(
+    e: np.ndarray, sizes: np.ndarray, kappa: np.ndarray, r: int, s: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Block statistics after moving every node of block ``r`` into block ``s`` (copies)."""
+    e2, sizes2, kappa2 = e.copy(), sizes.copy(), kappa.copy()
+    within = e[s, s] + e[r, r] + e[r, s]
+    e2[s, :] = e[s, :] + e[r, :]
+    e2[:, s] = e2[s, :]
+    e2[s, s] = within
+    e2[r, :] = 0.0
+    e2[:, r] = 0.0
+    sizes2[s] += sizes[r]
+    sizes2[r] = 0.0
+    kappa2[s] += kappa[r]
+    kappa2[r] = 0.0
+    return e2, sizes2, kappa2
+
+
+def merge_greedily(state: _State, log_factorial: float, max_climb: int = 100) -> int:
+    r"""Merge pairs of blocks while a merge raises the collapsed log joint; return the merges.
+
+    Each round scores every merge of two occupied blocks from the block statistics
+    alone (:func:`merged_counts`), makes the best one if it raises
+    :math:`\log p(A, z)` and climbs (iterated conditional modes) from there. For the
+    starts only: an annealed run from random labels can end with a block cut in two
+    (two halves with the same edges), a local mode that the merge-split moves leave
+    only rarely, since the reverse split of a merge must reproduce the halves node
+    by node.
+    """
+    merges = 0
+    while True:
+        occupied = np.flatnonzero(state.sizes > 0)
+        if occupied.size < 2:
+            return merges
+        base = state.log_joint(log_factorial)
+        best_gain, best_pair = 0.0, None
+        for a, r in enumerate(occupied):
+            for s in occupied[a + 1:]:
+                gain = log_joint(*merged_counts(state.e, state.sizes, state.kappa, r, s),
+                                 state.degree, state.h, log_factorial) - base
+                if gain > best_gain:
+                    best_gain, best_pair = gain, (r, s)
+        if best_pair is None:
+            return merges
+        z = state.z.copy()
+        z[z == best_pair[0]] = best_pair[1]
+        state.reset(z)
+        state.climb(max_climb)
+        merges += 1
+
+
 def best_start(
     state: _State, *, n_starts: int, rng: np.random.Generator, log_factorial: float,
-    sweeps: int = START_SWEEPS, cancel: threading.Event | None = None,
+    sweeps: int = START_SWEEPS, cancel: threading.Event | None = None, merge: bool = False,
 ) -> float:
     """Put ``state`` at the best of ``n_starts`` annealed, climbed runs from random labels.
 
@@ -974,8 +1025,10 @@ def best_start(
     temperature rising linearly from 0.2 to 1 and climbs to a local mode
     (iterated conditional modes, as :func:`climb`); the run with the highest
     collapsed log joint is kept. A run is one compiled call
-    (:func:`_annealed_start_kernel`). Returns the kept run's log joint. Raises
-    :class:`Cancelled` between runs once ``cancel`` is set.
+    (:func:`_annealed_start_kernel`); with ``merge`` it then merges blocks while that
+    raises the log joint (:func:`merge_greedily`; for the number of blocks inferred,
+    where a merge leaves labels free for the split moves). Returns the kept run's
+    log joint. Raises :class:`Cancelled` between runs once ``cancel`` is set.
     """
     indptr, indices, weights, lut = state.tables
     best_z, best_lp = state.z.copy(), -np.inf
@@ -984,6 +1037,8 @@ def best_start(
         lp = _annealed_start_kernel(rng, int(sweeps), 100, state.z, state.e, state.sizes,
                                     state.kappa, indptr, indices, weights, state.degree,
                                     *state.scalars, lut)
+        if merge and merge_greedily(state, log_factorial):
+            lp = _log_joint_kernel(state.e, state.sizes, state.kappa, *state.scalars)
         if lp > best_lp:
             best_z, best_lp = state.z.copy(), lp
     state.reset(best_z)
@@ -1010,7 +1065,8 @@ class Chain:
 
     def __init__(self, adj: sp.csr_matrix, degree: np.ndarray, n_blocks: int, h: Hyper, *,
                  rng: np.random.Generator, log_factorial: float, n_starts: int = 1,
-                 merge_split: int = 0, cancel: threading.Event | None = None) -> None:
+                 merge_split: int = 0, cancel: threading.Event | None = None,
+                 merge_starts: bool = False) -> None:
         n = adj.shape[0]
         self.h, self.rng, self.log_factorial = h, rng, log_factorial
         self.param_rng = rng.spawn(1)[0]  # omega, pi and theta: apart from the labels
@@ -1019,7 +1075,7 @@ class Chain:
         self.state = _State(adj, degree, np.zeros(n, dtype=np.int64), n_blocks, h)
         if n_starts > 1:
             best_start(self.state, n_starts=n_starts, rng=rng, log_factorial=log_factorial,
-                       cancel=cancel)
+                       cancel=cancel, merge=merge_starts)
         else:
             self.state.reset(rng.integers(0, n_blocks, n))
         self.draws: dict[str, list] = {k: [] for k in

@@ -540,6 +540,33 @@ def test_parameter_draws_follow_their_conditionals(karate, degree_corrected):
             degree_corrected, 0.0))
 
 
+def test_merged_counts_equal_the_counts_of_the_merged_labels(karate):
+    adj, degree, _ = _arrays(StochasticBlockModel(), karate[0])
+    z = np.random.default_rng(3).integers(0, 4, degree.size)
+    for r, s in [(0, 1), (2, 0), (3, 2)]:
+        merged = z.copy()
+        merged[merged == r] = s
+        got = _gibbs.merged_counts(*_gibbs.block_counts(adj, z, degree, 4), r, s)
+        for a, b in zip(got, _gibbs.block_counts(adj, merged, degree, 4), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_merge_greedily_joins_a_planted_block_cut_in_two():
+    # two planted blocks of 60; a start that cut one of them in two halves is a local
+    # mode of single-node moves; the greedy merges of the starts join the halves
+    sizes, p_in, p_out = [60, 60], 0.3, 0.02
+    g = nx.stochastic_block_model(sizes, [[p_in, p_out], [p_out, p_in]], seed=2)
+    model = StochasticBlockModel()
+    adj, degree, h = _arrays(model, g)
+    z = np.repeat([0, 1], 60)
+    z[:60:2] = 2  # block 0 cut in two
+    state = _gibbs._State(adj, degree, z, 12, h)
+    before = state.log_joint(0.0)
+    assert _gibbs.merge_greedily(state, 0.0) >= 1
+    assert state.log_joint(0.0) > before
+    assert adjusted_rand(np.repeat([0, 1], 60), state.z) == 1.0
+
+
 # ------------------------------------------------------------------ defaults and n_blocks=None
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(2))  # more seeds by hand: benchmarks/README.md
