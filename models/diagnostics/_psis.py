@@ -10,16 +10,18 @@ module runs the same algorithm on blocks of observations with numpy:
 3. the ``M`` largest ratios (one partition and a sort of the tail per observation), whose
    exponentials in excess of the cutoff (the next largest) get a generalised Pareto fit:
    the Zhang & Stephens (2009) profile-likelihood grid, evaluated for all observations of
-   a block as one (observations x grid x tail) array, with the weakly informative prior
+   a block at once (an observations x grid x tail computation, one compiled loop), with
+   the weakly informative prior
    of Vehtari et al. (2024) pulling ``k`` toward 0.5 as ``(M k + 5) / (M + 10)``;
 4. the tail replaced by the fitted quantiles at ``(j - 1/2) / M``, truncated at the
    largest raw ratio, and the log-weights normalised;
 5. ``elpd_i = log sum_s w_s p(y_i | theta_s)`` and ``p_loo_i = lppd_i - elpd_i``.
 
-Every floating-point operation is the one ArviZ does, in the same order, so the results
-agree to a few units in the last place (sums over the grid of weights are the one place
-where the rounding can differ: ArviZ drops the negligible weights before summing, here
-they are zeroed). Observations this fast path does not cover (non-finite
+The operations are ArviZ's, in its order, but for the grid means of the fit (a
+vectorisable log1p, summed in draw order), and the negligible grid weights are zeroed
+instead of dropped before the sums: the results agree to rounding (at 22,265
+observations x 4,000 draws: elpd_i within 4e-15 relative, log-weights 5e-13, Pareto k
+3.4e-15 absolute, elpd 2e-16). Observations this fast path does not cover (non-finite
 log-likelihood values, a constant tail, a degenerate fit) are handed one by one to
 ArviZ's own per-observation function, so they get exactly ArviZ's values (or its error).
 """

@@ -1,10 +1,11 @@
 """The vectorised PSIS-LOO (models.diagnostics._psis) against arviz.loo itself.
 
-Tolerance: 1e-9 relative on every value. The two differ only by rounding: the grid means
+Tolerance: 1e-9 relative on every value (Pareto k: relative to max(|k|, 1), as a k near 0
+is the difference of terms of order 1). The two differ only by rounding: the grid means
 of the generalised Pareto fit use a vectorisable log1p (about an ulp from np.log1p) and
-a sum in draw order, and the negligible grid weights are zeroed instead of dropped; the
-observed worst differences are about 1e-14 for elpd_i and 1e-11 for Pareto k (a k near
-zero). Dropping the prior on k moves k by about 1e-2, and dropping the truncation of the
+a sum in draw order, and the negligible grid weights are zeroed instead of dropped. At
+22,265 observations x 4,000 draws the worst differences were 4e-15 (elpd_i), 5e-13
+(log-weights), 3.4e-15 absolute for k (1.8e-8 relative at k = 1.4e-7), 2e-16 for elpd. Dropping the prior on k moves k by about 1e-2, and dropping the truncation of the
 smoothed weights moves the log-weights and elpd_i of high-k observations by far more
 than 1e-9, so both are caught.
 """
@@ -26,14 +27,14 @@ from models.diagnostics.compare import _loo
 RTOL = 1e-9
 
 
-def rel_diff(a, b) -> float:
-    """Largest relative difference, NaN and infinities required at the same places."""
+def rel_diff(a, b, floor=1e-300) -> float:
+    """Largest difference relative to ``max(|b|, floor)``, NaN required at the same places."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     assert a.shape == b.shape
     np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
     same = (a == b) | (np.isnan(a) & np.isnan(b))
     with np.errstate(invalid="ignore", divide="ignore"):
-        d = np.where(same, 0.0, np.abs(a - b) / np.maximum(np.abs(b), 1e-300))
+        d = np.where(same, 0.0, np.abs(a - b) / np.maximum(np.abs(b), floor))
     return float(d.max()) if d.size else 0.0
 
 
@@ -92,7 +93,10 @@ def assert_same_loo(new, ref, rtol=RTOL):
         assert getattr(new, field) is None and getattr(ref, field) is None
     for field in ("elpd_i", "pareto_k", "log_weights"):
         a, b = getattr(new, field), getattr(ref, field)
-        assert rel_diff(a.values, b.values) <= rtol, field
+        # k near 0 is the difference of terms of order 1 (the prior's shift): relative to
+        # max(|k|, 1) there
+        floor = 1.0 if field == "pareto_k" else 1e-300
+        assert rel_diff(a.values, b.values, floor) <= rtol, field
         # names, dims, their order, coordinates and attributes as ArviZ's
         xr.testing.assert_identical(a.copy(data=b.values), b)
 
@@ -142,7 +146,7 @@ def test_psis_rows_match_arviz_psislw():
         lw, k, _, _ = _psis.psis_loo_rows(rows, r_eff)
         ref_lw, ref_k = array_stats.psislw(rows, r_eff=r_eff, axis=-1)
         assert rel_diff(lw, ref_lw) < RTOL
-        assert rel_diff(k, ref_k) < RTOL
+        assert rel_diff(k, ref_k, floor=1.0) < RTOL
 
 
 def test_unusual_observations_match_arviz_and_only_they_leave_the_fast_path(monkeypatch):
