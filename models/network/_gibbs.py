@@ -982,6 +982,42 @@ def merged_counts(
     return e2, sizes2, kappa2
 
 
+@numba.njit(cache=True, nogil=True)
+def _best_merge(e, sizes, kappa, a, b, eta, gamma, dc):  # pragma: no cover - compiled
+    """Find the merge of two occupied blocks with the highest log joint: ``(lp, r, s)``.
+
+    As :func:`merged_counts` then :func:`_log_joint_kernel` for every pair ``r < s``
+    (``r`` moved into ``s``); ``(-inf, -1, -1)`` with fewer than two occupied blocks.
+    """
+    n_blocks = sizes.size
+    e2, sizes2, kappa2 = np.empty_like(e), np.empty_like(sizes), np.empty_like(kappa)
+    best, best_r, best_s = -np.inf, -1, -1
+    for r in range(n_blocks):
+        if sizes[r] == 0.0:
+            continue
+        for s in range(r + 1, n_blocks):
+            if sizes[s] == 0.0:
+                continue
+            e2[:, :] = e
+            sizes2[:] = sizes
+            kappa2[:] = kappa
+            for t in range(n_blocks):
+                e2[s, t] = e[s, t] + e[r, t]
+                e2[t, s] = e2[s, t]
+            e2[s, s] = e[s, s] + e[r, r] + e[r, s]
+            for t in range(n_blocks):
+                e2[r, t] = 0.0
+                e2[t, r] = 0.0
+            sizes2[s] += sizes[r]
+            sizes2[r] = 0.0
+            kappa2[s] += kappa[r]
+            kappa2[r] = 0.0
+            lp = _log_joint_kernel(e2, sizes2, kappa2, a, b, eta, gamma, dc)
+            if lp > best:
+                best, best_r, best_s = lp, r, s
+    return best, best_r, best_s
+
+
 def merge_greedily(state: _State, log_factorial: float, max_climb: int = 100) -> int:
     r"""Merge pairs of blocks while a merge raises the collapsed log joint; return the merges.
 
@@ -998,16 +1034,11 @@ def merge_greedily(state: _State, log_factorial: float, max_climb: int = 100) ->
         occupied = np.flatnonzero(state.sizes > 0)
         if occupied.size < 2:
             return merges
-        base = state.log_joint(log_factorial)
-        best_gain, best_pair = 0.0, None
-        for a, r in enumerate(occupied):
-            for s in occupied[a + 1:]:
-                gain = log_joint(*merged_counts(state.e, state.sizes, state.kappa, r, s),
-                                 state.degree, state.h, log_factorial) - base
-                if gain > best_gain:
-                    best_gain, best_pair = gain, (r, s)
-        if best_pair is None:
+        base = _log_joint_kernel(state.e, state.sizes, state.kappa, *state.scalars)
+        lp, r, s = _best_merge(state.e, state.sizes, state.kappa, *state.scalars)
+        if not lp > base:
             return merges
+        best_pair = (r, s)
         z = state.z.copy()
         z[z == best_pair[0]] = best_pair[1]
         state.reset(z)
@@ -1015,9 +1046,80 @@ def merge_greedily(state: _State, log_factorial: float, max_climb: int = 100) ->
         merges += 1
 
 
+@numba.njit(cache=True, nogil=True)
+def _split_trial_kernel(
+    rng, r, s, scans, z, e, sizes, kappa, indptr, indices, weights, degree, a, b, eta, gamma,
+    dc, lut,
+):  # pragma: no cover - compiled
+    """Split block ``r`` into ``r`` and the empty block ``s`` in place.
+
+    Random halves, then ``scans`` restricted Gibbs scans of its nodes over the two
+    blocks (uniforms from ``rng``).
+    """
+    members = _members(z, r, s)
+    m = members.size
+    k = np.zeros(sizes.size)
+    launch = rng.random(m)
+    for q in range(m):
+        i = members[q]
+        _remove(i, z, e, sizes, kappa, k, indptr, indices, weights, degree)
+        _insert(i, r if launch[q] < 0.5 else s, z, e, sizes, kappa, k, degree)
+    order = np.arange(m)
+    free = np.empty(0, dtype=np.int64)
+    for _ in range(scans):
+        uniforms = rng.random(2 * m)
+        pos = _shuffle(order, uniforms, 0)
+        _restricted_scan(members, order, free, r, s, z, e, sizes, kappa, indptr, indices,
+                         weights, degree, uniforms, pos, a, b, eta, gamma, dc, lut)
+
+
+def rebalance(state: _State, rng: np.random.Generator, log_factorial: float,
+              scans: int = 10, max_rounds: int | None = None) -> int:
+    """With every label occupied: merge two blocks and split another while that gains.
+
+    For a fixed number of blocks, where an annealed start can end with one planted
+    block cut in two and two others joined (all labels used, a local mode of the
+    single-node moves, and of merge-split moves that reshuffle two blocks). A round
+    makes the merge that costs least (scored from block statistics), then tries a
+    split of every block into the label freed (random halves, ``scans`` restricted
+    Gibbs scans, then iterated conditional modes over all nodes) and keeps the best
+    result if its log joint beats the round's start; otherwise it restores the start
+    and stops. Returns the rounds kept.
+    """
+    kept = 0
+    indptr, indices, weights, lut = state.tables
+    for _ in range(max_rounds or state.n_blocks):
+        occupied = np.flatnonzero(state.sizes > 0)
+        if occupied.size < 2 or occupied.size < state.n_blocks:
+            return kept
+        start_z, start_lp = state.z.copy(), state.log_joint(log_factorial)
+        pair = _best_merge(state.e, state.sizes, state.kappa, *state.scalars)[1:]
+        merged = start_z.copy()
+        merged[merged == pair[0]] = pair[1]
+        best_z, best_lp = None, start_lp
+        for r in occupied:
+            if r == pair[0] or np.count_nonzero(merged == r) < 2:
+                continue
+            state.reset(merged)
+            _split_trial_kernel(rng, r, pair[0], scans, state.z, state.e, state.sizes,
+                                state.kappa, indptr, indices, weights, state.degree,
+                                *state.scalars, lut)
+            state.climb(100)
+            lp = state.log_joint(log_factorial)
+            if lp > best_lp + 1e-9:
+                best_z, best_lp = state.z.copy(), lp
+        if best_z is None:
+            state.reset(start_z)
+            return kept
+        state.reset(best_z)
+        kept += 1
+    return kept
+
+
 def best_start(
     state: _State, *, n_starts: int, rng: np.random.Generator, log_factorial: float,
     sweeps: int = START_SWEEPS, cancel: threading.Event | None = None, merge: bool = False,
+    swap: bool = False,
 ) -> float:
     """Put ``state`` at the best of ``n_starts`` annealed, climbed runs from random labels.
 
@@ -1027,7 +1129,9 @@ def best_start(
     collapsed log joint is kept. A run is one compiled call
     (:func:`_annealed_start_kernel`); with ``merge`` it then merges blocks while that
     raises the log joint (:func:`merge_greedily`; for the number of blocks inferred,
-    where a merge leaves labels free for the split moves). Returns the kept run's
+    where a merge leaves labels free for the split moves), and with ``swap`` merges
+    two blocks and splits another while that raises it (:func:`rebalance`; for a
+    fixed number of blocks). Returns the kept run's
     log joint. Raises :class:`Cancelled` between runs once ``cancel`` is set.
     """
     indptr, indices, weights, lut = state.tables
@@ -1037,7 +1141,9 @@ def best_start(
         lp = _annealed_start_kernel(rng, int(sweeps), 100, state.z, state.e, state.sizes,
                                     state.kappa, indptr, indices, weights, state.degree,
                                     *state.scalars, lut)
-        if merge and merge_greedily(state, log_factorial):
+        changed = merge and merge_greedily(state, log_factorial)
+        changed = (swap and rebalance(state, rng, log_factorial)) or changed
+        if changed:
             lp = _log_joint_kernel(state.e, state.sizes, state.kappa, *state.scalars)
         if lp > best_lp:
             best_z, best_lp = state.z.copy(), lp
@@ -1066,7 +1172,7 @@ class Chain:
     def __init__(self, adj: sp.csr_matrix, degree: np.ndarray, n_blocks: int, h: Hyper, *,
                  rng: np.random.Generator, log_factorial: float, n_starts: int = 1,
                  merge_split: int = 0, cancel: threading.Event | None = None,
-                 merge_starts: bool = False) -> None:
+                 merge_starts: bool = False, swap_starts: bool = False) -> None:
         n = adj.shape[0]
         self.h, self.rng, self.log_factorial = h, rng, log_factorial
         self.param_rng = rng.spawn(1)[0]  # omega, pi and theta: apart from the labels
@@ -1075,7 +1181,7 @@ class Chain:
         self.state = _State(adj, degree, np.zeros(n, dtype=np.int64), n_blocks, h)
         if n_starts > 1:
             best_start(self.state, n_starts=n_starts, rng=rng, log_factorial=log_factorial,
-                       cancel=cancel, merge=merge_starts)
+                       cancel=cancel, merge=merge_starts, swap=swap_starts)
         else:
             self.state.reset(rng.integers(0, n_blocks, n))
         self.draws: dict[str, list] = {k: [] for k in

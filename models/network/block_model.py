@@ -402,7 +402,8 @@ class StochasticBlockModel(PosteriorModel):
         def start(rng: np.random.Generator) -> _gibbs.Chain:
             return _gibbs.Chain(adj, degree, k, hyper, rng=rng, log_factorial=log_fact,
                                 n_starts=n_starts, merge_split=merge_split, cancel=cancel,
-                                merge_starts=self.n_blocks is None)
+                                merge_starts=self.n_blocks is None,
+                                swap_starts=self.n_blocks is not None)
 
         def first(run: _gibbs.Chain) -> None:
             run.tune(tune)

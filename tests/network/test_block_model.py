@@ -541,7 +541,7 @@ def test_parameter_draws_follow_their_conditionals(karate, degree_corrected):
 
 
 def test_merged_counts_equal_the_counts_of_the_merged_labels(karate):
-    adj, degree, _ = _arrays(StochasticBlockModel(), karate[0])
+    adj, degree, h = _arrays(StochasticBlockModel(), karate[0])
     z = np.random.default_rng(3).integers(0, 4, degree.size)
     for r, s in [(0, 1), (2, 0), (3, 2)]:
         merged = z.copy()
@@ -549,6 +549,14 @@ def test_merged_counts_equal_the_counts_of_the_merged_labels(karate):
         got = _gibbs.merged_counts(*_gibbs.block_counts(adj, z, degree, 4), r, s)
         for a, b in zip(got, _gibbs.block_counts(adj, merged, degree, 4), strict=True):
             np.testing.assert_array_equal(a, b)
+    # the compiled search scores the same merges and keeps the best
+    state = _gibbs._State(adj, degree, z, 6, h)  # two empty labels
+    scores = {(r, s): _gibbs._log_joint_kernel(
+        *_gibbs.merged_counts(state.e, state.sizes, state.kappa, r, s), *state.scalars)
+        for r, s in itertools.combinations(range(4), 2)}
+    lp, r, s = _gibbs._best_merge(state.e, state.sizes, state.kappa, *state.scalars)
+    assert (r, s) == max(scores, key=scores.get)
+    assert lp == pytest.approx(max(scores.values()), abs=1e-9)
 
 
 def test_merge_greedily_joins_a_planted_block_cut_in_two():
@@ -565,6 +573,26 @@ def test_merge_greedily_joins_a_planted_block_cut_in_two():
     assert _gibbs.merge_greedily(state, 0.0) >= 1
     assert state.log_joint(0.0) > before
     assert adjusted_rand(np.repeat([0, 1], 60), state.z) == 1.0
+
+
+def test_rebalance_merges_the_halves_and_splits_the_joined_blocks():
+    # K = 3 fixed, every label used: planted block 0 cut in two halves (labels 0 and 2)
+    # while planted blocks 1 and 2 share label 1; one merge and one split fix both
+    sizes, p_in, p_out = [50, 50, 50], 0.3, 0.02
+    probs = [[p_in if i == j else p_out for j in range(3)] for i in range(3)]
+    g = nx.stochastic_block_model(sizes, probs, seed=5)
+    truth = np.repeat([0, 1, 2], 50)
+    model = StochasticBlockModel(n_blocks=3)
+    adj, degree, h = _arrays(model, g)
+    z = np.where(truth == 2, 1, truth)
+    z[:50:2] = 2
+    state = _gibbs._State(adj, degree, z, 3, h)
+    state.climb(100)  # a local mode of single-node moves
+    assert adjusted_rand(truth, state.z) < 0.9
+    before = state.log_joint(0.0)
+    assert _gibbs.rebalance(state, np.random.default_rng(0), 0.0) >= 1
+    assert state.log_joint(0.0) > before
+    assert adjusted_rand(truth, state.z) == 1.0
 
 
 # ------------------------------------------------------------------ defaults and n_blocks=None
