@@ -575,6 +575,23 @@ def test_merge_greedily_joins_a_planted_block_cut_in_two():
     assert adjusted_rand(np.repeat([0, 1], 60), state.z) == 1.0
 
 
+def test_split_greedily_separates_two_joined_planted_blocks():
+    # three planted blocks of 60 with two of them sharing a label: a local mode of
+    # single-node moves that the greedy splits of the starts separate
+    sizes, p_in, p_out = [60, 60, 60], 0.3, 0.02
+    probs = [[p_in if i == j else p_out for j in range(3)] for i in range(3)]
+    g = nx.stochastic_block_model(sizes, probs, seed=3)
+    truth = np.repeat([0, 1, 2], 60)
+    model = StochasticBlockModel()
+    adj, degree, h = _arrays(model, g)
+    state = _gibbs._State(adj, degree, np.where(truth == 2, 1, truth), 12, h)
+    state.climb(100)
+    before = state.log_joint(0.0)
+    assert _gibbs.split_greedily(state, np.random.default_rng(0), 0.0) >= 1
+    assert state.log_joint(0.0) > before + _gibbs.CLEANUP_MIN_GAIN
+    assert adjusted_rand(truth, state.z) == 1.0
+
+
 def test_rebalance_merges_the_halves_and_splits_the_joined_blocks():
     # K = 3 fixed, every label used: planted block 0 cut in two halves (labels 0 and 2)
     # while planted blocks 1 and 2 share label 1; one merge and one split fix both
