@@ -327,11 +327,12 @@ class StochasticBlockModel(PosteriorModel):
         first makes ``n_starts`` runs, each from a random labelling: 50 Gibbs sweeps
         at an inverse temperature rising linearly from 0.2 to 1, then iterated
         conditional modes to a local mode, then a greedy clean-up: with the number of
-        blocks inferred, blocks merge while a merge raises the log joint; with
-        ``n_blocks`` fixed, the two blocks that cost least merge and another splits into
-        the freed label while that raises it (a run can end with a block cut in two
-        halves, a mode the merge-split moves did not leave in 32,000 sweeps on a
-        5,000-node planted graph). The chain starts from the run with the
+        blocks inferred, blocks merge, and split into empty labels, while that raises
+        the log joint by more than 10 nats; with ``n_blocks`` fixed, the two blocks that
+        cost least merge and another splits into the freed label while that raises it
+        by as much (a run can end with a block cut in two halves or two blocks joined,
+        modes the merge-split moves did not leave in 32,000 sweeps on a 5,000-node
+        planted graph). The chain starts from the run with the
         highest collapsed log joint and makes its ``tune`` discarded and ``draws``
         recorded sweeps at temperature 1 (with ``n_starts=1`` the tuning sweeps are
         annealed instead, as the only escape from a poor start). Only the start and
