@@ -964,21 +964,31 @@ def _annealed_start_kernel(
     return _log_joint_kernel(e, sizes, kappa, a, b, eta, gamma, dc)
 
 
-def merged_counts(
-    e: np.ndarray, sizes: np.ndarray, kappa: np.ndarray, r: int, s: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Block statistics after moving every node of block ``r`` into block ``s`` (copies)."""
-    e2, sizes2, kappa2 = e.copy(), sizes.copy(), kappa.copy()
-    within = e[s, s] + e[r, r] + e[r, s]
-    e2[s, :] = e[s, :] + e[r, :]
-    e2[:, s] = e2[s, :]
-    e2[s, s] = within
-    e2[r, :] = 0.0
-    e2[:, r] = 0.0
+@numba.njit(cache=True, nogil=True)
+def _merge_into(e, sizes, kappa, r, s, e2, sizes2, kappa2):  # pragma: no cover - compiled
+    """Write the block statistics after moving every node of block ``r`` into ``s``."""
+    e2[:, :] = e
+    sizes2[:] = sizes
+    kappa2[:] = kappa
+    for t in range(sizes.size):
+        e2[s, t] = e[s, t] + e[r, t]
+        e2[t, s] = e2[s, t]
+    e2[s, s] = e[s, s] + e[r, r] + e[r, s]
+    for t in range(sizes.size):
+        e2[r, t] = 0.0
+        e2[t, r] = 0.0
     sizes2[s] += sizes[r]
     sizes2[r] = 0.0
     kappa2[s] += kappa[r]
     kappa2[r] = 0.0
+
+
+def merged_counts(
+    e: np.ndarray, sizes: np.ndarray, kappa: np.ndarray, r: int, s: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Block statistics after moving every node of block ``r`` into block ``s`` (copies)."""
+    e2, sizes2, kappa2 = np.empty_like(e), np.empty_like(sizes), np.empty_like(kappa)
+    _merge_into(e, sizes, kappa, int(r), int(s), e2, sizes2, kappa2)
     return e2, sizes2, kappa2
 
 
@@ -986,7 +996,7 @@ def merged_counts(
 def _best_merge(e, sizes, kappa, a, b, eta, gamma, dc):  # pragma: no cover - compiled
     """Find the merge of two occupied blocks with the highest log joint: ``(lp, r, s)``.
 
-    As :func:`merged_counts` then :func:`_log_joint_kernel` for every pair ``r < s``
+    :func:`_merge_into` then :func:`_log_joint_kernel` for every pair ``r < s``
     (``r`` moved into ``s``); ``(-inf, -1, -1)`` with fewer than two occupied blocks.
     """
     n_blocks = sizes.size
@@ -998,20 +1008,7 @@ def _best_merge(e, sizes, kappa, a, b, eta, gamma, dc):  # pragma: no cover - co
         for s in range(r + 1, n_blocks):
             if sizes[s] == 0.0:
                 continue
-            e2[:, :] = e
-            sizes2[:] = sizes
-            kappa2[:] = kappa
-            for t in range(n_blocks):
-                e2[s, t] = e[s, t] + e[r, t]
-                e2[t, s] = e2[s, t]
-            e2[s, s] = e[s, s] + e[r, r] + e[r, s]
-            for t in range(n_blocks):
-                e2[r, t] = 0.0
-                e2[t, r] = 0.0
-            sizes2[s] += sizes[r]
-            sizes2[r] = 0.0
-            kappa2[s] += kappa[r]
-            kappa2[r] = 0.0
+            _merge_into(e, sizes, kappa, r, s, e2, sizes2, kappa2)
             lp = _log_joint_kernel(e2, sizes2, kappa2, a, b, eta, gamma, dc)
             if lp > best:
                 best, best_r, best_s = lp, r, s
