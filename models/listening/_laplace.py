@@ -41,6 +41,8 @@ least accurate in between, and for a negative binomial with small :math:`\alpha`
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -57,8 +59,10 @@ from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache
 from models._compiled import source_salt
 from models._vecmath import vexp, vlog
 from models.diagnostics.report import FitReport
+from models.exceptions import ApproximationWarning
 
 __all__ = [
+    "LaplaceCheckedFit",
     "LaplaceUserLogp",
     "check_users",
     "draw_user_log_rates_laplace",
@@ -691,3 +695,45 @@ def report_check(report: FitReport, check: dict[str, Any]) -> FitReport:
               "large) and compare; users with very few plays are the usual cause.")
     return replace(report, verdict="warn" if report.verdict == "pass" else report.verdict,
                    cautions=[*report.cautions, caution], advice=[*report.advice, advice])
+
+
+class LaplaceCheckedFit:
+    """Mixin of the models that can integrate their user effects out (Laplace).
+
+    Their fit keeps the Pareto-k check of the users' Laplace conditionals in
+    ``idata_.attrs["laplace_check"]`` (JSON of :func:`summarize_check`); this adds it
+    to ``fit_report_`` (so a fit loaded from disk reports it too) and warns with an
+    :class:`~models.exceptions.ApproximationWarning` when it cautions. Put it before
+    the model's base class.
+    """
+
+    @property
+    def fit_report_(self) -> FitReport:
+        """Convergence checks of the fit (see :func:`models.diagnostics.check_fit`).
+
+        With ``user_inference="laplace"`` they include the Pareto-k check of the
+        users' Laplace conditionals, which the fit keeps in ``idata_.attrs``: a
+        fit loaded with :meth:`load` reports it too.
+        """
+        try:
+            report = self.__dict__["_fit_report"]
+        except KeyError:
+            raise AttributeError("fit_report_") from None
+        if self.__dict__.get("_report_without_laplace") or not self.is_fitted:
+            return report
+        check = json.loads(self.idata_.attrs.get("laplace_check", '{"n_checked": 0}'))
+        return report_check(report, check) if check["n_checked"] else report
+
+    @fit_report_.setter
+    def fit_report_(self, report: FitReport) -> None:
+        self.__dict__["_fit_report"] = report
+
+    def _check(self) -> None:
+        self.__dict__["_report_without_laplace"] = True  # the base checks warn on their own
+        try:
+            super()._check()
+        finally:
+            del self.__dict__["_report_without_laplace"]
+        report = self.fit_report_
+        if report.cautions and report.cautions[-1].startswith("Laplace user effects"):
+            warnings.warn(ApproximationWarning(report.cautions[-1]), stacklevel=4)

@@ -29,8 +29,7 @@ from models._pointwise import blocks, by_blocks, draw_arrays, sample_array, unit
 from models._validation import add_problem, check_int
 from models.base import BayesianModel, resolve_seed
 from models.data.schema import USER_ID
-from models.diagnostics.report import FitReport
-from models.exceptions import ApproximationWarning, DataQualityWarning, DataValidationError, Problem
+from models.exceptions import DataQualityWarning, DataValidationError, Problem
 from models.listening import _laplace, _play_count_predictions
 from models.listening._pointwise import count_loglik, gamma_conditional_loglik
 from models.listening.count_likelihood import NegBinGridLogp, cell_loglik
@@ -115,7 +114,7 @@ def interval_summary(draws: np.ndarray, ci_prob: float, index: Sequence[Any]) ->
 
 
 # ------------------------------------------------------------------ model
-class PlayCountModel(BayesianModel):
+class PlayCountModel(_laplace.LaplaceCheckedFit, BayesianModel):
     r"""Hierarchical model of how many plays each user makes in each period.
 
     Parameters
@@ -633,37 +632,6 @@ class PlayCountModel(BayesianModel):
         summary = (_laplace.summarize_check(_laplace.laplace_pareto_k(lw), totals[check])
                    if len(lw) >= 20 else {"n_checked": 0})
         self.idata_.attrs["laplace_check"] = json.dumps(summary)
-
-    @property
-    def fit_report_(self) -> FitReport:
-        """Convergence checks of the fit (see :func:`models.diagnostics.check_fit`).
-
-        With ``user_inference="laplace"`` they include the Pareto-k check of the
-        users' Laplace conditionals, which the fit keeps in ``idata_.attrs``: a
-        fit loaded with :meth:`load` reports it too.
-        """
-        try:
-            report = self.__dict__["_fit_report"]
-        except KeyError:
-            raise AttributeError("fit_report_") from None
-        if self.__dict__.get("_report_without_laplace") or not self.is_fitted:
-            return report
-        check = json.loads(self.idata_.attrs.get("laplace_check", '{"n_checked": 0}'))
-        return _laplace.report_check(report, check) if check["n_checked"] else report
-
-    @fit_report_.setter
-    def fit_report_(self, report: FitReport) -> None:
-        self.__dict__["_fit_report"] = report
-
-    def _check(self) -> None:
-        self.__dict__["_report_without_laplace"] = True  # the base checks warn on their own
-        try:
-            super()._check()
-        finally:
-            del self.__dict__["_report_without_laplace"]
-        report = self.fit_report_
-        if report.cautions and report.cautions[-1].startswith("Laplace user effects"):
-            warnings.warn(ApproximationWarning(report.cautions[-1]), stacklevel=4)
 
     def _user_group_codes(self, data: pd.DataFrame, first: np.ndarray) -> np.ndarray:
         """Level codes (users x groups) of each user's segment."""

@@ -8,19 +8,23 @@ matter (:func:`skip_table`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
+from scipy import special
 
-from models._validation import add_problem
+from models._pointwise import by_blocks, draw_arrays, sample_array, unit_array
+from models._validation import add_problem, check_choice
 from models.base import BayesianModel, resolve_seed
 from models.data.schema import SESSION_ID, SKIPPED, TIMESTAMP, USER_ID
 from models.exceptions import DataValidationError, Problem
+from models.listening import _laplace, _laplace_logit
 from models.listening.play_count import (
     check_columns,
     check_count_column,
@@ -37,6 +41,7 @@ N_PLAYS = "n_plays"
 N_SKIPS = "n_skips"
 _HOUR = "hour"
 _GAP = pd.Timedelta(minutes=30)
+USER_INFERENCES = ("sample", "laplace")
 
 
 def skip_table(
@@ -155,7 +160,12 @@ def skip_table(
     return out
 
 
-class SkipModel(BayesianModel):
+def _log_binom(n: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Log binomial coefficients ``log C(n, k)`` (elementwise)."""
+    return special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
+
+
+class SkipModel(_laplace.LaplaceCheckedFit, BayesianModel):
     r"""Hierarchical logistic model of skips with crossed random effects.
 
     Parameters
@@ -173,6 +183,20 @@ class SkipModel(BayesianModel):
     group : sequence of str, default ()
         Categorical columns with sum-to-zero fixed effects, e.g. ``("plan",)``;
         none by default, so the table of :func:`skip_table` of a plain log fits.
+    user_inference : {"sample", "laplace"}, default "sample"
+        How the users' random intercepts (``user_id`` must be in ``crossed``) are
+        inferred. ``"sample"``: NUTS samples them with everything else. ``"laplace"``:
+        each user's intercept is integrated out with a Laplace approximation (a
+        normal approximation of its conditional posterior given the other
+        parameters, found by Newton steps per user), so NUTS samples only the other
+        parameters, on the approximate marginal likelihood; the intercepts are then
+        drawn from their normal conditionals, one per posterior draw, and appear in
+        the posterior as ``user_id_z`` as with ``"sample"``. The assumption is that
+        each user's conditional posterior is close to normal; the fit checks it on
+        up to 1,000 users (those with the fewest plays first) with Pareto-smoothed
+        importance weights, and its report cautions (with an
+        :class:`~models.exceptions.ApproximationWarning`) when it does not hold. See
+        ``models.listening._laplace_logit``.
 
     Notes
     -----
@@ -227,14 +251,22 @@ class SkipModel(BayesianModel):
         crossed: Sequence[str] = (USER_ID, "track_id"),
         covariates: Sequence[str] = (POSITION, _HOUR),
         group: Sequence[str] = (),
+        user_inference: Literal["sample", "laplace"] = "sample",
     ) -> None:
         self.crossed = crossed
         self.covariates = covariates
         self.group = group
+        self.user_inference = user_inference
         for name, value in (("crossed", crossed), ("covariates", covariates), ("group", group)):
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"The '{name}' parameter of SkipModel must be a sequence of "
                                  f"column names. Got {value!r} instead.")
+        check_choice("SkipModel", "user_inference", user_inference, USER_INFERENCES)
+        if user_inference == "laplace" and USER_ID not in crossed:
+            raise ValueError(f"The 'user_inference' parameter of SkipModel is 'laplace', which "
+                             f"integrates out the random intercepts of '{USER_ID}'; add "
+                             f"'{USER_ID}' to 'crossed' (got {list(crossed)!r}) or use "
+                             "user_inference='sample'.")
         super().__init__(priors=priors)
 
     # ---------------------------------------------------------------- data
@@ -318,10 +350,14 @@ class SkipModel(BayesianModel):
         if self._numeric:
             coords["covariate"] = self._numeric
         d = self._design(data, data)
+        laplace = self.user_inference == "laplace"
         with pm.Model(coords=coords) as model:
             eta = priors["intercept"].create("intercept")
             for c in self.crossed:
                 sigma = priors["sigma_crossed"].create(f"sigma_{c}")
+                if laplace and c == USER_ID:  # integrated out below
+                    sigma_user = sigma
+                    continue
                 z = pm.Normal(f"{c}_z", 0.0, 1.0, dims=c)
                 eta = eta + sigma * z[d[c]]
             for g in self.group:
@@ -332,9 +368,116 @@ class SkipModel(BayesianModel):
                 eta = eta + priors["hour_effect"].create("hour_effect", dims=HOUR_BIN)[d[HOUR_BIN]]
             if self._numeric:
                 eta = eta + pt.dot(d["x"], priors["beta"].create("beta", dims="covariate"))
-            pm.Binomial(N_SKIPS, n=data[N_PLAYS].to_numpy(), logit_p=eta,
-                        observed=data[N_SKIPS].to_numpy(), dims="row")
+            if laplace:
+                order, ptr = _laplace_logit.row_pointers(d[USER_ID], len(levels[USER_ID]))
+                n = data[N_PLAYS].to_numpy(dtype=float)[order]
+                k = data[N_SKIPS].to_numpy(dtype=float)[order]
+                offset = (eta + pt.zeros(len(data)))[order]
+                loglik = _laplace_logit.LogitLaplaceLogp()(n, k, ptr, offset, sigma_user)[0]
+                pm.Potential("skips_loglik", loglik + _log_binom(n, k).sum())
+            else:
+                pm.Binomial(N_SKIPS, n=data[N_PLAYS].to_numpy(), logit_p=eta,
+                            observed=data[N_SKIPS].to_numpy(), dims="row")
         return model
+
+    def _complete_posterior(self, seed: int) -> None:
+        """Draw the user intercepts that ``user_inference="laplace"`` integrated out."""
+        if self.user_inference != "laplace":
+            return
+        post = self.idata_["posterior"].to_dataset()
+        p = draw_arrays(post, [*self._parameter_names(),
+                               *[f"{c}_z" for c in self.crossed if c != USER_ID]])
+        d = self._design(self.data_, self.data_)
+        users = self._levels()[USER_ID]
+        order, ptr = _laplace_logit.row_pointers(d[USER_ID], len(users))
+        n = self.data_[N_PLAYS].to_numpy(dtype=float)[order]
+        k = self.data_[N_SKIPS].to_numpy(dtype=float)[order]
+        rng = np.random.default_rng(seed)
+        plays = np.bincount(d[USER_ID], weights=self.data_[N_PLAYS].to_numpy(dtype=float),
+                            minlength=len(users))
+        check = _laplace.check_users(plays, 1000, rng)
+        n_draws = len(p["intercept"])
+        z = rng.standard_normal((n_draws, len(users)))
+        lw = np.empty((n_draws, len(check)))
+        sigma = p[f"sigma_{USER_ID}"]
+        # a block of draws at a time: the offsets are draws x rows
+        step = max(1, 2_000_000 // max(len(order), 1))
+        for start in range(0, n_draws, step):
+            i = np.arange(start, min(start + step, n_draws))
+            offsets = self._row_eta({key: v[i] for key, v in p.items()}, d, order,
+                                    without=USER_ID)
+            block = np.ascontiguousarray(z[i])
+            lw[i] = _laplace_logit.draw_intercepts(offsets, n, k, ptr, sigma[i], block, check)
+            z[i] = block / sigma[i][:, None]  # stored standardised, as user_id_z
+        # the check on evenly spaced draws, as for the play-count model
+        lw = lw[np.unique(np.linspace(0, n_draws - 1, min(n_draws, _laplace.CHECK_DRAWS))
+                          .round().astype(int))]
+        shape = (post.sizes["chain"], post.sizes["draw"], len(users))
+        post[f"{USER_ID}_z"] = xr.DataArray(z.reshape(shape), coords={USER_ID: users},
+                                           dims=("chain", "draw", USER_ID))
+        self.idata_["posterior"] = xr.DataTree(post)
+        summary = (_laplace.summarize_check(_laplace.laplace_pareto_k(lw), plays[check])
+                   if len(lw) >= 20 else {"n_checked": 0})
+        self.idata_.attrs["laplace_check"] = json.dumps(summary)
+
+    def _pointwise_log_likelihood(self, posterior: xr.Dataset) -> dict[str, xr.DataArray] | None:
+        if self.user_inference != "laplace":  # PyMC's, from the observed Binomial
+            return None
+        p = draw_arrays(posterior, [*self._parameter_names(),
+                                    *[f"{c}_z" for c in self.crossed]])
+        d = self._design(self.data_, self.data_)
+        n = self.data_[N_PLAYS].to_numpy(dtype=float)
+        k = self.data_[N_SKIPS].to_numpy(dtype=float)
+
+        def rows(i: np.ndarray) -> np.ndarray:
+            eta = self._row_eta(p, d, i)
+            return (_log_binom(n[i], k[i]) + k[i] * eta
+                    - n[i] * np.logaddexp(0.0, eta))
+
+        values = by_blocks(rows, len(p["intercept"]), len(n))
+        return {N_SKIPS: sample_array(values, posterior, "row")}
+
+    def _posterior_predictive(self, posterior: xr.Dataset,
+                              rng: np.random.Generator) -> dict[str, xr.DataArray] | None:
+        if self.user_inference != "laplace":
+            return None
+        p = draw_arrays(posterior, [*self._parameter_names(),
+                                    *[f"{c}_z" for c in self.crossed]])
+        d = self._design(self.data_, self.data_)
+        n = self.data_[N_PLAYS].to_numpy(dtype=np.int64)
+
+        def rows(i: np.ndarray) -> np.ndarray:
+            prob = 1.0 / (1.0 + np.exp(-self._row_eta(p, d, i)))
+            return rng.binomial(n[i], prob).astype(np.int64)
+
+        values = by_blocks(rows, len(p["intercept"]), len(n))
+        return {N_SKIPS: sample_array(values, posterior, "row")}
+
+    def _observed_data(self) -> dict[str, xr.DataArray]:
+        if self.user_inference != "laplace":
+            return {}
+        return {N_SKIPS: unit_array(self.data_[N_SKIPS].to_numpy(), "row")}
+
+    def _row_eta(self, q: Mapping[str, np.ndarray], d: Mapping[str, np.ndarray],
+                 i: np.ndarray, *, without: str | None = None) -> np.ndarray:
+        """Log-odds of the rows ``i`` of design ``d``, per draw of ``q`` (draws x rows).
+
+        ``without``: a crossed factor whose effects are left out (the offsets of
+        the Laplace approximation).
+        """
+        eta = np.repeat(q["intercept"][:, None], len(i), axis=1)
+        for c in self.crossed:
+            if c != without:
+                eta += q[f"sigma_{c}"][:, None] * q[f"{c}_z"][:, d[c][i]]
+        for g in self.group:
+            eta += q[f"{g}_effect"][:, d[g][i]]
+        if POSITION in self.covariates:
+            eta += q["beta_position"][:, None] * d[POSITION][i]
+        if _HOUR in self.covariates:
+            eta += q["hour_effect"][:, d[HOUR_BIN][i]]
+        if self._numeric:
+            eta += q["beta"] @ d["x"][i].T
+        return eta
 
     def _parameter_names(self) -> list[str]:
         names = ["intercept", *[f"sigma_{c}" for c in self.crossed],
@@ -398,18 +541,7 @@ class SkipModel(BayesianModel):
         frame = pd.DataFrame({"_row": np.arange(len(rows))}, index=rows.index)
 
         def func(q: Mapping[str, np.ndarray], block: pd.DataFrame) -> np.ndarray:
-            i = block["_row"].to_numpy()
-            eta = np.repeat(q["intercept"][:, None], len(i), axis=1)
-            for c in self.crossed:
-                eta += q[f"sigma_{c}"][:, None] * q[f"{c}_z"][:, d[c][i]]
-            for g in self.group:
-                eta += q[f"{g}_effect"][:, d[g][i]]
-            if POSITION in self.covariates:
-                eta += q["beta_position"][:, None] * d[POSITION][i]
-            if _HOUR in self.covariates:
-                eta += q["hour_effect"][:, d[HOUR_BIN][i]]
-            if self._numeric:
-                eta += q["beta"] @ d["x"][i].T
+            eta = self._row_eta(q, d, block["_row"].to_numpy())
             return 1.0 / (1.0 + np.exp(-eta))
 
         return predict_in_batches(func, p, frame, ci_prob=ci_prob, return_draws=return_draws,

@@ -1,0 +1,317 @@
+r"""Normal random intercepts of a logistic model integrated out per level (Laplace).
+
+With ``SkipModel(user_inference="laplace")`` NUTS samples every parameter but the users'
+random intercepts :math:`b_u \sim N(0, \sigma_u^2)`, on the approximate marginal likelihood
+of the skips. Given those parameters, row :math:`r` of user :math:`u` (:math:`n_r` plays,
+:math:`k_r` skipped) has the log-odds :math:`o_r + b_u`, where the offset :math:`o_r` holds
+everything else (intercept, track effect, position, hour, plan, covariates), so the users
+are independent and each has a one-dimensional, strictly concave log joint
+
+.. math::
+
+    f_u(b) = \sum_{r \in u} \bigl[k_r (o_r + b) - n_r \log(1 + e^{o_r + b})\bigr]
+        - \frac{b^2}{2\sigma_u^2} - \log \sigma_u - \tfrac12 \log 2\pi .
+
+Its mode :math:`\hat b_u` is found by safeguarded Newton steps (compiled with numba), and
+
+.. math::
+
+    \log p(k_u \mid o, \sigma_u) \approx f_u(\hat b_u) + \tfrac12 \log 2\pi
+        - \tfrac12 \log P_u, \qquad
+    P_u = -f_u''(\hat b_u) = \sum_{r \in u} n_r p_r (1 - p_r) + \sigma_u^{-2}
+
+(:math:`p_r` the skip probability at the mode). The gradient follows from the
+implicit-function theorem (:math:`f_u' = 0` at the mode):
+
+.. math::
+
+    \frac{\partial L_u}{\partial o_r} = k_r - n_r p_r
+        - \frac{n_r}{2 P_u}\Bigl(w'_r - \frac{w_r S_u}{P_u}\Bigr), \qquad
+    \frac{\partial L_u}{\partial \sigma_u} = \frac{\hat b_u^2 - \sigma_u^2}{\sigma_u^3}
+        + \frac{1}{P_u \sigma_u^3} - \frac{S_u \hat b_u}{P_u^2 \sigma_u^3},
+
+with :math:`w_r = p_r(1 - p_r)`, :math:`w'_r = w_r (1 - 2 p_r)` and
+:math:`S_u = \sum_r n_r w'_r`. :class:`LogitLaplaceLogp` is that value and gradient as a
+PyTensor Op; PyTensor carries the gradient from the offsets to every parameter in them.
+:func:`draw_intercepts` then draws each user's intercept from :math:`N(\hat b_u, 1/P_u)`
+once per posterior draw and returns, for a subset of users, the importance log-weights
+that :func:`models.listening._laplace.laplace_pareto_k` checks.
+
+The assumption: each user's conditional posterior of :math:`b_u` is close to normal. With
+binary outcomes it is least so for users with a handful of plays that are all skipped or
+all completed; the fit's Pareto-k check looks at those first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numba
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.gradient import disconnected_type
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
+
+from models._compiled import source_salt
+
+__all__ = ["LogitLaplaceLogp", "draw_intercepts", "laplace_logit", "row_pointers"]
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+#: Newton iterations per level at most, and the step below which a level has converged
+#: (Newton converges quadratically: the mode is then exact to about 1e-18 relative).
+_MAX_ITER = 100
+_TOL = 1e-9
+#: Largest Newton step in log-odds; larger ones are clipped, or bisect the bracket.
+_MAX_STEP = 2.0
+
+
+def row_pointers(codes: np.ndarray, n_levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Order of the rows grouped by level, and where each level's rows start and end.
+
+    Returns ``order`` (stable: rows of a level keep their order) and ``ptr``
+    (``n_levels + 1``): the rows of level ``j`` are ``order[ptr[j]:ptr[j + 1]]``.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    order = np.argsort(codes, kind="stable")
+    ptr = np.zeros(n_levels + 1, dtype=np.int64)
+    np.cumsum(np.bincount(codes, minlength=n_levels), out=ptr[1:])
+    return order, ptr
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _sigmoid_softplus(x: float) -> tuple[float, float]:  # pragma: no cover - compiled
+    """``1 / (1 + exp(-x))`` and ``log(1 + exp(x))``, stable for any ``x``."""
+    e = np.exp(-abs(x))
+    p = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
+    return p, max(x, 0.0) + np.log1p(e)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _mode(o: np.ndarray, n: np.ndarray, k: np.ndarray, lo_r: int, hi_r: int,
+          inv_s2: float) -> float:  # pragma: no cover - compiled
+    """Mode of one level's log joint (its rows ``lo_r .. hi_r``), safeguarded Newton."""
+    b = 0.0
+    lo, hi = -np.inf, np.inf
+    for _ in range(_MAX_ITER):
+        g = -b * inv_s2
+        h = inv_s2
+        for r in range(lo_r, hi_r):
+            p, _ = _sigmoid_softplus(o[r] + b)
+            g += k[r] - n[r] * p
+            h += n[r] * p * (1.0 - p)
+        if g > 0.0:
+            lo = b
+        else:
+            hi = b
+        step = g / h
+        if abs(step) < _TOL:  # converged (before the bracket, which may now hold b itself)
+            return b + step
+        new = b + min(max(step, -_MAX_STEP), _MAX_STEP)
+        if not (lo < new < hi) and lo > -np.inf and hi < np.inf:
+            new = 0.5 * (lo + hi)
+        b = new
+    return b
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _kernel(
+    o: np.ndarray, n: np.ndarray, k: np.ndarray, ptr: np.ndarray, sigma: float, grad: bool,
+) -> tuple[float, np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    """Laplace marginal, its gradients, the modes, precisions and per-level values."""
+    n_levels = len(ptr) - 1
+    inv_s2 = 1.0 / (sigma * sigma)
+    log_s = np.log(sigma)
+    g_o = np.zeros(len(o) if grad else 0)
+    b_hat = np.empty(n_levels)
+    prec = np.empty(n_levels)
+    value_u = np.empty(n_levels)
+    total, g_s = 0.0, 0.0
+    for j in range(n_levels):
+        lo_r, hi_r = ptr[j], ptr[j + 1]
+        b = _mode(o, n, k, lo_r, hi_r, inv_s2)
+        ll, pj, sj = 0.0, inv_s2, 0.0
+        for r in range(lo_r, hi_r):
+            x = o[r] + b
+            p, sp = _sigmoid_softplus(x)
+            w = p * (1.0 - p)
+            ll += k[r] * x - n[r] * sp
+            pj += n[r] * w
+            sj += n[r] * w * (1.0 - 2.0 * p)
+        v = ll - 0.5 * b * b * inv_s2 - log_s - 0.5 * np.log(pj)
+        b_hat[j], prec[j], value_u[j] = b, pj, v
+        total += v
+        if grad:
+            for r in range(lo_r, hi_r):
+                p, _ = _sigmoid_softplus(o[r] + b)
+                w = p * (1.0 - p)
+                g_o[r] = k[r] - n[r] * p - 0.5 * n[r] * (w * (1.0 - 2.0 * p) - w * sj / pj) / pj
+            s3 = sigma * sigma * sigma
+            g_s += (b * b - sigma * sigma) / s3 + 1.0 / (pj * s3) - sj * b / (pj * pj * s3)
+    return total, g_o, g_s, b_hat, prec, value_u
+
+
+def laplace_logit(
+    o: np.ndarray, n: np.ndarray, k: np.ndarray, ptr: np.ndarray, sigma: float, *,
+    grad: bool = True,
+) -> dict[str, Any]:
+    r"""Laplace approximation of every level's marginal likelihood, and its gradient.
+
+    Parameters
+    ----------
+    o : numpy.ndarray
+        ``(rows,)``: each row's log-odds without the integrated intercept, rows grouped
+        by level (see :func:`row_pointers`).
+    n, k : numpy.ndarray
+        ``(rows,)``: trials and successes of each row, in the same order.
+    ptr : numpy.ndarray of int
+        ``(levels + 1,)``: level ``j`` owns rows ``ptr[j]:ptr[j + 1]``.
+    sigma : float
+        Standard deviation of the intercepts' normal prior (mean 0).
+    grad : bool, default True
+        Compute the gradients too.
+
+    Returns
+    -------
+    dict
+        ``value`` (the summed log marginal without the binomial coefficients),
+        ``g_o`` (``(rows,)``, empty without ``grad``), ``g_sigma``, ``b_hat`` and
+        ``prec`` (each level's mode and :math:`P_u`), ``value_u`` (each level's term).
+    """
+    out = _kernel(np.ascontiguousarray(o, dtype=float), np.ascontiguousarray(n, dtype=float),
+                  np.ascontiguousarray(k, dtype=float), np.ascontiguousarray(ptr, dtype=np.int64),
+                  float(sigma), grad)
+    keys = ("value", "g_o", "g_sigma", "b_hat", "prec", "value_u")
+    return dict(zip(keys, out, strict=True))
+
+
+class LogitLaplaceLogp(Op):
+    r"""Laplace-approximate log marginal likelihood of binomial rows, intercepts integrated out.
+
+    Inputs: ``n``, ``k`` (trials and successes per row, rows grouped by level), ``ptr``
+    (int64, ``levels + 1``), ``o`` (the rows' log-odds without the intercept) and
+    ``sigma`` (). Outputs: the value and its gradients with respect to ``o`` and
+    ``sigma`` (see the module docstring); the data inputs are not differentiated.
+    """
+
+    __props__ = ()
+
+    def make_node(self, n: Any, k: Any, ptr: Any, o: Any, sigma: Any) -> Apply:
+        """Build the node from the data and the offsets and scale."""
+        inputs = [pt.as_tensor_variable(v, dtype="float64") for v in (n, k)]
+        inputs.append(pt.as_tensor_variable(ptr, dtype="int64"))
+        inputs += [pt.as_tensor_variable(v, dtype="float64") for v in (o, sigma)]
+        return Apply(self, inputs, [pt.dscalar(), pt.dvector(), pt.dscalar()])
+
+    def perform(self, node: Apply, inputs: Sequence[np.ndarray], outputs: Any) -> None:
+        """Solve for the modes and evaluate value and gradients (numba)."""
+        n, k, ptr, o, sigma = inputs
+        out = _kernel(o, n, k, ptr, float(sigma), True)
+        outputs[0][0] = np.asarray(out[0])
+        outputs[1][0] = out[1]
+        outputs[2][0] = np.asarray(out[2])
+
+    def pullback(
+        self, inputs: Sequence[Any], outputs: Sequence[Any], cotangents: Sequence[Any]
+    ) -> list[Any]:
+        """Chain rule through the value output (the data inputs are not differentiated)."""
+        out = cotangents[0]
+        return [disconnected_type()] * 3 + [out * outputs[1], out * outputs[2]]
+
+    def connection_pattern(self, node: Apply) -> list[list[bool]]:
+        """Say which inputs feed which outputs: the data feed none."""
+        n_out = len(node.outputs)
+        return [[False] * n_out] * 3 + [[True] * n_out] * 2
+
+
+_KERNEL_VERSION = source_salt(__file__)
+
+
+@register_funcify_default_op_cache_key(LogitLaplaceLogp)
+def _numba_logit_laplace(op: LogitLaplaceLogp, node: Any = None, **kwargs: Any) -> Any:
+    """Compiled implementation of :class:`LogitLaplaceLogp` for the numba backend."""
+
+    @numba.njit(error_model="numpy")
+    def logit_laplace_logp(n, k, ptr, o, sigma):  # pragma: no cover - compiled
+        out = _kernel(o, n, k, ptr, sigma.item(), True)
+        return np.asarray(out[0]), out[1], np.asarray(out[2])
+
+    return logit_laplace_logp, _KERNEL_VERSION
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _draw_kernel(
+    o: np.ndarray, n: np.ndarray, k: np.ndarray, ptr: np.ndarray, sigma: np.ndarray,
+    z: np.ndarray, check: np.ndarray, lw: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Turn standard normal ``z`` (draws x levels) into draws of the Laplace conditionals.
+
+    ``o`` is ``(draws, rows)``. For the levels with ``check[j] >= 0``, writes the
+    importance log-weight of the draw to ``lw[draw, check[j]]`` (when ``lw`` has rows).
+    """
+    n_draws, n_levels = z.shape
+    for i in numba.prange(n_draws):
+        s = sigma[i]
+        inv_s2 = 1.0 / (s * s)
+        oi = o[i]
+        for j in range(n_levels):
+            lo_r, hi_r = ptr[j], ptr[j + 1]
+            b = _mode(oi, n, k, lo_r, hi_r, inv_s2)
+            ll, pj = 0.0, inv_s2
+            for r in range(lo_r, hi_r):
+                p, sp = _sigmoid_softplus(oi[r] + b)
+                pj += n[r] * p * (1.0 - p)
+                ll += k[r] * (oi[r] + b) - n[r] * sp
+            zi = z[i, j]
+            draw = b + zi / np.sqrt(pj)
+            z[i, j] = draw
+            if check[j] >= 0 and lw.shape[0] > 0:
+                # exact log joint at the draw, minus the normal density of the draw, minus
+                # the Laplace marginal (the 2 pi terms cancel)
+                joint = -0.5 * draw * draw * inv_s2 - np.log(s)
+                for r in range(lo_r, hi_r):
+                    _, sp = _sigmoid_softplus(oi[r] + draw)
+                    joint += k[r] * (oi[r] + draw) - n[r] * sp
+                log_q = 0.5 * np.log(pj) - 0.5 * zi * zi
+                marginal = ll - 0.5 * b * b * inv_s2 - np.log(s) - 0.5 * np.log(pj)
+                lw[i, check[j]] = joint - log_q - marginal
+
+
+def draw_intercepts(
+    offsets: np.ndarray, n: np.ndarray, k: np.ndarray, ptr: np.ndarray, sigma: np.ndarray,
+    z: np.ndarray, check: np.ndarray | None = None,
+) -> np.ndarray | None:
+    r"""Draw each level's intercept from its Laplace conditional, in place of ``z``.
+
+    Parameters
+    ----------
+    offsets : numpy.ndarray
+        ``(draws, rows)``: each posterior draw's log-odds without the intercept, rows
+        grouped by level.
+    n, k, ptr : numpy.ndarray
+        As for :func:`laplace_logit`.
+    sigma : numpy.ndarray
+        ``(draws,)``.
+    z : numpy.ndarray
+        ``(draws, levels)`` standard normal draws; overwritten with
+        :math:`\hat b_u + z / \sqrt{P_u}` (the draws run in parallel).
+    check : numpy.ndarray of int, optional
+        Levels whose importance log-weights to return.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(draws, len(check))``: :math:`\log p(k_u, b_u \mid o, \sigma) - \log q(b_u)
+        - \log \hat p(k_u \mid o, \sigma)`, exact joint over the approximate one.
+    """
+    n_draws, n_levels = z.shape
+    pos = np.full(n_levels, -1, dtype=np.int64)
+    if check is not None:
+        pos[check] = np.arange(len(check))
+    lw = np.empty((n_draws if check is not None else 0, 0 if check is None else len(check)))
+    _draw_kernel(np.ascontiguousarray(offsets, dtype=float), np.ascontiguousarray(n, dtype=float),
+                 np.ascontiguousarray(k, dtype=float), np.ascontiguousarray(ptr, dtype=np.int64),
+                 np.ascontiguousarray(sigma, dtype=float), z, pos, lw)
+    return lw if check is not None else None
