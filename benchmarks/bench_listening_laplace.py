@@ -98,7 +98,7 @@ def _fit_bambi(n_users, args, seed):
         bm = bmb.Model("plays ~ 1 + dow + (1|country) + (1|plan) + (1|user_id)", frame,
                        family="negativebinomial", priors=priors)
         idata = bm.fit(draws=args.draws, tune=args.tune, chains=2, cores=2, random_seed=1,
-                       progressbar=False, nuts_sampler=args.sampler)
+                       progressbar=False, inference_method=args.sampler)
     wall = time.perf_counter() - t0
     post = idata["posterior"]
     names = ["Intercept", "1|user_id_sigma", "alpha"]

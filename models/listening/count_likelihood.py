@@ -148,9 +148,13 @@ def _negbin_grid_kernel(
 _KERNEL_VERSION = source_salt(__file__)
 #: Users per block of the no-offset kernel: a block's alpha + mu and its log stay in cache.
 _BLOCK_USERS = 4096
+#: Reassociation for vectorised sums, without "nnan"/"ninf": a NaN or infinite value (a
+#: parameter out of range during warm-up) must reach the sampler as such, so that it
+#: rejects the point, not be assumed away by the optimiser.
+_FAST = {"nsz", "arcp", "contract", "reassoc"}
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, fastmath=_FAST)
 def _shifted_means(e_theta: np.ndarray, e_phi: np.ndarray, a: float,
                    out: np.ndarray) -> None:  # pragma: no cover - compiled
     """Fill ``out`` with alpha + mu (mu = exp(theta_u) exp(phi_k): no exp per cell)."""
@@ -160,7 +164,7 @@ def _shifted_means(e_theta: np.ndarray, e_phi: np.ndarray, a: float,
             out[u, k] = et * e_phi[k] + a
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, fastmath=_FAST)
 def _negbin_grid_sums(
     n: np.ndarray, total: np.ndarray, theta: np.ndarray, phi: np.ndarray, a: float,
     apm: np.ndarray, log_apm: np.ndarray, g_theta: np.ndarray, g_phi: np.ndarray,

@@ -464,3 +464,15 @@ def test_agrees_with_bambi_formula_model():
             stat = np.mean if method == "mean" else np.std
             se = np.hypot(float(mcse_ours[a]), float(mcse_theirs[b]))
             assert abs(stat(x) - stat(y)) < 4 * se, (a, method, stat(x), stat(y), se)
+
+
+def test_negbin_grid_overflow_reaches_the_sampler_as_minus_inf():
+    """A user log-rate whose exp overflows gives -inf, not a finite value from fast math."""
+    from models.listening.count_likelihood import negbin_grid
+
+    n, total = np.full((3, 7), 4.0), np.full((3, 7), 10.0)
+    with np.errstate(over="ignore"):
+        value, g_theta, _, d_alpha = negbin_grid(n, total, np.array([0.0, 800.0, 1.0]),
+                                                 np.zeros(7), 1.5)
+    assert value == -np.inf and d_alpha == -np.inf
+    assert np.isfinite(g_theta[[0, 2]]).all()
