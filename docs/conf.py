@@ -57,6 +57,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(ValueError|TypeError|RuntimeError|UserWarning|KeyError|FileNotFoundError"
      r"|OSError|PermissionError|FileExistsError|NotADirectoryError|KeyboardInterrupt)"),
     (r"py:.*", r"(abc|pathlib|os|collections\.abc|typing|warnings)\..*"),
+    # mixins from private modules, named among a public class's bases (not documented)
+    (r"py:class", r"models(\.\w+)*\._[a-z]\w*\.\w+"),
 ]
 
 # -- autodoc / autosummary / numpydoc ----------------------------------------
