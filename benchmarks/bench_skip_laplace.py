@@ -1,17 +1,20 @@
-"""SkipModel(user_inference="laplace") side by side with full NUTS and bambi.
+"""SkipModel's user intercepts integrated out (Laplace, quadrature), full NUTS and bambi.
 
 Data: skips drawn from the skip model's own process (crossed user and track intercepts,
 log position, hour bin, plan), ``--plays`` plays per user over ``--tracks`` tracks,
-aggregated to the model's binomial rows. For each size in ``--users``, the same table is
-fitted with the user intercepts integrated out (Laplace), sampled (full NUTS) and, where
-``--bambi-users`` lists the size, by bambi (the same model as a formula; its sum-to-zero
-coding differs). Each fit runs in its own process, so its peak memory (maximum resident
-set size) is its own. Reported: wall time of the whole fit, leapfrog steps per draw,
-largest R-hat and smallest bulk ESS of the population parameters; against full NUTS, the
-difference of the posterior means in full-NUTS sds and the ratio of the sds; the share of
-the true user intercepts inside each fit's 90% interval; the Laplace fit's Pareto-k check.
+aggregated to the model's binomial rows. Each size is fitted with the user intercepts
+integrated out by the Laplace approximation (sizes in ``--users``) and by adaptive
+Gauss-Hermite quadrature (``--quadrature-users``), sampled (full NUTS, ``--full-users``)
+and by bambi (``--bambi-users``; the same model as a formula, its sum-to-zero coding
+differs), all on the same table. Each fit runs in its own process, so its peak memory
+(maximum resident set size) is its own. Reported: wall time of the whole fit, leapfrog
+steps per draw, largest R-hat and smallest bulk ESS of the population parameters;
+against full NUTS, the difference of the posterior means in full-NUTS sds and the ratio
+of the sds; the share of the true user intercepts inside each fit's 90% interval; the
+Pareto-k check of the integrated fits.
 
-Usage: python benchmarks/bench_skip_laplace.py [--users 300,3000] [--full-users 300,3000]
+Usage: python benchmarks/bench_skip_laplace.py [--users 300,3000] [--quadrature-users 300,3000]
+       [--full-users 300,3000]
        [--bambi-users 300] [--plays 30] [--tracks 50] [--draws 500] [--tune 500]
        [--sampler pymc|nutpie]
 """
@@ -102,7 +105,7 @@ def _fit_bambi(n_users, args):
         bm = bmb.Model("p(n_skips, n_plays) ~ 1 + log_position + hour_bin + plan + (1|user_id)"
                        " + (1|track_id)", frame, family="binomial")
         idata = bm.fit(draws=args.draws, tune=args.tune, chains=2, cores=2, random_seed=1,
-                       progressbar=False, nuts_sampler=args.sampler)
+                       progressbar=False, inference_method=args.sampler)
     wall = time.perf_counter() - t0
     post = idata["posterior"]
     names = ["Intercept", "1|user_id_sigma", "1|track_id_sigma", "log_position"]
@@ -127,7 +130,14 @@ def in_process(kind, n_users, args):
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(queue, kind, n_users, args))
     proc.start()
-    out = queue.get()
+    while True:  # a child that dies (an error in the fit) must not leave us waiting
+        try:
+            out = queue.get(timeout=5)
+            break
+        except Exception:  # queue.Empty
+            if not proc.is_alive():
+                raise RuntimeError(f"the {kind} fit on {n_users:,} users failed "
+                                   "(see above)") from None
     proc.join()
     return out
 
@@ -136,6 +146,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ints = lambda text: [int(v) for v in text.split(",") if v]  # noqa: E731
     parser.add_argument("--users", type=ints, default=[300, 3000])
+    parser.add_argument("--quadrature-users", type=ints, default=[300, 3000])
     parser.add_argument("--full-users", type=ints, default=[300, 3000])
     parser.add_argument("--bambi-users", type=ints, default=[300])
     parser.add_argument("--plays", type=int, default=30)
@@ -147,9 +158,11 @@ def main():
     print(f"### {args.plays} plays per user, {args.tracks} tracks; {args.draws} draws + "
           f"{args.tune} tune, 2 chains on 2 cores, {args.sampler}\n")
     speed, accuracy = [], []
-    for n in sorted(set(args.users) | set(args.full_users) | set(args.bambi_users)):
+    sizes = set(args.users) | set(args.quadrature_users) | set(args.full_users)
+    for n in sorted(sizes | set(args.bambi_users)):
         fits = {}
         for label, kind, sizes in (("Laplace", "laplace", args.users),
+                                   ("quadrature", "quadrature", args.quadrature_users),
                                    ("full NUTS", "sample", args.full_users),
                                    ("bambi", "bambi", args.bambi_users)):
             if n not in sizes:
@@ -161,12 +174,14 @@ def main():
                           f"{r['coverage']:.3f}", f"{r['peak_mb']:.0f}",
                           f"{load:.1f} / {os.getloadavg()[0]:.1f}"])
             print(f"{label} {n:,} users: {r['wall']:.1f} s; {r['notes']}", flush=True)
-        if "Laplace" in fits and "full NUTS" in fits:
-            a, b = fits["Laplace"]["summary"], fits["full NUTS"]["summary"]
+        for label in ("Laplace", "quadrature"):
+            if label not in fits or "full NUTS" not in fits:
+                continue
+            a, b = fits[label]["summary"], fits["full NUTS"]["summary"]
             sd = b["sd"].astype(float)
             for name in b.index:
                 ma, mb = float(a.loc[name, "mean"]), float(b.loc[name, "mean"])
-                accuracy.append([f"{n:,}", name, f"{mb:.3f}", f"{ma:.3f}",
+                accuracy.append([label, f"{n:,}", name, f"{mb:.3f}", f"{ma:.3f}",
                                  f"{(ma - mb) / sd[name]:+.2f}",
                                  f"{float(a.loc[name, 'sd']) / sd[name]:.2f}"])
     print()
@@ -174,8 +189,8 @@ def main():
            "max R-hat (population)", "min bulk ESS", "users' 90% coverage", "peak MB",
            "load before / after"], speed)
     if accuracy:
-        table(["users", "parameter", "full NUTS mean", "Laplace mean", "mean difference / sd",
-               "sd ratio"], accuracy)
+        table(["fit", "users", "parameter", "full NUTS mean", "its mean",
+               "mean difference / full NUTS sd", "sd ratio"], accuracy)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,8 @@ from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache
 
 from models._compiled import source_salt
 
-__all__ = ["LogitLaplaceLogp", "draw_intercepts", "laplace_logit", "row_pointers"]
+__all__ = ["LogitLaplaceLogp", "draw_intercepts", "laplace_logit", "quadrature_rule",
+           "row_pointers"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 #: Iterations per level at most, and the Newton step below which a level has converged
@@ -134,9 +135,16 @@ def _mode(o: np.ndarray, n: np.ndarray, k: np.ndarray, lo_r: int, hi_r: int,
 @numba.njit(cache=True, error_model="numpy")
 def _kernel(
     o: np.ndarray, n: np.ndarray, k: np.ndarray, ptr: np.ndarray, sigma: float, grad: bool,
+    nodes: np.ndarray, log_weights: np.ndarray,
 ) -> tuple[float, np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
-    """Laplace marginal, its gradients, the modes, precisions and per-level values."""
+    """Marginal, its gradients, the modes, precisions and per-level values.
+
+    With no ``nodes``, the Laplace approximation and its exact gradient; with
+    Gauss-Hermite ``nodes`` and their ``log_weights``, adaptive quadrature around each
+    level's mode (see :func:`laplace_logit`).
+    """
     n_levels = len(ptr) - 1
+    n_nodes = len(nodes)
     inv_s2 = 1.0 / (sigma * sigma)
     log_s = np.log(sigma)
     g_o = np.zeros(len(o) if grad else 0)
@@ -144,6 +152,11 @@ def _kernel(
     b_hat = np.empty(n_levels)
     prec = np.empty(n_levels)
     value_u = np.empty(n_levels)
+    widest = 0
+    for j in range(n_levels):
+        widest = max(widest, ptr[j + 1] - ptr[j])
+    p_q = np.empty((n_nodes, widest))  # skip probabilities of a level's rows at each node
+    f_q = np.empty(n_nodes)
     total, g_s = 0.0, 0.0
     for j in range(n_levels):
         lo_r, hi_r = ptr[j], ptr[j + 1]
@@ -155,8 +168,43 @@ def _kernel(
             ll += k[r] * x - n[r] * (max(x, 0.0) + np.log1p(e[r]))
             pj += n[r] * w
             sj += n[r] * w * (1.0 - 2.0 * p)
+        b_hat[j], prec[j] = b, pj
+        if n_nodes > 0:
+            # nodes b + sqrt(2 / P) x_q; log joint (prior included, the 2 pi of the prior
+            # and the sqrt(pi) of the weights cancel: log_weights carry it) at each node
+            scale = np.sqrt(2.0 / pj)
+            top = -np.inf
+            for q in range(n_nodes):
+                bq = b + scale * nodes[q]
+                fq = -0.5 * bq * bq * inv_s2 - log_s
+                for r in range(lo_r, hi_r):
+                    x = o[r] + bq
+                    er = np.exp(-abs(x))
+                    p_q[q, r - lo_r] = _from_e(x, er)[0]
+                    fq += k[r] * x - n[r] * (max(x, 0.0) + np.log1p(er))
+                f_q[q] = fq + log_weights[q] + nodes[q] * nodes[q]
+                top = max(top, f_q[q])
+            acc = 0.0
+            for q in range(n_nodes):
+                f_q[q] = np.exp(f_q[q] - top)
+                acc += f_q[q]
+            v = top + np.log(acc) + 0.5 * np.log(2.0 / pj)
+            value_u[j] = v
+            total += v
+            if grad:  # Fisher's identity: posterior expectations under the quadrature
+                for r in range(lo_r, hi_r):
+                    mean_p = 0.0
+                    for q in range(n_nodes):
+                        mean_p += f_q[q] * p_q[q, r - lo_r]
+                    g_o[r] = k[r] - n[r] * mean_p / acc
+                m2 = 0.0
+                for q in range(n_nodes):
+                    bq = b + scale * nodes[q]
+                    m2 += f_q[q] * bq * bq
+                g_s += (m2 / acc - sigma * sigma) / (sigma * sigma * sigma)
+            continue
         v = ll - 0.5 * b * b * inv_s2 - log_s - 0.5 * np.log(pj)
-        b_hat[j], prec[j], value_u[j] = b, pj, v
+        value_u[j] = v
         total += v
         if grad:
             for r in range(lo_r, hi_r):
@@ -167,11 +215,32 @@ def _kernel(
     return total, g_o, g_s, b_hat, prec, value_u
 
 
+def quadrature_rule(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""Gauss-Hermite nodes and log-weights for :func:`laplace_logit` (none for 1 node).
+
+    The log-weights include the normal prior's :math:`-\tfrac12 \log 2\pi`, which the
+    kernel leaves out of the log joint.
+    """
+    if n_nodes == 1:
+        return np.empty(0), np.empty(0)
+    x, w = np.polynomial.hermite.hermgauss(n_nodes)
+    return x, np.log(w) - 0.5 * np.log(2.0 * np.pi)
+
+
 def laplace_logit(
     o: np.ndarray, n: np.ndarray, k: np.ndarray, ptr: np.ndarray, sigma: float, *,
-    grad: bool = True,
+    grad: bool = True, n_nodes: int = 1,
 ) -> dict[str, Any]:
     r"""Laplace approximation of every level's marginal likelihood, and its gradient.
+
+    With ``n_nodes > 1``, adaptive Gauss-Hermite quadrature instead: the integral over
+    each level's intercept on ``n_nodes`` nodes :math:`\hat b_u + \sqrt{2/P_u}\,x_q`
+    placed by the Laplace approximation (``n_nodes=1`` is the Laplace approximation
+    itself). Its gradient is the posterior expectation, under the quadrature, of the
+    log joint's gradient (Fisher's identity), which equals the derivative of the exact
+    marginal up to the quadrature error; with a few nodes that error is far below the
+    Laplace approximation's (which is of order :math:`1/n`, and biases variance
+    components of binary outcomes low).
 
     Parameters
     ----------
@@ -186,6 +255,8 @@ def laplace_logit(
         Standard deviation of the intercepts' normal prior (mean 0).
     grad : bool, default True
         Compute the gradients too.
+    n_nodes : int, default 1
+        Quadrature nodes per level (1: the Laplace approximation).
 
     Returns
     -------
@@ -194,9 +265,10 @@ def laplace_logit(
         ``g_o`` (``(rows,)``, empty without ``grad``), ``g_sigma``, ``b_hat`` and
         ``prec`` (each level's mode and :math:`P_u`), ``value_u`` (each level's term).
     """
+    nodes, log_weights = quadrature_rule(n_nodes)
     out = _kernel(np.ascontiguousarray(o, dtype=float), np.ascontiguousarray(n, dtype=float),
                   np.ascontiguousarray(k, dtype=float), np.ascontiguousarray(ptr, dtype=np.int64),
-                  float(sigma), grad)
+                  float(sigma), grad, nodes, log_weights)
     keys = ("value", "g_o", "g_sigma", "b_hat", "prec", "value_u")
     return dict(zip(keys, out, strict=True))
 
@@ -208,9 +280,18 @@ class LogitLaplaceLogp(Op):
     (int64, ``levels + 1``), ``o`` (the rows' log-odds without the intercept) and
     ``sigma`` (). Outputs: the value and its gradients with respect to ``o`` and
     ``sigma`` (see the module docstring); the data inputs are not differentiated.
+
+    Parameters
+    ----------
+    n_nodes : int, default 1
+        1: the Laplace approximation; more: adaptive Gauss-Hermite quadrature on that
+        many nodes per level (see :func:`laplace_logit`).
     """
 
-    __props__ = ()
+    __props__ = ("n_nodes",)
+
+    def __init__(self, n_nodes: int = 1) -> None:
+        self.n_nodes = int(n_nodes)
 
     def make_node(self, n: Any, k: Any, ptr: Any, o: Any, sigma: Any) -> Apply:
         """Build the node from the data and the offsets and scale."""
@@ -222,7 +303,7 @@ class LogitLaplaceLogp(Op):
     def perform(self, node: Apply, inputs: Sequence[np.ndarray], outputs: Any) -> None:
         """Solve for the modes and evaluate value and gradients (numba)."""
         n, k, ptr, o, sigma = inputs
-        out = _kernel(o, n, k, ptr, float(sigma), True)
+        out = _kernel(o, n, k, ptr, float(sigma), True, *quadrature_rule(self.n_nodes))
         outputs[0][0] = np.asarray(out[0])
         outputs[1][0] = out[1]
         outputs[2][0] = np.asarray(out[2])
@@ -246,10 +327,11 @@ _KERNEL_VERSION = source_salt(__file__)
 @register_funcify_default_op_cache_key(LogitLaplaceLogp)
 def _numba_logit_laplace(op: LogitLaplaceLogp, node: Any = None, **kwargs: Any) -> Any:
     """Compiled implementation of :class:`LogitLaplaceLogp` for the numba backend."""
+    nodes, log_weights = quadrature_rule(op.n_nodes)
 
     @numba.njit(error_model="numpy")
     def logit_laplace_logp(n, k, ptr, o, sigma):  # pragma: no cover - compiled
-        out = _kernel(o, n, k, ptr, sigma.item(), True)
+        out = _kernel(o, n, k, ptr, sigma.item(), True, nodes, log_weights)
         return np.asarray(out[0]), out[1], np.asarray(out[2])
 
     return logit_laplace_logp, _KERNEL_VERSION
