@@ -165,7 +165,7 @@ def test_projection_covers_the_true_arm_difference():
     """Fitted on two BG/NBD arms, the 95% interval covers the true projected difference."""
     data = two_arm_activity(2000, seed=5)
     model = BetaGeoModel(segment="variant", hierarchical=False).fit(
-        data, draws=600, tune=500, chains=2, random_seed=5)
+        data, draws=1000, tune=1000, chains=2, random_seed=5)
     assert model.converged_
     out = project_arms(model, window_days=14, horizon=120)
     truth = {arm: (expected_repeat(*p.values(), 13 + 120) - expected_repeat(*p.values(), 13),

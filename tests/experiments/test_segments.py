@@ -348,7 +348,7 @@ def test_count_effects_recovered_with_nominal_coverage_and_shrinkage():
     data = simulate(rng, sizes, base, effects)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # the report is checked below
-        model = counts_model().fit(data, draws=500, tune=500, chains=2, cores=1, random_seed=3)
+        model = counts_model().fit(data, draws=1000, tune=1000, chains=2, cores=1, random_seed=3)
     # no failed check; a caution (ESS of sigma_effect between 100 and 200 per chain) is
     # allowed with these short chains
     assert not model.fit_report_.problems and model.fit_report_.n_divergent == 0
