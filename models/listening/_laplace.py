@@ -14,19 +14,30 @@ with :math:`n_{uk}` rows summing to :math:`S_{uk}` plays and log-mean
 
 which is strictly concave in :math:`\eta` for the negative binomial and the Poisson.
 Its mode :math:`\hat\eta_u` is found by safeguarded Newton steps (vectorised over users,
-compiled with numba), and
+compiled with numba), and with :math:`H_u = f_u''(\hat\eta_u)` and the third and
+fourth derivatives :math:`f_u'''`, :math:`f_u''''` at the mode, the second-order
+Laplace approximation (Tierney & Kadane 1986; Raudenbush, Yang & Yosef 2000) is
 
 .. math::
 
     \log p(y_u \mid \psi) \approx f_u(\hat\eta_u) + \tfrac12 \log 2\pi
-        - \tfrac12 \log(-f_u''(\hat\eta_u)).
+        - \tfrac12 \log(-H_u) + \frac{f_u''''}{8 H_u^2}
+        + \frac{5 (f_u''')^2}{24 (-H_u)^3}.
+
+The last two terms matter. Without them the error of a user is a few thousandths of a
+log unit, but of the same sign for most users and varying with :math:`\sigma_u` and
+:math:`\alpha`: summed over 100,000 users it moved their posterior means by 0.17 sd
+against full NUTS. With them the error, and its slope in the parameters, is 25 to 300
+times smaller (tested against quadrature).
 
 The gradient with respect to :math:`\psi` follows from the implicit-function theorem:
 at the mode :math:`f_u' = 0`, so
 :math:`\mathrm d/\mathrm d\psi\, f_u(\hat\eta_u) = \partial f_u / \partial\psi`, and
-:math:`\mathrm d H_u/\mathrm d\psi = \partial H_u/\partial\psi + f_u'''\,
+each derivative :math:`D` (:math:`H_u`, :math:`f_u'''`, :math:`f_u''''`) moves with
+the mode: :math:`\mathrm dD/\mathrm d\psi = \partial D/\partial\psi + D'\,
 \mathrm d\hat\eta_u/\mathrm d\psi` with
-:math:`\mathrm d\hat\eta_u/\mathrm d\psi = -(\partial f_u'/\partial\psi) / H_u`.
+:math:`\mathrm d\hat\eta_u/\mathrm d\psi = -(\partial f_u'/\partial\psi) / H_u` (the
+fourth's slope needs the fifth derivative, a polynomial per cell like the others).
 :class:`LaplaceUserLogp` is that value and gradient as a PyTensor Op (the Newton solve
 is inside it); :func:`draw_user_log_rates_laplace` then draws each user's log-rate from
 :math:`N(\hat\eta_u, -1/H_u)` once per posterior draw, and :func:`laplace_pareto_k`
@@ -34,7 +45,8 @@ checks the approximation on a subsample of users with Pareto-smoothed importance
 weights (the users with the fewest plays, where it is worst, and a random set).
 
 The assumption: each user's conditional posterior of :math:`\eta_u` given :math:`\psi`
-is close to normal. It is when a user has a few plays or more; with almost none, the
+is close to normal (the second-order terms correct the marginal for moderate skew;
+the user draws are still normal). It is when a user has a few plays or more; with almost none, the
 conditional is close to the normal prior, so the approximation is again good; it is
 least accurate in between, and for a negative binomial with small :math:`\alpha`.
 """
@@ -257,18 +269,26 @@ def _laplace_kernel(
     n: np.ndarray, total: np.ndarray, m: np.ndarray, s: float, phi: np.ndarray, a: float,
     poisson: bool, grad: bool, values: bool = True,
 ) -> tuple[float, np.ndarray, float, np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
-    """Laplace marginal, its gradient, the modes, Hessians and per-user values.
+    r"""Second-order Laplace marginal, its gradient, the modes, Hessians and per-user values.
 
     ``n`` and ``total`` are ``(columns, users)``: each pass runs over one column of a
     block of ``_BLOCK`` users, so the loops vectorise. Returns ``(value, g_m, g_s,
     g_phi, g_a, eta_hat, hess, value_u)``; with ``values=False`` (and no ``grad``)
     only the modes and Hessians are computed (no logarithm per cell).
+
+    Per cell, with :math:`q = \mu/(\alpha+\mu)`, :math:`r = q(1-q)` and
+    :math:`w = n\alpha + S`, the derivatives of the negative binomial log-likelihood
+    in the log-mean are :math:`S - wq`, :math:`-wr`, :math:`-wr(1-2q)`,
+    :math:`-wr(1-6r)` and :math:`-wr(1-2q)(1-12r)` (the Poisson's: :math:`S - n\mu`,
+    then :math:`-n\mu` for every order); the gradient carries the correction through
+    the mode with the fifth.
     """
     n_cols, n_users = n.shape
     e_phi = np.exp(phi)
     inv_s2 = 1.0 / (s * s)
     log_s = np.log(s)
     log_a = np.log(a) if not poisson else 0.0
+    inv_a = 1.0 / a
     full = values or grad
     g_m = np.zeros(n_users)
     g_phi = np.zeros(n_cols)
@@ -280,43 +300,43 @@ def _laplace_kernel(
     value = 0.0
     work = np.empty((9, _BLOCK))
     active = np.empty(_BLOCK, dtype=np.int64)
+    # few arrays written per loop: with more, LLVM gives up proving they do not
+    # overlap, and the loops no longer vectorise
     acc = np.empty((7, _BLOCK))
-    cells = np.empty((3, n_cols, _BLOCK))
-    ll, h, t, da, dh_a, dg_a, e = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6]
-    h_k, t_k, g_k = cells[0], cells[1], cells[2]
+    grads = np.empty((5, _BLOCK))
+    coef = np.empty((4, _BLOCK))
+    e, ll, h, t, f4, f5, nlg = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6]
+    da, dg_a, dh_a, dt_a, d4_a = grads[0], grads[1], grads[2], grads[3], grads[4]
+    c_h, c_t, c_4, c_g = coef[0], coef[1], coef[2], coef[3]
     for b0 in range(0, n_users, _BLOCK):
         nb = min(_BLOCK, n_users - b0)
         eta = eta_hat[b0:b0 + nb]
         mb = m[b0:b0 + nb]
         _newton_block(n, total, b0, nb, mb, inv_s2, e_phi, a, poisson, eta, work, active)
-        # value and derivatives at the mode; the terms of ll and da that are the same
-        # in every cell are added per user, from the rows and plays of _newton_block
+        # pass 1: value and the derivatives in eta at the mode; the terms of ll that are
+        # the same in every cell are added per user, from the rows and plays of
+        # _newton_block (for the Poisson, h, f3, f4 and f5 all sum -n mu: kept in t)
         for j in range(nb):
             e[j] = vexp(eta[j])
             ll[j] = 0.0
             h[j] = -inv_s2
             t[j] = 0.0
-            da[j] = 0.0
-            dh_a[j] = 0.0
-            dg_a[j] = 0.0
+            f4[j] = 0.0
+            f5[j] = 0.0
+            nlg[j] = 0.0
         for k in range(n_cols):
             ek, pk = e_phi[k], phi[k]
             if poisson:
                 for j in range(nb):
                     nmu = n[k, b0 + j] * e[j] * ek
-                    sk = total[k, b0 + j]
-                    ll[j] += sk * pk - nmu
-                    h[j] -= nmu
+                    ll[j] += total[k, b0 + j] * pk - nmu
                     t[j] -= nmu
-                    h_k[k, j] = -nmu
-                    t_k[k, j] = -nmu
-                    g_k[k, j] = sk - nmu
             elif not full:
                 for j in range(nb):
                     mu = e[j] * ek
                     inv = 1.0 / (a + mu)
                     h[j] -= (n[k, b0 + j] * a + total[k, b0 + j]) * a * mu * inv * inv
-            else:  # with q = mu / (a + mu): (a - mu) / (a + mu) = 1 - 2 q
+            else:
                 for j in range(nb):
                     nk = n[k, b0 + j]
                     sk = total[k, b0 + j]
@@ -324,50 +344,97 @@ def _laplace_kernel(
                     apm = a + mu
                     inv = 1.0 / apm
                     q = mu * inv
+                    r = q * (a * inv)  # q (1 - q)
+                    o1 = 1.0 - 2.0 * q
                     w = nk * a + sk
-                    wq = w * q
+                    wr = w * r
                     lg = vlog(apm)
                     ll[j] += sk * pk - w * lg
-                    hk = -wq * a * inv
-                    tk = hk * (1.0 - 2.0 * q)
-                    h[j] += hk
-                    t[j] += tk
-                    h_k[k, j] = hk
-                    t_k[k, j] = tk
-                    g_k[k, j] = sk - wq
-                    if grad:
-                        da[j] -= nk * lg + w * inv
-                        dg_a[j] += q * (sk - nk * mu) * inv
-                        dh_a[j] -= q * ((nk * a + w) - 2.0 * w * a * inv) * inv
+                    nlg[j] += nk * lg
+                    h[j] -= wr
+                    t[j] -= wr * o1
+                    f4[j] -= wr * (1.0 - 6.0 * r)
+                    f5[j] -= wr * o1 * (1.0 - 12.0 * r)
         rows, plays = work[6], work[7]
         for j in range(nb):
+            if poisson:
+                h[j] += t[j]
+                f4[j] = t[j]
+                f5[j] = t[j]
             hess[b0 + j] = h[j]
             if not full:
                 continue
             ll[j] += eta[j] * plays[j] + (0.0 if poisson else a * log_a * rows[j])
-            da[j] += (log_a + 1.0) * rows[j]
             d = eta[j] - mb[j]
-            val = ll[j] - log_s - 0.5 * d * d * inv_s2 - 0.5 * vlog(-h[j])
+            hi = 1.0 / h[j]
+            hi2 = hi * hi
+            hi3 = hi2 * hi
+            tj = t[j]
+            # second order: f4 / (8 H^2) + 5 f3^2 / (24 (-H)^3)
+            val = (ll[j] - log_s - 0.5 * d * d * inv_s2 - 0.5 * vlog(-h[j])
+                   + f4[j] * hi2 / 8.0 - 5.0 * tj * tj * hi3 / 24.0)
             value += val
             value_u[b0 + j] = val
             if not grad:
                 continue
-            c = -0.5 / h[j]
-            ratio = t[j] / h[j]
-            g_m[b0 + j] = d * inv_s2 - c * ratio * inv_s2
+            # total derivative: f_psi + c_h H_psi + c_t f3_psi + c_4 f4_psi - c_g g_psi
+            c = -0.5 * hi
+            a_h = -f4[j] * hi3 / 4.0 + 5.0 * tj * tj * hi2 * hi2 / 8.0
+            a_t = -5.0 * tj * hi3 / 12.0
+            a_4 = hi2 / 8.0
+            b = a_4 * f5[j] + a_h * tj + a_t * f4[j]
+            c_h[j] = c + a_h
+            c_t[j] = a_t
+            c_4[j] = a_4
+            c_g[j] = (c * tj + b) * hi
+            g_m[b0 + j] = d * inv_s2 - c_g[j] * inv_s2
             g_s += (-1.0 / s + d * d * inv_s2 / s
-                    + c * (2.0 * inv_s2 / s - ratio * 2.0 * d * inv_s2 / s))
-            if not poisson:
-                g_a += da[j] + c * (dh_a[j] - ratio * dg_a[j])
-            # reuse the scratch: c and ratio of the block, for the period gradient
-            da[j] = c
-            dg_a[j] = ratio
-        if grad:
-            for k in range(n_cols):
-                total_k = 0.0
+                    + c_h[j] * 2.0 * inv_s2 / s - c_g[j] * 2.0 * d * inv_s2 / s)
+        if not grad:
+            continue
+        # pass 2: per cell, the period gradient and the alpha partials of the cell
+        # terms; d/dalpha of -w P(q) is -n P(q) + w P'(q) r / alpha
+        for j in range(nb):
+            da[j] = (log_a + 1.0) * rows[j] - nlg[j]
+            dg_a[j] = 0.0
+            dh_a[j] = 0.0
+            dt_a[j] = 0.0
+            d4_a[j] = 0.0
+        for k in range(n_cols):
+            ek = e_phi[k]
+            total_k = 0.0
+            if poisson:
                 for j in range(nb):
-                    total_k += g_k[k, j] + da[j] * (t_k[k, j] - dg_a[j] * h_k[k, j])
-                g_phi[k] += total_k
+                    nmu = n[k, b0 + j] * e[j] * ek
+                    total_k += (total[k, b0 + j] - nmu
+                                - nmu * (c_h[j] + c_t[j] + c_4[j] - c_g[j]))
+            else:
+                for j in range(nb):
+                    nk = n[k, b0 + j]
+                    sk = total[k, b0 + j]
+                    mu = e[j] * ek
+                    inv = 1.0 / (a + mu)
+                    q = mu * inv
+                    r = q * (a * inv)
+                    o1 = 1.0 - 2.0 * q
+                    p4 = 1.0 - 6.0 * r
+                    p5 = 1.0 - 12.0 * r
+                    w = nk * a + sk
+                    wr = w * r
+                    total_k += (sk - w * q
+                                - wr * (c_h[j] * o1 + c_t[j] * p4 + c_4[j] * o1 * p5 - c_g[j]))
+                    wra = wr * inv_a
+                    nr = nk * r
+                    da[j] -= w * inv
+                    dg_a[j] += q * (sk - nk * mu) * inv
+                    dh_a[j] += wra * o1 - nr
+                    dt_a[j] += wra * p4 - nr * o1
+                    d4_a[j] += wra * o1 * p5 - nr * p4
+            g_phi[k] += total_k
+        if not poisson:
+            for j in range(nb):
+                g_a += (da[j] + c_h[j] * dh_a[j] + c_t[j] * dt_a[j] + c_4[j] * d4_a[j]
+                        - c_g[j] * dg_a[j])
     return value, g_m, g_s, g_phi, g_a, eta_hat, hess, value_u
 
 
@@ -650,45 +717,67 @@ def laplace_pareto_k(log_weights: np.ndarray) -> np.ndarray:
     return np.where(log_weights.std(axis=0) > LOG_WEIGHT_SD, np.asarray(khat, dtype=float), 0.0)
 
 
-def check_users(totals: np.ndarray, n_check: int, rng: np.random.Generator) -> np.ndarray:
-    """Users to check: half those with the fewest plays, half at random (sorted, unique)."""
+def check_users(
+    totals: np.ndarray, n_check: int, rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Users to check: half those with the fewest plays, half at random.
+
+    Returns their indices (sorted, unique) and how many users each stands for: 1 for
+    the lightest users, the rest of the users over the random ones' number for
+    those; with ``n_check`` users or fewer, every user, each standing for one.
+    """
     n_users = len(totals)
     if n_users <= n_check:
-        return np.arange(n_users)
+        return np.arange(n_users), np.ones(n_users)
     few = np.argsort(totals, kind="stable")[: n_check // 2]
     rest = np.setdiff1d(np.arange(n_users), few)
     rand = rng.choice(rest, n_check - len(few), replace=False)
-    return np.sort(np.concatenate([few, rand]))
+    users = np.concatenate([few, rand])
+    weights = np.concatenate([np.ones(len(few)), np.full(len(rand), len(rest) / len(rand))])
+    order = np.argsort(users)
+    return users[order], weights[order]
 
 
-def summarize_check(khat: np.ndarray, totals: np.ndarray) -> dict[str, Any]:
+def summarize_check(
+    khat: np.ndarray, totals: np.ndarray, weights: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Summarise the Pareto k of the checked users (``totals``: their plays).
 
     Keys: ``n_checked``, ``n_high_k`` (k > 0.7), ``max_k``, ``max_plays_high_k`` (most
-    plays of a user with k > 0.7, or -1) and ``threshold``.
+    plays of a user with k > 0.7, or -1), ``threshold`` and ``share_high_k``: the
+    estimated share of *all* users with k > 0.7, each checked user counted ``weights``
+    times (see :func:`check_users`; the lightest users are over-represented in the
+    check, on purpose).
     """
     high = khat > K_THRESHOLD
+    w = np.ones(len(khat)) if weights is None else np.asarray(weights, dtype=float)
     return dict(n_checked=int(len(khat)), n_high_k=int(high.sum()),
-                        max_k=float(np.max(khat)) if len(khat) else float("nan"),
-                        max_plays_high_k=int(totals[high].max()) if high.any() else -1,
-                        threshold=K_THRESHOLD)
+                max_k=float(np.max(khat)) if len(khat) else float("nan"),
+                max_plays_high_k=int(totals[high].max()) if high.any() else -1,
+                threshold=K_THRESHOLD,
+                share_high_k=float(w[high].sum() / w.sum()) if len(w) else 0.0)
 
 
 def report_check(report: FitReport, check: dict[str, Any]) -> FitReport:
-    """Add a caution (and advice) to ``report`` when many checked users have Pareto k > 0.7.
+    """Add a caution (and advice) when more than ``WARN_SHARE`` of the users have k > 0.7.
 
-    With at most ``WARN_SHARE`` of the checked users flagged, a note says how many.
+    The share is estimated from the checked users, each weighted by how many users it
+    stands for (fits saved before the weights: the checked users' share). Otherwise
+    a note says how many checked users were flagged.
     """
-    if check["n_high_k"] <= WARN_SHARE * check["n_checked"]:
-        note = (f"Laplace user effects: {check['n_high_k']:,} of the {check['n_checked']:,} "
-                f"users checked have Pareto k above {check['threshold']} with log-weights "
-                f"varying by more than {LOG_WEIGHT_SD} sd (max k {check['max_k']:.2f}).")
+    share = check.get("share_high_k", check["n_high_k"] / max(check["n_checked"], 1))
+    counted = (f"{check['n_high_k']:,} of the {check['n_checked']:,} users checked (half "
+               f"of them those with the fewest plays) have Pareto k above "
+               f"{check['threshold']} with log-weights varying by more than {LOG_WEIGHT_SD} "
+               f"sd (max k {check['max_k']:.2f}; the most plays among them: "
+               f"{check['max_plays_high_k']:,}); an estimated {share:.1%} of all users")
+    if share <= WARN_SHARE:
+        note = f"Laplace user effects: {counted}." + (
+            " Their user effect draws (normal approximations) are off in the tails."
+            if check["n_high_k"] else "")
         return replace(report, notes=[*report.notes, note])
     caution = (
-        f"Laplace user effects: {check['n_high_k']:,} of the {check['n_checked']:,} users "
-        f"checked (half of them those with the fewest plays) have Pareto k above "
-        f"{check['threshold']} (max {check['max_k']:.2f}; the most plays among them: "
-        f"{check['max_plays_high_k']:,}): their conditional posteriors are measurably "
+        f"Laplace user effects: {counted}: their conditional posteriors are measurably "
         "non-normal, so their effects and, with many such users, the population "
         "parameters may be off.")
     advice = ("Refit with user_inference='sample' (on a subsample of users if the data are "

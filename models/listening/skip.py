@@ -408,7 +408,7 @@ class SkipModel(_laplace.LaplaceCheckedFit, BayesianModel):
         rng = np.random.default_rng(seed)
         plays = np.bincount(d[USER_ID], weights=self.data_[N_PLAYS].to_numpy(dtype=float),
                             minlength=len(users))
-        check = _laplace.check_users(plays, 1000, rng)
+        check, check_weights = _laplace.check_users(plays, 1000, rng)
         n_draws = len(p["intercept"])
         z = rng.standard_normal((n_draws, len(users)))
         lw = np.empty((n_draws, len(check)))
@@ -429,7 +429,8 @@ class SkipModel(_laplace.LaplaceCheckedFit, BayesianModel):
         post[f"{USER_ID}_z"] = xr.DataArray(z.reshape(shape), coords={USER_ID: users},
                                            dims=("chain", "draw", USER_ID))
         self.idata_["posterior"] = xr.DataTree(post)
-        summary = (_laplace.summarize_check(_laplace.laplace_pareto_k(lw), plays[check])
+        summary = (_laplace.summarize_check(_laplace.laplace_pareto_k(lw), plays[check],
+                                             check_weights)
                    if len(lw) >= 20 else {"n_checked": 0})
         self.idata_.attrs["laplace_check"] = json.dumps(summary)
 
