@@ -166,7 +166,7 @@ def _newton_step(
 def _newton_block(
     n: np.ndarray, total: np.ndarray, b0: int, nb: int, m: np.ndarray, inv_s2: float,
     e_phi: np.ndarray, a: float, poisson: bool, eta: np.ndarray, work: np.ndarray,
-    active: np.ndarray,
+    active: np.ndarray, start: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     r"""Modes of the log joints of users ``b0 .. b0 + nb`` (``m``: their prior means).
 
@@ -180,9 +180,12 @@ def _newton_block(
     While more than a quarter of the block iterates, a step is one pass over all the
     block's cells (vectorised; users that have stopped are computed and not moved);
     after that, only the users still iterating (their indices in ``active``, scratch
-    of ``_BLOCK`` ints) are. ``work`` is scratch, ``(9, B)``.
+    of ``_BLOCK`` ints) are. ``work`` is scratch, ``(9, B)``. The steps start from
+    ``start[b0 + j]`` when ``start`` is not empty (modes of nearby parameters), and
+    otherwise from the normal prior times a normal approximation of the likelihood.
     """
     n_cols = n.shape[0]
+    warm = start.shape[0] > 0
     g, h, t, lo, hi, e = work[0], work[1], work[2], work[3], work[4], work[5]
     rows, plays, going = work[6], work[7], work[8]
     # start: the normal prior times a normal approximation of the likelihood
@@ -202,9 +205,9 @@ def _newton_block(
         has_rows = r > 0.0
         r = r if has_rows else 1.0
         prec = s if poisson else a * s * r / (a * r + s)
-        start = (m[j] * inv_s2 + prec * vlog((s + 0.5) / (g[j] if has_rows else 1.0))) / (
+        first = (m[j] * inv_s2 + prec * vlog((s + 0.5) / (g[j] if has_rows else 1.0))) / (
             inv_s2 + prec)
-        eta[j] = start if has_rows else m[j]
+        eta[j] = start[b0 + j] if warm else (first if has_rows else m[j])
         lo[j] = -np.inf
         hi[j] = np.inf
         going[j] = 1.0
@@ -300,6 +303,7 @@ def _laplace_kernel(
     value = 0.0
     work = np.empty((9, _BLOCK))
     active = np.empty(_BLOCK, dtype=np.int64)
+    no_start = np.empty(0)  # no carried modes: a value depends on its arguments only
     # few arrays written per loop: with more, LLVM gives up proving they do not
     # overlap, and the loops no longer vectorise
     acc = np.empty((7, _BLOCK))
@@ -312,7 +316,8 @@ def _laplace_kernel(
         nb = min(_BLOCK, n_users - b0)
         eta = eta_hat[b0:b0 + nb]
         mb = m[b0:b0 + nb]
-        _newton_block(n, total, b0, nb, mb, inv_s2, e_phi, a, poisson, eta, work, active)
+        _newton_block(n, total, b0, nb, mb, inv_s2, e_phi, a, poisson, eta, work, active,
+                      no_start)
         # pass 1: value and the derivatives in eta at the mode; the terms of ll that are
         # the same in every cell are added per user, from the rows and plays of
         # _newton_block (for the Poisson, h, f3, f4 and f5 all sum -n mu: kept in t)
@@ -584,17 +589,26 @@ def _user_log_joint(
 def _draw_kernel(
     n: np.ndarray, total: np.ndarray, base: np.ndarray, effects: np.ndarray,
     codes: np.ndarray, sigma: np.ndarray, phi: np.ndarray, alpha: np.ndarray,
-    poisson: bool, out: np.ndarray,
+    poisson: bool, start: np.ndarray, seeds: np.ndarray, check: np.ndarray,
+    out: np.ndarray, z_check: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """Turn standard normal ``out`` (draws x users) into draws of the Laplace conditionals.
+    """Fill ``out`` (draws x users) with draws of the Laplace conditionals.
 
     Posterior draws run in parallel; in each, a user's prior mean is ``base[i]`` plus
     ``effects[i, codes[u, g]]`` over the groups ``g``; ``n`` and ``total`` are
-    ``(columns, users)``.
+    ``(columns, users)``. Draw ``i`` takes its standard normals from numba's generator
+    seeded with ``seeds[i]`` (the same whichever thread runs it) and keeps those of the
+    users in ``check`` in ``z_check[i]``; its Newton steps start from ``start``.
     """
     n_draws = out.shape[0]
     n_cols, n_users = n.shape
     for i in numba.prange(n_draws):
+        np.random.seed(seeds[i])  # noqa: NPY002 - numba's own generator, one per thread
+        row = out[i]
+        for u in range(n_users):
+            row[u] = np.random.standard_normal()  # noqa: NPY002
+        for c in range(check.shape[0]):
+            z_check[i, c] = row[check[c]]
         inv_s2 = 1.0 / (sigma[i] * sigma[i])
         e_phi = np.exp(phi[i])
         a = alpha[i]
@@ -611,7 +625,7 @@ def _draw_kernel(
                     v += effects[i, codes[b0 + j, c]]
                 mb[j] = v
             _newton_block(n, total, b0, nb, mb, inv_s2, e_phi, a, poisson, eta, work,
-                          active)
+                          active, start)
             for j in range(nb):
                 h[j] = -inv_s2
                 work[4, j] = vexp(eta[j])
@@ -626,7 +640,7 @@ def _draw_kernel(
                         inv = 1.0 / (a + mu)
                         h[j] -= (n[k, b0 + j] * a + total[k, b0 + j]) * a * mu * inv * inv
             for j in range(nb):
-                out[i, b0 + j] = eta[j] + out[i, b0 + j] / np.sqrt(-h[j])
+                row[b0 + j] = eta[j] + row[b0 + j] / np.sqrt(-h[j])
 
 
 def draw_user_log_rates_laplace(
@@ -651,7 +665,8 @@ def draw_user_log_rates_laplace(
     alpha : numpy.ndarray or None
         ``(draws,)``; None for the Poisson.
     rng : numpy.random.Generator
-        Source of the normal draws.
+        Source of the seeds of the normal draws (one per posterior draw; the draws
+        are the same whichever thread makes them).
     effects : numpy.ndarray, optional
         ``(draws, levels)``: segment effects, the levels of all groups side by side.
     codes : numpy.ndarray of int, optional
@@ -681,11 +696,18 @@ def draw_user_log_rates_laplace(
     phi = np.ascontiguousarray(phi, dtype=float)
     poisson = alpha is None
     a_all = np.ones(n_draws) if poisson else np.ascontiguousarray(alpha, dtype=float)
-    out = rng.standard_normal((n_draws, n_users))
-    z = None if check is None else out[:, check].copy()
-    _draw_kernel(np.ascontiguousarray(np.asarray(n, dtype=float).T),
-                 np.ascontiguousarray(np.asarray(total, dtype=float).T), base, effects, codes,
-                 sigma, phi, a_all, poisson, out)
+    n_t = np.ascontiguousarray(np.asarray(n, dtype=float).T)
+    total_t = np.ascontiguousarray(np.asarray(total, dtype=float).T)
+    # Newton starts from the modes at the posterior mean: a step or two from each draw's
+    start = _laplace_kernel(n_t, total_t, base.mean() + effects.mean(axis=0)[codes].sum(axis=1),
+                            float(sigma.mean()), phi.mean(axis=0), float(a_all.mean()),
+                            poisson, False, False)[5]
+    seeds = rng.integers(0, 2**32, n_draws, dtype=np.uint64)
+    checked = np.zeros(0, dtype=np.int64) if check is None else np.asarray(check, np.int64)
+    out = np.empty((n_draws, n_users))  # first written by the threads, in parallel
+    z = np.empty((n_draws, len(checked)))
+    _draw_kernel(n_t, total_t, base, effects, codes, sigma, phi, a_all, poisson, start, seeds,
+                 checked, out, z)
     if check is None:
         return out, None
     kept = np.unique(np.linspace(0, n_draws - 1, min(n_draws, CHECK_DRAWS)).round().astype(int))
@@ -770,7 +792,7 @@ def report_check(report: FitReport, check: dict[str, Any]) -> FitReport:
                f"of them those with the fewest plays) have Pareto k above "
                f"{check['threshold']} with log-weights varying by more than {LOG_WEIGHT_SD} "
                f"sd (max k {check['max_k']:.2f}; the most plays among them: "
-               f"{check['max_plays_high_k']:,}); an estimated {share:.1%} of all users")
+               f"{check['max_plays_high_k']:,}); an estimated {share:.2%} of all users")
     if share <= WARN_SHARE:
         note = f"Laplace user effects: {counted}." + (
             " Their user effect draws (normal approximations) are off in the tails."

@@ -50,7 +50,7 @@ def test_row_pointers_group_rows_stably():
     assert ptr.tolist() == [0, 2, 3, 5, 5]
 
 
-def test_modes_and_values_match_a_direct_laplace():
+def test_modes_and_values_match_a_direct_second_order_laplace():
     o, n, k, ptr = _rows()
     sigma = 0.8
     out = laplace_logit(o, n, k, ptr, sigma)
@@ -63,8 +63,11 @@ def test_modes_and_values_match_a_direct_laplace():
         p = special.expit(o[s] + mode)
         prec = np.sum(n[s] * p * (1 - p)) + 1 / sigma**2
         assert out["prec"][j] == pytest.approx(prec, rel=1e-10)
-        direct = _log_joint(mode, o[s], n[s], k[s], sigma) + 0.5 * np.log(2 * np.pi) - 0.5 * np.log(
-            prec)
+        # the second-order terms, from the third and fourth derivatives in p
+        f3 = -np.sum(n[s] * p * (1 - p) * (1 - 2 * p))
+        f4 = -np.sum(n[s] * p * (1 - p) * (1 - 6 * p + 6 * p**2))
+        direct = (_log_joint(mode, o[s], n[s], k[s], sigma) + 0.5 * np.log(2 * np.pi)
+                  - 0.5 * np.log(prec) + f4 / (8 * prec**2) + 5 * f3**2 / (24 * prec**3))
         assert out["value_u"][j] == pytest.approx(direct, rel=1e-12)
     # the binomial coefficients are left out of the value: the kernel is their sum
     assert out["value"] == pytest.approx(out["value_u"].sum(), rel=1e-12)
@@ -121,7 +124,9 @@ def test_adaptive_quadrature_converges_to_the_exact_marginal_and_its_gradient(n_
             lambda b, s=s: np.exp(_log_joint(b, o[s], n[s], k[s], sigma)), -15, 15, epsabs=0,
             epsrel=1e-12, limit=200)[0]))
     err, err_laplace = np.abs(out["value_u"] - exact), np.abs(laplace["value_u"] - exact)
-    assert err.max() < err_laplace.max() / (3 if n_nodes == 3 else 100), (err, err_laplace)
+    # 3 nodes are about as exact as the second-order Laplace approximation (both 1e-4 here),
+    # 7 are far closer (3e-8)
+    assert err.max() < (1e-3 if n_nodes == 3 else err_laplace.max() / 100), (err, err_laplace)
     if n_nodes == 7:
         assert err.max() < 1e-4, err
     # the gradient is Fisher's identity under the quadrature: the derivative of the exact
