@@ -56,6 +56,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -92,6 +93,12 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 #: units; larger steps are clipped, or bisect the bracket).
 _MAX_ITER = 100
 _TOL = 1e-3
+#: The same for the user draws, which need the modes only to far within their
+#: conditional sds: the last step's error is about 1e-6 after a step of 1e-2.
+_DRAW_TOL = 1e-2
+#: Posterior draws per block of the draws' normals (one seed each; the blocks, not the
+#: threads, fix the numbers, so the draws are the same with any number of threads).
+_NORMAL_BLOCK = 64
 _MAX_STEP = 2.0
 #: Users per block of the kernels (each pass runs over one column of a block, so the
 #: loops vectorise; the block's scratch stays in cache).
@@ -144,12 +151,12 @@ def _newton_derivatives(
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
 def _newton_step(
-    eta: float, g: float, h: float, t: float, lo: float, hi: float,
+    eta: float, g: float, h: float, t: float, lo: float, hi: float, tol: float,
 ) -> tuple[float, float, float, bool]:  # pragma: no cover - compiled
     """One user's safeguarded step from ``eta`` (log joint derivatives ``g``, ``h``, ``t``).
 
     Returns the new ``eta``, the bracket ``lo``, ``hi`` of the mode, and whether the
-    user goes on iterating (its Newton step was not below ``_TOL``). Branch-free but
+    user goes on iterating (its Newton step was not below ``tol``). Branch-free but
     for the selects, so that a loop over users vectorises.
     """
     lo = eta if g > 0.0 else lo
@@ -158,7 +165,7 @@ def _newton_step(
     new = eta + min(max(step, -_MAX_STEP), _MAX_STEP)
     bisect = not (lo < new < hi) and lo > -np.inf and hi < np.inf
     new = 0.5 * (lo + hi) if bisect else new
-    going = abs(step) >= _TOL
+    going = abs(step) >= tol
     return (new if going else eta + step - 0.5 * t * step * step / h), lo, hi, going
 
 
@@ -166,7 +173,7 @@ def _newton_step(
 def _newton_block(
     n: np.ndarray, total: np.ndarray, b0: int, nb: int, m: np.ndarray, inv_s2: float,
     e_phi: np.ndarray, a: float, poisson: bool, eta: np.ndarray, work: np.ndarray,
-    active: np.ndarray, start: np.ndarray,
+    active: np.ndarray, start: np.ndarray, tol: float = _TOL,
 ) -> None:  # pragma: no cover - compiled
     r"""Modes of the log joints of users ``b0 .. b0 + nb`` (``m``: their prior means).
 
@@ -239,7 +246,8 @@ def _newton_block(
                         t[j] -= hk * (a - mu) * inv
             count = 0.0
             for j in range(nb):
-                new, lo[j], hi[j], go = _newton_step(eta[j], g[j], h[j], t[j], lo[j], hi[j])
+                new, lo[j], hi[j], go = _newton_step(eta[j], g[j], h[j], t[j], lo[j], hi[j],
+                                                     tol)
                 was = going[j] > 0.0
                 eta[j] = new if was else eta[j]
                 going[j] = 1.0 if (was and go) else 0.0
@@ -258,7 +266,7 @@ def _newton_block(
                 _newton_derivatives(n, total, b0, j, m[j], inv_s2, e_phi, a, poisson,
                                     eta[j], work)
                 eta[j], lo[j], hi[j], go = _newton_step(eta[j], g[j], h[j], t[j], lo[j],
-                                                        hi[j])
+                                                        hi[j], tol)
                 if go:
                     active[still] = j
                     still += 1
@@ -589,24 +597,20 @@ def _user_log_joint(
 def _draw_kernel(
     n: np.ndarray, total: np.ndarray, base: np.ndarray, effects: np.ndarray,
     codes: np.ndarray, sigma: np.ndarray, phi: np.ndarray, alpha: np.ndarray,
-    poisson: bool, start: np.ndarray, seeds: np.ndarray, check: np.ndarray,
-    out: np.ndarray, z_check: np.ndarray,
+    poisson: bool, start: np.ndarray, check: np.ndarray, out: np.ndarray,
+    z_check: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """Fill ``out`` (draws x users) with draws of the Laplace conditionals.
+    """Turn standard normal ``out`` (draws x users) into draws of the Laplace conditionals.
 
     Posterior draws run in parallel; in each, a user's prior mean is ``base[i]`` plus
     ``effects[i, codes[u, g]]`` over the groups ``g``; ``n`` and ``total`` are
-    ``(columns, users)``. Draw ``i`` takes its standard normals from numba's generator
-    seeded with ``seeds[i]`` (the same whichever thread runs it) and keeps those of the
-    users in ``check`` in ``z_check[i]``; its Newton steps start from ``start``.
+    ``(columns, users)``. The normals of the users in ``check`` are kept in
+    ``z_check``; the Newton steps start from ``start`` and stop at ``_DRAW_TOL``.
     """
     n_draws = out.shape[0]
     n_cols, n_users = n.shape
     for i in numba.prange(n_draws):
-        np.random.seed(seeds[i])  # noqa: NPY002 - numba's own generator, one per thread
         row = out[i]
-        for u in range(n_users):
-            row[u] = np.random.standard_normal()  # noqa: NPY002
         for c in range(check.shape[0]):
             z_check[i, c] = row[check[c]]
         inv_s2 = 1.0 / (sigma[i] * sigma[i])
@@ -625,7 +629,7 @@ def _draw_kernel(
                     v += effects[i, codes[b0 + j, c]]
                 mb[j] = v
             _newton_block(n, total, b0, nb, mb, inv_s2, e_phi, a, poisson, eta, work,
-                          active, start)
+                          active, start, _DRAW_TOL)
             for j in range(nb):
                 h[j] = -inv_s2
                 work[4, j] = vexp(eta[j])
@@ -641,6 +645,27 @@ def _draw_kernel(
                         h[j] -= (n[k, b0 + j] * a + total[k, b0 + j]) * a * mu * inv * inv
             for j in range(nb):
                 row[b0 + j] = eta[j] + row[b0 + j] / np.sqrt(-h[j])
+
+
+def _standard_normals(rng: np.random.Generator, n_draws: int, n_users: int) -> np.ndarray:
+    """``(n_draws, n_users)`` standard normals, a block of draws per generator, two threads.
+
+    Each block of ``_NORMAL_BLOCK`` draws has its own generator, spawned from one seed
+    drawn from ``rng``, so the numbers do not depend on which thread fills which
+    block; numpy releases the GIL while filling, and the threads also share the cost
+    of first touching the (large) array.
+    """
+    out = np.empty((n_draws, n_users))
+    starts = range(0, n_draws, _NORMAL_BLOCK)
+    children = np.random.SeedSequence(int(rng.integers(2**63))).spawn(len(starts))
+
+    def fill(job: tuple[int, np.random.SeedSequence]) -> None:
+        b0, seed = job
+        np.random.default_rng(seed).standard_normal(out=out[b0:b0 + _NORMAL_BLOCK])
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(fill, zip(starts, children, strict=True)))
+    return out
 
 
 def draw_user_log_rates_laplace(
@@ -665,8 +690,8 @@ def draw_user_log_rates_laplace(
     alpha : numpy.ndarray or None
         ``(draws,)``; None for the Poisson.
     rng : numpy.random.Generator
-        Source of the seeds of the normal draws (one per posterior draw; the draws
-        are the same whichever thread makes them).
+        Source of the seeds of the normal draws (one per block of posterior draws,
+        filled by two threads; the draws are the same whatever the threads).
     effects : numpy.ndarray, optional
         ``(draws, levels)``: segment effects, the levels of all groups side by side.
     codes : numpy.ndarray of int, optional
@@ -702,11 +727,10 @@ def draw_user_log_rates_laplace(
     start = _laplace_kernel(n_t, total_t, base.mean() + effects.mean(axis=0)[codes].sum(axis=1),
                             float(sigma.mean()), phi.mean(axis=0), float(a_all.mean()),
                             poisson, False, False)[5]
-    seeds = rng.integers(0, 2**32, n_draws, dtype=np.uint64)
     checked = np.zeros(0, dtype=np.int64) if check is None else np.asarray(check, np.int64)
-    out = np.empty((n_draws, n_users))  # first written by the threads, in parallel
+    out = _standard_normals(rng, n_draws, n_users)
     z = np.empty((n_draws, len(checked)))
-    _draw_kernel(n_t, total_t, base, effects, codes, sigma, phi, a_all, poisson, start, seeds,
+    _draw_kernel(n_t, total_t, base, effects, codes, sigma, phi, a_all, poisson, start,
                  checked, out, z)
     if check is None:
         return out, None
