@@ -182,7 +182,7 @@ def test_user_draws_are_the_laplace_conditionals_of_each_draw(alpha):
             m = base[i] + effects[i, codes[:, 0]] + effects[i, codes[:, 1]]
             res = laplace_users(n, total, m, sigma[i], phi[i], alpha, grad=False)
             np.testing.assert_allclose(out[i], res["eta_hat"] + z[i] / np.sqrt(-res["hess"]),
-                                       rtol=0, atol=1e-5)
+                                       rtol=0, atol=2e-6)
     # the function's own normals
     z = None
     for i in range(n_draws):
