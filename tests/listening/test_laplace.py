@@ -276,14 +276,14 @@ def test_options_are_checked():
 
 
 def test_map_fit_has_user_draws_and_predictions_round_trip(tmp_path):
-    data, truth = simulate(60, 14, seed=5)
+    data, truth = simulate(60, 28, seed=5)
     m = PlayCountModel(groups=("plan",), user_inference="laplace").fit(data, method="map",
                                                                        random_seed=1)
     rate = m.idata_["posterior"]["user_log_rate"]
     assert rate.dims == ("chain", "draw", "user")
-    # one draw per user from its conditional (sd about 0.3 against the users' 0.8): the
-    # correlation with the truth is about 0.9, give or take the draw's noise
-    assert np.corrcoef(rate.values.ravel(), truth.to_numpy())[0, 1] > 0.8
+    # one draw per user from its conditional: with 28 days its sd is small enough against
+    # the users' 0.8 that the correlation with the truth is 0.94-0.97 (seeds 1-4)
+    assert np.corrcoef(rate.values.ravel(), truth.to_numpy())[0, 1] > 0.9
     pred = m.expected_plays(random_seed=0)
     loaded = PlayCountModel.load(m.save(tmp_path / "fit.nc"))
     np.testing.assert_allclose(loaded.expected_plays(random_seed=0)["mean"], pred["mean"])
