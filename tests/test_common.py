@@ -136,6 +136,20 @@ def _engagement() -> Case:
         "probability_return": horizon})
 
 
+def _return_hazard() -> Case:
+    from models.churn import ReturnHazardModel
+
+    rng = np.random.default_rng(11)
+    data = pd.DataFrame(rng.binomial(1, 0.4, size=(12, 15)).astype(float),
+                        index=pd.Index([f"u{i}" for i in range(12)], name="user_id"),
+                        columns=[f"d{i}" for i in range(15)])
+    data.iloc[:, 0] = 1.0
+    horizon = {"horizon": 3}
+    return Case(ReturnHazardModel(silence_bins=(1, 2, 4)), data, rows=data.iloc[:4], args={
+        "probability_active": horizon, "expected_activity": horizon, "sample_activity": horizon,
+        "probability_churn": horizon, "expected_survival": horizon})
+
+
 def _play_count() -> Case:
     from models.listening import PlayCountModel
 
@@ -245,6 +259,7 @@ CASES: dict[str, Callable[[], Case]] = {
     "ShiftedBetaGeoModel": _sbg,
     "ChurnHazardModel": _hazard,
     "EngagementStateModel": _engagement,
+    "ReturnHazardModel": _return_hazard,
     "PlayCountModel": _play_count,
     "SkipModel": _skip,
     "UserArtistModel": _user_artist,

@@ -14,10 +14,14 @@ ChurnHazardModel
 EngagementStateModel
     Hidden Markov model of engagement states (engaged, light, dormant, churned):
     pauses with returns (Netzer, Lattin & Srinivasan 2008).
+ReturnHazardModel
+    Hazard of activity after a silence, by its length: a renewal model of activity
+    in which any pause can end.
 
 Helpers
 -------
-melt_cohort_table, bgbb_summary, build_hazard_table, churn_labels, activity_table
+melt_cohort_table, bgbb_summary, build_hazard_table, churn_labels, activity_table,
+silence_table
 
 Out-of-time validation
 ----------------------
@@ -56,6 +60,7 @@ from models.churn.plotting import (
     plot_probability_alive_matrix,
     plot_retention_curves,
 )
+from models.churn.returns import ReturnHazardModel, silence_table
 from models.churn.shifted_beta_geo import ShiftedBetaGeoModel, melt_cohort_table
 from models.churn.validation import (
     HoldoutEvaluation,
@@ -75,6 +80,7 @@ __all__ = [
     "EngagementStateModel",
     "GapCheck",
     "HoldoutEvaluation",
+    "ReturnHazardModel",
     "ShiftedBetaGeoModel",
     "activity_table",
     "bgbb_summary",
@@ -97,4 +103,5 @@ __all__ = [
     "probability_active_within",
     "roc_auc",
     "score_holdout",
+    "silence_table",
 ]

@@ -207,6 +207,13 @@ class ChurnHazardModel(BayesianModel):
     ``model.probability_churn(horizon=4)`` gives each user's churn risk.
     """
 
+    #: Sample the group effects themselves, constrained to sum to zero
+    #: (``pm.ZeroSumNormal``, so that the baseline carries their mean), instead of their
+    #: standardised values: better when every group has many rows that pin its effect
+    #: down (users, each with a long history), worse for a few sparse groups (a funnel in
+    #: ``group_sigma``).
+    centred_groups: ClassVar[bool] = False
+
     default_priors: ClassVar[Mapping[str, Prior]] = {
         "baseline_start": Prior("Normal", mu=-3.0, sigma=1.5),
         "baseline_sigma": Prior("HalfNormal", sigma=0.3),
@@ -330,8 +337,11 @@ class ChurnHazardModel(BayesianModel):
             if groups:
                 sigma = priors["group_sigma"].create("group_sigma", dims="factor")
                 for i, g in enumerate(groups):
-                    z = pm.Normal(f"z_{g}", 0.0, 1.0, dims=g)
-                    u = pm.Deterministic(f"u_{g}", sigma[i] * z, dims=g)
+                    if self.centred_groups:
+                        u = pm.ZeroSumNormal(f"u_{g}", sigma=sigma[i], dims=g)
+                    else:
+                        z = pm.Normal(f"z_{g}", 0.0, 1.0, dims=g)
+                        u = pm.Deterministic(f"u_{g}", sigma[i] * z, dims=g)
                     eta = eta + u[agg[f"g_{g}"].to_numpy()]
             # The Bernoulli log-likelihood of the rows, summed within cells: y eta - n
             # log(1 + e^eta). Half the cost of pm.Binomial's logp, which also evaluates the

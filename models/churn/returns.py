@@ -1,0 +1,597 @@
+r"""Hazard of the return from silence: activity as a renewal process in which any pause ends.
+
+:class:`ReturnHazardModel` models, period by period, the hazard that a silent
+user is active again as a function of how long the silence has lasted (and of
+the user), so that a long silence makes a return less likely without ever
+making it impossible. It is the hazard model of churn turned around: where
+:class:`~models.churn.ChurnHazardModel` asks when a user stops, this one asks
+when a silent user comes back, which is what a forecast of activity needs when
+silence is usually a pause.
+
+:func:`silence_table` turns an activity table (:func:`~models.churn.activity_table`,
+usually with ``period_length=1``: active days) into its person-period rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+import numba
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from models.base import resolve_seed
+from models.churn.engagement_data import validate_activity_table
+from models.churn.features import EVENT, TENURE
+from models.churn.hazard import ChurnHazardModel, _check_person_periods
+from models.data.schema import USER_ID
+from models.exceptions import DataValidationError, Problem
+from models.predict import (
+    draws_to_dataarray,
+    posterior_arrays,
+    prediction_method,
+    sample_shape,
+    summarize_draws,
+)
+from models.priors import Prior
+
+__all__ = ["DEFAULT_SILENCE_BINS", "ReturnHazardModel", "silence_table"]
+
+#: Lower edges of the silence bins, in periods: a silence of ``s`` periods (``s = 1``:
+#: the user was active in the period before) falls in the last bin whose edge is
+#: ``<= s``. Days 1-7 apart (weekly habits), then wider bins.
+DEFAULT_SILENCE_BINS = (1, 2, 3, 4, 5, 6, 7, 8, 11, 15, 22, 31, 61, 91, 181)
+SILENCE = "silence"
+_GROUP = "user"
+
+
+def _check_bins(bins: Any, owner: str) -> tuple[int, ...]:
+    try:
+        edges = tuple(int(b) for b in bins)
+        ok = all(int(b) == b for b in bins) and len(edges) >= 1 and edges[0] == 1 and all(
+            b < c for b, c in zip(edges, edges[1:], strict=False))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"The 'silence_bins' parameter of {owner} must be increasing whole "
+                         f"numbers of periods starting at 1, e.g. {DEFAULT_SILENCE_BINS}. "
+                         f"Got {bins!r} instead.")
+    return edges
+
+
+def _silences(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Active cells, the silence of each cell and each row's silence in the next period.
+
+    ``values`` ``(U, T)`` active days (NaN before a user's first period). The
+    silence of cell ``t`` is ``t`` minus the user's last active period before
+    it (-1 where the user has not been active yet).
+    """
+    n_users, n_periods = values.shape
+    active = ~np.isnan(values) & (np.nan_to_num(values) > 0)
+    t = np.arange(n_periods)
+    last = np.maximum.accumulate(np.where(active, t, -1), axis=1)  # last active at or before t
+    before = np.concatenate([np.full((n_users, 1), -1), last[:, :-1]], axis=1)
+    silence = np.where(before >= 0, t[None, :] - before, -1)
+    upcoming = np.where(last[:, -1] >= 0, n_periods - last[:, -1], -1)
+    return active, silence, upcoming
+
+
+def _no_activity(values: np.ndarray, index: pd.Index, what: str) -> None:
+    never = ~(np.nan_to_num(values) > 0).any(axis=1)
+    if never.any():
+        rows = np.flatnonzero(never)
+        raise DataValidationError([Problem(
+            "<row>", "at least one active period per user (a silence starts at an activity)",
+            n_rows=int(never.sum()), rows=tuple(int(r) for r in rows[:5]),
+            examples=tuple(index[rows[:5]].tolist()),
+            fix="leave out users who were never active, or start their rows at their first "
+                "activity")], what=what)
+
+
+def silence_table(activity: pd.DataFrame, *, silence_bins: Sequence[int] = DEFAULT_SILENCE_BINS,
+                  period_length: int = 1) -> pd.DataFrame:
+    """Person-period rows of the silences of an activity table: at risk of returning, and did they.
+
+    Every observed period after a user's first active one is a row: the
+    ``silence`` (periods since the user's last active period: 1 if it was
+    active in the period before), its bin ``tenure`` (index into
+    ``silence_bins``) and ``event`` (1 if the user was active in the period,
+    ending the silence). The last silence of each user is right-censored at
+    the end of the table.
+
+    Parameters
+    ----------
+    activity : pandas.DataFrame
+        Activity table, one row per user (index ``user_id``) and one column per
+        period in time order, NaN before a user's first period (see
+        :func:`~models.churn.activity_table`; ``period_length=1`` gives days).
+    silence_bins : sequence of int, default ``DEFAULT_SILENCE_BINS``
+        Lower edges of the silence bins, increasing from 1.
+    period_length : int, default 1
+        Days per period of the table (its largest allowed value).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``user_id``, ``period`` (the column name), ``silence``,
+        ``tenure`` and ``event``, ordered by user and period.
+
+    Raises
+    ------
+    ValueError
+        For bad ``silence_bins``.
+    models.exceptions.DataValidationError
+        For an invalid table (see
+        :func:`~models.churn.engagement_data.validate_activity_table`) or a user
+        who is never active.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> days = pd.DataFrame([[1, 0, 0, 1, 1]], index=pd.Index(["a"], name="user_id"),
+    ...                     columns=[f"d{i}" for i in range(5)])
+    >>> silence_table(days, silence_bins=(1, 2, 3))[["silence", "tenure", "event"]]
+       silence  tenure  event
+    0        1       0      0
+    1        2       1      0
+    2        3       2      1
+    3        1       0      1
+    """
+    edges = _check_bins(silence_bins, "silence_table")
+    clean = validate_activity_table(activity, period_length)
+    values = clean.to_numpy(dtype=float)
+    _no_activity(values, clean.index, "activity table")
+    active, silence, _ = _silences(values)
+    users, periods = np.nonzero(silence > 0)
+    s = silence[users, periods]
+    return pd.DataFrame({
+        USER_ID: clean.index.to_numpy()[users],
+        "period": clean.columns.to_numpy()[periods],
+        SILENCE: s,
+        TENURE: np.searchsorted(np.asarray(edges), s, side="right") - 1,
+        EVENT: active[users, periods].astype(np.int64),
+    })
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _forecast(logit, s0, bin_of, horizon, uniforms):  # pragma: no cover - compiled
+    """P(active within ``horizon``), expected active periods and (with uniforms) a draw.
+
+    ``logit`` ``(D, N, B)`` logit hazards per silence bin, ``s0`` ``(N,)`` the
+    silence of each user's next period, ``bin_of`` the bin of silences
+    ``0..S`` (silences beyond ``S`` in the last bin), ``uniforms`` ``(D, N,
+    horizon)`` or empty. The expectation runs the distribution of the silence
+    forward (its states ``1..S``; a longer silence has the hazard of ``S``).
+    """
+    n_draws, n_users, n_bins = logit.shape
+    cap = bin_of.shape[0] - 1
+    p_any = np.empty((n_draws, n_users))
+    expected = np.empty((n_draws, n_users))
+    sampled = np.zeros((n_draws, n_users), dtype=np.int64)
+    simulate = uniforms.shape[0] > 0
+    h = np.empty(cap + 1)
+    dist = np.zeros(cap + 2)
+    new = np.zeros(cap + 2)
+    for d in range(n_draws):
+        for i in range(n_users):
+            for s in range(1, cap + 1):
+                x = logit[d, i, bin_of[s]]
+                h[s] = 1.0 / (1.0 + np.exp(-x))
+            start = min(s0[i], cap)
+            silent = 1.0
+            for j in range(horizon):
+                silent *= 1.0 - h[min(s0[i] + j, cap)]
+            p_any[d, i] = 1.0 - silent
+            for s in range(cap + 2):
+                dist[s] = 0.0
+            dist[start] = 1.0
+            total = 0.0
+            top = start  # the largest silence with mass so far
+            for _ in range(horizon):
+                for s in range(top + 2):
+                    new[s] = 0.0
+                back = 0.0
+                for s in range(1, top + 1):
+                    m = dist[s]
+                    if m > 0.0:
+                        a = m * h[s]
+                        back += a
+                        new[min(s + 1, cap)] += m - a
+                new[1] += back
+                total += back
+                top = min(top + 1, cap)
+                for s in range(top + 1):
+                    dist[s] = new[s]
+            expected[d, i] = total
+            if simulate:
+                s = start
+                count = 0
+                for j in range(horizon):
+                    if uniforms[d, i, j] < h[s]:
+                        count += 1
+                        s = 1
+                    else:
+                        s = min(s + 1, cap)
+                sampled[d, i] = count
+    return p_any, expected, sampled
+
+
+class ReturnHazardModel(ChurnHazardModel):
+    r"""Hazard of activity after a silence, by its length: a renewal model of activity.
+
+    Fitted on an activity table (one row per user, one column per period; by
+    default periods of one day, :func:`~models.churn.activity_table` with
+    ``period_length=1``), it forecasts each user's activity from where their
+    current silence stands: the probability of being active at least once in a
+    horizon, the expected number of active periods, and draws of it (``fit``
+    also takes the table's :func:`silence_table` rows, made with the model's
+    ``silence_bins``). A user
+    silent for months keeps a (small) chance of return that the data set, where
+    a dropout model such as BG/NBD gives it up for good.
+
+    Parameters
+    ----------
+    silence_bins : sequence of int, default ``DEFAULT_SILENCE_BINS``
+        Lower edges of the silence bins (periods), increasing from 1: the
+        baseline hazard is one value per bin.
+    period_length : int, default 1
+        Days per period of the activity table.
+    user_effects : bool, default True
+        Give each user a random intercept on the logit hazard (partially pooled),
+        so that a frequent listener returns sooner than a rare one after the
+        same silence.
+    baseline : {"rw", "independent"}, default "rw"
+        Baseline logit hazard over the silence bins: a random walk (smooth) or
+        independent values.
+    priors : mapping of str to Prior or dict, optional
+        As in :class:`~models.churn.ChurnHazardModel`: ``baseline_start``,
+        ``baseline_sigma`` and ``group_sigma`` (the spread of the user effects).
+
+    Attributes
+    ----------
+    idata_, model_, data_, fit_report_
+        See :class:`~models.base.BayesianModel`; ``data_`` is the
+        :func:`silence_table` of the training table.
+
+    Notes
+    -----
+    With :math:`s_{it}` the silence of user :math:`i` in period :math:`t`
+    (periods since its last active period; 1 after an active period) and
+    :math:`b(s)` its bin, user :math:`i` is active in period :math:`t` with
+    probability
+
+    .. math::
+
+        h_{it} = \operatorname{logit}^{-1}\bigl(\alpha_{b(s_{it})} + u_i\bigr),
+        \qquad u_i = \sigma_u \eta_i,\ \eta_i \sim N(0, 1),
+
+    :math:`\alpha` a random walk over the bins as in
+    :class:`~models.churn.ChurnHazardModel` (whose likelihood, on cells of
+    equal bin and user, this model shares). Silences end at an activity and
+    restart after it, so activity is a renewal process in discrete time:
+    heavy and light listeners differ through :math:`u_i`, pauses and
+    returns through the shape of :math:`\alpha`. A silence longer than the
+    longest one seen in training has the hazard of the last fitted bin.
+
+    *Predictions* start in the period after the table's last and run
+    ``horizon`` periods. :math:`P(\text{active}) = 1 - \prod_{j<H}(1 -
+    h(s_i + j))` from the current silence :math:`s_i`; the expected count runs
+    the distribution of the silence forward (exact, per posterior draw);
+    :meth:`sample_activity` draws one path per posterior draw (the posterior
+    predictive). A user of ``data`` whose effect was not fitted (no silence in
+    the training table) gets an effect drawn from :math:`N(0, \sigma_u)`.
+
+    *LOO* (``compute_log_likelihood``, variable ``event``, dim
+    ``user_period``) leaves out one user-period, as in the churn hazard model.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> days = pd.DataFrame(rng.binomial(1, 0.4, size=(30, 40)).astype(float),
+    ...                     index=pd.Index([f"u{i}" for i in range(30)], name="user_id"))
+    >>> days.iloc[:, 0] = 1.0
+    >>> model = ReturnHazardModel(silence_bins=(1, 2, 4, 8))
+    >>> sorted(rv.name for rv in model.build_model(days).free_RVs)
+    ['baseline_sigma', 'baseline_start', 'baseline_z', 'group_sigma', 'u_user']
+
+    ``model.fit(days)`` samples the posterior; then
+    ``model.probability_active(horizon=30)`` and
+    ``model.expected_activity(horizon=30)`` forecast the next 30 days.
+    """
+
+    centred_groups: ClassVar[bool] = True  # each user has many periods
+    default_priors: ClassVar[Mapping[str, Prior]] = {
+        "baseline_start": Prior("Normal", mu=0.0, sigma=2.0),
+        "baseline_sigma": Prior("HalfNormal", sigma=1.0),
+        "beta": Prior("Normal", mu=0.0, sigma=1.0),
+        "group_sigma": Prior("HalfNormal", sigma=1.5),
+    }
+
+    def __init__(
+        self,
+        *,
+        silence_bins: Sequence[int] = DEFAULT_SILENCE_BINS,
+        period_length: int = 1,
+        user_effects: bool = True,
+        baseline: Literal["rw", "independent"] = "rw",
+        priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
+    ) -> None:
+        owner = type(self).__name__
+        self.silence_bins = _check_bins(silence_bins, owner)
+        if isinstance(period_length, bool) or not isinstance(period_length, int | np.integer) \
+                or period_length < 1:
+            raise ValueError(f"The 'period_length' parameter of {owner} must be a positive "
+                             f"integer. Got {period_length!r} instead.")
+        if not isinstance(user_effects, bool):
+            raise ValueError(f"The 'user_effects' parameter of {owner} must be True or False. "
+                             f"Got {user_effects!r} instead.")
+        self.period_length = int(period_length)
+        self.user_effects = user_effects
+        super().__init__(priors=priors, covariates=(), groups=(_GROUP,) if user_effects else (),
+                         baseline=baseline)
+
+    # ------------------------------------------------------------------ data
+    def _validate_data(self, data: Any) -> pd.DataFrame:
+        if isinstance(data, pd.DataFrame) and {USER_ID, SILENCE, TENURE, EVENT} <= set(
+                data.columns):  # already silence rows (a saved fit's data)
+            rows = data[[USER_ID, SILENCE, TENURE, EVENT]].copy()
+            s = pd.to_numeric(rows[SILENCE], errors="coerce").to_numpy(dtype=float)
+            expected = np.searchsorted(np.asarray(self.silence_bins), s, side="right") - 1
+            bad = ~((s >= 1) & (expected == rows[TENURE].to_numpy()))
+            if bad.any():
+                raise DataValidationError([Problem(
+                    TENURE, f"the bin of '{SILENCE}' in silence_bins {self.silence_bins}",
+                    n_rows=int(bad.sum()), rows=tuple(int(r) for r in np.flatnonzero(bad)[:5]),
+                    examples=tuple(rows[TENURE].to_numpy()[bad][:5].tolist()),
+                    fix="build the rows with silence_table(..., silence_bins=...) of the "
+                        "model")], what="silence table")
+        else:
+            rows = silence_table(data, silence_bins=self.silence_bins,
+                                 period_length=self.period_length)
+        if rows.empty:
+            raise DataValidationError([Problem(
+                "<table>", "at least one period after a user's first active one",
+                fix="pass a table with more than one period")], what="activity table")
+        rows[_GROUP] = rows[USER_ID].astype(str)
+        frame = _check_person_periods(rows, [], list(self.groups), with_event=True,
+                                      what="silence table", owner=type(self).__name__)
+        frame[SILENCE] = rows[SILENCE].to_numpy()
+        return frame
+
+    # ----------------------------------------------------------- predictions
+    def _start(self, data: Any) -> tuple[pd.Index, np.ndarray]:
+        """Users to forecast and the silence of their next period."""
+        if data is None:
+            last = self.data_.groupby(USER_ID, sort=False).tail(1)
+            upcoming = np.where(last[EVENT].to_numpy() == 1, 1, last[SILENCE].to_numpy() + 1)
+            return pd.Index(last[USER_ID].to_numpy(), name=USER_ID), upcoming.astype(np.int64)
+        clean = validate_activity_table(data, self.period_length)
+        values = clean.to_numpy(dtype=float)
+        _no_activity(values, clean.index, "data of the forecast")
+        return clean.index, _silences(values)[2].astype(np.int64)
+
+    def _forecast(self, what: str, data: Any, horizon: Any, max_draws: int | None,
+                  random_seed: Any, simulate: bool) -> tuple[pd.Index, tuple[np.ndarray, ...]]:
+        owner = f"{type(self).__name__}.{what}"
+        self._require_fitted(f"{what}()")
+        if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
+            raise ValueError(f"The 'horizon' parameter of {owner} must be a positive integer "
+                             f"number of periods. Got {horizon!r} instead.")
+        users, upcoming = self._start(data)
+        names = ["baseline"] + ([f"u_{_GROUP}", "group_sigma"] if self.user_effects else [])
+        params = posterior_arrays(self.idata_, names, max_draws=max_draws,
+                                  random_seed=random_seed)
+        alpha = params["baseline"]  # (D, B_fit)
+        n_draws = alpha.shape[0]
+        rng = np.random.default_rng([resolve_seed(random_seed), 2])
+        effect = np.zeros((n_draws, len(users)))
+        if self.user_effects:
+            levels = pd.Index(self.idata_["posterior"][_GROUP].values.astype(str))
+            pos = levels.get_indexer(users.astype(str))
+            known = pos >= 0
+            effect[:, known] = params[f"u_{_GROUP}"][:, pos[known]]
+            if (~known).any():  # no silence in training: an effect from the population
+                sigma = params["group_sigma"][:, 0]
+                effect[:, ~known] = sigma[:, None] * rng.standard_normal((n_draws,
+                                                                          (~known).sum()))
+        edges = np.asarray(self.silence_bins)
+        cap = int(max(edges[min(alpha.shape[1], len(edges)) - 1], 1))
+        bin_of = np.minimum(np.searchsorted(edges, np.arange(cap + 1), side="right") - 1,
+                            alpha.shape[1] - 1).clip(0)
+        logit = alpha[:, None, :] + effect[:, :, None]
+        uniforms = (rng.random((n_draws, len(users), int(horizon))) if simulate
+                    else np.empty((0, 0, 0)))
+        return users, _forecast(logit, upcoming, bin_of.astype(np.int64), int(horizon), uniforms)
+
+    def _summary(self, what: str, values: np.ndarray, users: pd.Index, ci_prob: float,
+                 max_draws: int | None, return_draws: bool) -> pd.DataFrame | xr.DataArray:
+        if return_draws:
+            return draws_to_dataarray(values, index=users, shape=sample_shape(self.idata_,
+                                                                                max_draws),
+                                      unit="user", name=what)
+        return summarize_draws(values, ci_prob=ci_prob, index=users)
+
+    @prediction_method()
+    def probability_active(
+        self, data: pd.DataFrame | None = None, *, horizon: int, ci_prob: float = 0.89,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
+        return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Probability that each user is active at least once in the next ``horizon`` periods.
+
+        :math:`1 - \prod_{j<H} (1 - h(s_i + j))` per posterior draw, from the
+        silence :math:`s_i` of the user's next period.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            Activity table of the users to forecast, ending where the forecast
+            starts; by default the training table.
+        horizon : int
+            Number of periods.
+        ci_prob : float, default 0.89
+            Probability mass of the equal-tailed interval.
+        max_draws : int, optional
+            Use a random subset of this many posterior draws.
+        random_seed : int, numpy.random.Generator or None
+            Seed of that subset (and of the effects of users without a fitted one).
+        return_draws : bool, default False
+            Return the draws instead of the summary.
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            ``mean``, ``sd``, ``ci_lower``, ``ci_upper`` per user (index
+            ``user_id``), or the draws of dims ``(chain, draw, user)``.
+
+        Raises
+        ------
+        ValueError
+            If ``horizon`` is not a positive integer, or for a bad option.
+        models.exceptions.DataValidationError
+            For an invalid table, or a user never active in it.
+        models.exceptions.NotFittedError
+            Before ``fit``.
+        """
+        users, (p_any, _, _) = self._forecast("probability_active", data, horizon, max_draws,
+                                              random_seed, simulate=False)
+        return self._summary("probability_active", p_any, users, ci_prob, max_draws,
+                             return_draws)
+
+    @prediction_method()
+    def expected_activity(
+        self, data: pd.DataFrame | None = None, *, horizon: int, ci_prob: float = 0.89,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
+        return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        """Return the expected number of active periods of each user in the next ``horizon``.
+
+        Exact per posterior draw: the distribution of the silence is run forward
+        period by period. Parameters, returns and errors as in
+        :meth:`probability_active`.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            As in :meth:`probability_active`.
+        horizon : int
+            Number of periods.
+        ci_prob, max_draws, random_seed, return_draws
+            As in :meth:`probability_active`.
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            As in :meth:`probability_active`.
+        """
+        users, (_, expected, _) = self._forecast("expected_activity", data, horizon, max_draws,
+                                                 random_seed, simulate=False)
+        return self._summary("expected_activity", expected, users, ci_prob, max_draws,
+                             return_draws)
+
+    @prediction_method()
+    def sample_activity(
+        self, data: pd.DataFrame | None = None, *, horizon: int,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
+    ) -> xr.DataArray:
+        """Draw each user's number of active periods in the next ``horizon`` periods.
+
+        The posterior predictive: per posterior draw, one path of the renewal
+        process from the user's current silence. Summarise with
+        :func:`models.predict.predictive_summary`.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            As in :meth:`probability_active`.
+        horizon : int
+            Number of periods.
+        max_draws : int, optional
+            Use a random subset of this many posterior draws.
+        random_seed : int, numpy.random.Generator or None
+            Seed of the subset and of the simulated activity.
+
+        Returns
+        -------
+        xarray.DataArray
+            Integer draws of dims ``(chain, draw, user)``.
+
+        Raises
+        ------
+        ValueError
+            If ``horizon`` is not a positive integer, or for a bad option.
+        models.exceptions.DataValidationError
+            For an invalid table, or a user never active in it.
+        models.exceptions.NotFittedError
+            Before ``fit``.
+        """
+        users, (_, _, sampled) = self._forecast("sample_activity", data, horizon, max_draws,
+                                                random_seed, simulate=True)
+        return draws_to_dataarray(sampled, index=users, shape=sample_shape(self.idata_,
+                                                                             max_draws),
+                                  unit="user", name="sample_activity")
+
+    @prediction_method()
+    def probability_churn(
+        self, data: pd.DataFrame | None = None, *, horizon: int = 1, ci_prob: float = 0.89,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
+        return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        r"""Probability that each user stays silent through the next ``horizon`` periods.
+
+        Churn in the sense of a silence of at least ``horizon`` periods from now,
+        :math:`\prod_{j<H} (1 - h(s_i + j))`: ``1 - probability_active``. It is
+        not a dropout for good: the model lets every silence end.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            As in :meth:`probability_active`.
+        horizon : int, default 1
+            Number of periods.
+        ci_prob, max_draws, random_seed, return_draws
+            As in :meth:`probability_active`.
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            As in :meth:`probability_active`.
+        """
+        users, (p_any, _, _) = self._forecast("probability_churn", data, horizon, max_draws,
+                                              random_seed, simulate=False)
+        return self._summary("probability_churn", 1.0 - p_any, users, ci_prob, max_draws,
+                             return_draws)
+
+    @prediction_method()
+    def expected_survival(
+        self, data: pd.DataFrame | None = None, *, horizon: int = 1, ci_prob: float = 0.89,
+        max_draws: int | None = None, random_seed: int | np.random.Generator | None = None,
+        return_draws: bool = False,
+    ) -> pd.DataFrame | xr.DataArray:
+        """Probability that each user is still a listener over the next ``horizon`` periods.
+
+        Retained meaning active at least once within the horizon: the same as
+        :meth:`probability_active` and ``1 - probability_churn``, kept so that
+        the model answers the churn hazard model's questions.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            As in :meth:`probability_active`.
+        horizon : int, default 1
+            Number of periods.
+        ci_prob, max_draws, random_seed, return_draws
+            As in :meth:`probability_active`.
+
+        Returns
+        -------
+        pandas.DataFrame or xarray.DataArray
+            As in :meth:`probability_active`.
+        """
+        users, (p_any, _, _) = self._forecast("expected_survival", data, horizon, max_draws,
+                                              random_seed, simulate=False)
+        return self._summary("expected_survival", p_any, users, ci_prob, max_draws,
+                             return_draws)
