@@ -8,11 +8,12 @@ Run from the repository root::
 ``lastfm``: the Last.fm 1K prefix in ``../shared/data/lastfm-1k-events`` split
 at day 273 (calibration days 0-272, holdout the next 93 days; the users active
 in the calibration window). ``BetaGeoModel`` (NUTS, active days),
-``EngagementStateModel`` (NUTS, active days per 7-day period from day 0, the
-holdout 13 2/7 periods; by default 3 states, 4 states with a returning churned
-state, and the same with ``user_effects=True``; ``--configs`` takes a JSON list
-of option sets) and lifetimes' ``BetaGeoFitter`` (maximum likelihood,
-run by a Python that has ``lifetimes``: ``--lifetimes-python`` or the
+``ReturnHazardModel`` (NUTS, the hazard of an active day after a silence, by its
+length, on active days from day 0), ``EngagementStateModel`` (NUTS, active days
+per 7-day period from day 0, the holdout 13 2/7 periods; by default 3 states, 4
+states with a returning churned state, and the same with ``user_effects=True``;
+``--configs`` takes a JSON list of option sets) and lifetimes' ``BetaGeoFitter``
+(maximum likelihood, run by a Python that has ``lifetimes``: ``--lifetimes-python`` or the
 ``LIFETIMES_PYTHON`` environment variable; left out without one) score the same
 holdout: Brier score of P(active in the holdout), calibration by fifth of the
 predictions (mean predicted vs observed share active), MAE of the expected
@@ -45,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.churn import BetaGeoModel, EngagementStateModel, activity_table
+from models.churn import BetaGeoModel, EngagementStateModel, ReturnHazardModel, activity_table
 from models.churn.validation import calibration_holdout_split
 from models.data import simulate_engagement
 from models.metrics import brier_score
@@ -142,6 +143,17 @@ def run_lastfm(args: argparse.Namespace) -> None:
         d = flatten_draws(bg.sample_activity(horizon=HOLD_DAYS, random_seed=0))
         rows.append({**score("BetaGeoModel (NUTS)", y_active, y_days, p, e, d),
                      "fit_s": wall_bg, "verdict": bg.fit_report_.verdict})
+        t0 = time.perf_counter()
+        cal = START + pd.Timedelta(days=CAL_DAYS)
+        days = activity_table(events, start=START, observation_end=cal,
+                              period_length=1).loc[summary.index]
+        ret = ReturnHazardModel().fit(days, **fit)
+        wall = time.perf_counter() - t0
+        p = ret.probability_active(days, horizon=HOLD_DAYS)["mean"].to_numpy()
+        e = ret.expected_activity(days, horizon=HOLD_DAYS)["mean"].to_numpy()
+        d = flatten_draws(ret.sample_activity(days, horizon=HOLD_DAYS, random_seed=0))
+        rows.append({**score("ReturnHazardModel (NUTS)", y_active, y_days, p, e, d),
+                     "fit_s": wall, "verdict": ret.fit_report_.verdict})
         for options in args.configs:
             t0 = time.perf_counter()
             hmm = EngagementStateModel(**options).fit(table, **fit)

@@ -123,9 +123,10 @@ def silence_table(activity: pd.DataFrame, *, silence_bins: Sequence[int] = DEFAU
     ValueError
         For bad ``silence_bins``.
     models.exceptions.DataValidationError
-        For an invalid table (see
-        :func:`~models.churn.engagement_data.validate_activity_table`) or a user
-        who is never active.
+        For an invalid table (a value that is not a whole number of active
+        days in ``[0, period_length]``, a missing value after an observed one, a
+        user with no observed period) or a user who is never active; the
+        message names the column, the rows and the values.
 
     Examples
     --------
