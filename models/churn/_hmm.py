@@ -12,7 +12,9 @@ function takes parameter draws with a leading draw axis ``D``:
   :func:`mix_nodes`), and the samplers take one table per user,
   ``(D, U, n + 2, C)``;
 - ``initial``: ``(D, C)``; ``transition``: ``(D, C, C)`` or, per user,
-  ``(D, U, C, C)``;
+  ``(D, U, C, C)``; the node functions take a node axis after the draws,
+  ``(D, Q_t, C, C)`` or ``(D, Q_t, U, C, C)``, with ``Q_t = Q`` when the
+  effect moves the transitions too and ``Q_t = 1`` when they are shared;
 - observations ``y``: ``(U, T)`` integer codes ``0..n + 1`` and ``start``: ``(U,)``,
   the first observed period of each user.
 """
@@ -146,7 +148,7 @@ def forward_nodes(y: np.ndarray, start: np.ndarray, emission: np.ndarray, initia
     """
     n_draws, n_nodes = emission.shape[:2]
     loglik, filtered = forward(y, start, _flat(emission), np.repeat(initial, n_nodes, axis=0),
-                               np.repeat(transition, n_nodes, axis=0))
+                               _node_transitions(transition, n_nodes))
     loglik = loglik.reshape(n_draws, n_nodes, -1) + np.asarray(log_nodes)[None, :, None]
     total = special.logsumexp(loglik, axis=1)
     with np.errstate(invalid="ignore"):
@@ -163,23 +165,38 @@ def mix_nodes(func: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
     """
     n_draws, n_nodes = emission.shape[:2]
     values = func(_flat(emission), _flat(nodes.filtered),
-                  np.repeat(transition, n_nodes, axis=0))
+                  _node_transitions(transition, n_nodes))
     return (values.reshape(n_draws, n_nodes, -1) * nodes.weights).sum(axis=1)
 
 
-def draw_nodes(emission: np.ndarray, nodes: NodeFilter,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Draw each user's node from its posterior: the user's table and filtered state.
+def _node_transitions(transition: np.ndarray, n_nodes: int) -> np.ndarray:
+    """Transitions ``(D, Q_t, ...)`` as ``(D * Q, ...)``, draws major, like :func:`_flat`."""
+    if transition.shape[1] == 1:
+        return np.repeat(transition[:, 0], n_nodes, axis=0)
+    return _flat(transition)
 
-    Returns ``(D, U, n + 2, C)`` tables and ``(D, U, C)`` filtered states; with one
-    node, the draws' common ``(D, n + 2, C)`` table and no random numbers drawn.
+
+def draw_nodes(emission: np.ndarray, nodes: NodeFilter, transition: np.ndarray,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw each user's node from its posterior: the user's table, filtered state, transitions.
+
+    Returns ``(D, U, n + 2, C)`` tables, ``(D, U, C)`` filtered states and
+    ``(D, U, C, C)`` transitions (node-dependent ones at the drawn node); with
+    one node, the draws' common ``(D, n + 2, C)`` table, the transitions without
+    their node axis, and no random numbers drawn.
     """
     if emission.shape[1] == 1:
-        return emission[:, 0], nodes.filtered[:, 0]
+        return emission[:, 0], nodes.filtered[:, 0], transition[:, 0]
     node = _draw_categorical(np.moveaxis(nodes.weights, 1, 2), rng)  # (D, U)
     d_idx = np.arange(node.shape[0])[:, None]
     u_idx = np.arange(node.shape[1])[None, :]
-    return emission[d_idx, node], nodes.filtered[d_idx, node, u_idx]
+    if transition.shape[1] == 1:
+        trans = transition[:, 0]
+    elif transition.ndim == 4:  # (D, Q, C, C)
+        trans = transition[d_idx, node]
+    else:  # (D, Q, U, C, C)
+        trans = transition[d_idx, node, u_idx]
+    return emission[d_idx, node], nodes.filtered[d_idx, node, u_idx], trans
 
 
 def partial_period_zero(emission: np.ndarray, n: int, days: int) -> np.ndarray:

@@ -114,6 +114,15 @@ class EngagementStateModel(BayesianModel):
         Notes): NUTS samples only :math:`\sigma_u` besides the population
         parameters, and predictions average over each user's posterior of its
         effect given its history.
+    user_transitions : bool, default False
+        With ``user_effects``: let the same effect tilt the user's transitions
+        as well, towards the active states for a high effect: the logit of
+        every move up (to a more active state) gains :math:`\tau u_i` and of
+        every move down (the churned state counts as the least active) loses
+        it, with one loading :math:`\tau` (``transition_tilt``). A heavy
+        listener then stays engaged longer and a light one drifts down, so
+        long-range forecasts keep each user's own level instead of the
+        population's mix of states.
     priors : mapping of str to Prior or dict, optional
         Replace default priors by name: ``emission_logit`` (the logits of the
         states' mean activity per day, ordered), ``emission_concentration``
@@ -121,8 +130,8 @@ class EngagementStateModel(BayesianModel):
         one, against it, in a user's first period), ``transition_logit`` (of
         moving from a state to another, against staying), ``segment_sigma``
         (spread of the transition logits across segments; with ``segment``)
-        and ``sigma_user`` (spread of the user effects on the logit scale; with
-        ``user_effects``).
+        ``sigma_user`` (spread of the user effects on the logit scale; with
+        ``user_effects``) and ``transition_tilt`` (with ``user_transitions``).
 
     Attributes
     ----------
@@ -211,6 +220,7 @@ class EngagementStateModel(BayesianModel):
         "transition_logit": Prior("Normal", mu=-2.0, sigma=1.5),
         "segment_sigma": Prior("HalfNormal", sigma=0.5),
         "sigma_user": Prior("HalfNormal", sigma=1.0),
+        "transition_tilt": Prior("Normal", mu=0.0, sigma=1.0),
     }
 
     def __init__(
@@ -218,6 +228,7 @@ class EngagementStateModel(BayesianModel):
         emission: str = "beta_binomial", churn_state: bool = False,
         churn_returns: bool = False,
         segment: str | None = None, user_effects: bool = False,
+        user_transitions: bool = False,
         priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     ) -> None:
         owner = "EngagementStateModel"
@@ -230,10 +241,14 @@ class EngagementStateModel(BayesianModel):
             raise ValueError(f"The 'emission' parameter of {owner} must be one of "
                              f"{list(EMISSIONS)}. Got {emission!r} instead.")
         for name, value in (("churn_state", churn_state), ("churn_returns", churn_returns),
-                            ("user_effects", user_effects)):
+                            ("user_effects", user_effects),
+                            ("user_transitions", user_transitions)):
             if not isinstance(value, bool):
                 raise ValueError(f"The '{name}' parameter of {owner} must be True or False. "
                                  f"Got {value!r} instead.")
+        if user_transitions and not user_effects:
+            raise ValueError(f"The 'user_transitions' parameter of {owner} needs "
+                             "user_effects=True. Got user_transitions=True instead.")
         if churn_returns and not churn_state:
             raise ValueError(f"The 'churn_returns' parameter of {owner} needs "
                              "churn_state=True. Got churn_returns=True instead.")
@@ -247,6 +262,7 @@ class EngagementStateModel(BayesianModel):
         self.churn_returns = churn_returns
         self.segment = segment
         self.user_effects = user_effects
+        self.user_transitions = user_transitions
         super().__init__(priors=priors)
 
     # ------------------------------------------------------------------ hooks
@@ -304,8 +320,12 @@ class EngagementStateModel(BayesianModel):
                 "emission_logit", dims="state", transform=ordered,
                 initval=np.linspace(-2.5, 1.0, k))
             pm.Deterministic("emission_probability", pm.math.sigmoid(logit), dims="state")
+            shift = None
             if self.user_effects:  # (Q, 1, K): the emission means at each node of the effect
                 sigma_user = priors["sigma_user"].create("sigma_user")
+                if self.user_transitions:  # (Q, moves): each node's tilt of the move logits
+                    tilt = priors["transition_tilt"].create("transition_tilt")
+                    shift = tilt * sigma_user * z[:, None] * self._move_direction()[None, :]
                 p = pm.math.sigmoid(logit[None, None, :] + sigma_user * z[:, None, None])
             else:
                 p = pm.math.sigmoid(logit)[None, None, :]
@@ -333,19 +353,35 @@ class EngagementStateModel(BayesianModel):
                 dims="state")
             init_full = pt.concatenate([initial, pt.zeros(c - k)]) if c > k else initial
             move = priors["transition_logit"].create("transition_logit", dims="move")
-            transition = self._transition(move, k, c, model, seg_labels, priors)
-            trans = transition if self.segment else transition[None]
+            trans = self._transition(move, k, c, model, seg_labels, priors, shift)
             loglik = HMMLogp()(table, init_full, trans, codes, start, seg, weights,
                                log_nodes)[0]
             pm.Potential("log_likelihood", loglik)
         model.engagement_rows = len(weights)  # for benchmarks
         return model
 
+    def _moves(self) -> list[tuple[int, int]]:
+        """(from, to) states of the move logits, in the order of the ``move`` coordinate."""
+        c = len(self._labels)
+        k = c if self.churn_returns else self.n_states
+        return [(i, j) for i in range(k) for j in range(c) if i != j]
+
+    def _move_direction(self) -> np.ndarray:
+        """+1 for a move to a more active state, -1 to a less active one (churned least)."""
+        rank = np.arange(len(self._labels), dtype=float)
+        if self.churn_state:
+            rank[-1] = -1.0
+        return np.array([np.sign(rank[j] - rank[i]) for i, j in self._moves()])
+
     def _transition(self, move: Any, k: int, c: int, model: pm.Model, seg_labels: list | None,
-                    priors: Mapping[str, Prior]) -> Any:
-        """Transition matrices ``(C, C)`` or ``(S, C, C)`` from the move logits."""
+                    priors: Mapping[str, Prior], shift: Any = None) -> Any:
+        """Transition matrices ``(Q_t, S, C, C)`` from the move logits.
+
+        ``Q_t`` is 1, or the nodes of the user effect when ``shift`` ``(Q, moves)``
+        tilts each node's move logits; ``S`` is 1 without segments.
+        """
         k = c if self.churn_returns else k
-        rows_, cols_ = zip(*[(i, j) for i in range(k) for j in range(c) if i != j], strict=True)
+        rows_, cols_ = zip(*self._moves(), strict=True)
 
         def matrix(logits: Any) -> Any:  # logits (..., moves) -> (..., C, C)
             lead = tuple(logits.shape[:-1])
@@ -363,15 +399,20 @@ class EngagementStateModel(BayesianModel):
         if seg_labels is None:
             p = matrix(move)
             pm.Deterministic("transition_probability", p[:k], dims=("from_state", "to_state"))
-            return p
+            if shift is None:
+                return p[None, None]
+            return matrix(move[None, :] + shift)[:, None]
         sigma = priors["segment_sigma"].create("segment_sigma")
         z = pm.Normal("segment_offset", 0.0, 1.0, dims=("segment", "move"))
-        p = matrix(move[None, :] + sigma * z)
+        seg_logits = move[None, :] + sigma * z
+        p = matrix(seg_logits)
         pm.Deterministic("transition_probability", matrix(move)[:k],
                          dims=("from_state", "to_state"))
         pm.Deterministic("transition_probability_segment", p[:, :k],
                          dims=("segment", "from_state", "to_state"))
-        return p
+        if shift is None:
+            return p[None]
+        return matrix(seg_logits[None, :, :] + shift[:, None, :])
 
     def _parameter_names(self) -> list[str]:
         names = ["emission_probability", "initial_probability", "transition_probability"]
@@ -381,6 +422,8 @@ class EngagementStateModel(BayesianModel):
             names.append("segment_sigma")
         if self.user_effects:
             names.append("sigma_user")
+        if self.user_transitions:
+            names.append("transition_tilt")
         return names
 
     # ----------------------------------------------------------- numpy side
@@ -389,7 +432,9 @@ class EngagementStateModel(BayesianModel):
 
         Emission tables ``(D, Q, V, C)`` at the nodes of the user effect (one
         node without), the nodes' log-probabilities ``log_nodes``, the initial
-        distribution and the transition matrices.
+        distribution and the transition matrices ``(D, Q_t, C, C)`` (``(D, Q_t,
+        S, C, C)`` with segments), ``Q_t = Q`` when the effect tilts them
+        (``user_transitions``), else 1.
         """
         k = self.n_states
         c = len(self._labels)
@@ -409,14 +454,41 @@ class EngagementStateModel(BayesianModel):
         emission = emission.reshape(p.shape[0], q, *emission.shape[1:])
         initial = np.concatenate([arrays["initial_probability"],
                                   np.zeros((p.shape[0], c - k))], axis=1)
-        name = "transition_probability_segment" if self.segment else "transition_probability"
-        trans = arrays[name]
-        if trans.shape[-2] < c:  # the absorbing churned state
-            dead = np.zeros((*trans.shape[:-2], 1, c))
-            dead[..., 0, c - 1] = 1.0
-            trans = np.concatenate([trans, dead], axis=-2)
+        if self.user_transitions:  # each node's own matrices, from the tilted move logits
+            logits = arrays["transition_logit"]  # (D, moves)
+            if self.segment:
+                logits = logits[:, None, :] + (arrays["segment_sigma"].reshape(-1, 1, 1)
+                                               * arrays["segment_offset"])
+            shift = (arrays["transition_tilt"] * arrays["sigma_user"]).reshape(
+                -1, *([1] * (logits.ndim - 1)))[:, None] * (
+                z[:, None] * self._move_direction()[None, :]).reshape(
+                1, q, *([1] * (logits.ndim - 2)), -1)
+            trans = self._matrix(logits[:, None] + shift)
+        else:
+            name = ("transition_probability_segment" if self.segment
+                    else "transition_probability")
+            trans = arrays[name]
+            if trans.shape[-2] < c:  # the absorbing churned state
+                dead = np.zeros((*trans.shape[:-2], 1, c))
+                dead[..., 0, c - 1] = 1.0
+                trans = np.concatenate([trans, dead], axis=-2)
+            trans = trans[:, None]
         return {"emission": emission, "log_nodes": log_nodes, "initial": initial,
                 "transition": trans}
+
+    def _matrix(self, logits: np.ndarray) -> np.ndarray:
+        """Transition matrices ``(..., C, C)`` from move logits ``(..., moves)`` (numpy)."""
+        c = len(self._labels)
+        rows = c if self.churn_returns else self.n_states
+        full = np.zeros((*logits.shape[:-1], rows, c))
+        for m, (i, j) in enumerate(self._moves()):
+            full[..., i, j] = logits[..., m]
+        probs = special.softmax(full, axis=-1)
+        if rows < c:  # the absorbing churned state
+            dead = np.zeros((*logits.shape[:-1], 1, c))
+            dead[..., 0, c - 1] = 1.0
+            probs = np.concatenate([probs, dead], axis=-2)
+        return probs
 
     def _var_names(self) -> list[str]:
         names = ["emission_probability", "initial_probability",
@@ -425,6 +497,10 @@ class EngagementStateModel(BayesianModel):
             names.append("emission_concentration")
         if self.user_effects:
             names.append("sigma_user")
+        if self.user_transitions:
+            names += ["transition_tilt", "transition_logit"]
+            if self.segment:
+                names += ["segment_sigma", "segment_offset"]
         return names
 
     def _n_nodes(self) -> int:
@@ -432,10 +508,14 @@ class EngagementStateModel(BayesianModel):
 
     def _filter(self, params: Mapping[str, np.ndarray], codes: np.ndarray,
                 seg: np.ndarray) -> tuple[_hmm.NodeFilter, np.ndarray]:
-        """Forward algorithm at each node of rows ``codes``, and their transitions."""
+        """Forward algorithm at each node of rows ``codes``, and their transitions.
+
+        The transitions keep their node axis: ``(D, Q_t, C, C)``, or ``(D, Q_t, U,
+        C, C)`` with segments.
+        """
         trans = params["transition"]
         if self.segment:
-            trans = trans[:, seg]
+            trans = trans[:, :, seg]
         start = _starts(codes, self.period_length + 1)
         nodes = _hmm.forward_nodes(codes, start, params["emission"], params["initial"], trans,
                                    params["log_nodes"])
@@ -468,11 +548,12 @@ class EngagementStateModel(BayesianModel):
         n_draws = params["emission"].shape[0]
 
         def block(idx: np.ndarray) -> np.ndarray:
-            trans = params["transition"][:, seg[idx]] if self.segment else params["transition"]
+            trans = params["transition"][:, 0]
+            trans = trans[:, seg[idx]] if self.segment else trans
             emission = params["emission"][:, 0]
             if self.user_effects:
-                nodes, _ = self._filter(params, codes[idx], seg[idx])
-                emission, _ = _hmm.draw_nodes(params["emission"], nodes, rng)
+                nodes, trans = self._filter(params, codes[idx], seg[idx])
+                emission, _, trans = _hmm.draw_nodes(params["emission"], nodes, trans, rng)
             return _hmm.sample_history_totals(params["initial"], emission, trans,
                                               self.period_length, codes.shape[1] - start[idx],
                                               rng)
@@ -794,7 +875,7 @@ class EngagementStateModel(BayesianModel):
         def block(idx: np.ndarray) -> np.ndarray:
             user_rows = rows[inverse[idx]]
             nodes, trans = self._filter(params, user_rows[:, 1:], user_rows[:, 0])
-            emission, filtered = _hmm.draw_nodes(params["emission"], nodes, rng)
+            emission, filtered, trans = _hmm.draw_nodes(params["emission"], nodes, trans, rng)
             return _hmm.sample_future_activity(filtered, emission, trans,
                                                self.period_length, periods, days, rng)
 

@@ -171,6 +171,16 @@ def _backward_pass(p, cb, start, weights, n, e_, m_, a_, inv_c, b, b_new, eb, g_
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _flush(g_lanes, g):  # pragma: no cover - compiled
+    """Add the per-user transition gradients ``(C, C, n)`` to ``g`` and zero them."""
+    c = g.shape[0]
+    for j in range(c):
+        for k in range(c):
+            g[j, k] += g_lanes[j, k].sum()
+            g_lanes[j, k] = 0.0
+
+
+@numba.njit(cache=True, error_model="numpy")
 def hmm_kernel(table, initial, transition, codes, start, seg, weights,
                log_nodes):  # pragma: no cover - compiled
     """Weighted total log-likelihood and its gradients (table, initial, transition).
@@ -179,7 +189,9 @@ def hmm_kernel(table, initial, transition, codes, start, seg, weights,
     ``Q`` nodes of a user effect, ``log_nodes`` ``(Q,)`` the log-probabilities
     of the nodes (a user's likelihood is the mixture over the nodes; one node
     of log-probability 0 without user effects), ``initial`` ``(C,)``,
-    ``transition`` ``(S, C, C)``; ``codes`` ``(U, T)``, ``start``, ``seg``
+    ``transition`` ``(Q_t, S, C, C)``, per node of the effect (``Q_t = Q``,
+    when the effect moves the transitions too) or shared (``Q_t = 1``);
+    ``codes`` ``(U, T)``, ``start``, ``seg``
     ``(U,)`` int64, ``weights`` ``(U,)``. Users are taken in blocks of users of
     one segment with close first periods (sorted by segment and start), the
     users of a block in the innermost (vectorised) loops.
@@ -192,6 +204,7 @@ def hmm_kernel(table, initial, transition, codes, start, seg, weights,
     """
     n_users, n_periods = codes.shape
     n_nodes = table.shape[0]
+    n_trans = transition.shape[0]
     c = initial.shape[0]
     g_banks = np.zeros((n_nodes, _BANKS, table.shape[1], c))
     g_init = np.zeros_like(initial)
@@ -223,7 +236,7 @@ def hmm_kernel(table, initial, transition, codes, start, seg, weights,
             for t in range(n_periods):
                 cb[t, n] = codes[u, t]
             n += 1
-        p = transition[g]
+        p = transition[0, g]
         if n_nodes == 1:
             total += _forward_pass(table[0], initial, p, cb, sb, wb, n, e_[0], m_[0], a_[0],
                                    inv_c[0], ll[0])
@@ -233,8 +246,8 @@ def hmm_kernel(table, initial, transition, codes, start, seg, weights,
                 total += wb[i] * log_nodes[0]
         else:
             for q in range(n_nodes):
-                _forward_pass(table[q], initial, p, cb, sb, wb, n, e_[q], m_[q], a_[q],
-                              inv_c[q], ll[q])
+                _forward_pass(table[q], initial, transition[min(q, n_trans - 1), g], cb, sb, wb,
+                              n, e_[q], m_[q], a_[q], inv_c[q], ll[q])
             for i in range(n):  # log of the mixture, and the nodes' posterior probabilities
                 top = -np.inf
                 for q in range(n_nodes):
@@ -253,12 +266,12 @@ def hmm_kernel(table, initial, transition, codes, start, seg, weights,
                     wq[i] = wb[i] * ll[q, i]
                     big = max(big, ll[q, i])
                 if big > 1e-12:
-                    _backward_pass(p, cb, sb, wq, n, e_[q], m_[q], a_[q], inv_c[q], b, b_new,
-                                   eb, g_banks[q], g_init, g_lanes)
-        for j in range(c):
-            for k in range(c):
-                g_trans[g, j, k] += g_lanes[j, k].sum()
-                g_lanes[j, k] = 0.0
+                    qt = min(q, n_trans - 1)
+                    _backward_pass(transition[qt, g], cb, sb, wq, n, e_[q], m_[q], a_[q],
+                                   inv_c[q], b, b_new, eb, g_banks[q], g_init, g_lanes)
+                    if n_trans > 1:
+                        _flush(g_lanes, g_trans[q, g])
+        _flush(g_lanes, g_trans[0, g])
         lo += n
     return total, g_banks.sum(axis=1), g_init, g_trans
 
@@ -267,7 +280,7 @@ class HMMLogp(Op):
     """Total engagement-HMM log-likelihood of compressed histories and its gradient.
 
     Inputs: ``table`` ``(Q, V, C)``, ``initial`` ``(C,)``, ``transition``
-    ``(S, C, C)``, then the data ``codes``, ``start``, ``seg`` (int64),
+    ``(Q_t, S, C, C)`` (``Q_t`` 1 or ``Q``), then the data ``codes``, ``start``, ``seg`` (int64),
     ``weights`` and ``log_nodes`` ``(Q,)`` (see :func:`hmm_kernel`). Outputs:
     the value and its gradients with respect to the first three inputs (first
     derivatives only).

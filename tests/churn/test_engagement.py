@@ -35,7 +35,8 @@ def _table() -> np.ndarray:
     return _hmm.emission_table(MEAN[None], KAPPA[None], N, churned=True)[0]
 
 
-def _brute_force(history: list[float], e: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+def _brute_force(history: list[float], e: np.ndarray | None = None,
+                 p: np.ndarray = P) -> tuple[float, np.ndarray]:
     """Likelihood and filtered last state by enumerating every state path."""
     e = _table() if e is None else e
     obs = [int(v) for v in history if not np.isnan(v)]
@@ -43,7 +44,7 @@ def _brute_force(history: list[float], e: np.ndarray | None = None) -> tuple[flo
     for path in itertools.product(range(4), repeat=len(obs)):
         prob = PI[path[0]] * e[obs[0], path[0]]
         for t in range(1, len(obs)):
-            prob *= P[path[t - 1], path[t]] * e[obs[t], path[t]]
+            prob *= p[path[t - 1], path[t]] * e[obs[t], path[t]]
         lik += prob
         last[path[-1]] += prob
     return np.log(lik), last / lik
@@ -71,7 +72,7 @@ def test_forward_and_kernel_equal_enumeration_over_state_paths():
     codes = _codes(HISTORIES)
     start = np.argmax(codes != N + 1, axis=1)
     loglik, filtered = _hmm.forward(codes, start, _table()[None], PI[None], P[None])
-    value, *_ = hmm_kernel(_table()[None], PI, P[None], codes, start, np.zeros(4, np.int64),
+    value, *_ = hmm_kernel(_table()[None], PI, P[None, None], codes, start, np.zeros(4, np.int64),
                            np.array([1.0, 2.0, 1.0, 3.0]), np.zeros(1))
     exact = [_brute_force(h) for h in HISTORIES]
     np.testing.assert_allclose(loglik[0], [e[0] for e in exact], rtol=1e-12)
@@ -84,7 +85,7 @@ def test_kernel_gradient_equals_finite_differences():
     start = np.argmax(codes != N + 1, axis=1)
     args = (codes, start, np.array([0, 1, 0, 1]), np.array([1.0, 2.0, 1.0, 3.0]), np.zeros(1))
     trans = np.stack([P, P[::-1].T.copy() / P[::-1].T.sum(axis=1, keepdims=True)])
-    inputs = [_table()[None], PI.copy(), trans]
+    inputs = [_table()[None], PI.copy(), trans[None]]
     _, *grads = hmm_kernel(*inputs, *args)
     eps = 1e-6
     for which, grad in enumerate(grads):
@@ -98,9 +99,11 @@ def test_kernel_gradient_equals_finite_differences():
 
 
 def _fake_fit(data: pd.DataFrame, churn_state: bool = True, draws: int = 3,
-              sigma_user: float | None = None) -> EngagementStateModel:
+              sigma_user: float | None = None, tilt: float | None = None
+              ) -> EngagementStateModel:
     model = EngagementStateModel(period_length=N, churn_state=churn_state,
-                                 user_effects=sigma_user is not None)
+                                 user_effects=sigma_user is not None,
+                                 user_transitions=tilt is not None)
     model.data_ = model._validate_data(data)
     k = 3
     c = k + churn_state
@@ -113,19 +116,32 @@ def _fake_fit(data: pd.DataFrame, churn_state: bool = True, draws: int = 3,
                                                (1, draws, 1, 1)))}
     if sigma_user is not None:
         post["sigma_user"] = (("chain", "draw"), np.full((1, draws), sigma_user))
+    if tilt is not None:  # the move logits of P against staying (log 0 = -inf)
+        with np.errstate(divide="ignore"):
+            logits = [np.log(P[i, j]) - np.log(P[i, i]) for i, j in model._moves()]
+        post["transition_tilt"] = (("chain", "draw"), np.full((1, draws), tilt))
+        post["transition_logit"] = (("chain", "draw", "move"), np.tile(logits, (1, draws, 1)))
     model.idata_ = xr.DataTree.from_dict({"posterior": xr.Dataset(post)})
     return model
 
 
-def _future_paths(filtered: np.ndarray, periods: int, e: np.ndarray | None = None):
+def _tilted(shift: float) -> np.ndarray:
+    """P with every move up multiplied by e^shift and every move down by e^-shift."""
+    rank = np.array([0.0, 1.0, 2.0, -1.0])  # the churned state is the least active
+    q = P * np.exp(shift * np.sign(rank[None, :] - rank[:, None]))
+    return q / q.sum(axis=1, keepdims=True)
+
+
+def _future_paths(filtered: np.ndarray, periods: int, e: np.ndarray | None = None,
+                  p: np.ndarray = P):
     """Probability and active days of every future state and activity path."""
     e = _table() if e is None else e
     for states in itertools.product(range(4), repeat=periods):
         for days in itertools.product(range(N + 1), repeat=periods):
-            prob = sum(filtered[s0] * P[s0, states[0]] for s0 in range(4))
+            prob = sum(filtered[s0] * p[s0, states[0]] for s0 in range(4))
             prob *= e[days[0], states[0]]
             for t in range(1, periods):
-                prob *= P[states[t - 1], states[t]] * e[days[t], states[t]]
+                prob *= p[states[t - 1], states[t]] * e[days[t], states[t]]
             yield prob, sum(days)
 
 
@@ -188,6 +204,41 @@ def test_user_effects_predictions_equal_enumeration_over_nodes_and_paths():
     assert expected[3] < plain_expected[3] - 0.05 and expected[2] > plain_expected[2] + 0.05
 
 
+def test_user_transitions_predictions_equal_enumeration_over_nodes_and_paths():
+    """Each node its own table and tilted transitions, weighted by their posterior."""
+    data = pd.DataFrame(HISTORIES, index=pd.Index(list("abcd"), name="user_id"),
+                        columns=[f"w{i}" for i in range(5)])
+    sigma, tilt = 1.2, 0.8
+    model = _fake_fit(data, sigma_user=sigma, tilt=tilt)
+    model.idata_.attrs["inference_method"] = "nuts"
+    z, log_w = effect_nodes(EngagementStateModel.user_effect_nodes)
+    logit = np.log(MEAN) - np.log1p(-MEAN)
+    tables = [_hmm.emission_table(special.expit(logit + sigma * zq)[None], KAPPA[None], N,
+                                  churned=True)[0] for zq in z]
+    moves = [_tilted(tilt * sigma * zq) for zq in z]
+    states = model.probability_states()["mean"].to_numpy().reshape(4, 4)
+    active = model.probability_active(horizon=2)["mean"].to_numpy()
+    expected = model.expected_activity(horizon=2)["mean"].to_numpy()
+    loglik = model.compute_log_likelihood()["log_likelihood"]["activity"].isel(chain=0, draw=0)
+    for i, history in enumerate(HISTORIES):
+        at_nodes = [_brute_force(history, e, p) for e, p in zip(tables, moves, strict=True)]
+        log_post = log_w + np.array([ll for ll, _ in at_nodes])
+        assert float(loglik[i]) == pytest.approx(special.logsumexp(log_post), rel=1e-10)
+        r = np.exp(log_post - special.logsumexp(log_post))
+        np.testing.assert_allclose(states[i], sum(rq * f for rq, (_, f) in
+                                                  zip(r, at_nodes, strict=True)), atol=1e-12)
+        exact_active = exact_expected = 0.0
+        for rq, (_, f), e, p in zip(r, at_nodes, tables, moves, strict=True):
+            paths = list(_future_paths(f, 2, e, p))
+            exact_active += rq * sum(prob for prob, d in paths if d > 0)
+            exact_expected += rq * sum(prob * d for prob, d in paths)
+        assert active[i] == pytest.approx(exact_active, rel=1e-10)
+        assert expected[i] == pytest.approx(exact_expected, rel=1e-10)
+    # the tilt keeps the busy user "c" busier than the effects on emissions alone do
+    untilted = _fake_fit(data, sigma_user=sigma).expected_activity(horizon=2)["mean"]
+    assert expected[2] > untilted.iloc[2] + 0.05
+
+
 @pytest.mark.parametrize("sigma_user", [None, 1.0])
 def test_a_fit_on_a_sample_of_users_predicts_for_users_it_never_saw(sigma_user):
     data = pd.DataFrame(HISTORIES, index=pd.Index(list("abcd"), name="user_id"),
@@ -202,11 +253,11 @@ def test_a_fit_on_a_sample_of_users_predicts_for_users_it_never_saw(sigma_user):
     assert on_sample.sample_activity(data, horizon=2, random_seed=0).sizes["user"] == 4
 
 
-@pytest.mark.parametrize("sigma_user", [None, 1.0])
-def test_sampled_activity_matches_the_exact_predictions(sigma_user):
+@pytest.mark.parametrize(("sigma_user", "tilt"), [(None, None), (1.0, None), (1.0, 0.8)])
+def test_sampled_activity_matches_the_exact_predictions(sigma_user, tilt):
     data = pd.DataFrame(HISTORIES, index=pd.Index(list("abcd"), name="user_id"),
                         columns=[f"w{i}" for i in range(5)])
-    model = _fake_fit(data, draws=4000, sigma_user=sigma_user)
+    model = _fake_fit(data, draws=4000, sigma_user=sigma_user, tilt=tilt)
     draws = model.sample_activity(horizon=2 + 2 / 3, random_seed=1)
     assert draws.dims == ("chain", "draw", "user") and draws.dtype == np.int64
     exact_p = model.probability_active(horizon=2 + 2 / 3, max_draws=1)["mean"].to_numpy()
@@ -223,7 +274,11 @@ def test_sampled_activity_matches_the_exact_predictions(sigma_user):
 
 @pytest.mark.parametrize("options", [{}, {"churn_state": True, "churn_returns": True},
                                      {"segment": "plan", "emission": "binomial"},
-                                     {"churn_state": True, "user_effects": True}])
+                                     {"churn_state": True, "user_effects": True},
+                                     {"churn_state": True, "user_effects": True,
+                                      "user_transitions": True},
+                                     {"segment": "plan", "user_effects": True,
+                                      "user_transitions": True}])
 def test_compressed_likelihood_equals_the_sum_over_users(options):
     sim = simulate_engagement(60, 6, period_length=N, max_join=2, with_events=False,
                               emission_probability=(0.05, 0.4, 0.8), random_seed=3)
@@ -237,6 +292,12 @@ def test_compressed_likelihood_equals_the_sum_over_users(options):
     point = pm_model.initial_point()
     if "user_effects" in options:  # a spread of the effects that matters
         point["sigma_user_log__"] = np.log(1.5)
+    if "user_transitions" in options:
+        point["transition_tilt"] = np.asarray(0.7)
+    if "segment" in options:
+        point["segment_sigma_log__"] = np.log(0.6)
+        point["segment_offset"] = np.random.default_rng(0).normal(
+            size=point["segment_offset"].shape)
     value = pm_model.compile_fn(pm_model.logp(vars=pm_model.potentials))(point)
     names = model._var_names()
     got = pm_model.compile_fn(pm_model.replace_rvs_by_values([pm_model[n] for n in names]))(point)
@@ -246,7 +307,7 @@ def test_compressed_likelihood_equals_the_sum_over_users(options):
     codes = model._codes(clean)
     trans = params["transition"]
     if "segment" in options:
-        trans = trans[:, model._segment_codes(clean)]
+        trans = trans[:, :, model._segment_codes(clean)]
     nodes = _hmm.forward_nodes(codes, np.argmax(codes != N + 1, axis=1), params["emission"],
                                params["initial"], trans, params["log_nodes"])
     assert float(value) == pytest.approx(nodes.loglik.sum(), rel=1e-7)  # PyTensor gammaln
@@ -257,6 +318,14 @@ def test_compressed_likelihood_equals_the_sum_over_users(options):
         up["sigma_user_log__"] = up["sigma_user_log__"] + 1e-5
         down["sigma_user_log__"] = down["sigma_user_log__"] - 1e-5
         num = (float(logp(up)) - float(logp(down))) / 2e-5
+        assert float(np.asarray(grad(point)).ravel()[0]) == pytest.approx(num, rel=1e-5)
+    if "user_transitions" in options:  # and to the tilt through each node's transitions
+        grad = pm_model.compile_dlogp(vars=[pm_model["transition_tilt"]])
+        up, down = dict(point), dict(point)
+        up["transition_tilt"] = up["transition_tilt"] + 1e-5
+        down["transition_tilt"] = down["transition_tilt"] - 1e-5
+        num = (float(logp(up)) - float(logp(down))) / 2e-5
+        assert abs(num) > 1.0  # the likelihood depends on the tilt
         assert float(np.asarray(grad(point)).ravel()[0]) == pytest.approx(num, rel=1e-5)
 
 

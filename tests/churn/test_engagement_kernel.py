@@ -21,7 +21,7 @@ def _problem(n_users: int, n_periods: int, n_states: int, n_segments: int, seed:
     codes[np.arange(n_periods)[None, :] < start[:, None]] = n_codes - 1
     seg = rng.integers(0, n_segments, n_users)  # interleaved: blocks split by segment
     weights = rng.integers(1, 5, n_users).astype(float)
-    return [table[None], initial, trans], (codes, start, seg, weights, np.zeros(1))
+    return [table[None], initial, trans[None]], (codes, start, seg, weights, np.zeros(1))
 
 
 @pytest.mark.parametrize("n_states", [2, 5])
@@ -29,7 +29,7 @@ def test_blocked_kernel_value_equals_the_forward_algorithm_user_by_user(n_states
     (table, initial, trans), data = _problem(700, 23, n_states, 3, 1)
     codes, start, seg, weights, _ = data
     value, *_ = hmm_kernel(table, initial, trans, *data)
-    loglik, _ = _hmm.forward(codes, start, table, initial[None], trans[seg][None])
+    loglik, _ = _hmm.forward(codes, start, table, initial[None], trans[0][seg][None])
     assert value == pytest.approx(float(weights @ loglik[0]), rel=1e-12)
 
 
@@ -64,8 +64,26 @@ def test_kernel_with_effect_nodes_equals_the_mixture_of_forward_algorithms():
     log_nodes = np.log([0.2, 0.5, 0.3])
     data = (codes, start, seg, weights, log_nodes)
     value, *grads = hmm_kernel(tables, initial, trans, *data)
-    per_node = np.stack([_hmm.forward(codes, start, t[None], initial[None], trans[seg][None])[0][0]
-                         for t in tables])  # (Q, U)
+    per_node = np.stack([_hmm.forward(codes, start, t[None], initial[None],
+                                       trans[0][seg][None])[0][0] for t in tables])  # (Q, U)
     mixture = np.logaddexp.reduce(per_node + log_nodes[:, None], axis=0)
     assert value == pytest.approx(float(weights @ mixture), rel=1e-12)
     _check_gradients([tables, initial, trans], data, grads, rng, per_input=10)
+
+
+def test_kernel_with_transitions_per_node_equals_the_mixture_of_forward_algorithms():
+    """Each node its own transition matrices (the effect tilts them): value and gradients."""
+    (table, initial, _), (codes, start, seg, weights, _) = _problem(120, 8, 3, 2, 5)
+    rng = np.random.default_rng(6)
+    tables = np.concatenate([table, rng.uniform(0.05, 1.0, size=(2, *table.shape[1:]))])
+    tables[:, -1] = 1.0
+    trans = rng.dirichlet(np.ones(3), size=(3, 2, 3))  # (nodes, segments, C, C)
+    log_nodes = np.log([0.3, 0.3, 0.4])
+    data = (codes, start, seg, weights, log_nodes)
+    value, *grads = hmm_kernel(tables, initial, trans, *data)
+    per_node = np.stack([_hmm.forward(codes, start, t[None], initial[None], p[seg][None])[0][0]
+                         for t, p in zip(tables, trans, strict=True)])
+    mixture = np.logaddexp.reduce(per_node + log_nodes[:, None], axis=0)
+    assert value == pytest.approx(float(weights @ mixture), rel=1e-12)
+    assert grads[2].shape == trans.shape
+    _check_gradients([tables, initial, trans], data, grads, rng, per_input=12)
