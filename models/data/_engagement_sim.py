@@ -68,6 +68,7 @@ def simulate_engagement(
     emission_probability: Sequence[float] = DEFAULT_EMISSION,
     emission_concentration: Sequence[float] | None = None,
     sigma_user: float = 0.0,
+    transition_tilt: float = 0.0,
     period_length: int = 7,
     max_join: int = 0,
     with_events: bool = True,
@@ -94,6 +95,12 @@ def simulate_engagement(
         :math:`u_i \sim N(0, \sigma_u)`, added to the logit of every emission
         probability strictly between 0 and 1 (a silent churned state stays
         silent), as with ``EngagementStateModel(user_effects=True)``.
+    transition_tilt : float, default 0.0
+        With ``sigma_user``: the same effect tilts the user's transitions, as
+        with ``EngagementStateModel(user_transitions=True)``: each move to a
+        state of higher emission probability is weighted by
+        :math:`e^{\tau u_i}`, each move to a lower one by :math:`e^{-\tau u_i}`,
+        and the row renormalised.
     period_length : int, default 7
         Days per period.
     max_join : int, default 0
@@ -151,6 +158,12 @@ def simulate_engagement(
     if not (np.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"The 'sigma_user' parameter of {func} must be a non-negative number. "
                          f"Got {sigma_user!r} instead.")
+    tilt = float(transition_tilt) if isinstance(
+        transition_tilt, int | float | np.integer | np.floating) and not isinstance(
+        transition_tilt, bool) else np.nan
+    if not np.isfinite(tilt):
+        raise ValueError(f"The 'transition_tilt' parameter of {func} must be a finite number. "
+                         f"Got {transition_tilt!r} instead.")
     rng, _ = make_rng(random_seed)
     join = rng.integers(0, min(max_join, n_periods - 1) + 1, n_users)
     effect = rng.normal(0.0, sigma, n_users) if sigma > 0 else np.zeros(n_users)
@@ -162,10 +175,16 @@ def simulate_engagement(
                           p[None, :])
     states = np.full((n_users, n_periods), -1, dtype=np.int64)
     activity = np.full((n_users, n_periods), np.nan)
-    cum = np.cumsum(trans, axis=1)
+    if tilt and sigma > 0:  # each user's own transitions (users, C, C)
+        direction = np.sign(p[None, :] - p[:, None])
+        user_trans = trans[None] * np.exp(tilt * effect[:, None, None] * direction[None])
+        cum = np.cumsum(user_trans / user_trans.sum(axis=2, keepdims=True), axis=2)
+    else:
+        cum = np.broadcast_to(np.cumsum(trans, axis=1), (n_users, c, c))
     state = np.minimum((rng.random(n_users)[:, None] > np.cumsum(pi)).sum(axis=1), c - 1)
     for t in range(n_periods):
-        moved = np.minimum((rng.random(n_users)[:, None] > cum[state]).sum(axis=1), c - 1)
+        moved = np.minimum((rng.random(n_users)[:, None] > cum[np.arange(n_users), state])
+                           .sum(axis=1), c - 1)
         state = np.where(join < t, moved, state)
         on = join <= t
         mean = p_user[np.arange(n_users), state]
@@ -198,4 +217,4 @@ def simulate_engagement(
         events=events,
         parameters={"initial": pi, "transition": trans, "emission_probability": p,
                     "emission_concentration": kappa, "period_length": n,
-                    "sigma_user": sigma, "user_effect": effect})
+                    "sigma_user": sigma, "transition_tilt": tilt, "user_effect": effect})

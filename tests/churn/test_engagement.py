@@ -416,9 +416,11 @@ def test_recovery_and_coverage_of_future_activity():
     assert 0.87 <= inside <= 0.97, inside
 
 
-def _at_truth(data: pd.DataFrame, truth: dict, sigma_user: float | None) -> EngagementStateModel:
+def _at_truth(data: pd.DataFrame, truth: dict, sigma_user: float | None,
+              tilt: float | None = None) -> EngagementStateModel:
     """A model whose one posterior draw is the simulation's truth (binomial days)."""
-    model = EngagementStateModel(emission="binomial", user_effects=sigma_user is not None)
+    model = EngagementStateModel(emission="binomial", user_effects=sigma_user is not None,
+                                 user_transitions=tilt is not None)
     model.data_ = model._validate_data(data)
     post = {"emission_probability": (("chain", "draw", "state"),
                                      np.asarray(truth["emission_probability"])[None, None]),
@@ -428,6 +430,11 @@ def _at_truth(data: pd.DataFrame, truth: dict, sigma_user: float | None) -> Enga
                                        np.asarray(truth["transition"])[None, None])}
     if sigma_user is not None:
         post["sigma_user"] = (("chain", "draw"), np.full((1, 1), sigma_user))
+    if tilt is not None:
+        p = np.asarray(truth["transition"])
+        logits = [np.log(p[i, j] / p[i, i]) for i, j in model._moves()]
+        post["transition_tilt"] = (("chain", "draw"), np.full((1, 1), tilt))
+        post["transition_logit"] = (("chain", "draw", "move"), np.asarray(logits)[None, None])
     model.idata_ = xr.DataTree.from_dict({"posterior": xr.Dataset(post)})
     return model
 
@@ -452,6 +459,31 @@ def test_the_likelihood_recovers_sigma_user_and_the_effects_sharpen_forecasts():
             assert errors[1] < 0.93 * errors[0], errors
         else:
             assert errors[1] == pytest.approx(errors[0], rel=1e-9)
+
+
+def test_the_likelihood_recovers_the_transition_tilt_and_the_tilt_sharpens_forecasts():
+    """Users who are heavy also stay engaged longer: the profile likelihood finds the tilt."""
+    truth = {"initial": (0.2, 0.4, 0.4),
+             "transition": ((0.8, 0.15, 0.05), (0.1, 0.8, 0.1), (0.05, 0.15, 0.8)),
+             "emission_probability": (0.05, 0.3, 0.7)}
+    grid = np.linspace(-0.5, 2.0, 11)
+    for tilt in (0.0, 1.0):
+        sim = simulate_engagement(800, 16, max_join=2, with_events=False, sigma_user=1.0,
+                                  transition_tilt=tilt, random_seed=7, **truth)
+        train, future = sim.activity.iloc[:, :12], sim.activity.iloc[:, 12:].sum(axis=1)
+        profile = [float(_at_truth(train, truth, 1.0, g).compute_log_likelihood()
+                         ["log_likelihood"]["activity"].sum()) for g in grid]
+        best = grid[int(np.argmax(profile))]
+        assert abs(best - tilt) <= 0.25, (tilt, best)
+        errors = [np.mean(np.abs(_at_truth(train, truth, 1.0, g).expected_activity(
+            horizon=4)["mean"] - future)) for g in (0.0, tilt)]
+        if tilt:  # forecasts from the tilted transitions are closer to what happened
+            assert errors[1] < 0.97 * errors[0], errors
+    with pytest.raises(ValueError, match="'transition_tilt' parameter of simulate_engagement"):
+        simulate_engagement(10, 3, sigma_user=1.0, transition_tilt=np.nan)
+    with pytest.raises(ValueError, match="'user_transitions' parameter of EngagementStateModel "
+                       "needs user_effects=True"):
+        EngagementStateModel(user_transitions=True)
 
 
 # ------------------------------------------------------------------ real data
