@@ -11,16 +11,18 @@ in the calibration window). ``BetaGeoModel`` (NUTS, active days),
 ``ReturnHazardModel`` (NUTS, the hazard of an active day after a silence, by its
 length, on active days from day 0), ``EngagementStateModel`` (NUTS, active days
 per 7-day period from day 0, the holdout 13 2/7 periods; by default 3 states, 4
-states with a returning churned state, and the same with ``user_effects=True``;
-``--configs`` takes a JSON list of option sets) and lifetimes' ``BetaGeoFitter``
-(maximum likelihood, run by a Python that has ``lifetimes``: ``--lifetimes-python`` or the
+states with a returning churned state, and 3 states with a returning churned state
+and user effects on the emissions and the transitions; ``--configs`` takes a JSON
+list of option sets) and lifetimes' ``BetaGeoFitter`` (maximum likelihood, run by
+a Python that has ``lifetimes``: ``--lifetimes-python`` or the
 ``LIFETIMES_PYTHON`` environment variable; left out without one) score the same
 holdout: Brier score of P(active in the holdout), calibration by fifth of the
 predictions (mean predicted vs observed share active), MAE of the expected
 holdout active days (the predictive mean, and the predictive median, which
 minimises the expected absolute error) and the coverage of 90% predictive
 intervals of the holdout active days (lifetimes: draws of the BG/NBD
-predictive at its MLE).
+predictive at its MLE). The NUTS fits use ``--sampler`` (nutpie by default; 2
+chains on 2 cores of ``--draws`` tune + ``--draws`` draws).
 
 ``scale``: simulated users (``simulate_engagement``): the unique histories,
 compilation, the time of one gradient, NUTS (``--sampler``, nutpie by default;
@@ -131,7 +133,8 @@ def run_lastfm(args: argparse.Namespace) -> None:
     y_days = summary["holdout_activity"].to_numpy(float)
     print(f"{len(summary)} users active in days 0-{CAL_DAYS - 1}; {y_active.mean():.3f} active "
           f"in the next {HOLD_DAYS} days; table {table.shape}")
-    fit = {"draws": args.draws, "tune": args.draws, "chains": 2, "cores": 1, "random_seed": 1}
+    fit = {"draws": args.draws, "tune": args.draws, "chains": 2, "cores": 2,
+           "sampler": args.sampler, "random_seed": 1}
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -243,8 +246,9 @@ def main() -> None:
     real.add_argument("--configs", type=json.loads,
                       default=[{}, {"n_states": 4, "churn_state": True,
                                     "churn_returns": True},
-                               {"n_states": 4, "churn_state": True, "churn_returns": True,
-                                "user_effects": True}])
+                               {"n_states": 3, "churn_state": True, "churn_returns": True,
+                                "user_effects": True, "user_transitions": True}])
+    real.add_argument("--sampler", choices=["pymc", "nutpie"], default="nutpie")
     scale = sub.add_parser("scale")
     scale.add_argument("--n-users", type=int, default=10_000)
     scale.add_argument("--n-periods", type=int, default=52)

@@ -328,6 +328,8 @@ def run(ctx: AnalysisContext) -> None:
                 n_states=int(cfg["engagement_states"]), period_length=length,
                 churn_state=bool(cfg["engagement_churn_state"]),
                 churn_returns=bool(cfg["engagement_churn_returns"]), segment=hmm_seg,
+                user_effects=bool(cfg["engagement_user_effects"]),
+                user_transitions=bool(cfg["engagement_user_transitions"]),
                 priors=priors.get("EngagementStateModel")), fit_table,
                 description=f"engagement states of active days per {length}-day period, "
                 "silent users may return", **ctx.sampler_kwargs(5))

@@ -213,6 +213,10 @@ class ChurnHazardModel(BayesianModel):
     #: down (users, each with a long history), worse for a few sparse groups (a funnel in
     #: ``group_sigma``).
     centred_groups: ClassVar[bool] = False
+    #: Sample the random walk's steps themselves instead of their standardised values:
+    #: better when every period has many rows (the walk's levels are pinned down by the
+    #: data, and the standardised steps then trade off against ``baseline_sigma``).
+    centred_baseline: ClassVar[bool] = False
 
     default_priors: ClassVar[Mapping[str, Prior]] = {
         "baseline_start": Prior("Normal", mu=-3.0, sigma=1.5),
@@ -320,7 +324,11 @@ class ChurnHazardModel(BayesianModel):
                 # diverges (3 divergences in 4 x 2000 draws) where this one did not.
                 start = priors["baseline_start"].create("baseline_start")
                 step_sd = priors["baseline_sigma"].create("baseline_sigma")
-                if n_tenure > 1:
+                if n_tenure > 1 and self.centred_baseline:
+                    model.add_coord("tenure_step", np.arange(1, n_tenure))
+                    steps = pm.Normal("baseline_step", 0.0, step_sd, dims="tenure_step")
+                    path = pt.concatenate([pt.zeros(1), pt.cumsum(steps)])
+                elif n_tenure > 1:
                     model.add_coord("tenure_step", np.arange(1, n_tenure))
                     steps = pm.Normal("baseline_z", 0.0, 1.0, dims="tenure_step")
                     path = pt.concatenate([pt.zeros(1), pt.cumsum(steps) * step_sd])

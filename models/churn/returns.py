@@ -296,14 +296,15 @@ class ReturnHazardModel(ChurnHazardModel):
     >>> days.iloc[:, 0] = 1.0
     >>> model = ReturnHazardModel(silence_bins=(1, 2, 4, 8))
     >>> sorted(rv.name for rv in model.build_model(days).free_RVs)
-    ['baseline_sigma', 'baseline_start', 'baseline_z', 'group_sigma', 'u_user']
+    ['baseline_sigma', 'baseline_start', 'baseline_step', 'group_sigma', 'u_user']
 
     ``model.fit(days)`` samples the posterior; then
     ``model.probability_active(horizon=30)`` and
     ``model.expected_activity(horizon=30)`` forecast the next 30 days.
     """
 
-    centred_groups: ClassVar[bool] = True  # each user has many periods
+    centred_groups: ClassVar[bool] = True  # each user has many periods,
+    centred_baseline: ClassVar[bool] = True  # each bin many rows
     default_priors: ClassVar[Mapping[str, Prior]] = {
         "baseline_start": Prior("Normal", mu=0.0, sigma=2.0),
         "baseline_sigma": Prior("HalfNormal", sigma=1.0),
