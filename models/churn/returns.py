@@ -431,7 +431,9 @@ class ReturnHazardModel(ChurnHazardModel):
         ----------
         data : pandas.DataFrame, optional
             Activity table of the users to forecast, ending where the forecast
-            starts; by default the training table.
+            starts. By default the training table's users that have a period
+            after their first active one (a user first active in the table's
+            last period has no row to fit; pass the table to forecast it too).
         horizon : int
             Number of periods.
         ci_prob : float, default 0.89
