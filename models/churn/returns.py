@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from models._pointwise import by_blocks
 from models.base import resolve_seed
 from models.churn.engagement_data import validate_activity_table
 from models.churn.features import EVENT, TENURE
@@ -157,16 +158,19 @@ def silence_table(activity: pd.DataFrame, *, silence_bins: Sequence[int] = DEFAU
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _forecast(logit, s0, bin_of, horizon, uniforms):  # pragma: no cover - compiled
+def _forecast(alpha, effect, s0, bin_of, horizon, expected_too,
+              uniforms):  # pragma: no cover - compiled
     """P(active within ``horizon``), expected active periods and (with uniforms) a draw.
 
-    ``logit`` ``(D, N, B)`` logit hazards per silence bin, ``s0`` ``(N,)`` the
+    The logit hazard of user ``i`` in silence bin ``b`` is ``alpha[d, b] +
+    effect[d, i]`` (``alpha`` ``(D, B)``, ``effect`` ``(D, N)``), ``s0`` ``(N,)`` the
     silence of each user's next period, ``bin_of`` the bin of silences
     ``0..S`` (silences beyond ``S`` in the last bin), ``uniforms`` ``(D, N,
-    horizon)`` or empty. The expectation runs the distribution of the silence
-    forward (its states ``1..S``; a longer silence has the hazard of ``S``).
+    horizon)`` or empty. The expectation (NaN unless ``expected_too``) runs the
+    distribution of the silence forward (its states ``1..S``; a longer silence
+    has the hazard of ``S``).
     """
-    n_draws, n_users, n_bins = logit.shape
+    n_draws, n_users = effect.shape
     cap = bin_of.shape[0] - 1
     p_any = np.empty((n_draws, n_users))
     expected = np.empty((n_draws, n_users))
@@ -178,34 +182,37 @@ def _forecast(logit, s0, bin_of, horizon, uniforms):  # pragma: no cover - compi
     for d in range(n_draws):
         for i in range(n_users):
             for s in range(1, cap + 1):
-                x = logit[d, i, bin_of[s]]
+                x = alpha[d, bin_of[s]] + effect[d, i]
                 h[s] = 1.0 / (1.0 + np.exp(-x))
             start = min(s0[i], cap)
             silent = 1.0
             for j in range(horizon):
                 silent *= 1.0 - h[min(s0[i] + j, cap)]
             p_any[d, i] = 1.0 - silent
-            for s in range(cap + 2):
-                dist[s] = 0.0
-            dist[start] = 1.0
-            total = 0.0
-            top = start  # the largest silence with mass so far
-            for _ in range(horizon):
-                for s in range(top + 2):
-                    new[s] = 0.0
-                back = 0.0
-                for s in range(1, top + 1):
-                    m = dist[s]
-                    if m > 0.0:
-                        a = m * h[s]
-                        back += a
-                        new[min(s + 1, cap)] += m - a
-                new[1] += back
-                total += back
-                top = min(top + 1, cap)
-                for s in range(top + 1):
-                    dist[s] = new[s]
-            expected[d, i] = total
+            if not expected_too:
+                expected[d, i] = np.nan
+            else:
+                for s in range(cap + 2):
+                    dist[s] = 0.0
+                dist[start] = 1.0
+                total = 0.0
+                top = start  # the largest silence with mass so far
+                for _ in range(horizon):
+                    for s in range(top + 2):
+                        new[s] = 0.0
+                    back = 0.0
+                    for s in range(1, top + 1):
+                        m = dist[s]
+                        if m > 0.0:
+                            a = m * h[s]
+                            back += a
+                            new[min(s + 1, cap)] += m - a
+                    new[1] += back
+                    total += back
+                    top = min(top + 1, cap)
+                    for s in range(top + 1):
+                        dist[s] = new[s]
+                expected[d, i] = total
             if simulate:
                 s = start
                 count = 0
@@ -403,10 +410,16 @@ class ReturnHazardModel(ChurnHazardModel):
         cap = int(max(edges[min(alpha.shape[1], len(edges)) - 1], 1))
         bin_of = np.minimum(np.searchsorted(edges, np.arange(cap + 1), side="right") - 1,
                             alpha.shape[1] - 1).clip(0)
-        logit = alpha[:, None, :] + effect[:, :, None]
-        uniforms = (rng.random((n_draws, len(users), int(horizon))) if simulate
-                    else np.empty((0, 0, 0)))
-        return users, _forecast(logit, upcoming, bin_of.astype(np.int64), int(horizon), uniforms)
+        bin_of = bin_of.astype(np.int64)
+        none = np.empty((0, 0, 0))
+
+        def block(idx: np.ndarray) -> tuple[np.ndarray, ...]:  # bounded memory: users in blocks
+            uniforms = rng.random((n_draws, len(idx), int(horizon))) if simulate else none
+            return _forecast(alpha, np.ascontiguousarray(effect[:, idx]), upcoming[idx], bin_of,
+                             int(horizon), what == "expected_activity", uniforms)
+
+        return users, by_blocks(block, n_draws, len(users),
+                                unit_width=int(horizon) if simulate else 1)
 
     def _summary(self, what: str, values: np.ndarray, users: pd.Index, ci_prob: float,
                  max_draws: int | None, return_draws: bool) -> pd.DataFrame | xr.DataArray:

@@ -104,19 +104,23 @@ def _brute_force(h: np.ndarray, s0: int, horizon: int) -> tuple[float, float]:
 
 def test_forecast_kernel_equals_the_sum_over_paths_and_its_draws_their_mean():
     rng = np.random.default_rng(3)
-    logit = rng.normal(-1.0, 1.0, size=(2, 3, 3))  # draws, users, bins
+    alpha = rng.normal(-1.0, 1.0, size=(2, 3))  # draws, bins
+    effect = rng.normal(0.0, 1.0, size=(2, 3))  # draws, users
     bin_of = np.array([0, 0, 1, 1, 2])  # silences 0..4; 4 and beyond in bin 2
     s0 = np.array([1, 3, 7])
     horizon = 9
-    p_any, expected, _ = _forecast(logit, s0, bin_of, horizon, np.empty((0, 0, 0)))
+    p_any, expected, _ = _forecast(alpha, effect, s0, bin_of, horizon, True,
+                                   np.empty((0, 0, 0)))
     for d, i in np.ndindex(2, 3):
-        h = 1.0 / (1.0 + np.exp(-logit[d, i, bin_of]))
+        h = 1.0 / (1.0 + np.exp(-(alpha[d, bin_of] + effect[d, i])))
         p, e = _brute_force(h, s0[i], horizon)
         assert p_any[d, i] == pytest.approx(p, rel=1e-12)
         assert expected[d, i] == pytest.approx(e, rel=1e-12)
     # one path per draw: many copies of the same draw average to the expectation
-    many = np.repeat(logit[:1], 20_000, axis=0)
-    _, exact, sampled = _forecast(many, s0, bin_of, horizon, rng.random((20_000, 3, horizon)))
+    many_alpha = np.repeat(alpha[:1], 20_000, axis=0)
+    many_effect = np.repeat(effect[:1], 20_000, axis=0)
+    _, exact, sampled = _forecast(many_alpha, many_effect, s0, bin_of, horizon, True,
+                                  rng.random((20_000, 3, horizon)))
     se = sampled.std(axis=0) / np.sqrt(len(sampled))
     assert np.all(np.abs(sampled.mean(axis=0) - exact[0]) < 4 * se)
 
