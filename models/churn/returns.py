@@ -383,7 +383,9 @@ class ReturnHazardModel(ChurnHazardModel):
         return clean.index, _silences(values)[2].astype(np.int64)
 
     def _forecast(self, what: str, data: Any, horizon: Any, max_draws: int | None,
-                  random_seed: Any, simulate: bool) -> tuple[pd.Index, tuple[np.ndarray, ...]]:
+                  random_seed: Any) -> tuple[pd.Index, np.ndarray]:
+        """Return the users and the draws ``(D, N)`` of the prediction ``what`` (a method)."""
+        simulate = what == "sample_activity"
         owner = f"{type(self).__name__}.{what}"
         self._require_fitted(f"{what}()")
         if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
@@ -413,16 +415,23 @@ class ReturnHazardModel(ChurnHazardModel):
         bin_of = bin_of.astype(np.int64)
         none = np.empty((0, 0, 0))
 
-        def block(idx: np.ndarray) -> tuple[np.ndarray, ...]:  # bounded memory: users in blocks
+        def block(idx: np.ndarray) -> np.ndarray:  # bounded memory: users in blocks
             uniforms = rng.random((n_draws, len(idx), int(horizon))) if simulate else none
-            return _forecast(alpha, np.ascontiguousarray(effect[:, idx]), upcoming[idx], bin_of,
-                             int(horizon), what == "expected_activity", uniforms)
+            p_any, expected, sampled = _forecast(
+                alpha, np.ascontiguousarray(effect[:, idx]), upcoming[idx], bin_of,
+                int(horizon), what == "expected_activity", uniforms)
+            if what == "probability_churn":
+                return 1.0 - p_any
+            return {"expected_activity": expected, "sample_activity": sampled}.get(what, p_any)
 
         return users, by_blocks(block, n_draws, len(users),
                                 unit_width=int(horizon) if simulate else 1)
 
-    def _summary(self, what: str, values: np.ndarray, users: pd.Index, ci_prob: float,
-                 max_draws: int | None, return_draws: bool) -> pd.DataFrame | xr.DataArray:
+    def _summary(self, what: str, data: Any, horizon: Any, ci_prob: float,
+                 max_draws: int | None, random_seed: Any,
+                 return_draws: bool) -> pd.DataFrame | xr.DataArray:
+        """Return the prediction ``what`` summarised per user, or its draws."""
+        users, values = self._forecast(what, data, horizon, max_draws, random_seed)
         if return_draws:
             return draws_to_dataarray(values, index=users, shape=sample_shape(self.idata_,
                                                                                 max_draws),
@@ -473,10 +482,8 @@ class ReturnHazardModel(ChurnHazardModel):
         models.exceptions.NotFittedError
             Before ``fit``.
         """
-        users, (p_any, _, _) = self._forecast("probability_active", data, horizon, max_draws,
-                                              random_seed, simulate=False)
-        return self._summary("probability_active", p_any, users, ci_prob, max_draws,
-                             return_draws)
+        return self._summary("probability_active", data, horizon, ci_prob, max_draws,
+                             random_seed, return_draws)
 
     @prediction_method()
     def expected_activity(
@@ -504,10 +511,8 @@ class ReturnHazardModel(ChurnHazardModel):
         pandas.DataFrame or xarray.DataArray
             As in :meth:`probability_active`.
         """
-        users, (_, expected, _) = self._forecast("expected_activity", data, horizon, max_draws,
-                                                 random_seed, simulate=False)
-        return self._summary("expected_activity", expected, users, ci_prob, max_draws,
-                             return_draws)
+        return self._summary("expected_activity", data, horizon, ci_prob, max_draws,
+                             random_seed, return_draws)
 
     @prediction_method()
     def sample_activity(
@@ -545,8 +550,8 @@ class ReturnHazardModel(ChurnHazardModel):
         models.exceptions.NotFittedError
             Before ``fit``.
         """
-        users, (_, _, sampled) = self._forecast("sample_activity", data, horizon, max_draws,
-                                                random_seed, simulate=True)
+        users, sampled = self._forecast("sample_activity", data, horizon, max_draws,
+                                        random_seed)
         return draws_to_dataarray(sampled, index=users, shape=sample_shape(self.idata_,
                                                                              max_draws),
                                   unit="user", name="sample_activity")
@@ -577,10 +582,8 @@ class ReturnHazardModel(ChurnHazardModel):
         pandas.DataFrame or xarray.DataArray
             As in :meth:`probability_active`.
         """
-        users, (p_any, _, _) = self._forecast("probability_churn", data, horizon, max_draws,
-                                              random_seed, simulate=False)
-        return self._summary("probability_churn", 1.0 - p_any, users, ci_prob, max_draws,
-                             return_draws)
+        return self._summary("probability_churn", data, horizon, ci_prob, max_draws,
+                             random_seed, return_draws)
 
     @prediction_method()
     def expected_survival(
@@ -608,7 +611,5 @@ class ReturnHazardModel(ChurnHazardModel):
         pandas.DataFrame or xarray.DataArray
             As in :meth:`probability_active`.
         """
-        users, (p_any, _, _) = self._forecast("expected_survival", data, horizon, max_draws,
-                                              random_seed, simulate=False)
-        return self._summary("expected_survival", p_any, users, ci_prob, max_draws,
-                             return_draws)
+        return self._summary("expected_survival", data, horizon, ci_prob, max_draws,
+                             random_seed, return_draws)
