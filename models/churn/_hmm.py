@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from scipy import special
 
@@ -84,9 +85,73 @@ def emission_table(p: np.ndarray, kappa: np.ndarray | None, n: int, churned: boo
 
 def _step(a: np.ndarray, transition: np.ndarray) -> np.ndarray:
     """One transition of state distributions ``a`` ``(D, U, C)``."""
+    return _step_kernel(np.ascontiguousarray(a, dtype=float), _per_user(transition))
+
+
+def _per_user(transition: np.ndarray) -> np.ndarray:
+    """Transitions ``(D, C, C)`` (shared by the users) or ``(D, U, C, C)`` as 4-d, contiguous."""
+    transition = np.asarray(transition, dtype=float)
     if transition.ndim == 3:
-        return a @ transition
-    return (a[..., None, :] @ transition)[..., 0, :]
+        transition = transition[:, None]
+    return np.ascontiguousarray(transition)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _step_kernel(a, transition):  # pragma: no cover - compiled
+    """Return ``a @ P`` for every draw and user; ``transition`` ``(D, 1 or U, C, C)``."""
+    n_draws, n_users, c = a.shape
+    shared = transition.shape[1] == 1
+    out = np.empty_like(a)
+    for d in range(n_draws):
+        for u in range(n_users):
+            p = transition[d, 0 if shared else u]
+            for k in range(c):
+                acc = 0.0
+                for j in range(c):
+                    acc += a[d, u, j] * p[j, k]
+                out[d, u, k] = acc
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _forward_kernel(y, start, emission, initial, transition):  # pragma: no cover - compiled
+    """Scaled forward pass of :func:`forward`, one draw and user at a time."""
+    n_draws = emission.shape[0]
+    n_users, n_periods = y.shape
+    c = initial.shape[1]
+    shared = transition.shape[1] == 1
+    loglik = np.zeros((n_draws, n_users))
+    filtered = np.empty((n_draws, n_users, c))
+    a = np.empty(c)
+    new = np.empty(c)
+    for d in range(n_draws):
+        for u in range(n_users):
+            p = transition[d, 0 if shared else u]
+            for k in range(c):
+                a[k] = initial[d, k]
+            ll = 0.0
+            s = start[u]
+            for t in range(s, n_periods):
+                e = emission[d, y[u, t]]
+                if t == s:
+                    for k in range(c):
+                        new[k] = initial[d, k] * e[k]
+                else:
+                    for k in range(c):
+                        acc = 0.0
+                        for j in range(c):
+                            acc += a[j] * p[j, k]
+                        new[k] = acc * e[k]
+                tot = 0.0
+                for k in range(c):
+                    tot += new[k]
+                ll += np.log(tot)
+                for k in range(c):
+                    a[k] = new[k] / tot
+            loglik[d, u] = ll
+            for k in range(c):
+                filtered[d, u, k] = a[k]
+    return loglik, filtered
 
 
 def forward(y: np.ndarray, start: np.ndarray, emission: np.ndarray, initial: np.ndarray,
@@ -105,22 +170,11 @@ def forward(y: np.ndarray, start: np.ndarray, emission: np.ndarray, initial: np.
     filtered : numpy.ndarray
         ``(D, U, C)``, :math:`P(s_T = k \mid y_{1..T})`.
     """
-    n_draws = emission.shape[0]
-    n_users, n_periods = y.shape
-    draws = np.arange(n_draws)[:, None]
-    a = np.broadcast_to(initial[:, None, :], (n_draws, n_users, initial.shape[-1])).copy()
-    loglik = np.zeros((n_draws, n_users))
-    for t in range(n_periods):
-        e = emission[draws, y[None, :, t]]  # (D, U, C)
-        moved = _step(a, transition)
-        first = (start == t)[None, :, None]
-        new = np.where(first, initial[:, None, :], moved) * e
-        c = new.sum(axis=-1)
-        started = (start <= t)[None, :]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            loglik += np.where(started, np.log(c), 0.0)
-            a = np.where(started[..., None], new / c[..., None], a)
-    return loglik, a
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _forward_kernel(np.ascontiguousarray(y, dtype=np.int64),
+                               np.ascontiguousarray(start, dtype=np.int64),
+                               np.ascontiguousarray(emission, dtype=float),
+                               np.ascontiguousarray(initial, dtype=float), _per_user(transition))
 
 
 class NodeFilter(NamedTuple):
