@@ -268,28 +268,61 @@ def partial_period_zero(emission: np.ndarray, n: int, days: int) -> np.ndarray:
 def probability_no_activity(filtered: np.ndarray, emission: np.ndarray, transition: np.ndarray,
                             n: int, periods: int, days: int) -> np.ndarray:
     """P(no active day in the next ``periods`` periods and ``days`` days), ``(D, U)``."""
-    zero = emission[:, 0][:, None, :]
-    v = filtered
-    for _ in range(periods):
-        v = _step(v, transition) * zero
-    if days:
-        v = _step(v, transition) * partial_period_zero(emission, n, days)[:, None, :]
-    return v.sum(axis=-1)
+    zero = np.ascontiguousarray(emission[:, 0], dtype=float)
+    last = partial_period_zero(emission, n, days) if days else zero
+    return _project(np.ascontiguousarray(filtered, dtype=float), _per_user(transition), zero,
+                    np.ascontiguousarray(last, dtype=float), periods, bool(days), False)
 
 
 def expected_future_activity(filtered: np.ndarray, emission: np.ndarray,
                              transition: np.ndarray, n: int, periods: int,
                              days: int) -> np.ndarray:
     """Return the expected active days in the next ``periods`` periods and ``days`` days."""
-    mean = np.einsum("dyc,y->dc", emission[:, : n + 1], np.arange(n + 1.0))[:, None, :]
-    v = filtered
-    total = np.zeros(filtered.shape[:2])
-    for _ in range(periods):
-        v = _step(v, transition)
-        total += (v * mean).sum(axis=-1)
-    if days:
-        total += (_step(v, transition) * mean).sum(axis=-1) * days / n
-    return total
+    mean = np.einsum("dyc,y->dc", emission[:, : n + 1], np.arange(n + 1.0))
+    return _project(np.ascontiguousarray(filtered, dtype=float), _per_user(transition),
+                    np.ascontiguousarray(mean), mean * (days / n), periods, bool(days), True)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _project(filtered, transition, weight, last, periods, partial,
+             expect):  # pragma: no cover - compiled
+    """Run each user's state distribution ``periods`` periods (and a partial one) forward.
+
+    ``weight`` and ``last`` are ``(D, C)`` per-state values of a whole and of
+    the partial period. ``expect=False``: the distribution is multiplied by
+    them after every step (P(no activity) per state) and its sum returned;
+    ``expect=True``: the sum over the steps of the distribution's dot product
+    with them (expected active days).
+    """
+    n_draws, n_users, c = filtered.shape
+    shared = transition.shape[1] == 1
+    out = np.zeros((n_draws, n_users))
+    v = np.empty(c)
+    new = np.empty(c)
+    for d in range(n_draws):
+        for u in range(n_users):
+            p = transition[d, 0 if shared else u]
+            for k in range(c):
+                v[k] = filtered[d, u, k]
+            total = 0.0
+            for step in range(periods + (1 if partial else 0)):
+                w = weight[d] if step < periods else last[d]
+                for k in range(c):
+                    acc = 0.0
+                    for j in range(c):
+                        acc += v[j] * p[j, k]
+                    new[k] = acc
+                for k in range(c):
+                    if expect:
+                        total += new[k] * w[k]
+                        v[k] = new[k]
+                    else:
+                        v[k] = new[k] * w[k]
+            if not expect:
+                for k in range(c):
+                    total += v[k]
+            out[d, u] = total
+    return out
 
 
 def _draw_categorical(prob: np.ndarray, rng: np.random.Generator) -> np.ndarray:
