@@ -259,6 +259,7 @@ def run_scale(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    global CAL_DAYS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     real = sub.add_parser("lastfm")
@@ -283,7 +284,6 @@ def main() -> None:
     scale.add_argument("--gradient-only", action="store_true")
     args = parser.parse_args()
     if args.what == "lastfm":
-        global CAL_DAYS
         if args.calibration_days % 7:
             sys.exit("--calibration-days must be whole weeks (a multiple of 7)")
         CAL_DAYS = args.calibration_days
