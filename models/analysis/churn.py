@@ -2,9 +2,10 @@
 
 Steps: churn labels and summaries of the whole log; a calibration/holdout split of
 the window; BG/NBD (and BG/BB) activity models, a shifted-beta-geometric cohort
-model, a discrete-time hazard model and an engagement-state model (hidden Markov
-states of weekly activity, in which a silent user may come back) fitted on the
-calibration part; their
+model, a discrete-time hazard model, an engagement-state model (hidden Markov
+states of weekly activity, in which a silent user may come back) and a return
+hazard model (the chance of an active day by the length of the silence before
+it) fitted on the calibration part; their
 predictions checked against what happened in the holdout (AUC, Brier score,
 calibration judged against the predictions' uncertainty, warned loudly when off), and
 a predictive check of the gaps between active periods (can the model produce the
@@ -123,6 +124,7 @@ def run(ctx: AnalysisContext) -> None:
         BetaGeoModel,
         ChurnHazardModel,
         EngagementStateModel,
+        ReturnHazardModel,
         ShiftedBetaGeoModel,
         activity_table,
         bgbb_summary,
@@ -336,6 +338,21 @@ def run(ctx: AnalysisContext) -> None:
             out.add_figure("trace_engagement", plot_trace_rank(engagement),
                            "Engagement-state model: trace and rank plots")
 
+    returns = None
+    if cfg["fit_return_hazard"]:
+        with out.step("fit return hazard model (every silence can end)"):
+            first = cal["timestamp"].min().floor("D")
+            n_days = math.ceil((cutoff - first) / pd.Timedelta(days=1))
+            # active days of the calibration window, ending at the cutoff
+            days_table = activity_table(cal, start=cutoff - pd.Timedelta(days=n_days),
+                                        observation_end=cutoff, period_length=1)
+            returns = out.fit("return_hazard", ReturnHazardModel(
+                priors=priors.get("ReturnHazardModel")), days_table,
+                description="hazard of an active day by the length of the silence before it, "
+                "per-user effects; a silent user may always return", **ctx.sampler_kwargs(6))
+            out.add_figure("trace_return_hazard", plot_trace_rank(returns),
+                           "Return hazard model: trace and rank plots")
+
     with out.step("holdout comparison"):
         horizon = float(cfg["holdout_days"])
         if cfg["activity_period"] == "W":
@@ -385,6 +402,16 @@ def run(ctx: AnalysisContext) -> None:
             scores[name] = preds["engagement_probability_active_holdout_mean"]
             draws[name] = _unit_draws(active, activity.index)
             mae[name] = preds["engagement_expected_active_days_holdout_mean"]
+        if returns is not None:
+            kw = dict(horizon=int(cfg["holdout_days"]), max_draws=max_draws, random_seed=seed)
+            name = "return hazard P(active in holdout)"
+            active = returns.probability_active(days_table, return_draws=True, **kw)
+            preds = preds.join(_flatten(_summary(active), "return_probability_active_holdout"))
+            preds = preds.join(_flatten(returns.expected_activity(days_table, **kw),
+                                        "return_expected_active_days_holdout"))
+            scores[name] = preds["return_probability_active_holdout_mean"]
+            draws[name] = _unit_draws(active, activity.index)
+            mae[name] = preds["return_expected_active_days_holdout_mean"]
         preds["active_in_holdout"] = activity["active_in_holdout"]
         preds["active_periods_in_holdout"] = activity["active_days_in_holdout"]
         y = activity["active_in_holdout"].to_numpy()
@@ -428,6 +455,16 @@ def run(ctx: AnalysisContext) -> None:
                         f"rate {row['brier_base_rate']:.4f}), calibration {row['calibration']}; "
                         f"expected active periods off by {row['mae_active_periods']:.3g} on "
                         "average.")
+        if len(mae) > 1:
+            # the models that forecast exactly this event, ranked on this service's holdout
+            ranked = metrics.loc[list(mae)].sort_values("brier")
+            best = ranked.index[0]
+            out.finding(f"Holdout: of the models that forecast this event, {best} scores best "
+                        f"(Brier {ranked['brier'].iloc[0]:.4f}; next {ranked.index[1]}, "
+                        f"{ranked['brier'].iloc[1]:.4f})"
+                        + ("; it is also judged MISCALIBRATED above, so read its predictions "
+                           "with care." if ranked["calibration"].iloc[0] == "MISCALIBRATED"
+                           else ": prefer its predictions for this service."))
         calib = pd.concat(tables, names=["model", "row"]).reset_index(level=0)
         out.add_table("holdout_calibration", calib,
                       "Holdout calibration: predicted probability against the observed share "
@@ -448,13 +485,13 @@ def run(ctx: AnalysisContext) -> None:
 
 ANALYSIS = Analysis(
     name="churn",
-    description="Churn labels, BG/NBD, BG/BB, cohort (sBG), hazard and engagement-state "
-    "models, checked on a holdout window; retention curves and per-user P(active) with "
-    "intervals.",
+    description="Churn labels, BG/NBD, BG/BB, cohort (sBG), hazard, engagement-state and "
+    "return-hazard models, checked on a holdout window; retention curves and per-user "
+    "P(active) with intervals.",
     needs="events: user_id, timestamp (skipped, artist_id used when present); users table "
     "optional (plan segments, country/plan hazard groups).",
     run=run,
     models=("BetaGeoModel", "BetaGeoBetaBinomModel", "ShiftedBetaGeoModel", "ChurnHazardModel",
-            "EngagementStateModel"),
+            "EngagementStateModel", "ReturnHazardModel"),
     min_users=10,
 )

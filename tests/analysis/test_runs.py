@@ -69,7 +69,7 @@ def _check_layout(folder: Path, fits: list[str]) -> dict:
 
 
 def test_churn_outputs(churn_dir):
-    _check_layout(churn_dir, ["bgnbd", "sbg", "hazard"])
+    _check_layout(churn_dir, ["bgnbd", "sbg", "hazard", "return_hazard"])
     model = BetaGeoModel.load(churn_dir / "posterior" / "bgnbd.nc")
     preds = pd.read_csv(churn_dir / "predictions.csv")
     assert len(preds) == len(model.data_)
@@ -85,7 +85,19 @@ def test_churn_outputs(churn_dir):
     bgnbd = calib[calib["model"] == metrics.index[0]]
     assert {"predicted_lower", "predicted_upper", "p_value"} <= set(bgnbd.columns)
     assert (bgnbd["lower"] <= bgnbd["upper"]).all() and bgnbd["n"].sum() == len(preds)
-    assert metrics["mae_active_periods"].notna().sum() == 1  # BG/NBD's; engagement is off
+    # BG/NBD's and the return hazard model's (engagement is off), on the same users
+    assert metrics["mae_active_periods"].notna().sum() == 2
+    ret = "return hazard P(active in holdout)"
+    assert metrics.loc[ret, "users"] == len(preds)
+    assert metrics.loc[ret, "calibration"] in {"ok", "MISCALIBRATED"}
+    assert calib.loc[calib["model"] == ret, "n"].sum() == len(preds)
+    mid = preds["return_probability_active_holdout_mean"]
+    lo, hi = (preds[f"return_probability_active_holdout_{c}"] for c in ("ci_lower", "ci_upper"))
+    assert ((lo <= mid + 1e-12) & (mid <= hi + 1e-12) & (lo >= 0) & (hi <= 1)).all()
+    days = preds["return_expected_active_days_holdout_mean"]
+    assert ((days >= 0) & (days <= 30)).all()  # the quick holdout is 30 days
+    report = (churn_dir / "report.html").read_text()
+    assert "of the models that forecast this event" in report
     assert (churn_dir / "figures" / "retention_curves.png").is_file()
     loss = pd.read_csv(churn_dir / "tables" / "segments_losing_users.csv", index_col=0)
     assert set(loss.index) == {"free", "premium"}
@@ -105,6 +117,7 @@ holdout_days = 21
 fit_bgbb = false
 fit_hazard = false
 fit_engagement = true
+fit_return_hazard = false
 engagement_states = 2
 engagement_churn_state = false
 engagement_churn_returns = false

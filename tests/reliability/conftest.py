@@ -31,6 +31,7 @@ holdout_days = 25
 fit_bgbb = false
 fit_hazard = false
 fit_engagement = false
+fit_return_hazard = false
 max_draws = 30
 cohort_period = "W"
 """
