@@ -346,8 +346,19 @@ def run(ctx: AnalysisContext) -> None:
             # active days of the calibration window, ending at the cutoff
             days_table = activity_table(cal, start=cutoff - pd.Timedelta(days=n_days),
                                         observation_end=cutoff, period_length=1)
+            fit_days = days_table
+            cap = int(cfg["return_max_users"])
+            if cap and len(days_table) > cap:
+                # the population from a seeded sample; every user's forecast conditions its
+                # effect on its own silences (ReturnHazardModel's predictions for new users)
+                keep = np.random.default_rng([seed, 6]).choice(len(days_table), cap,
+                                                               replace=False)
+                fit_days = days_table.iloc[np.sort(keep)]
+                out.note(f"Return hazard model: fitted on {cap:,} of the {len(days_table):,} "
+                         f"users drawn at random (seed {seed}; churn.return_max_users); "
+                         "forecasts for all of them, each from its own silences.")
             returns = out.fit("return_hazard", ReturnHazardModel(
-                priors=priors.get("ReturnHazardModel")), days_table,
+                priors=priors.get("ReturnHazardModel")), fit_days,
                 description="hazard of an active day by the length of the silence before it, "
                 "per-user effects; a silent user may always return", **ctx.sampler_kwargs(6))
             out.add_figure("trace_return_hazard", plot_trace_rank(returns),

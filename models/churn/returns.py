@@ -226,6 +226,76 @@ def _forecast(alpha, effect, s0, bin_of, horizon, expected_too,
     return p_any, expected, sampled
 
 
+_GRID = 64  # points of each user's effect posterior, over its mode +- 7 sd
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _condition_effects(alpha, sigma, events, exposures, uniforms):  # pragma: no cover
+    r"""Draw each user's effect from its posterior given its own silences, per draw.
+
+    ``alpha`` ``(D, B)`` bin logits and ``sigma`` ``(D,)`` the effects' spread
+    of each posterior draw; ``events`` and ``exposures`` ``(N, B)`` a user's
+    returns and periods at risk by bin; ``uniforms`` ``(D, N, 2)``. The log
+    posterior of an effect :math:`u`, :math:`\sum_b e_b (\alpha_b + u) - n_b
+    \log(1 + e^{\alpha_b + u}) - u^2 / 2\sigma^2`, is concave: Newton's method
+    finds its mode, and the draw comes from the posterior on a grid of
+    ``_GRID`` points over the mode +- 7 of its Laplace sd (uniform within a
+    cell). A user with no silence gets a draw from :math:`N(0, \sigma)`.
+    """
+    n_draws, n_bins = alpha.shape
+    n_users = events.shape[0]
+    out = np.empty((n_draws, n_users))
+    logp = np.empty(_GRID)
+    for d in range(n_draws):
+        prec = 1.0 / (sigma[d] * sigma[d])
+        for i in range(n_users):
+            u = 0.0
+            curv = prec
+            for _ in range(50):
+                grad = -u * prec
+                curv = prec
+                for b in range(n_bins):
+                    n = exposures[i, b]
+                    if n > 0.0:
+                        h = 1.0 / (1.0 + np.exp(-(alpha[d, b] + u)))
+                        grad += events[i, b] - n * h
+                        curv += n * h * (1.0 - h)
+                step = grad / curv
+                step = max(-5.0, min(5.0, step))
+                u += step
+                if abs(step) < 1e-10:
+                    break
+            sd = 1.0 / np.sqrt(curv)
+            width = 14.0 * sd / (_GRID - 1)
+            top = -np.inf
+            for g in range(_GRID):
+                x = u - 7.0 * sd + g * width
+                lp = -0.5 * x * x * prec
+                for b in range(n_bins):
+                    n = exposures[i, b]
+                    if n > 0.0:
+                        z = alpha[d, b] + x
+                        # log(1 + e^z), stable
+                        soft = z + np.log1p(np.exp(-z)) if z > 0.0 else np.log1p(np.exp(z))
+                        lp += events[i, b] * z - n * soft
+                logp[g] = lp
+                top = max(top, lp)
+            total = 0.0
+            for g in range(_GRID):
+                logp[g] = np.exp(logp[g] - top)
+                total += logp[g]
+            target = uniforms[d, i, 0] * total
+            acc = 0.0
+            pick = _GRID - 1
+            for g in range(_GRID):
+                acc += logp[g]
+                if acc >= target:
+                    pick = g
+                    break
+            out[d, i] = u - 7.0 * sd + (pick + uniforms[d, i, 1] - 0.5) * width
+    return out
+
+
 class ReturnHazardModel(ChurnHazardModel):
     r"""Hazard of activity after a silence, by its length: a renewal model of activity.
 
@@ -288,8 +358,13 @@ class ReturnHazardModel(ChurnHazardModel):
     h(s_i + j))` from the current silence :math:`s_i`; the expected count runs
     the distribution of the silence forward (exact, per posterior draw);
     :meth:`sample_activity` draws one path per posterior draw (the posterior
-    predictive). A user of ``data`` whose effect was not fitted (no silence in
-    the training table) gets an effect drawn from :math:`N(0, \sigma_u)`.
+    predictive). A user of ``data`` whose effect was not fitted (not in the
+    training table, or with no silence there) gets, in each posterior draw, an
+    effect drawn from its posterior given its own silences in ``data`` and that
+    draw's hazards and :math:`\sigma_u` (exactly, on a fine grid around its
+    mode), as a fitted user's effect is: so a model fitted on a sample of users
+    forecasts the others from their own histories (with none, from
+    :math:`N(0, \sigma_u)`).
 
     *LOO* (``compute_log_likelihood``, variable ``event``, dim
     ``user_period``) leaves out one user-period, as in the churn hazard model.
@@ -382,6 +457,25 @@ class ReturnHazardModel(ChurnHazardModel):
         _no_activity(values, clean.index, "data of the forecast")
         return clean.index, _silences(values)[2].astype(np.int64)
 
+    def _history(self, data: Any, users: pd.Index, n_bins: int) -> tuple[np.ndarray, ...]:
+        """Count the returns and periods at risk ``(N, n_bins)`` of ``users`` in ``data``, by bin.
+
+        Silences longer than the fitted bins count in the last fitted bin, as
+        their hazard does.
+        """
+        clean = validate_activity_table(data, self.period_length)
+        active, silence, _ = _silences(clean.to_numpy(dtype=float))
+        rows, cols = np.nonzero(silence > 0)
+        edges = np.asarray(self.silence_bins)
+        b = np.minimum(np.searchsorted(edges, silence[rows, cols], side="right") - 1,
+                       n_bins - 1)
+        events = np.zeros((len(clean), n_bins))
+        exposures = np.zeros((len(clean), n_bins))
+        np.add.at(exposures, (rows, b), 1.0)
+        np.add.at(events, (rows, b), active[rows, cols].astype(float))
+        order = clean.index.get_indexer(users)
+        return events[order], exposures[order]
+
     def _forecast(self, what: str, data: Any, horizon: Any, max_draws: int | None,
                   random_seed: Any) -> tuple[pd.Index, np.ndarray]:
         """Return the users and the draws ``(D, N)`` of the prediction ``what`` (a method)."""
@@ -399,15 +493,15 @@ class ReturnHazardModel(ChurnHazardModel):
         n_draws = alpha.shape[0]
         rng = np.random.default_rng([resolve_seed(random_seed), 2])
         effect = np.zeros((n_draws, len(users)))
+        known = np.ones(len(users), dtype=bool)
         if self.user_effects:
             levels = pd.Index(self.idata_["posterior"][_GROUP].values.astype(str))
             pos = levels.get_indexer(users.astype(str))
             known = pos >= 0
             effect[:, known] = params[f"u_{_GROUP}"][:, pos[known]]
-            if (~known).any():  # no silence in training: an effect from the population
-                sigma = params["group_sigma"][:, 0]
-                effect[:, ~known] = sigma[:, None] * rng.standard_normal((n_draws,
-                                                                          (~known).sum()))
+            if (~known).any():  # not in the fit: conditioned on its own silences in data
+                events, exposures = self._history(data, users, alpha.shape[1])
+                sigma = np.ascontiguousarray(params["group_sigma"][:, 0])
         edges = np.asarray(self.silence_bins)
         cap = int(max(edges[min(alpha.shape[1], len(edges)) - 1], 1))
         bin_of = np.minimum(np.searchsorted(edges, np.arange(cap + 1), side="right") - 1,
@@ -416,10 +510,16 @@ class ReturnHazardModel(ChurnHazardModel):
         none = np.empty((0, 0, 0))
 
         def block(idx: np.ndarray) -> np.ndarray:  # bounded memory: users in blocks
+            sub = np.ascontiguousarray(effect[:, idx])
+            new = np.flatnonzero(~known[idx])
+            if len(new):
+                sub[:, new] = _condition_effects(
+                    alpha, sigma, events[idx[new]], exposures[idx[new]],
+                    rng.random((n_draws, len(new), 2)))
             uniforms = rng.random((n_draws, len(idx), int(horizon))) if simulate else none
             p_any, expected, sampled = _forecast(
-                alpha, np.ascontiguousarray(effect[:, idx]), upcoming[idx], bin_of,
-                int(horizon), what == "expected_activity", uniforms)
+                alpha, sub, upcoming[idx], bin_of, int(horizon), what == "expected_activity",
+                uniforms)
             if what == "probability_churn":
                 return 1.0 - p_any
             return {"expected_activity": expected, "sample_activity": sampled}.get(what, p_any)

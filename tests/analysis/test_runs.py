@@ -98,6 +98,7 @@ def test_churn_outputs(churn_dir):
     assert ((days >= 0) & (days <= 30)).all()  # the quick holdout is 30 days
     report = (churn_dir / "report.html").read_text()
     assert "of the models that forecast this event" in report
+    assert "Return hazard model: fitted on 200 of the" in report  # the rest from their histories
     assert (churn_dir / "figures" / "retention_curves.png").is_file()
     loss = pd.read_csv(churn_dir / "tables" / "segments_losing_users.csv", index_col=0)
     assert set(loss.index) == {"free", "premium"}

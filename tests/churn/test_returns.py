@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from models.churn import ReturnHazardModel, activity_table, silence_table
-from models.churn.returns import _forecast, _silences
+from models.churn.returns import _condition_effects, _forecast, _silences
 from models.exceptions import DataValidationError
 from models.predict import predictive_summary
 
@@ -166,21 +166,66 @@ def test_forecasts_match_the_simulated_future():
     s = predictive_summary(model.sample_activity(train, horizon=30, random_seed=0), ci_prob=0.9)
     inside = np.mean((y >= s["ci_lower"].to_numpy()) & (y <= s["ci_upper"].to_numpy()))
     assert inside >= 0.85, inside
+    # fitted on half the users, it forecasts the other half from their own histories about
+    # as well as the fit that saw them (a population effect instead would lose the users'
+    # levels: the flat model's error above)
+    half = _fit(train.iloc[:200])
+    e_half = half.expected_activity(train.iloc[200:], horizon=30)["mean"].to_numpy()
+    err_half, err_full = np.mean(np.abs(e_half - y[200:])), np.mean(np.abs(e[200:] - y[200:]))
+    assert err_half < 1.05 * err_full, (err_half, err_full)
+    assert np.corrcoef(e_half, e[200:])[0, 1] > 0.97
 
 
-def test_predictions_default_to_the_training_users_and_new_users_draw_an_effect():
+def test_effects_of_new_users_follow_their_posterior_given_their_silences():
+    rng = np.random.default_rng(0)
+    alpha = np.array([[0.3, -0.8, -2.0, -3.5]])
+    sigma = np.array([0.9])
+    events = np.array([[30.0, 10.0, 4.0, 1.0], [0.0, 0.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0]])
+    exposures = np.array([[40.0, 25.0, 30.0, 60.0], [0.0, 0.0, 0.0, 0.0], [2.0, 0.0, 1.0, 0.0]])
+    n = 40_000
+    draws = _condition_effects(np.repeat(alpha, n, axis=0), np.repeat(sigma, n),
+                               events, exposures, rng.random((n, 3, 2)))
+    # the exact posterior by quadrature on a fine grid
+    x = np.linspace(-8, 8, 200_001)
+    z = alpha[0][:, None] + x[None, :]
+    for i in range(3):
+        logp = -0.5 * (x / sigma[0]) ** 2 + (events[i][:, None] * z
+                                             - exposures[i][:, None] * np.logaddexp(0, z)).sum(0)
+        w = np.exp(logp - logp.max())
+        w /= w.sum()
+        mean = (w * x).sum()
+        sd = np.sqrt((w * (x - mean) ** 2).sum())
+        got = draws[:, i]
+        assert abs(got.mean() - mean) < 4 * sd / np.sqrt(n), (i, got.mean(), mean)
+        assert abs(got.std() / sd - 1) < 0.02, (i, got.std(), sd)
+        # a quantile, so the shape is right too (not only two moments)
+        q = x[np.searchsorted(np.cumsum(w), 0.9)]
+        assert abs(np.mean(got <= q) - 0.9) < 0.01, i
+    # no silence: the population distribution
+    assert abs(draws[:, 1].std() / sigma[0] - 1) < 0.02
+
+
+def test_predictions_default_to_the_training_users_and_new_users_condition_on_history():
     table, _, silence = _simulate(60, 40, 0.5, seed=4)
     model = _fit(table)
     p = model.probability_active(horizon=5)
     assert list(p.index) == list(table.index) and p.index.name == "user_id"
     assert p["mean"].between(0, 1).all()
-    new = table.iloc[:3].copy()
+    # renamed copies of fitted users: their effects, drawn given their histories and each
+    # draw's population parameters, have the fitted users' posterior (the joint posterior
+    # factorises), so their forecasts agree within Monte Carlo error
+    heavy = table.sum(axis=1).sort_values().index[[0, 30, 59]]
+    new = table.loc[heavy].copy()
     new.index = pd.Index(["new-1", "new-2", "new-3"], name="user_id")
-    draws = model.expected_activity(new, horizon=5, return_draws=True)
-    same = model.expected_activity(table.iloc[:3], horizon=5, return_draws=True)
+    draws = model.expected_activity(new, horizon=10, return_draws=True)
+    same = model.expected_activity(table.loc[heavy], horizon=10, return_draws=True)
     assert draws.dims == ("chain", "draw", "user")
-    # same histories, but a population effect instead of the fitted one: wider
-    assert float(draws.std(("chain", "draw")).mean()) > float(same.std(("chain", "draw")).mean())
+    a, b = draws.values.reshape(-1, 3), same.values.reshape(-1, 3)
+    se = np.sqrt(a.var(axis=0) / 100 + b.var(axis=0) / 100)  # ESS of 100 at the least
+    np.testing.assert_array_less(np.abs(a.mean(axis=0) - b.mean(axis=0)), 4 * se)
+    np.testing.assert_allclose(a.std(axis=0), b.std(axis=0), rtol=0.25)
+    # and they differ from one another as the originals do (not the population's draw)
+    assert np.all(np.diff(a.mean(axis=0)) > 0) and np.all(np.diff(b.mean(axis=0)) > 0)
     churn = model.probability_churn(horizon=3, return_draws=True)
     active = model.probability_active(horizon=3, return_draws=True)
     np.testing.assert_allclose(churn + active, 1.0, rtol=1e-12)
