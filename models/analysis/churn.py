@@ -107,6 +107,23 @@ def _unit_draws(draws: Any, index: pd.Index) -> pd.DataFrame:
     return pd.DataFrame(flat.values, columns=pd.Index(flat[unit].values)).reindex(columns=index)
 
 
+def _fit_sample(ctx: AnalysisContext, table: pd.DataFrame, key: str, label: str,
+                stream: Any) -> pd.DataFrame:
+    """Rows of ``table`` to fit on: all, or a sample of ``churn.<key>`` users (seed ``stream``).
+
+    The population parameters come from the sample; the model's predictions for
+    every user filter that user's own history (the churn guide's advice at scale).
+    """
+    cap = int(ctx.config["churn"][key])
+    if not cap or len(table) <= cap:
+        return table
+    keep = np.random.default_rng(stream).choice(len(table), cap, replace=False)
+    ctx.out.note(f"{label}: fitted on {cap:,} of the {len(table):,} users drawn at random "
+                 f"(seed {ctx.seed}; churn.{key}); predictions for all of them, each from "
+                 "its own history.")
+    return table.iloc[np.sort(keep)]
+
+
 def _holdout_figure(metrics: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> Figure:
     from models.churn import plot_holdout_calibration
 
@@ -315,17 +332,8 @@ def run(ctx: AnalysisContext) -> None:
             hmm_seg = seg if (seg and pooled) else None
             if hmm_seg:
                 states_table[hmm_seg] = states_table.index.map(segments)
-            fit_table = states_table
-            cap = int(cfg["engagement_max_users"])
-            if cap and len(states_table) > cap:
-                # the population parameters from a seeded sample of users; every user's
-                # predictions from their own history (the churn guide's advice at scale)
-                keep = np.random.default_rng(seed).choice(len(states_table), cap,
-                                                          replace=False)
-                fit_table = states_table.iloc[np.sort(keep)]
-                out.note(f"Engagement-state model: fitted on {cap:,} of the "
-                         f"{len(states_table):,} users drawn at random (seed {seed}; "
-                         "churn.engagement_max_users); predictions for all of them.")
+            fit_table = _fit_sample(ctx, states_table, "engagement_max_users",
+                                    "Engagement-state model", seed)
             engagement = out.fit("engagement", EngagementStateModel(
                 n_states=int(cfg["engagement_states"]), period_length=length,
                 churn_state=bool(cfg["engagement_churn_state"]),
@@ -346,17 +354,9 @@ def run(ctx: AnalysisContext) -> None:
             # active days of the calibration window, ending at the cutoff
             days_table = activity_table(cal, start=cutoff - pd.Timedelta(days=n_days),
                                         observation_end=cutoff, period_length=1)
-            fit_days = days_table
-            cap = int(cfg["return_max_users"])
-            if cap and len(days_table) > cap:
-                # the population from a seeded sample; every user's forecast conditions its
-                # effect on its own silences (ReturnHazardModel's predictions for new users)
-                keep = np.random.default_rng([seed, 6]).choice(len(days_table), cap,
-                                                               replace=False)
-                fit_days = days_table.iloc[np.sort(keep)]
-                out.note(f"Return hazard model: fitted on {cap:,} of the {len(days_table):,} "
-                         f"users drawn at random (seed {seed}; churn.return_max_users); "
-                         "forecasts for all of them, each from its own silences.")
+            # users outside the sample: each effect conditioned on the user's own silences
+            fit_days = _fit_sample(ctx, days_table, "return_max_users", "Return hazard model",
+                                   [seed, 6])
             returns = out.fit("return_hazard", ReturnHazardModel(
                 priors=priors.get("ReturnHazardModel")), fit_days,
                 description="hazard of an active day by the length of the silence before it, "
