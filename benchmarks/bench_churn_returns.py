@@ -10,7 +10,10 @@ spread over the first 60 days). The script times the silence table
 (:func:`models.churn.silence_table`), the fit (nutpie, 2 chains on 2 cores, ``--draws`` tune +
 ``--draws`` draws; compilation included), P(active) and the expected active days over the next
 ``--horizon`` days for every user (``--max-draws`` posterior draws), and prints the fit's
-check, the rows and cells, and the peak memory of the process.
+check, the rows and cells, and the peak memory of the process. ``--new-users M`` also
+times P(active) for ``M`` users simulated apart from the fit: each of their effects is drawn,
+per posterior draw, from its posterior given the user's own silences (the path of a model fitted
+on a sample of users and forecasting everyone).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--horizon", type=int, default=93)
     parser.add_argument("--max-draws", type=int, default=500)
+    parser.add_argument("--new-users", type=int, default=0)
     args = parser.parse_args()
     t0 = time.perf_counter()
     days = simulate(args.n_users, args.n_days)
@@ -88,6 +92,15 @@ def main() -> None:
           f"{expected_s:.1f} | {peak:.0f} | {model.fit_report_.verdict} |")
     print(f"(nutpie 2 x ({args.draws} + {args.draws}); forecasts over {args.horizon} days from "
           f"{args.max_draws} draws)")
+    if args.new_users:
+        new = simulate(args.new_users, args.n_days, seed=1)
+        new.index = "new-" + new.index.astype(str)
+        t0 = time.perf_counter()
+        model.probability_active(new, horizon=args.horizon, max_draws=args.max_draws,
+                                 random_seed=0)
+        print(f"P(active) for {args.new_users:,} users outside the fit (their effects drawn "
+              f"given their own silences), {args.max_draws} draws: "
+              f"{time.perf_counter() - t0:.1f} s")
     print(model.fit_report_.variables.to_string())
 
 
