@@ -81,7 +81,7 @@ def test_config_prior_table_of_an_unknown_model_lists_the_models_of_the_analysis
     with pytest.raises(ConfigError, match=r"Unknown model 'BetaGeoModle' under \[priors\] in "
                        r"c\.toml; the churn analysis fits \['BetaGeoBetaBinomModel', "
                        r"'BetaGeoModel', 'ChurnHazardModel', 'EngagementStateModel', "
-                       r"'ShiftedBetaGeoModel'\]"):
+                       r"'ReturnHazardModel', 'ShiftedBetaGeoModel'\]"):
         check_priors(ANALYSES["churn"], config, "c.toml")
 
 
