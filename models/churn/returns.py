@@ -379,9 +379,9 @@ class ReturnHazardModel(ChurnHazardModel):
     training table, or with no silence there) gets, in each posterior draw, an
     effect drawn from its posterior given its own silences in ``data`` and that
     draw's hazards and :math:`\sigma_u` (on a grid around its mode, the log
-    density interpolated between the points), as a fitted user's effect is: so a model fitted on a sample of users
-    forecasts the others from their own histories (with none, from
-    :math:`N(0, \sigma_u)`).
+    density interpolated between the points), as a fitted user's effect is: so
+    a model fitted on a sample of users forecasts the others from their own
+    histories (with none, from :math:`N(0, \sigma_u)`).
 
     *LOO* (``compute_log_likelihood``, variable ``event``, dim
     ``user_period``) leaves out one user-period, as in the churn hazard model.
