@@ -96,13 +96,13 @@ def _per_user(transition: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(transition)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(parallel=True, cache=True, error_model="numpy")
 def _step_kernel(a, transition):  # pragma: no cover - compiled
     """Return ``a @ P`` for every draw and user; ``transition`` ``(D, 1 or U, C, C)``."""
     n_draws, n_users, c = a.shape
     shared = transition.shape[1] == 1
     out = np.empty_like(a)
-    for d in range(n_draws):
+    for d in numba.prange(n_draws):  # draws on the CPUs
         for u in range(n_users):
             p = transition[d, 0 if shared else u]
             for k in range(c):
@@ -113,18 +113,18 @@ def _step_kernel(a, transition):  # pragma: no cover - compiled
     return out
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(parallel=True, cache=True, error_model="numpy")
 def _forward_kernel(y, start, emission, initial, transition):  # pragma: no cover - compiled
-    """Scaled forward pass of :func:`forward`, one draw and user at a time."""
+    """Scaled forward pass of :func:`forward`, one draw and user at a time (draws in parallel)."""
     n_draws = emission.shape[0]
     n_users, n_periods = y.shape
     c = initial.shape[1]
     shared = transition.shape[1] == 1
     loglik = np.zeros((n_draws, n_users))
     filtered = np.empty((n_draws, n_users, c))
-    a = np.empty(c)
-    new = np.empty(c)
-    for d in range(n_draws):
+    for d in numba.prange(n_draws):
+        a = np.empty(c)
+        new = np.empty(c)
         for u in range(n_users):
             p = transition[d, 0 if shared else u]
             for k in range(c):
@@ -283,7 +283,7 @@ def expected_future_activity(filtered: np.ndarray, emission: np.ndarray,
                     np.ascontiguousarray(mean), mean * (days / n), periods, bool(days), True)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(parallel=True, cache=True, error_model="numpy")
 def _project(filtered, transition, weight, last, periods, partial,
              expect):  # pragma: no cover - compiled
     """Run each user's state distribution ``periods`` periods (and a partial one) forward.
@@ -297,9 +297,9 @@ def _project(filtered, transition, weight, last, periods, partial,
     n_draws, n_users, c = filtered.shape
     shared = transition.shape[1] == 1
     out = np.zeros((n_draws, n_users))
-    v = np.empty(c)
-    new = np.empty(c)
-    for d in range(n_draws):
+    for d in numba.prange(n_draws):  # draws on the CPUs
+        v = np.empty(c)
+        new = np.empty(c)
         for u in range(n_users):
             p = transition[d, 0 if shared else u]
             for k in range(c):

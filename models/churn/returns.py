@@ -157,7 +157,7 @@ def silence_table(activity: pd.DataFrame, *, silence_bins: Sequence[int] = DEFAU
     })
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(parallel=True, cache=True, error_model="numpy")
 def _forecast(alpha, effect, s0, bin_of, horizon, expected_too,
               uniforms):  # pragma: no cover - compiled
     """P(active within ``horizon``), expected active periods and (with uniforms) a draw.
@@ -176,10 +176,10 @@ def _forecast(alpha, effect, s0, bin_of, horizon, expected_too,
     expected = np.empty((n_draws, n_users))
     sampled = np.zeros((n_draws, n_users), dtype=np.int64)
     simulate = uniforms.shape[0] > 0
-    h = np.empty(cap + 1)
-    dist = np.zeros(cap + 2)
-    new = np.zeros(cap + 2)
-    for d in range(n_draws):
+    for d in numba.prange(n_draws):  # draws on the CPUs
+        h = np.empty(cap + 1)
+        dist = np.zeros(cap + 2)
+        new = np.zeros(cap + 2)
         for i in range(n_users):
             for s in range(1, cap + 1):
                 x = alpha[d, bin_of[s]] + effect[d, i]
@@ -230,7 +230,7 @@ _GRID = 32  # points of each user's log posterior over its mode +- 6 Laplace sd
 _SPAN = 6.0
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(parallel=True, cache=True, error_model="numpy")
 def _condition_effects(alpha, sigma, events, exposures, uniforms):  # pragma: no cover
     r"""Draw each user's effect from its posterior given its own silences, per draw.
 
@@ -249,9 +249,9 @@ def _condition_effects(alpha, sigma, events, exposures, uniforms):  # pragma: no
     n_draws, n_bins = alpha.shape
     n_users = events.shape[0]
     out = np.empty((n_draws, n_users))
-    logp = np.empty(_GRID)
-    mass = np.empty(_GRID - 1)
-    for i in range(n_users):
+    for i in numba.prange(n_users):  # users on the CPUs
+        logp = np.empty(_GRID)
+        mass = np.empty(_GRID - 1)
         u = 0.0
         for d in range(n_draws):
             prec = 1.0 / (sigma[d] * sigma[d])
