@@ -487,9 +487,6 @@ def test_the_likelihood_recovers_the_transition_tilt_and_the_tilt_sharpens_forec
 
 
 # ------------------------------------------------------------------ real data
-@pytest.mark.data
-@pytest.mark.skipif(not (DATA_DIR / "lastfm-1k-events").is_dir(),
-                    reason="../shared/data/lastfm-1k-events is absent")
 def _lastfm_split() -> tuple[pd.DataFrame, np.ndarray]:
     """Weekly activity of days 0-272 of the Last.fm 1K prefix, and the next 93 days' activity."""
     raw = pd.read_csv(DATA_DIR / "lastfm-1k-events" / "lastfm_jodie_prefix.csv",
@@ -506,6 +503,9 @@ def _lastfm_split() -> tuple[pd.DataFrame, np.ndarray]:
     return table, days
 
 
+@pytest.mark.data
+@pytest.mark.skipif(not (DATA_DIR / "lastfm-1k-events").is_dir(),
+                    reason="../shared/data/lastfm-1k-events is absent")
 def test_lastfm_split_holdout_scores():
     table, days = _lastfm_split()
     model = EngagementStateModel(n_states=4, churn_state=True, churn_returns=True)
