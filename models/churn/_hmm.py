@@ -83,34 +83,12 @@ def emission_table(p: np.ndarray, kappa: np.ndarray | None, n: int, churned: boo
     return table
 
 
-def _step(a: np.ndarray, transition: np.ndarray) -> np.ndarray:
-    """One transition of state distributions ``a`` ``(D, U, C)``."""
-    return _step_kernel(np.ascontiguousarray(a, dtype=float), _per_user(transition))
-
-
 def _per_user(transition: np.ndarray) -> np.ndarray:
     """Transitions ``(D, C, C)`` (shared by the users) or ``(D, U, C, C)`` as 4-d, contiguous."""
     transition = np.asarray(transition, dtype=float)
     if transition.ndim == 3:
         transition = transition[:, None]
     return np.ascontiguousarray(transition)
-
-
-@numba.njit(parallel=True, cache=True, error_model="numpy")
-def _step_kernel(a, transition):  # pragma: no cover - compiled
-    """Return ``a @ P`` for every draw and user; ``transition`` ``(D, 1 or U, C, C)``."""
-    n_draws, n_users, c = a.shape
-    shared = transition.shape[1] == 1
-    out = np.empty_like(a)
-    for d in numba.prange(n_draws):  # draws on the CPUs
-        for u in range(n_users):
-            p = transition[d, 0 if shared else u]
-            for k in range(c):
-                acc = 0.0
-                for j in range(c):
-                    acc += a[d, u, j] * p[j, k]
-                out[d, u, k] = acc
-    return out
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")

@@ -272,6 +272,7 @@ def _condition_effects(alpha, sigma, events, exposures, uniforms):  # pragma: no
             sd = 1.0 / np.sqrt(curv)
             width = 2.0 * _SPAN * sd / (_GRID - 1)
             lo = u - _SPAN * sd
+            top = -np.inf
             for g in range(_GRID):
                 x = lo + g * width
                 lp = -0.5 * x * x * prec
@@ -282,9 +283,7 @@ def _condition_effects(alpha, sigma, events, exposures, uniforms):  # pragma: no
                         soft = z + np.log1p(np.exp(-z)) if z > 0.0 else np.log1p(np.exp(z))
                         lp += events[i, b] * z - n * soft
                 logp[g] = lp
-            top = logp[0]
-            for g in range(_GRID):
-                top = max(top, logp[g])
+                top = max(top, lp)
             total = 0.0
             for g in range(_GRID - 1):  # mass of each cell under the interpolated density
                 a, c = logp[g] - top, logp[g + 1] - top
@@ -463,35 +462,39 @@ class ReturnHazardModel(ChurnHazardModel):
         return frame
 
     # ----------------------------------------------------------- predictions
-    def _start(self, data: Any) -> tuple[pd.Index, np.ndarray]:
-        """Users to forecast and the silence of their next period."""
+    def _start(self, data: Any) -> tuple[pd.Index, np.ndarray, tuple | None]:
+        """Users to forecast, the silence of their next period, and ``data``'s silences.
+
+        The last is ``(active, silence)`` of :func:`_silences` for a table
+        ``data``, None by default (the training users, every one fitted).
+        """
         if data is None:
             last = self.data_.groupby(USER_ID, sort=False).tail(1)
             upcoming = np.where(last[EVENT].to_numpy() == 1, 1, last[SILENCE].to_numpy() + 1)
-            return pd.Index(last[USER_ID].to_numpy(), name=USER_ID), upcoming.astype(np.int64)
+            return (pd.Index(last[USER_ID].to_numpy(), name=USER_ID),
+                    upcoming.astype(np.int64), None)
         clean = validate_activity_table(data, self.period_length)
         values = clean.to_numpy(dtype=float)
         _no_activity(values, clean.index, "data of the forecast")
-        return clean.index, _silences(values)[2].astype(np.int64)
+        active, silence, upcoming = _silences(values)
+        return clean.index, upcoming.astype(np.int64), (active, silence)
 
-    def _history(self, data: Any, users: pd.Index, n_bins: int) -> tuple[np.ndarray, ...]:
-        """Count the returns and periods at risk ``(N, n_bins)`` of ``users`` in ``data``, by bin.
+    def _history(self, silences: tuple, rows: np.ndarray,
+                 n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+        """Count the returns and periods at risk ``(len(rows), n_bins)`` of table rows, by bin.
 
-        Silences longer than the fitted bins count in the last fitted bin, as
-        their hazard does.
+        ``silences`` is :meth:`_start`'s ``(active, silence)``. Silences longer
+        than the fitted bins count in the last fitted bin, as their hazard does.
         """
-        clean = validate_activity_table(data, self.period_length)
-        active, silence, _ = _silences(clean.to_numpy(dtype=float))
-        rows, cols = np.nonzero(silence > 0)
-        edges = np.asarray(self.silence_bins)
-        b = np.minimum(np.searchsorted(edges, silence[rows, cols], side="right") - 1,
-                       n_bins - 1)
-        events = np.zeros((len(clean), n_bins))
-        exposures = np.zeros((len(clean), n_bins))
-        np.add.at(exposures, (rows, b), 1.0)
-        np.add.at(events, (rows, b), active[rows, cols].astype(float))
-        order = clean.index.get_indexer(users)
-        return events[order], exposures[order]
+        active, silence = (a[rows] for a in silences)
+        users, periods = np.nonzero(silence > 0)
+        b = np.minimum(np.searchsorted(np.asarray(self.silence_bins), silence[users, periods],
+                                       side="right") - 1, n_bins - 1)
+        events = np.zeros((len(rows), n_bins))
+        exposures = np.zeros((len(rows), n_bins))
+        np.add.at(exposures, (users, b), 1.0)
+        np.add.at(events, (users, b), active[users, periods].astype(float))
+        return events, exposures
 
     def _forecast(self, what: str, data: Any, horizon: Any, max_draws: int | None,
                   random_seed: Any) -> tuple[pd.Index, np.ndarray]:
@@ -502,7 +505,7 @@ class ReturnHazardModel(ChurnHazardModel):
         if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
             raise ValueError(f"The 'horizon' parameter of {owner} must be a positive integer "
                              f"number of periods. Got {horizon!r} instead.")
-        users, upcoming = self._start(data)
+        users, upcoming, silences = self._start(data)
         names = ["baseline"] + ([f"u_{_GROUP}", "group_sigma"] if self.user_effects else [])
         params = posterior_arrays(self.idata_, names, max_draws=max_draws,
                                   random_seed=random_seed)
@@ -516,9 +519,13 @@ class ReturnHazardModel(ChurnHazardModel):
             pos = levels.get_indexer(users.astype(str))
             known = pos >= 0
             effect[:, known] = params[f"u_{_GROUP}"][:, pos[known]]
-            if (~known).any():  # not in the fit: conditioned on its own silences in data
-                events, exposures = self._history(data, users, alpha.shape[1])
-                sigma = np.ascontiguousarray(params["group_sigma"][:, 0])
+        # users not in the fit (only in a table ``data``): effects given their own silences
+        unknown = np.flatnonzero(~known)
+        slot = np.full(len(users), -1)
+        slot[unknown] = np.arange(len(unknown))
+        if len(unknown):
+            events, exposures = self._history(silences, unknown, alpha.shape[1])
+            sigma = np.ascontiguousarray(params["group_sigma"][:, 0])
         edges = np.asarray(self.silence_bins)
         cap = int(max(edges[min(alpha.shape[1], len(edges)) - 1], 1))
         bin_of = np.minimum(np.searchsorted(edges, np.arange(cap + 1), side="right") - 1,
@@ -530,9 +537,9 @@ class ReturnHazardModel(ChurnHazardModel):
             sub = np.ascontiguousarray(effect[:, idx])
             new = np.flatnonzero(~known[idx])
             if len(new):
-                sub[:, new] = _condition_effects(
-                    alpha, sigma, events[idx[new]], exposures[idx[new]],
-                    rng.random((n_draws, len(new), 2)))
+                rows = slot[idx[new]]
+                sub[:, new] = _condition_effects(alpha, sigma, events[rows], exposures[rows],
+                                                 rng.random((n_draws, len(new), 2)))
             uniforms = rng.random((n_draws, len(idx), int(horizon))) if simulate else none
             p_any, expected, sampled = _forecast(
                 alpha, sub, upcoming[idx], bin_of, int(horizon), what == "expected_activity",
