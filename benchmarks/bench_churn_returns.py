@@ -13,7 +13,11 @@ spread over the first 60 days). The script times the silence table
 check, the rows and cells, and the peak memory of the process. ``--new-users M`` also
 times P(active) for ``M`` users simulated apart from the fit: each of their effects is drawn,
 per posterior draw, from its posterior given the user's own silences (the path of a model fitted
-on a sample of users and forecasting everyone).
+on a sample of users and forecasting everyone). ``--memory`` (with ``--new-users M``) measures
+the forecast step on the table of the ``N`` fitted users and the ``M`` others, as the churn
+analysis runs it: the time of P(active), the peak of the memory it allocates (tracemalloc, in a
+second run of the same call) and the process's peak resident set before and after; then the
+same for :func:`models.churn.silence_table` of that table.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+import tracemalloc
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -51,6 +57,48 @@ def simulate(n_users: int, n_days: int, seed: int = 0) -> pd.DataFrame:
                                                name="user_id"))
 
 
+def _peak_rss_mib() -> float:
+    """Return the process's largest resident set so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _measured(step: Callable[[], object]) -> tuple[float, float]:
+    """Run ``step`` twice: return its time (s) and the peak of what it allocates (MiB).
+
+    The first run is timed untraced; the second runs under tracemalloc, which
+    sees numpy's and pandas' buffers, so its peak is the step's own memory on
+    top of what existed before (its inputs are not counted).
+    """
+    t0 = time.perf_counter()
+    step()
+    seconds = time.perf_counter() - t0
+    tracemalloc.start()
+    step()
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return seconds, peak
+
+
+def memory(model: ReturnHazardModel, days: pd.DataFrame, new: pd.DataFrame, horizon: int,
+           max_draws: int) -> None:
+    """Print the time and memory of the forecast and the silence table of ``days`` + ``new``."""
+    table = pd.concat([days, new])
+    # compile the kernels (or load them from numba's cache) outside the measurements
+    model.probability_active(pd.concat([days.iloc[:5], new.iloc[:5]]), horizon=horizon,
+                             max_draws=max_draws, random_seed=0)
+    rss_before = _peak_rss_mib()
+    forecast_s, forecast_peak = _measured(lambda: model.probability_active(
+        table, horizon=horizon, max_draws=max_draws, random_seed=0))
+    rss_forecast = _peak_rss_mib()
+    rows_s, rows_peak = _measured(lambda: silence_table(table))
+    print(f"table {len(table):,} users ({len(new):,} outside the fit) x {table.shape[1]} days "
+          f"({table.size * 8 / 2**20:,.0f} MiB of float64); P(active) over {horizon} days from "
+          f"{max_draws} draws: {forecast_s:.1f} s, peak allocated {forecast_peak:,.0f} MiB; "
+          f"silence table: {rows_s:.1f} s, peak allocated {rows_peak:,.0f} MiB; peak RSS "
+          f"{rss_before:,.0f} MiB before the forecast, {rss_forecast:,.0f} MiB after it, "
+          f"{_peak_rss_mib():,.0f} MiB after the silence table")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-users", type=int, default=10_000)
@@ -59,7 +107,11 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=93)
     parser.add_argument("--max-draws", type=int, default=500)
     parser.add_argument("--new-users", type=int, default=0)
+    parser.add_argument("--memory", action="store_true",
+                        help="measure the forecast step on the fitted + new users' table")
     args = parser.parse_args()
+    if args.memory and not args.new_users:
+        parser.error("--memory needs --new-users")
     t0 = time.perf_counter()
     days = simulate(args.n_users, args.n_days)
     sim_s = time.perf_counter() - t0
@@ -95,6 +147,9 @@ def main() -> None:
     if args.new_users:
         new = simulate(args.new_users, args.n_days, seed=1)
         new.index = "new-" + new.index.astype(str)
+        if args.memory:
+            memory(model, days, new, args.horizon, args.max_draws)
+            return
         t0 = time.perf_counter()
         model.probability_active(new, horizon=args.horizon, max_draws=args.max_draws,
                                  random_seed=0)

@@ -62,33 +62,118 @@ def _check_bins(bins: Any, owner: str) -> tuple[int, ...]:
     return edges
 
 
-def _silences(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Active cells, the silence of each cell and each row's silence in the next period.
+def _bin_of(edges: Sequence[int], n_bins: int) -> np.ndarray:
+    """Bin of each silence ``0..cap``, ``cap`` the edge of bin ``n_bins - 1`` (or the last edge).
 
-    ``values`` ``(U, T)`` active days (NaN before a user's first period). The
-    silence of cell ``t`` is ``t`` minus the user's last active period before
-    it (-1 where the user has not been active yet).
+    A silence ``s`` is in the last bin whose edge is ``<= s``, at most bin
+    ``n_bins - 1``; a silence beyond ``cap`` is in the bin of ``cap`` (entry 0,
+    a silence of 0, is never looked up).
+    """
+    edges = np.asarray(edges)
+    cap = int(max(edges[min(n_bins, len(edges)) - 1], 1))
+    return np.minimum(np.searchsorted(edges, np.arange(cap + 1), side="right") - 1,
+                      n_bins - 1).clip(0).astype(np.int64)
+
+
+# The kernels below read the activity table once, cell by cell (a cell is active when its
+# value is > 0, so NaN, before a user's first period, is not), and keep only per-user
+# results: no users x periods temporary. They loop over periods outside and users inside,
+# the order in which pandas stores a float table (column-major: a column is contiguous).
+# The silence of period t is t minus the user's last active period before t; a user has
+# one at every period after the first active one.
+
+
+@numba.njit(cache=True)
+def _activity_span(values):  # pragma: no cover - compiled
+    """First and last active period of each row of ``values`` ``(U, T)``, -1 if never active."""
+    n_users, n_periods = values.shape
+    first = np.full(n_users, -1, dtype=np.int64)
+    last = np.full(n_users, -1, dtype=np.int64)
+    for t in range(n_periods):
+        for i in range(n_users):
+            if values[i, t] > 0.0:
+                if first[i] < 0:
+                    first[i] = t
+                last[i] = t
+    return first, last
+
+
+@numba.njit(cache=True)
+def _silence_counts(values, rows, bin_of, n_bins):  # pragma: no cover - compiled
+    """Count the returns and periods at risk ``(len(rows), n_bins)`` of table rows, by bin.
+
+    ``bin_of`` is :func:`_bin_of`: the bin of each silence up to its last
+    entry, longer silences in the bin of the last. The counts are whole
+    numbers held as floats (exact).
+    """
+    n_periods = values.shape[1]
+    cap = bin_of.shape[0] - 1
+    events = np.zeros((rows.shape[0], n_bins))
+    exposures = np.zeros((rows.shape[0], n_bins))
+    before = np.full(rows.shape[0], -1, dtype=np.int64)  # last active period so far
+    for t in range(n_periods):
+        for k in range(rows.shape[0]):
+            on = values[rows[k], t] > 0.0
+            if before[k] >= 0:
+                b = bin_of[min(t - before[k], cap)]
+                exposures[k, b] += 1.0
+                if on:
+                    events[k, b] += 1.0
+            if on:
+                before[k] = t
+    return events, exposures
+
+
+@numba.njit(cache=True)
+def _silence_rows(values, first, offset, bin_of, silence, tenure, event,
+                  period):  # pragma: no cover - compiled
+    """Fill the person-period rows of :func:`silence_table` in place, by user, then period.
+
+    User ``i`` (first active in period ``first[i]``) has the rows
+    ``offset[i]:offset[i + 1]``, one per period after ``first[i]``:
+    ``silence``, its bin (``bin_of``, as in :func:`_silence_counts`), ``event``
+    (1 if active) and the ``period`` index.
     """
     n_users, n_periods = values.shape
-    active = ~np.isnan(values) & (np.nan_to_num(values) > 0)
-    t = np.arange(n_periods)
-    last = np.maximum.accumulate(np.where(active, t, -1), axis=1)  # last active at or before t
-    before = np.concatenate([np.full((n_users, 1), -1), last[:, :-1]], axis=1)
-    silence = np.where(before >= 0, t[None, :] - before, -1)
-    upcoming = np.where(last[:, -1] >= 0, n_periods - last[:, -1], -1)
-    return active, silence, upcoming
+    cap = bin_of.shape[0] - 1
+    before = first.copy()
+    for t in range(n_periods):
+        for i in range(n_users):
+            if t > first[i]:
+                r = offset[i] + t - first[i] - 1
+                s = t - before[i]
+                on = values[i, t] > 0.0
+                silence[r] = s
+                tenure[r] = bin_of[min(s, cap)]
+                event[r] = 1 if on else 0
+                period[r] = t
+                if on:
+                    before[i] = t
 
 
-def _no_activity(values: np.ndarray, index: pd.Index, what: str) -> None:
-    never = ~(np.nan_to_num(values) > 0).any(axis=1)
+def _activity(data: Any, period_length: int, what: str
+              ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """Validate an activity table: return it, its values, and each user's first and last activity.
+
+    The values ``(U, T)`` are a read-only view of the clean table's float
+    array, column-major as pandas stores it (no copy). A user never active is
+    an error naming the users.
+    """
+    clean = validate_activity_table(data, period_length)
+    # pandas hands out its float block as a column-major view: asfortranarray keeps it
+    # as it is (it would copy only a table stored otherwise)
+    values = np.asfortranarray(clean.to_numpy(dtype=float))
+    first, last = _activity_span(values)
+    never = first < 0
     if never.any():
         rows = np.flatnonzero(never)
         raise DataValidationError([Problem(
             "<row>", "at least one active period per user (a silence starts at an activity)",
             n_rows=int(never.sum()), rows=tuple(int(r) for r in rows[:5]),
-            examples=tuple(index[rows[:5]].tolist()),
+            examples=tuple(clean.index[rows[:5]].tolist()),
             fix="leave out users who were never active, or start their rows at their first "
                 "activity")], what=what)
+    return clean, values, first, last
 
 
 def silence_table(activity: pd.DataFrame, *, silence_bins: Sequence[int] = DEFAULT_SILENCE_BINS,
@@ -142,19 +227,23 @@ def silence_table(activity: pd.DataFrame, *, silence_bins: Sequence[int] = DEFAU
     3        1       0      1
     """
     edges = _check_bins(silence_bins, "silence_table")
-    clean = validate_activity_table(activity, period_length)
-    values = clean.to_numpy(dtype=float)
-    _no_activity(values, clean.index, "activity table")
-    active, silence, _ = _silences(values)
-    users, periods = np.nonzero(silence > 0)
-    s = silence[users, periods]
+    clean, values, first, _ = _activity(activity, period_length, "activity table")
+    n_periods = values.shape[1]
+    counts = n_periods - 1 - first  # rows per user: the periods after its first activity
+    offset = np.concatenate([[0], np.cumsum(counts)])
+    n_rows = int(offset[-1])
+    silence, tenure, event = (np.empty(n_rows, dtype=np.int64) for _ in range(3))
+    period = np.empty(n_rows, dtype=np.int32 if n_periods < 2**31 else np.int64)
+    _silence_rows(values, first, offset, _bin_of(edges, len(edges)), silence, tenure, event,
+                  period)
+    # the columns are new arrays of this function: the frame takes them without a copy
     return pd.DataFrame({
-        USER_ID: clean.index.to_numpy()[users],
-        "period": clean.columns.to_numpy()[periods],
-        SILENCE: s,
-        TENURE: np.searchsorted(np.asarray(edges), s, side="right") - 1,
-        EVENT: active[users, periods].astype(np.int64),
-    })
+        USER_ID: np.repeat(clean.index.to_numpy(), counts),
+        "period": clean.columns.to_numpy()[period],
+        SILENCE: silence,
+        TENURE: tenure,
+        EVENT: event,
+    }, copy=False)
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
@@ -462,39 +551,20 @@ class ReturnHazardModel(ChurnHazardModel):
         return frame
 
     # ----------------------------------------------------------- predictions
-    def _start(self, data: Any) -> tuple[pd.Index, np.ndarray, tuple | None]:
-        """Users to forecast, the silence of their next period, and ``data``'s silences.
+    def _start(self, data: Any) -> tuple[pd.Index, np.ndarray, np.ndarray | None]:
+        """Users to forecast, the silence of their next period, and ``data``'s values.
 
-        The last is ``(active, silence)`` of :func:`_silences` for a table
-        ``data``, None by default (the training users, every one fitted).
+        The values ``(U, T)`` are those of a table ``data`` (for the histories
+        of users outside the fit, :func:`_silence_counts`), None by default
+        (the training users, every one fitted).
         """
         if data is None:
             last = self.data_.groupby(USER_ID, sort=False).tail(1)
             upcoming = np.where(last[EVENT].to_numpy() == 1, 1, last[SILENCE].to_numpy() + 1)
             return (pd.Index(last[USER_ID].to_numpy(), name=USER_ID),
                     upcoming.astype(np.int64), None)
-        clean = validate_activity_table(data, self.period_length)
-        values = clean.to_numpy(dtype=float)
-        _no_activity(values, clean.index, "data of the forecast")
-        active, silence, upcoming = _silences(values)
-        return clean.index, upcoming.astype(np.int64), (active, silence)
-
-    def _history(self, silences: tuple, rows: np.ndarray,
-                 n_bins: int) -> tuple[np.ndarray, np.ndarray]:
-        """Count the returns and periods at risk ``(len(rows), n_bins)`` of table rows, by bin.
-
-        ``silences`` is :meth:`_start`'s ``(active, silence)``. Silences longer
-        than the fitted bins count in the last fitted bin, as their hazard does.
-        """
-        active, silence = (a[rows] for a in silences)
-        users, periods = np.nonzero(silence > 0)
-        b = np.minimum(np.searchsorted(np.asarray(self.silence_bins), silence[users, periods],
-                                       side="right") - 1, n_bins - 1)
-        events = np.zeros((len(rows), n_bins))
-        exposures = np.zeros((len(rows), n_bins))
-        np.add.at(exposures, (users, b), 1.0)
-        np.add.at(events, (users, b), active[users, periods].astype(float))
-        return events, exposures
+        clean, values, _, last = _activity(data, self.period_length, "data of the forecast")
+        return clean.index, (values.shape[1] - last).astype(np.int64), values
 
     def _forecast(self, what: str, data: Any, horizon: Any, max_draws: int | None,
                   random_seed: Any) -> tuple[pd.Index, np.ndarray]:
@@ -505,36 +575,36 @@ class ReturnHazardModel(ChurnHazardModel):
         if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
             raise ValueError(f"The 'horizon' parameter of {owner} must be a positive integer "
                              f"number of periods. Got {horizon!r} instead.")
-        users, upcoming, silences = self._start(data)
+        users, upcoming, values = self._start(data)
         names = ["baseline"] + ([f"u_{_GROUP}", "group_sigma"] if self.user_effects else [])
         params = posterior_arrays(self.idata_, names, max_draws=max_draws,
                                   random_seed=random_seed)
         alpha = params["baseline"]  # (D, B_fit)
         n_draws = alpha.shape[0]
         rng = np.random.default_rng([resolve_seed(random_seed), 2])
-        effect = np.zeros((n_draws, len(users)))
-        known = np.ones(len(users), dtype=bool)
+        # silences longer than the fitted bins have the hazard of the last fitted bin
+        bin_of = _bin_of(self.silence_bins, alpha.shape[1])
+        known = np.ones(len(users), dtype=bool)  # a fitted effect, or no effects at all
         if self.user_effects:
             levels = pd.Index(self.idata_["posterior"][_GROUP].values.astype(str))
-            pos = levels.get_indexer(users.astype(str))
+            pos = levels.get_indexer(users.astype(str))  # each user's fitted effect, -1: none
             known = pos >= 0
-            effect[:, known] = params[f"u_{_GROUP}"][:, pos[known]]
-        # users not in the fit (only in a table ``data``): effects given their own silences
+        # users not in the fit (only in a table ``data``): effects given their own silences,
+        # of which only the counts by bin are kept (the table is let go before the forecasts)
         unknown = np.flatnonzero(~known)
         slot = np.full(len(users), -1)
         slot[unknown] = np.arange(len(unknown))
         if len(unknown):
-            events, exposures = self._history(silences, unknown, alpha.shape[1])
+            events, exposures = _silence_counts(values, unknown, bin_of, alpha.shape[1])
             sigma = np.ascontiguousarray(params["group_sigma"][:, 0])
-        edges = np.asarray(self.silence_bins)
-        cap = int(max(edges[min(alpha.shape[1], len(edges)) - 1], 1))
-        bin_of = np.minimum(np.searchsorted(edges, np.arange(cap + 1), side="right") - 1,
-                            alpha.shape[1] - 1).clip(0)
-        bin_of = bin_of.astype(np.int64)
+        del values
         none = np.empty((0, 0, 0))
 
         def block(idx: np.ndarray) -> np.ndarray:  # bounded memory: users in blocks
-            sub = np.ascontiguousarray(effect[:, idx])
+            sub = np.zeros((n_draws, len(idx)))  # effects: fitted, drawn, or 0 (none)
+            if self.user_effects:
+                fitted = np.flatnonzero(known[idx])
+                sub[:, fitted] = params[f"u_{_GROUP}"][:, pos[idx[fitted]]]
             new = np.flatnonzero(~known[idx])
             if len(new):
                 rows = slot[idx[new]]

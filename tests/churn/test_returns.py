@@ -10,8 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.churn import ReturnHazardModel, activity_table, silence_table
-from models.churn.returns import _condition_effects, _forecast, _silences
+from models.churn import ReturnHazardModel, activity_table, returns, silence_table
+from models.churn.returns import (
+    _activity_span,
+    _bin_of,
+    _condition_effects,
+    _forecast,
+    _silence_counts,
+)
 from models.exceptions import DataValidationError
 from models.predict import predictive_summary
 
@@ -63,8 +69,8 @@ def test_silence_table_rows_count_periods_since_the_last_activity():
     a = rows[rows["user_id"] == "A"]  # ids keep their spelling, rows their order
     assert a["silence"].tolist() == [1, 2, 1, 2, 3, 4]
     assert a["tenure"].tolist() == [0, 1, 0, 1, 1, 2]
-    _, _, upcoming = _silences(days.to_numpy(float))
-    assert upcoming.tolist() == [2, 5]  # the silence of the period after the table
+    _, last = _activity_span(days.to_numpy(float))
+    assert (7 - last).tolist() == [2, 5]  # the silence of the period after the table
 
 
 def test_bad_input_is_named():
@@ -85,6 +91,123 @@ def test_bad_input_is_named():
         model.build_model(rows)
     assert "3 row(s)" in str(err.value)  # silences 2, 3, 4: bins 0, 1, 1 there, 1, 2, 2 here
     assert len(ReturnHazardModel(silence_bins=(1, 3)).build_model(rows).free_RVs) == 5
+
+
+# ------------------------------------------- silences without a users x periods array
+def _whole_table_silences(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Active cells and the silence of every cell (-1 before the first activity), all at once.
+
+    The direct numpy formulation, users x periods arrays throughout: the
+    reference the per-user kernels must reproduce exactly.
+    """
+    n_users, n_periods = values.shape
+    active = ~np.isnan(values) & (np.nan_to_num(values) > 0)
+    t = np.arange(n_periods)
+    last = np.maximum.accumulate(np.where(active, t, -1), axis=1)  # last active at or before t
+    before = np.concatenate([np.full((n_users, 1), -1), last[:, :-1]], axis=1)
+    return active, np.where(before >= 0, t[None, :] - before, -1)
+
+
+def _whole_table_span(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last active period of each user, from :func:`_whole_table_silences`."""
+    active, _ = _whole_table_silences(values)
+    t = np.arange(values.shape[1])
+    first = np.where(active.any(axis=1), active.argmax(axis=1), -1)
+    return first, np.where(active, t, -1).max(axis=1)
+
+
+def _whole_table_counts(values, rows, edges, n_bins):
+    """Returns and periods at risk by bin of ``rows``, with numpy's bins of the silences."""
+    active, silence = (a[rows] for a in _whole_table_silences(values))
+    users, periods = np.nonzero(silence > 0)
+    b = np.minimum(np.searchsorted(np.asarray(edges), silence[users, periods], side="right")
+                   - 1, n_bins - 1)
+    events, exposures = np.zeros((len(rows), n_bins)), np.zeros((len(rows), n_bins))
+    np.add.at(exposures, (users, b), 1.0)
+    np.add.at(events, (users, b), active[users, periods].astype(float))
+    return events, exposures
+
+
+def _awkward_table() -> pd.DataFrame:
+    """Simulated users over 80 periods plus the edge cases of the silence bookkeeping.
+
+    First days up to period 30 (NaN before), silences beyond the last bin (31),
+    a user active only in the last period, one first observed inactive, and
+    one silent from period 5 on.
+    """
+    table, _, _ = _simulate(30, 80, 0.8, seed=7, alpha=ALPHA - 0.5, start_spread=30)
+    odd = np.full((4, 80), np.nan)
+    odd[0, 79] = 1.0  # active only in the last period
+    odd[1, 10:] = 0.0
+    odd[1, [15, 16, 60]] = 1.0  # observed from 10, first active at 15
+    odd[2, 5:] = 0.0
+    odd[2, 5] = 1.0  # one activity, then a silence of 75 periods
+    odd[3, :] = 1.0  # active every period from the first
+    extra = pd.DataFrame(odd, index=pd.Index([f"odd-{i}" for i in range(4)], name="user_id"),
+                         columns=table.columns)
+    return pd.concat([table, extra])
+
+
+def test_per_user_silences_equal_the_whole_table_formulation():
+    table = _awkward_table()
+    values = table.to_numpy(float)
+    _, silence = _whole_table_silences(values)
+    assert silence.max() > EDGES[-1] and (silence == 1).any()  # every bin is reached
+    for layout in (values, np.asfortranarray(values)):  # either memory order
+        first, last = _activity_span(layout)
+        ref_first, ref_last = _whole_table_span(values)
+        np.testing.assert_array_equal(first, ref_first)
+        np.testing.assert_array_equal(last, ref_last)
+        # fewer fitted bins than edges: longer silences count in the last fitted one
+        for n_bins in (len(EDGES), 3, 1):
+            rows = np.array([0, 3, 7, 30, 31, 32, 33])  # some simulated users, all odd ones
+            events, exposures = _silence_counts(layout, rows, _bin_of(EDGES, n_bins), n_bins)
+            ref_events, ref_exposures = _whole_table_counts(values, rows, EDGES, n_bins)
+            np.testing.assert_array_equal(events, ref_events)
+            np.testing.assert_array_equal(exposures, ref_exposures)
+            all_rows = np.arange(len(values))
+            counted = _silence_counts(layout, all_rows, _bin_of(EDGES, n_bins), n_bins)
+            np.testing.assert_array_equal(counted, _whole_table_counts(values, all_rows, EDGES,
+                                                                       n_bins))
+    # the reference itself, by hand: odd-2's silences 1..74 after period 5, 44 from 31 on
+    odd_2 = _whole_table_counts(values, np.array([32]), EDGES, len(EDGES))
+    np.testing.assert_array_equal(odd_2[1], [[1, 1, 5, 23, 44]])
+    np.testing.assert_array_equal(odd_2[0], 0.0)
+    # the person-period rows: the periods after each user's first activity, in order
+    rows = silence_table(table, silence_bins=EDGES)
+    active, _ = _whole_table_silences(values)
+    users, periods = np.nonzero(silence > 0)
+    np.testing.assert_array_equal(rows["user_id"].to_numpy(), table.index.to_numpy()[users])
+    np.testing.assert_array_equal(rows["period"].to_numpy(), table.columns.to_numpy()[periods])
+    np.testing.assert_array_equal(rows["silence"].to_numpy(), silence[users, periods])
+    np.testing.assert_array_equal(
+        rows["tenure"].to_numpy(),
+        np.searchsorted(np.asarray(EDGES), silence[users, periods], side="right") - 1)
+    np.testing.assert_array_equal(rows["event"].to_numpy(), active[users, periods])
+    assert all(rows[c].dtype == np.int64 for c in ("silence", "tenure", "event"))
+
+
+def test_forecasts_equal_those_from_the_whole_table_silences(monkeypatch):
+    table = _awkward_table()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ReturnHazardModel(silence_bins=EDGES).fit(
+            table.iloc[:12], draws=40, tune=40, chains=1, cores=1, random_seed=1)
+    # 22 of the 34 users outside the fit, the odd ones among them
+
+    def forecasts() -> list[np.ndarray]:
+        return [model.probability_active(table, horizon=40, return_draws=True,
+                                         random_seed=3).values,
+                model.expected_activity(table, horizon=40, return_draws=True,
+                                        random_seed=3).values,
+                model.sample_activity(table, horizon=40, random_seed=3).values]
+
+    got = forecasts()
+    monkeypatch.setattr(returns, "_activity_span", _whole_table_span)
+    monkeypatch.setattr(returns, "_silence_counts", lambda values, rows, bin_of, n_bins:
+                        _whole_table_counts(values, rows, model.silence_bins, n_bins))
+    for a, b in zip(got, forecasts(), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def _brute_force(h: np.ndarray, s0: int, horizon: int) -> tuple[float, float]:
