@@ -75,6 +75,13 @@ def validate_activity_table(data: Any, period_length: int, segment: str | None =
         observed one, a user has no observed period, or a segment is missing;
         the message names the column, the rows and the values.
 
+    Notes
+    -----
+    The periods are converted, column by column, into one new column-major
+    float64 array, which the returned frame holds without another copy
+    (its ``to_numpy()`` is a view); ``data`` is never modified. Besides that
+    array, the checks allocate one column's worth of temporaries at a time.
+
     Examples
     --------
     >>> import pandas as pd
@@ -98,46 +105,54 @@ the user's first period; 1 row(s) break this, first: row 1 (9.0)
         raise DataValidationError([Problem("<table>", "at least one user and one period")],
                                   what=_WHAT)
     problems: list[Problem] = []
-    columns = {}
     for name in periods:
         col = data[name]
         if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
             problems.append(Problem(str(name), f"numbers of active days, not dtype {col.dtype}"))
-            continue
-        columns[name] = col.to_numpy(dtype=float, na_value=np.nan)
     if problems:
         raise DataValidationError(problems, what=_WHAT)
-    values = np.column_stack([columns[c] for c in periods])
-    bad = ~np.isnan(values) & ((values < 0) | (values > period_length)
-                               | (values != np.round(values)))
-    for j in np.flatnonzero(bad.any(axis=0)):
-        rows = np.flatnonzero(bad[:, j])
-        problems.append(_problem(
-            periods[j], f"whole numbers of active days from 0 to {period_length}, or missing "
-            "before the user's first period", rows, values[rows, j].tolist()))
-    observed = ~np.isnan(values)
-    none = ~observed.any(axis=1)
-    if none.any():
-        rows = np.flatnonzero(none)
+    # The clean values: one column-major float array, the only users x periods allocation.
+    # Each column is converted into it and checked there, so every temporary is one column.
+    values = np.empty((len(data), len(periods)), order="F")
+    seen = np.zeros(len(data), dtype=bool)  # users with an observed period so far
+    out_of_range, gaps = [], []
+    for j, name in enumerate(periods):
+        column = values[:, j]
+        # a view of a float64 column, an array of one column otherwise
+        column[:] = data[name].to_numpy(dtype=float, na_value=np.nan)
+        observed = ~np.isnan(column)
+        bad = observed & ((column < 0) | (column > period_length)
+                          | (column != np.round(column)))
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            out_of_range.append(_problem(
+                name, f"whole numbers of active days from 0 to {period_length}, or missing "
+                "before the user's first period", rows, column[rows[:_SHOWN]].tolist()))
+        gap = seen & ~observed  # missing after the user's first period
+        if gap.any():
+            rows = np.flatnonzero(gap)
+            gaps.append(_problem(
+                name, "a value in every period after the user's first one (0 for no "
+                "activity); missing values only before it", rows, [None] * len(rows[:_SHOWN])))
+        seen |= observed
+    problems.extend(out_of_range)
+    if not seen.all():
+        rows = np.flatnonzero(~seen)
         problems.append(_problem("<table>", "at least one observed period per user", rows,
-                                 [str(data.index[i]) for i in rows],
+                                 [str(data.index[i]) for i in rows[:_SHOWN]],
                                  "drop users without activity in the table's window"))
-    gap = np.zeros_like(observed)
-    gap[:, 1:] = ~observed[:, 1:] & np.maximum.accumulate(observed, axis=1)[:, :-1]
-    for j in np.flatnonzero(gap.any(axis=0)):
-        rows = np.flatnonzero(gap[:, j])
-        problems.append(_problem(
-            periods[j], "a value in every period after the user's first one (0 for no "
-            "activity); missing values only before it", rows, [None] * len(rows)))
+    problems.extend(gaps)
     if segment is not None:
         miss = data[segment].isna().to_numpy()
         if miss.any():
             rows = np.flatnonzero(miss)
             problems.append(_problem(segment, "a segment label on every row", rows,
-                                     [None] * len(rows)))
+                                     [None] * len(rows[:_SHOWN])))
     if problems:
         raise DataValidationError(problems, what=_WHAT)
-    clean = pd.DataFrame(values, index=data.index, columns=[str(c) for c in periods])
+    # copy=False: the frame keeps `values` as its one float block (to_numpy() is a view)
+    clean = pd.DataFrame(values, index=data.index, columns=[str(c) for c in periods],
+                         copy=False)
     if segment is not None:
         clean[segment] = data[segment].to_numpy()
     return clean

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -14,9 +15,10 @@ from scipy import special, stats
 
 from models.churn import EngagementStateModel, _hmm, activity_table
 from models.churn.engagement import effect_nodes
+from models.churn.engagement_data import _problem, validate_activity_table
 from models.churn.hmm_kernel import hmm_kernel
 from models.data import simulate_engagement
-from models.exceptions import DataValidationError
+from models.exceptions import DataValidationError, Problem
 from models.predict import predictive_summary
 
 _HERE = Path(__file__).resolve()
@@ -378,6 +380,146 @@ def test_activity_table_and_model_errors_name_the_problem():
                        r"probability_active must be a positive number of periods spanning "
                        r"whole days \(a multiple of 1/3\)\. Got 0.5 instead"):
         fitted.probability_active(horizon=0.5)
+
+
+def _whole_table_validation(data: pd.DataFrame, period_length: int,
+                            segment: str | None = None) -> pd.DataFrame:
+    """The table's checks as users x periods arrays: a float copy of each column, stacked.
+
+    The direct formulation that ``validate_activity_table`` must equal on a
+    DataFrame with at least one user and one period: the same frame, or the
+    same problems in the same order.
+    """
+    periods = [c for c in data.columns if c != segment]
+    problems = []
+    for name in periods:
+        col = data[name]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            problems.append(Problem(str(name), f"numbers of active days, not dtype {col.dtype}"))
+    if problems:
+        raise DataValidationError(problems, what="activity table")
+    values = np.column_stack([data[c].to_numpy(dtype=float, na_value=np.nan) for c in periods])
+    observed = ~np.isnan(values)
+    bad = observed & ((values < 0) | (values > period_length) | (values != np.round(values)))
+    for j in np.flatnonzero(bad.any(axis=0)):
+        rows = np.flatnonzero(bad[:, j])
+        problems.append(_problem(
+            periods[j], f"whole numbers of active days from 0 to {period_length}, or missing "
+            "before the user's first period", rows, values[rows, j].tolist()))
+    none = ~observed.any(axis=1)
+    if none.any():
+        rows = np.flatnonzero(none)
+        problems.append(_problem("<table>", "at least one observed period per user", rows,
+                                 [str(data.index[i]) for i in rows],
+                                 "drop users without activity in the table's window"))
+    gap = np.zeros_like(observed)
+    gap[:, 1:] = ~observed[:, 1:] & np.maximum.accumulate(observed, axis=1)[:, :-1]
+    for j in np.flatnonzero(gap.any(axis=0)):
+        rows = np.flatnonzero(gap[:, j])
+        problems.append(_problem(
+            periods[j], "a value in every period after the user's first one (0 for no "
+            "activity); missing values only before it", rows, [None] * len(rows)))
+    if segment is not None:
+        miss = data[segment].isna().to_numpy()
+        if miss.any():
+            rows = np.flatnonzero(miss)
+            problems.append(_problem(segment, "a segment label on every row", rows,
+                                     [None] * len(rows)))
+    if problems:
+        raise DataValidationError(problems, what="activity table")
+    clean = pd.DataFrame(values, index=data.index, columns=[str(c) for c in periods])
+    if segment is not None:
+        clean[segment] = data[segment].to_numpy()
+    return clean
+
+
+def _outcome(validate, data: pd.DataFrame, segment: str | None) -> tuple:
+    """``("frame", clean)`` or ``("error", problems, message)`` of one validation."""
+    try:
+        return "frame", validate(data, 7, segment)
+    except DataValidationError as err:
+        return "error", list(err.problems), str(err)
+
+
+def _mixed_table(n_users: int = 60, seed: int = 3) -> pd.DataFrame:
+    """Valid table of mixed dtypes: NaN (or NA) before each user's first of 3 periods."""
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, 3, n_users)
+    days = rng.integers(0, 8, (n_users, 6)).astype(float)
+    days[np.arange(6) < first[:, None]] = np.nan
+    return pd.DataFrame({
+        "w0": days[:, 0],                                          # float64 with NaN
+        "w1": days[:, 1].astype(np.float32),                       # float32 with NaN
+        "w2": pd.array(days[:, 2], dtype="Int64"),                 # nullable ints with NA
+        "w3": days[:, 3].astype(np.int64),
+        "w4": days[:, 4].astype(np.uint8),
+        5: days[:, 5],                                             # a name that is not a str
+        "plan": rng.choice(["free", "premium"], n_users),
+    }, index=pd.Index([f"u{i}" for i in range(n_users)], name="user_id"))
+
+
+def _broken(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (float periods) with every kind of problem, some of them on many rows."""
+    bad = table.copy()
+    bad.iloc[0, :3] = [1.5, 9.0, -1.0]
+    bad.iloc[1:9, 3] = np.inf                                      # 8 rows: 5 shown
+    bad.iloc[10:13, 4] = np.nan                                    # gaps after observed days
+    bad.iloc[14:21, :6] = np.nan                                   # never observed
+    bad.iloc[22:24, 6] = None                                      # no segment
+    return bad
+
+
+@pytest.mark.parametrize("segment", [None, "plan"])
+def test_validated_table_equals_the_whole_table_checks_and_leaves_its_input(segment):
+    mixed = _mixed_table()
+    if segment is None:
+        mixed = mixed.drop(columns="plan")
+    floats = mixed.astype({c: float for c in mixed.columns if c != "plan"})
+    numbers_as_objects = mixed.astype({"w3": object})             # numbers, dtype object
+    cases = [mixed, floats, numbers_as_objects, _broken(floats) if segment else
+             _broken(floats.assign(plan="free")).drop(columns="plan")]
+    for table in cases:
+        before = table.copy(deep=True)
+        got, want = (_outcome(f, table, segment)
+                     for f in (validate_activity_table, _whole_table_validation))
+        pd.testing.assert_frame_equal(table, before)               # the input is unchanged
+        assert got[0] == want[0]
+        if got[0] == "error":
+            assert got[1:] == want[1:]                             # same problems, same text
+            continue
+        clean = got[1]
+        pd.testing.assert_frame_equal(clean, want[1], check_exact=True)
+        assert clean.columns.tolist() == want[1].columns.tolist()
+        assert clean.index is table.index
+        periods = clean.drop(columns=segment) if segment else clean
+        assert not np.shares_memory(periods.to_numpy(), table.to_numpy(dtype=object)
+                                    if segment else table.to_numpy())
+        clean.iloc[:, 0] = 99.0                                    # the copy is the caller's
+        pd.testing.assert_frame_equal(table, before)
+    assert _outcome(validate_activity_table, numbers_as_objects, segment)[1] == [
+        Problem("w3", "numbers of active days, not dtype object")]
+    assert [p.n_rows for p in _outcome(validate_activity_table, cases[-1], segment)[1]] == (
+        [1, 1, 1, 8, 7, 3] + ([2] if segment else []))
+
+
+def test_a_float64_table_is_validated_within_one_copy():
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 2, (20_000, 48)).astype(float)
+    values[np.arange(48) < rng.integers(0, 48, 20_000)[:, None]] = np.nan
+    table = pd.DataFrame(values, columns=[f"d{j}" for j in range(48)])
+    before = table.copy(deep=True)
+    tracemalloc.start()
+    clean = validate_activity_table(table, 1)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1.15 * values.nbytes                             # one copy, column temporaries
+    pd.testing.assert_frame_equal(table, before)
+    pd.testing.assert_frame_equal(clean, before, check_exact=True)
+    # the frame holds one float64 array: to_numpy() is a view of it, not a copy
+    out = clean.to_numpy()
+    assert out.dtype == np.float64 and out.flags.f_contiguous
+    assert np.shares_memory(out, clean.to_numpy())
+    assert not np.shares_memory(out, table.to_numpy())
 
 
 # ------------------------------------------------------------------- recovery
