@@ -104,6 +104,18 @@ the user's first period; 1 row(s) break this, first: row 1 (9.0)
     if not periods or len(data) == 0:
         raise DataValidationError([Problem("<table>", "at least one user and one period")],
                                   what=_WHAT)
+    names = pd.Index([str(c) for c in periods])  # the clean table's column names
+    if names.has_duplicates or data.index.has_duplicates:
+        twice = [Problem(name, "one column per period (each name once)",
+                         fix="merge or rename the repeated columns")
+                 for name in names[names.duplicated()].unique()]
+        repeated = np.flatnonzero(data.index.duplicated(keep=False))
+        if len(repeated):
+            twice.append(_problem(
+                "<index>", "one row per user (each user id once)", repeated,
+                [str(data.index[i]) for i in repeated[:_SHOWN]],
+                "sum the repeated users' rows, or drop the extra ones"))
+        raise DataValidationError(twice, what=_WHAT)
     problems: list[Problem] = []
     for name in periods:
         col = data[name]

@@ -469,6 +469,27 @@ def _broken(table: pd.DataFrame) -> pd.DataFrame:
     return bad
 
 
+def test_repeated_columns_and_users_are_named_not_merged():
+    """Two columns of one name (also 1 and "1") or two rows of one user are an error naming them."""
+    ok = pd.DataFrame({"w0": [1, 0], "w1": [0, 2]}, index=pd.Index(["a", "b"], name="user_id"))
+    twice = pd.concat([ok, ok[["w1"]]], axis=1)
+    with pytest.raises(DataValidationError, match=r"column 'w1': expected one column per period"):
+        validate_activity_table(twice, 7)
+    mixed = pd.DataFrame([[1, 0], [0, 2]], columns=[1, "1"], index=ok.index)
+    with pytest.raises(DataValidationError, match=r"column '1': expected one column per period"):
+        validate_activity_table(mixed, 7)
+    users = pd.concat([ok, ok.iloc[[0]], ok.iloc[[0]]])  # "a" three times: rows 0, 2 and 3
+    with pytest.raises(DataValidationError) as err:
+        validate_activity_table(users, 7)
+    text = str(err.value)
+    assert "expected one row per user (each user id once); 3 row(s) break this" in text
+    assert "first: row 0 ('a'), row 2 ('a'), row 3 ('a')" in text
+    for table in (twice, users):  # the models reject them too, before any fit
+        with pytest.raises(DataValidationError, match="expected one"):
+            EngagementStateModel().build_model(table)
+    pd.testing.assert_frame_equal(validate_activity_table(ok, 7), ok.astype(float))
+
+
 @pytest.mark.parametrize("segment", [None, "plan"])
 def test_validated_table_equals_the_whole_table_checks_and_leaves_its_input(segment):
     mixed = _mixed_table()
