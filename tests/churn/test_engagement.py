@@ -284,7 +284,8 @@ def test_sampled_activity_matches_the_exact_predictions(sigma_user, tilt):
 def test_compressed_likelihood_equals_the_sum_over_users(options):
     sim = simulate_engagement(60, 6, period_length=N, max_join=2, with_events=False,
                               emission_probability=(0.05, 0.4, 0.8), random_seed=3)
-    data = pd.concat([sim.activity, sim.activity.iloc[:20]])
+    copies = sim.activity.iloc[:20].rename(index=lambda u: f"{u}-copy")  # same histories
+    data = pd.concat([sim.activity, copies])
     data["plan"] = np.resize(["free", "premium", "family"], len(data))
     if "segment" not in options:
         data = data.drop(columns="plan")
