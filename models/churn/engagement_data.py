@@ -70,8 +70,9 @@ def validate_activity_table(data: Any, period_length: int, segment: str | None =
     Raises
     ------
     models.exceptions.DataValidationError
-        If the table is not a DataFrame with a period column, or a value is not
-        a whole number in ``[0, period_length]``, a missing value follows an
+        If the table is not a DataFrame with a period column, two period
+        columns have one name (as strings) or a user id is repeated, a value is
+        not a whole number in ``[0, period_length]``, a missing value follows an
         observed one, a user has no observed period, or a segment is missing;
         the message names the column, the rows and the values.
 
