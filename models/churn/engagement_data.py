@@ -164,8 +164,7 @@ the user's first period; 1 row(s) break this, first: row 1 (9.0)
     if problems:
         raise DataValidationError(problems, what=_WHAT)
     # copy=False: the frame keeps `values` as its one float block (to_numpy() is a view)
-    clean = pd.DataFrame(values, index=data.index, columns=[str(c) for c in periods],
-                         copy=False)
+    clean = pd.DataFrame(values, index=data.index, columns=names, copy=False)
     if segment is not None:
         clean[segment] = data[segment].to_numpy()
     return clean
