@@ -17,7 +17,7 @@ nodes, so identical histories still share one row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -106,6 +106,17 @@ class EngagementStateModel(BayesianModel):
     segment : str, optional
         Column of the table holding a segment label; the transition logits of
         each segment are partially pooled around the population's.
+    covariates : sequence of str, default ()
+        Columns of the table holding user covariates (numbers, or booleans
+        taken as 0 and 1; one value per user, constant over the periods) that
+        shift the user's transition logits: every move (from one state to
+        another, against staying) has its own coefficient per covariate, on
+        the covariates standardised by their training means and standard
+        deviations (``transition_coef``; ``transition_coef_per_unit`` is the
+        same per unit of the covariate). Users with equal covariate values
+        (and segment) share a transition matrix; a continuous covariate gives
+        every user its own, which makes the fit slower (bin it for many
+        thousands of users).
     user_effects : bool, default False
         Give each user an activity level of its own: an effect
         :math:`u_i \sim N(0, \sigma_u)` added to the emission logits of
@@ -131,13 +142,17 @@ class EngagementStateModel(BayesianModel):
         moving from a state to another, against staying), ``segment_sigma``
         (spread of the transition logits across segments; with ``segment``)
         ``sigma_user`` (spread of the user effects on the logit scale; with
-        ``user_effects``) and ``transition_tilt`` (with ``user_transitions``).
+        ``user_effects``), ``transition_tilt`` (with ``user_transitions``) and
+        ``transition_coef`` (each covariate's effect on each move logit, per
+        standard deviation of the covariate; with ``covariates``).
 
     Attributes
     ----------
     idata_, model_, data_, fit_report_
         See :class:`~models.base.BayesianModel`. ``data_`` holds one row per
         user and one column per period.
+    covariate_means_, covariate_sds_ : pandas.Series
+        Standardisation of the covariates, from the training rows.
 
     Notes
     -----
@@ -157,7 +172,10 @@ class EngagementStateModel(BayesianModel):
     rows of the transition matrix :math:`P^{(g)}_{j\cdot} =
     \operatorname{softmax}(\eta_{j\cdot} + \sigma z_{g j \cdot})` with
     :math:`\eta_{jj} = 0` (segments :math:`g`, non-centred, :math:`z \sim
-    N(0, 1)`). The likelihood of a history sums over the state paths with the
+    N(0, 1)`). With covariates :math:`x_i`, standardised to :math:`\tilde x_i`, user
+    :math:`i`'s move logits are :math:`\eta_{jk} + \sigma z_{g jk} + \tilde
+    x_i^\top \beta_{jk}` (``transition_probability`` is then the matrix at the
+    covariates' training means). The likelihood of a history sums over the state paths with the
     scaled forward algorithm; its value and gradient (forward-backward) come
     from one compiled pass over the histories (``models.churn.hmm_kernel``),
     in which users with identical histories (and segment) enter once, weighted
@@ -221,14 +239,15 @@ class EngagementStateModel(BayesianModel):
         "segment_sigma": Prior("HalfNormal", sigma=0.5),
         "sigma_user": Prior("HalfNormal", sigma=1.0),
         "transition_tilt": Prior("Normal", mu=0.0, sigma=1.0),
+        "transition_coef": Prior("Normal", mu=0.0, sigma=1.0),
     }
 
     def __init__(
         self, *, n_states: int = 3, period_length: int = 7,
         emission: str = "beta_binomial", churn_state: bool = False,
         churn_returns: bool = False,
-        segment: str | None = None, user_effects: bool = False,
-        user_transitions: bool = False,
+        segment: str | None = None, covariates: Sequence[str] = (),
+        user_effects: bool = False, user_transitions: bool = False,
         priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     ) -> None:
         owner = "EngagementStateModel"
@@ -255,12 +274,20 @@ class EngagementStateModel(BayesianModel):
         if segment is not None and not (isinstance(segment, str) and segment):
             raise ValueError(f"The 'segment' parameter of {owner} must be a column name. "
                              f"Got {segment!r} instead.")
+        bad = isinstance(covariates, str) or not isinstance(covariates, Sequence) or not all(
+            isinstance(c, str) and c for c in covariates) or len(set(covariates)) < len(
+            covariates) or segment in covariates
+        if bad:
+            raise ValueError(f"The 'covariates' parameter of {owner} must be a list of distinct "
+                             "column names, other than the segment's. "
+                             f"Got {covariates!r} instead.")
         self.n_states = n_states
         self.period_length = period_length
         self.emission = emission
         self.churn_state = churn_state
         self.churn_returns = churn_returns
         self.segment = segment
+        self.covariates = list(covariates)
         self.user_effects = user_effects
         self.user_transitions = user_transitions
         super().__init__(priors=priors)
@@ -273,10 +300,47 @@ class EngagementStateModel(BayesianModel):
         return [*labels, "churned"] if self.churn_state else labels
 
     def _validate_data(self, data: Any) -> pd.DataFrame:
-        return validate_activity_table(data, self.period_length, self.segment)
+        return validate_activity_table(data, self.period_length, self.segment, self.covariates)
 
     def _periods(self, data: pd.DataFrame) -> list[str]:
-        return [c for c in data.columns if c != self.segment]
+        extra = {self.segment, *self.covariates}
+        return [c for c in data.columns if c not in extra]
+
+    @staticmethod
+    def _scaling(train: pd.DataFrame, covs: list[str]) -> tuple[pd.Series, pd.Series]:
+        means = train[covs].mean()
+        sds = train[covs].std(ddof=0)
+        return means, sds.where(sds > 0, 1.0)
+
+    @property
+    def covariate_means_(self) -> pd.Series:
+        """Training means of the covariates."""
+        self._require_fitted("covariate_means_")
+        return self._scaling(self.data_, self.covariates)[0]
+
+    @property
+    def covariate_sds_(self) -> pd.Series:
+        """Training standard deviations of the covariates."""
+        self._require_fitted("covariate_sds_")
+        return self._scaling(self.data_, self.covariates)[1]
+
+    def _groups(self, data: pd.DataFrame, seg_labels: list | None,
+                train: pd.DataFrame | None = None) -> tuple[np.ndarray, dict | None]:
+        """Each user's transition group, and the groups' segments and standardised covariates.
+
+        Without covariates the group is the segment (and the design None); with
+        them, the distinct (segment, covariates) rows, standardised with the
+        training rows ``train`` (``data_`` by default).
+        """
+        seg = self._segment_codes(data, seg_labels)
+        if not self.covariates:
+            return seg, None
+        means, sds = self._scaling(self.data_ if train is None else train, self.covariates)
+        x = ((data[self.covariates] - means) / sds).to_numpy(dtype=float)
+        keys, group = np.unique(np.column_stack([seg.astype(float), x]), axis=0,
+                                return_inverse=True)
+        return group.reshape(-1).astype(np.int64), {"segment": keys[:, 0].astype(np.int64),
+                                                    "x": keys[:, 1:]}
 
     def _codes(self, data: pd.DataFrame) -> np.ndarray:
         """Observed values as integer codes; ``period_length + 1`` for a missing cell."""
@@ -311,7 +375,16 @@ class EngagementStateModel(BayesianModel):
         seg_labels = sorted(pd.unique(data[self.segment])) if self.segment else None
         if seg_labels is not None:
             coords["segment"] = seg_labels
-        rows, _, weights = _compress(self._codes(data), self._segment_codes(data, seg_labels))
+        if self.covariates:
+            coords["covariate"] = self.covariates
+            constant = [c for c in self.covariates if data[c].nunique() < 2]
+            if constant:
+                raise DataValidationError([Problem(
+                    c, "a covariate that varies across the users of the fit (its effect is "
+                    f"not identified; every user has {data[c].iloc[0]!r})",
+                    fix="leave it out of covariates") for c in constant], what="activity table")
+        group, design = self._groups(data, seg_labels, train=data)
+        rows, _, weights = _compress(self._codes(data), group)
         seg, codes = rows[:, 0], rows[:, 1:]
         start = _starts(codes, n + 1)
         z, log_nodes = effect_nodes(self.user_effect_nodes if self.user_effects else 1)
@@ -353,7 +426,9 @@ class EngagementStateModel(BayesianModel):
                 dims="state")
             init_full = pt.concatenate([initial, pt.zeros(c - k)]) if c > k else initial
             move = priors["transition_logit"].create("transition_logit", dims="move")
-            trans = self._transition(move, k, c, model, seg_labels, priors, shift)
+            trans = self._transition(move, k, c, seg_labels, priors, shift, design,
+                                     self._scaling(data, self.covariates)[1].to_numpy()
+                                     if self.covariates else None)
             loglik = HMMLogp()(table, init_full, trans, codes, start, seg, weights,
                                log_nodes)[0]
             pm.Potential("log_likelihood", loglik)
@@ -373,12 +448,16 @@ class EngagementStateModel(BayesianModel):
             rank[-1] = -1.0
         return np.array([np.sign(rank[j] - rank[i]) for i, j in self._moves()])
 
-    def _transition(self, move: Any, k: int, c: int, model: pm.Model, seg_labels: list | None,
-                    priors: Mapping[str, Prior], shift: Any = None) -> Any:
-        """Transition matrices ``(Q_t, S, C, C)`` from the move logits.
+    def _transition(self, move: Any, k: int, c: int, seg_labels: list | None,
+                    priors: Mapping[str, Prior], shift: Any = None, design: dict | None = None,
+                    sds: np.ndarray | None = None) -> Any:
+        """Transition matrices ``(Q_t, G, C, C)`` from the move logits.
 
-        ``Q_t`` is 1, or the nodes of the user effect when ``shift`` ``(Q, moves)``
-        tilts each node's move logits; ``S`` is 1 without segments.
+        ``G`` is 1 without segments, the segments, or with covariates the
+        transition groups of ``design`` (their segments and standardised
+        covariates; ``sds`` the covariates' training standard deviations);
+        ``Q_t`` is 1, or the nodes of the user effect when ``shift`` ``(Q,
+        moves)`` tilts each node's move logits.
         """
         k = c if self.churn_returns else k
         rows_, cols_ = zip(*self._moves(), strict=True)
@@ -396,23 +475,23 @@ class EngagementStateModel(BayesianModel):
                 probs = pt.concatenate([probs, dead], axis=-2)
             return probs
 
-        if seg_labels is None:
-            p = matrix(move)
-            pm.Deterministic("transition_probability", p[:k], dims=("from_state", "to_state"))
-            if shift is None:
-                return p[None, None]
-            return matrix(move[None, :] + shift)[:, None]
-        sigma = priors["segment_sigma"].create("segment_sigma")
-        z = pm.Normal("segment_offset", 0.0, 1.0, dims=("segment", "move"))
-        seg_logits = move[None, :] + sigma * z
-        p = matrix(seg_logits)
         pm.Deterministic("transition_probability", matrix(move)[:k],
                          dims=("from_state", "to_state"))
-        pm.Deterministic("transition_probability_segment", p[:, :k],
-                         dims=("segment", "from_state", "to_state"))
+        logits = move[None, :]
+        if seg_labels is not None:
+            sigma = priors["segment_sigma"].create("segment_sigma")
+            z = pm.Normal("segment_offset", 0.0, 1.0, dims=("segment", "move"))
+            logits = logits + sigma * z
+            pm.Deterministic("transition_probability_segment", matrix(logits)[:, :k],
+                             dims=("segment", "from_state", "to_state"))
+        if design is not None:
+            coef = priors["transition_coef"].create("transition_coef", dims=("covariate", "move"))
+            pm.Deterministic("transition_coef_per_unit", coef / sds[:, None],
+                             dims=("covariate", "move"))
+            logits = logits[design["segment"]] + pt.dot(design["x"], coef)
         if shift is None:
-            return p[None]
-        return matrix(seg_logits[None, :, :] + shift[:, None, :])
+            return matrix(logits)[None]
+        return matrix(logits[None, :, :] + shift[:, None, :])
 
     def _parameter_names(self) -> list[str]:
         names = ["emission_probability", "initial_probability", "transition_probability"]
@@ -424,17 +503,22 @@ class EngagementStateModel(BayesianModel):
             names.append("sigma_user")
         if self.user_transitions:
             names.append("transition_tilt")
+        if self.covariates:
+            names.append("transition_coef")
         return names
 
     # ----------------------------------------------------------- numpy side
-    def _numpy_params(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _numpy_params(self, arrays: Mapping[str, np.ndarray],
+                      design: dict | None = None) -> dict[str, Any]:
         """Model parameters per draw as the numpy kernels take them.
 
         Emission tables ``(D, Q, V, C)`` at the nodes of the user effect (one
         node without), the nodes' log-probabilities ``log_nodes``, the initial
         distribution and the transition matrices ``(D, Q_t, C, C)`` (``(D, Q_t,
         S, C, C)`` with segments), ``Q_t = Q`` when the effect tilts them
-        (``user_transitions``), else 1.
+        (``user_transitions``), else 1. With covariates, the pieces of each
+        user's move logits instead, and the transition groups' ``design``
+        (see :meth:`_transitions_for`).
         """
         k = self.n_states
         c = len(self._labels)
@@ -454,6 +538,17 @@ class EngagementStateModel(BayesianModel):
         emission = emission.reshape(p.shape[0], q, *emission.shape[1:])
         initial = np.concatenate([arrays["initial_probability"],
                                   np.zeros((p.shape[0], c - k))], axis=1)
+        out = {"emission": emission, "log_nodes": log_nodes, "initial": initial}
+        if self.covariates:  # each user's matrices, from its move logits (_transitions_for)
+            out.update(logit=arrays["transition_logit"], coef=arrays["transition_coef"],
+                       design=design)
+            if self.segment:  # (D, S, moves)
+                out["segment_shift"] = (arrays["segment_sigma"].reshape(-1, 1, 1)
+                                        * arrays["segment_offset"])
+            if self.user_transitions:  # (D, Q, moves)
+                out["shift"] = (arrays["transition_tilt"] * arrays["sigma_user"]).reshape(
+                    -1, 1, 1) * (z[:, None] * self._move_direction()[None, :])[None]
+            return out
         if self.user_transitions:  # each node's own matrices, from the tilted move logits
             logits = arrays["transition_logit"]  # (D, moves)
             if self.segment:
@@ -473,8 +568,25 @@ class EngagementStateModel(BayesianModel):
                 dead[..., 0, c - 1] = 1.0
                 trans = np.concatenate([trans, dead], axis=-2)
             trans = trans[:, None]
-        return {"emission": emission, "log_nodes": log_nodes, "initial": initial,
-                "transition": trans}
+        return {**out, "transition": trans}
+
+    def _transitions_for(self, params: Mapping[str, Any], group: np.ndarray) -> np.ndarray:
+        """Transition matrices of users of transition groups ``group``.
+
+        ``(D, Q_t, C, C)`` shared by the users (no segments, no covariates), or
+        ``(D, Q_t, U, C, C)``.
+        """
+        if not self.covariates:
+            trans = params["transition"]
+            return trans[:, :, group] if self.segment else trans
+        design = params["design"]
+        logits = params["logit"][:, None, :] + np.einsum(
+            "uc,dcm->dum", design["x"][group], params["coef"])  # (D, U, moves)
+        if self.segment:
+            logits = logits + params["segment_shift"][:, design["segment"][group]]
+        logits = logits[:, None] + params["shift"][:, :, None] if "shift" in params \
+            else logits[:, None]
+        return self._matrix(logits)
 
     def _matrix(self, logits: np.ndarray) -> np.ndarray:
         """Transition matrices ``(..., C, C)`` from move logits ``(..., moves)`` (numpy)."""
@@ -491,45 +603,49 @@ class EngagementStateModel(BayesianModel):
         return probs
 
     def _var_names(self) -> list[str]:
-        names = ["emission_probability", "initial_probability",
-                 "transition_probability_segment" if self.segment else "transition_probability"]
+        names = ["emission_probability", "initial_probability"]
+        if not self.covariates:  # with covariates, each user's matrix comes from the logits
+            names.append("transition_probability_segment" if self.segment
+                         else "transition_probability")
         if self.emission == "beta_binomial":
             names.append("emission_concentration")
         if self.user_effects:
             names.append("sigma_user")
         if self.user_transitions:
-            names += ["transition_tilt", "transition_logit"]
+            names.append("transition_tilt")
+        if self.user_transitions or self.covariates:
+            names.append("transition_logit")
             if self.segment:
                 names += ["segment_sigma", "segment_offset"]
+        if self.covariates:
+            names.append("transition_coef")
         return names
 
     def _n_nodes(self) -> int:
         return self.user_effect_nodes if self.user_effects else 1
 
-    def _filter(self, params: Mapping[str, np.ndarray], codes: np.ndarray,
+    def _filter(self, params: Mapping[str, Any], codes: np.ndarray,
                 seg: np.ndarray) -> tuple[_hmm.NodeFilter, np.ndarray]:
-        """Forward algorithm at each node of rows ``codes``, and their transitions.
+        """Forward algorithm at each node of rows ``codes`` (groups ``seg``); their transitions.
 
         The transitions keep their node axis: ``(D, Q_t, C, C)``, or ``(D, Q_t, U,
-        C, C)`` with segments.
+        C, C)`` with segments or covariates.
         """
-        trans = params["transition"]
-        if self.segment:
-            trans = trans[:, :, seg]
+        trans = self._transitions_for(params, seg)
         start = _starts(codes, self.period_length + 1)
         nodes = _hmm.forward_nodes(codes, start, params["emission"], params["initial"], trans,
                                    params["log_nodes"])
         return nodes, trans
 
     def _pointwise_log_likelihood(self, posterior: xr.Dataset) -> dict[str, xr.DataArray]:
-        params = self._numpy_params(draw_arrays(posterior, self._var_names()))
         labels = list(posterior["segment"].values) if self.segment else None
-        rows, inverse, _ = _compress(self._codes(self.data_),
-                                     self._segment_codes(self.data_, labels))
+        group, design = self._groups(self.data_, labels)
+        params = self._numpy_params(draw_arrays(posterior, self._var_names()), design)
+        rows, inverse, _ = _compress(self._codes(self.data_), group)
         n_draws = params["emission"].shape[0]
         per_row = by_blocks(
             lambda idx: self._filter(params, rows[idx, 1:], rows[idx, 0])[0].loglik,
-            n_draws, len(rows), unit_width=rows.shape[1] * len(self._labels) * self._n_nodes())
+            n_draws, len(rows), unit_width=self._width(rows.shape[1]))
         return {"activity": sample_array(per_row[:, inverse], posterior, "user",
                                          unit_coords(self.data_.index))}
 
@@ -540,20 +656,20 @@ class EngagementStateModel(BayesianModel):
         With user effects, each user's effect is drawn from its posterior given
         its history (per posterior draw), then the history is replicated.
         """
-        params = self._numpy_params(draw_arrays(posterior, self._var_names()))
         labels = list(posterior["segment"].values) if self.segment else None
         codes = self._codes(self.data_)
-        seg = self._segment_codes(self.data_, labels)
+        seg, design = self._groups(self.data_, labels)
+        params = self._numpy_params(draw_arrays(posterior, self._var_names()), design)
         start = _starts(codes, self.period_length + 1)
         n_draws = params["emission"].shape[0]
 
         def block(idx: np.ndarray) -> np.ndarray:
-            trans = params["transition"][:, 0]
-            trans = trans[:, seg[idx]] if self.segment else trans
-            emission = params["emission"][:, 0]
             if self.user_effects:
                 nodes, trans = self._filter(params, codes[idx], seg[idx])
                 emission, _, trans = _hmm.draw_nodes(params["emission"], nodes, trans, rng)
+            else:
+                trans = self._transitions_for(params, seg[idx])[:, 0]
+                emission = params["emission"][:, 0]
             return _hmm.sample_history_totals(params["initial"], emission, trans,
                                               self.period_length, codes.shape[1] - start[idx],
                                               rng)
@@ -583,15 +699,20 @@ class EngagementStateModel(BayesianModel):
         total = int(round(days))
         return total // self.period_length, total % self.period_length
 
-    def _unique_rows(self, data: Any) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-        """Clean data, its unique (segment, history) rows and each user's row."""
+    def _unique_rows(self, data: Any) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict | None]:
+        """Clean data, its unique (group, history) rows, each user's row and the groups' design."""
         clean = self.data_ if data is None else self._validate_data(data)
         labels = list(self.idata_["posterior"]["segment"].values) if self.segment else None
-        rows, inverse, _ = _compress(self._codes(clean), self._segment_codes(clean, labels))
-        return clean, rows, inverse
+        group, design = self._groups(clean, labels)
+        rows, inverse, _ = _compress(self._codes(clean), group)
+        return clean, rows, inverse, design
+
+    def _width(self, n_periods: int) -> int:
+        """Numbers per user and draw of the filter: its forward variables and transitions."""
+        return (n_periods + len(self._labels)) * len(self._labels) * self._n_nodes()
 
     def _block_rows(self, n_draws: int, n_periods: int) -> int:
-        width = n_periods * len(self._labels) * self._n_nodes()
+        width = self._width(n_periods)
         return max(1, 4_000_000 // max(n_draws * width, 1))
 
     def _predict_users(self, what: str, data: Any, func: Callable, ci_prob: float,
@@ -602,10 +723,10 @@ class EngagementStateModel(BayesianModel):
         with their posterior probabilities (:func:`~models.churn._hmm.mix_nodes`).
         """
         self._require_fitted(f"{what}()")
-        clean, rows, inverse = self._unique_rows(data)
+        clean, rows, inverse, design = self._unique_rows(data)
         arrays = posterior_arrays(self.idata_, self._var_names(), max_draws=max_draws,
                                   random_seed=random_seed)
-        params = self._numpy_params(arrays)
+        params = self._numpy_params(arrays, design)
 
         def block_func(_: Any, block: pd.DataFrame) -> np.ndarray:
             idx = block["row"].to_numpy()
@@ -664,9 +785,9 @@ class EngagementStateModel(BayesianModel):
             If ``data`` breaks the rules of the activity table.
         """
         self._require_fitted("probability_states()")
-        clean, rows, inverse = self._unique_rows(data)
+        clean, rows, inverse, design = self._unique_rows(data)
         params = self._numpy_params(posterior_arrays(
-            self.idata_, self._var_names(), max_draws=max_draws, random_seed=random_seed))
+            self.idata_, self._var_names(), max_draws=max_draws, random_seed=random_seed), design)
 
         def block(idx: np.ndarray) -> tuple[np.ndarray, ...]:
             nodes = self._filter(params, rows[idx, 1:], rows[idx, 0])[0]
@@ -674,7 +795,7 @@ class EngagementStateModel(BayesianModel):
             return tuple(np.moveaxis(mixed, -1, 0))
 
         filtered = by_blocks(block, params["emission"].shape[0], len(rows),
-                             unit_width=rows.shape[1] * len(self._labels) * self._n_nodes())
+                             unit_width=self._width(rows.shape[1]))
         values = np.stack(filtered, axis=-1)[:, inverse]  # (D, users, C)
         n_draws = values.shape[0]
         index = pd.MultiIndex.from_product([clean.index.to_numpy(), self._labels],
@@ -866,9 +987,9 @@ class EngagementStateModel(BayesianModel):
         """
         periods, days = self._horizon("EngagementStateModel.sample_activity", horizon)
         self._require_fitted("sample_activity()")
-        clean, rows, inverse = self._unique_rows(data)
+        clean, rows, inverse, design = self._unique_rows(data)
         params = self._numpy_params(posterior_arrays(
-            self.idata_, self._var_names(), max_draws=max_draws, random_seed=random_seed))
+            self.idata_, self._var_names(), max_draws=max_draws, random_seed=random_seed), design)
         rng = np.random.default_rng([resolve_seed(random_seed), 1])
         n_draws = params["emission"].shape[0]
 
@@ -880,7 +1001,7 @@ class EngagementStateModel(BayesianModel):
                                                self.period_length, periods, days, rng)
 
         out = by_blocks(block, n_draws, len(clean),
-                        unit_width=rows.shape[1] * len(self._labels) * self._n_nodes())
+                        unit_width=self._width(rows.shape[1]))
         return draws_to_dataarray(out, index=clean.index, shape=sample_shape(self.idata_,
                                                                                max_draws),
                                   unit="user", name="sample_activity")

@@ -9,6 +9,7 @@ first period. :func:`activity_table` builds it from a listening log;
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -48,24 +49,28 @@ def _problem(column: str, rule: str, rows: np.ndarray, values: list, fix: str = 
                    tuple(values[:_SHOWN]), fix)
 
 
-def validate_activity_table(data: Any, period_length: int, segment: str | None = None
-                            ) -> pd.DataFrame:
+def validate_activity_table(data: Any, period_length: int, segment: str | None = None,
+                            covariates: Sequence[str] = ()) -> pd.DataFrame:
     """Check an activity table and return it clean (float periods, str column names).
 
     Parameters
     ----------
     data : pandas.DataFrame
-        One row per user; every column but ``segment`` is a period, in time order.
+        One row per user; every column but ``segment`` and ``covariates`` is a
+        period, in time order.
     period_length : int
         Days per period: the largest allowed value.
     segment : str, optional
         Column of segment labels.
+    covariates : sequence of str, default ()
+        Columns of user covariates: numbers (or booleans, taken as 0 and 1),
+        finite on every row.
 
     Returns
     -------
     pandas.DataFrame
         The periods as floats (NaN before a user's first period), column names
-        as strings, the segment column last.
+        as strings, then the segment column and the covariates (as floats).
 
     Raises
     ------
@@ -73,8 +78,9 @@ def validate_activity_table(data: Any, period_length: int, segment: str | None =
         If the table is not a DataFrame with a period column, two period
         columns have one name (as strings) or a user id is repeated, a value is
         not a whole number in ``[0, period_length]``, a missing value follows an
-        observed one, a user has no observed period, or a segment is missing;
-        the message names the column, the rows and the values.
+        observed one, a user has no observed period, a segment is missing, or a
+        covariate is missing, not a number or not finite; the message names the
+        column, the rows and the values.
 
     Notes
     -----
@@ -98,18 +104,26 @@ the user's first period; 1 row(s) break this, first: row 1 (9.0)
         raise DataValidationError([Problem(
             "<table>", "a pandas DataFrame, one row per user and one column per period",
             fix="use models.churn.activity_table(events, ...)")], what=_WHAT)
-    if segment is not None and segment not in data.columns:
-        raise DataValidationError([Problem(segment, "a column of this name (the segment)")],
-                                  what=_WHAT)
-    periods = [c for c in data.columns if c != segment]
+    absent = [Problem(segment, "a column of this name (the segment)")] if (
+        segment is not None and segment not in data.columns) else []
+    absent += [Problem(c, "a column of this name (a covariate)",
+                       fix="add the users' covariate to the table, one value per user")
+               for c in covariates if c not in data.columns]
+    if absent:
+        raise DataValidationError(absent, what=_WHAT)
+    extra = {segment, *covariates} - {None}
+    periods = [c for c in data.columns if c not in extra]
     if not periods or len(data) == 0:
         raise DataValidationError([Problem("<table>", "at least one user and one period")],
                                   what=_WHAT)
     names = pd.Index([str(c) for c in periods])  # the clean table's column names
-    if names.has_duplicates or data.index.has_duplicates:
+    clash = names.intersection(pd.Index([str(c) for c in extra]))
+    if names.has_duplicates or data.index.has_duplicates or len(clash):
         twice = [Problem(name, "one column per period (each name once)",
                          fix="merge or rename the repeated columns")
                  for name in names[names.duplicated()].unique()]
+        twice += [Problem(name, "a period name other than the segment's and the covariates'",
+                          fix="rename the period column") for name in clash]
         repeated = np.flatnonzero(data.index.duplicated(keep=False))
         if len(repeated):
             twice.append(_problem(
@@ -161,12 +175,28 @@ the user's first period; 1 row(s) break this, first: row 1 (9.0)
             rows = np.flatnonzero(miss)
             problems.append(_problem(segment, "a segment label on every row", rows,
                                      [None] * len(rows[:_SHOWN])))
+    covs = {}
+    for name in covariates:
+        col = data[name]
+        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+            problems.append(Problem(name, f"a numeric covariate, not dtype {col.dtype}",
+                                    fix="encode it as numbers (0/1 for a flag)"))
+            continue
+        covs[name] = col.to_numpy(dtype=float, na_value=np.nan)
+        bad = ~np.isfinite(covs[name])
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            problems.append(_problem(name, "a finite covariate value on every row", rows,
+                                     covs[name][rows[:_SHOWN]].tolist(),
+                                     "fill or drop the users without a value"))
     if problems:
         raise DataValidationError(problems, what=_WHAT)
     # copy=False: the frame keeps `values` as its one float block (to_numpy() is a view)
     clean = pd.DataFrame(values, index=data.index, columns=names, copy=False)
     if segment is not None:
         clean[segment] = data[segment].to_numpy()
+    for name, values in covs.items():
+        clean[name] = values
     return clean
 
 

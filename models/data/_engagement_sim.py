@@ -2,7 +2,7 @@ r"""Simulated engagement states: activity that pauses and returns, with the true
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,8 +38,9 @@ class SimulatedEngagement:
     parameters : dict
         The truth: ``initial``, ``transition``, ``emission_probability``,
         ``emission_concentration`` (None for binomial days), ``period_length``,
-        ``sigma_user`` and ``user_effect`` (each user's effect, zeros when
-        ``sigma_user`` is 0).
+        ``sigma_user``, ``user_effect`` (each user's effect, zeros when
+        ``sigma_user`` is 0), ``transition_tilt`` and ``transition_coef`` (an
+        array ``(covariates, C, C)``, in the order of ``covariates``).
     """
 
     activity: pd.DataFrame
@@ -69,6 +70,8 @@ def simulate_engagement(
     emission_concentration: Sequence[float] | None = None,
     sigma_user: float = 0.0,
     transition_tilt: float = 0.0,
+    covariates: Mapping[str, Sequence[float]] | None = None,
+    transition_coef: Mapping[str, Sequence[Sequence[float]]] | None = None,
     period_length: int = 7,
     max_join: int = 0,
     with_events: bool = True,
@@ -101,6 +104,16 @@ def simulate_engagement(
         state of higher emission probability is weighted by
         :math:`e^{\tau u_i}`, each move to a lower one by :math:`e^{-\tau u_i}`,
         and the row renormalised.
+    covariates : mapping of str to sequence of float, optional
+        User covariates, one value per user for each name; they are columns
+        of the returned activity table, after the periods.
+    transition_coef : mapping of str to array of float, optional
+        Each covariate's ``C x C`` coefficients on the move logits (zero
+        diagonal): user :math:`i`'s move from :math:`j` to :math:`k` is
+        weighted by :math:`e^{x_i \beta_{jk}}` and the row renormalised, as
+        with ``EngagementStateModel(covariates=...)``, whose
+        ``transition_coef_per_unit`` estimates these coefficients. A covariate
+        without coefficients has no effect.
     period_length : int, default 7
         Days per period.
     max_join : int, default 0
@@ -164,6 +177,7 @@ def simulate_engagement(
     if not np.isfinite(tilt):
         raise ValueError(f"The 'transition_tilt' parameter of {func} must be a finite number. "
                          f"Got {transition_tilt!r} instead.")
+    names, x, beta = _covariate_effects(covariates, transition_coef, n_users, c)
     rng, _ = make_rng(random_seed)
     join = rng.integers(0, min(max_join, n_periods - 1) + 1, n_users)
     effect = rng.normal(0.0, sigma, n_users) if sigma > 0 else np.zeros(n_users)
@@ -175,9 +189,14 @@ def simulate_engagement(
                           p[None, :])
     states = np.full((n_users, n_periods), -1, dtype=np.int64)
     activity = np.full((n_users, n_periods), np.nan)
-    if tilt and sigma > 0:  # each user's own transitions (users, C, C)
+    log_w = np.zeros((n_users, c, c))  # each user's log weights of its moves
+    if tilt and sigma > 0:
         direction = np.sign(p[None, :] - p[:, None])
-        user_trans = trans[None] * np.exp(tilt * effect[:, None, None] * direction[None])
+        log_w += tilt * effect[:, None, None] * direction[None]
+    if names:
+        log_w += np.einsum("uv,vjk->ujk", x, beta)
+    if log_w.any():  # each user's own transitions (users, C, C)
+        user_trans = trans[None] * np.exp(log_w)
         cum = np.cumsum(user_trans / user_trans.sum(axis=2, keepdims=True), axis=2)
     else:
         cum = np.broadcast_to(np.cumsum(trans, axis=1), (n_users, c, c))
@@ -211,10 +230,44 @@ def simulate_engagement(
             "timestamp": pd.Timestamp(start) + pd.to_timedelta(day, unit="D")
             + pd.to_timedelta(seconds, unit="s")}).sort_values("timestamp", kind="stable")
         events = events.reset_index(drop=True)
+    table = pd.DataFrame(activity, index=users, columns=columns)
+    for j, name in enumerate(names):
+        table[name] = x[:, j]
     return SimulatedEngagement(
-        activity=pd.DataFrame(activity, index=users, columns=columns),
+        activity=table,
         states=pd.DataFrame(states, index=users, columns=columns),
         events=events,
         parameters={"initial": pi, "transition": trans, "emission_probability": p,
                     "emission_concentration": kappa, "period_length": n,
-                    "sigma_user": sigma, "transition_tilt": tilt, "user_effect": effect})
+                    "sigma_user": sigma, "transition_tilt": tilt, "user_effect": effect,
+                    "transition_coef": beta})
+
+
+def _covariate_effects(covariates: Mapping | None, coef: Mapping | None, n_users: int,
+                       c: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Check the covariates; return names, values ``(users, V)``, coefficients ``(V, C, C)``."""
+    func = "simulate_engagement"
+    covariates, coef = dict(covariates or {}), dict(coef or {})
+    names = list(covariates)
+    x = np.zeros((n_users, len(names)))
+    for j, name in enumerate(names):
+        try:
+            values = np.asarray(covariates[name], dtype=float)
+        except (TypeError, ValueError):
+            values = np.full(0, np.nan)
+        if not (isinstance(name, str) and name) or values.shape != (n_users,) or not np.all(
+                np.isfinite(values)):
+            raise ValueError(f"The 'covariates' parameter of {func} must map column names to "
+                             f"{n_users} finite numbers each (one per user). Got {name!r} with "
+                             f"{covariates[name]!r} instead.")
+        x[:, j] = values
+    beta = np.zeros((len(names), c, c))
+    for name, value in coef.items():
+        arr = np.asarray(value, dtype=float)
+        if name not in covariates or arr.shape != (c, c) or not np.all(np.isfinite(arr)) or \
+                np.any(np.diag(arr) != 0):
+            raise ValueError(f"The 'transition_coef' parameter of {func} must map covariate "
+                             f"names to {c} x {c} finite arrays with a zero diagonal. Got "
+                             f"{name!r}: {value!r} instead.")
+        beta[names.index(name)] = arr
+    return names, x, beta
