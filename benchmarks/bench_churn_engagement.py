@@ -37,7 +37,10 @@ compilation, the time of one gradient, NUTS (``--sampler``, nutpie by default;
 2 chains of ``--tune`` + ``--draws``; the fit's wall time includes its own
 compilation) with its steps per draw and largest R-hat, the peak memory of the
 process and the 1-minute load average at the end; ``--gradient-only`` skips
-NUTS, for sizes whose fit does not fit in a run.
+NUTS, for sizes whose fit does not fit in a run. ``--covariates binary`` or
+``continuous`` adds a user covariate on the transitions (a continuous one gives
+every user a transition matrix of its own); ``--user-transitions`` fits user
+effects on the emissions and the transitions.
 """
 
 from __future__ import annotations
@@ -221,10 +224,18 @@ def run_lastfm(args: argparse.Namespace) -> None:
 def run_scale(args: argparse.Namespace) -> None:
     """Time compilation, one gradient and (unless ``--gradient-only``) a NUTS fit."""
     t0 = time.perf_counter()
+    rng = np.random.default_rng(4)
+    covariates = {"none": {}, "binary": {"premium": (rng.random(args.n_users) < 0.4) * 1.0},
+                  "continuous": {"age": rng.uniform(18, 65, args.n_users)}}[args.covariates]
+    coef = {name: [[0, 0.5, 0.5], [-0.5, 0, 0.5], [-0.5, -0.5, 0]] if name == "premium" else
+            np.array([[0, 1, 1], [-1, 0, 1], [-1, -1, 0]]) * 0.02 for name in covariates}
     sim = simulate_engagement(args.n_users, args.n_periods, emission_concentration=(2, 5, 8),
-                              max_join=args.n_periods // 2, with_events=False, random_seed=3)
+                              max_join=args.n_periods // 2, with_events=False, random_seed=3,
+                              covariates=covariates, transition_coef=coef)
     sim_s = time.perf_counter() - t0
-    model = EngagementStateModel()
+    model = EngagementStateModel(covariates=list(covariates),
+                                 user_effects=args.user_transitions,
+                                 user_transitions=args.user_transitions)
     t0 = time.perf_counter()
     built = model.build_model(sim.activity)
     dlogp = built.compile_dlogp()
@@ -249,6 +260,7 @@ def run_scale(args: argparse.Namespace) -> None:
         verdict = model.fit_report_.verdict
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     load = os.getloadavg()[0]
+    print(f"covariates: {args.covariates}; user effects and tilt: {args.user_transitions}")
     print("| users x periods | unique histories | simulate (s) | compile (s) | gradient (ms) | "
           "fit (s) | sampler, draws | steps per draw | max R-hat | peak RSS (MiB) | "
           "load (1 min) | check |")
@@ -282,6 +294,10 @@ def main() -> None:
     scale.add_argument("--sampler", choices=["pymc", "nutpie"], default="nutpie")
     scale.add_argument("--cores", type=int, default=1)
     scale.add_argument("--gradient-only", action="store_true")
+    scale.add_argument("--covariates", choices=["none", "binary", "continuous"],
+                       default="none", help="a user covariate on the transitions")
+    scale.add_argument("--user-transitions", action="store_true",
+                       help="user effects on the emissions and the transitions")
     args = parser.parse_args()
     if args.what == "lastfm":
         if args.calibration_days % 7:

@@ -115,8 +115,8 @@ class EngagementStateModel(BayesianModel):
         deviations (``transition_coef``; ``transition_coef_per_unit`` is the
         same per unit of the covariate). Users with equal covariate values
         (and segment) share a transition matrix; a continuous covariate gives
-        every user its own, which makes the fit slower (bin it for many
-        thousands of users).
+        every user its own (the compiled likelihood then mixes users of
+        several matrices in each of its blocks).
     user_effects : bool, default False
         Give each user an activity level of its own: an effect
         :math:`u_i \sim N(0, \sigma_u)` added to the emission logits of

@@ -7,9 +7,11 @@ pass of the scaled forward-backward algorithm. Written in PyTensor, the
 forward recursion unrolled over periods is a graph of hundreds of nodes that
 takes minutes to compile; this Op compiles in seconds.
 
-The pass takes the histories in blocks of users of one segment with close
-first periods and keeps the users of a block in the innermost loops, so that
-the compiler vectorises the recursions over users; the forward variables of a
+The pass takes the histories in blocks of users with close first periods and
+keeps the users of a block in the innermost loops, so that the compiler
+vectorises the recursions over users; each user of a block carries its own
+transition matrix (its segment's, or with covariates its transition group's),
+so many small groups still fill whole blocks; the forward variables of a
 block stay in cache for the backward pass. Scale factors are multiplied over
 a few periods before one logarithm is taken.
 
@@ -61,13 +63,14 @@ _FAST = {"reassoc", "contract", "arcp", "nsz"}  # no "nnan"/"ninf": a zero scale
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
-def _forward_pass(table, initial, p, cb, start, weights, n, e_, m_, a_, inv_c,
+def _forward_pass(table, initial, p, shared, cb, start, weights, n, e_, m_, a_, inv_c,
                   ll):  # pragma: no cover - compiled
-    """Forward pass over the ``n`` users of a block (one segment); the weighted value.
+    """Forward pass over the ``n`` users of a block; the weighted value.
 
-    ``cb`` ``(T, n)`` holds the block's codes period by period, ``start`` and
-    ``weights`` its users' first periods and weights: users are the innermost
-    (vectorised) loops. Each user's log-likelihood is written to ``ll``; the
+    ``cb`` ``(T, n)`` holds the block's codes period by period, ``p`` ``(C, C,
+    n)`` its users' transition matrices (all equal to the first one when
+    ``shared``), ``start`` and ``weights`` their first periods and weights:
+    users are the innermost (vectorised) loops. Each user's log-likelihood is written to ``ll``; the
     forward variables stay in ``e_``, ``m_``, ``a_``, ``inv_c`` for
     :func:`_backward_pass`.
     """
@@ -88,9 +91,13 @@ def _forward_pass(table, initial, p, cb, start, weights, n, e_, m_, a_, inv_c,
         if t > t_lo:
             for j in range(c):
                 for k in range(c):
-                    pjk = p[j, k]
-                    for i in range(n):
-                        m_[t, k, i] += pjk * a_[t - 1, j, i]
+                    if shared:  # one matrix: a scalar times a vector
+                        pjk = p[j, k, 0]
+                        for i in range(n):
+                            m_[t, k, i] += pjk * a_[t - 1, j, i]
+                    else:
+                        for i in range(n):
+                            m_[t, k, i] += p[j, k, i] * a_[t - 1, j, i]
         tot = inv_c[t]
         for i in range(n):
             tot[i] = 0.0
@@ -121,8 +128,8 @@ def _forward_pass(table, initial, p, cb, start, weights, n, e_, m_, a_, inv_c,
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
-def _backward_pass(p, cb, start, weights, n, e_, m_, a_, inv_c, b, b_new, eb, g_table, g_init,
-                   g_p):  # pragma: no cover - compiled
+def _backward_pass(p, shared, cb, start, weights, n, e_, m_, a_, inv_c, b, b_new, eb, g_table,
+                   g_init, g_p):  # pragma: no cover - compiled
     """Backward pass after :func:`_forward_pass`, the gradients weighted by ``weights``.
 
     Gradients accumulate in ``g_table`` ``(banks, V, C)`` (user ``i`` in bank
@@ -162,22 +169,37 @@ def _backward_pass(p, cb, start, weights, n, e_, m_, a_, inv_c, b, b_new, eb, g_
                 for i in range(n):
                     b_new[j, i] = 0.0
                 for k in range(c):
-                    pjk = p[j, k]
-                    for i in range(n):
-                        b_new[j, i] += pjk * eb[k, i]
+                    if shared:
+                        pjk = p[j, k, 0]
+                        for i in range(n):
+                            b_new[j, i] += pjk * eb[k, i]
+                    else:
+                        for i in range(n):
+                            b_new[j, i] += p[j, k, i] * eb[k, i]
             for j in range(c):
                 for i in range(n):
                     b[j, i] = b_new[j, i]
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _flush(g_lanes, g):  # pragma: no cover - compiled
-    """Add the per-user transition gradients ``(C, C, n)`` to ``g`` and zero them."""
-    c = g.shape[0]
+def _flush(g_lanes, g, seg, n):  # pragma: no cover - compiled
+    """Add the per-user transition gradients ``(C, C, n)`` to ``g[seg[i]]`` and zero them."""
+    c = g.shape[1]
     for j in range(c):
         for k in range(c):
-            g[j, k] += g_lanes[j, k].sum()
-            g_lanes[j, k] = 0.0
+            for i in range(n):
+                g[seg[i], j, k] += g_lanes[j, k, i]
+                g_lanes[j, k, i] = 0.0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _gather(transition, seg, n, pb):  # pragma: no cover - compiled
+    """Each user's transition matrix, ``pb[j, k, i] = transition[seg[i], j, k]``."""
+    c = transition.shape[1]
+    for j in range(c):
+        for k in range(c):
+            for i in range(n):
+                pb[j, k, i] = transition[seg[i], j, k]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -192,9 +214,10 @@ def hmm_kernel(table, initial, transition, codes, start, seg, weights,
     ``transition`` ``(Q_t, S, C, C)``, per node of the effect (``Q_t = Q``,
     when the effect moves the transitions too) or shared (``Q_t = 1``);
     ``codes`` ``(U, T)``, ``start``, ``seg``
-    ``(U,)`` int64, ``weights`` ``(U,)``. Users are taken in blocks of users of
-    one segment with close first periods (sorted by segment and start), the
-    users of a block in the innermost (vectorised) loops.
+    ``(U,)`` int64 (``seg`` indexes the ``S`` matrices), ``weights`` ``(U,)``.
+    Users are taken in blocks of users with close first periods (sorted by
+    start, then segment), the users of a block in the innermost (vectorised)
+    loops, each with its own matrices.
 
     With several nodes, a forward pass per node gives each user's
     log-likelihood at the node and the posterior probability :math:`r_{iq}` of
@@ -213,6 +236,8 @@ def hmm_kernel(table, initial, transition, codes, start, seg, weights,
     g_lanes = np.zeros((c, c, block))
     cb = np.empty((n_periods, block), dtype=np.int64)
     sb = np.empty(block, dtype=np.int64)
+    gb = np.empty(block, dtype=np.int64)
+    pb = np.empty((n_trans, c, c, block))
     wb = np.empty(block)
     wq = np.empty(block)
     ll = np.empty((n_nodes, block))
@@ -223,30 +248,38 @@ def hmm_kernel(table, initial, transition, codes, start, seg, weights,
     b = np.empty((c, block))
     b_new = np.empty((c, block))
     eb = np.empty((c, block))
-    order = np.argsort(seg * (n_periods + 1) + start, kind="mergesort")
+    n_seg = transition.shape[1]
+    if n_users >= n_seg * block:  # large groups: blocks of one group, by start within it
+        order = np.argsort(seg * (n_periods + 1) + start, kind="mergesort")
+    else:  # many small groups (covariates): blocks by start, groups mixed
+        order = np.argsort(start * (n_seg + 1) + seg, kind="mergesort")
     total = 0.0
     lo = 0
     while lo < n_users:
-        g = seg[order[lo]]
         n = 0
-        while lo + n < n_users and n < block and seg[order[lo + n]] == g:
+        while lo + n < n_users and n < block:
             u = order[lo + n]
             sb[n] = start[u]
             wb[n] = weights[u]
+            gb[n] = seg[u]
             for t in range(n_periods):
                 cb[t, n] = codes[u, t]
             n += 1
-        p = transition[0, g]
+        shared = True
+        for i in range(1, n):
+            shared = shared and gb[i] == gb[0]
+        for qt in range(n_trans):
+            _gather(transition[qt], gb, n, pb[qt])
         if n_nodes == 1:
-            total += _forward_pass(table[0], initial, p, cb, sb, wb, n, e_[0], m_[0], a_[0],
-                                   inv_c[0], ll[0])
-            _backward_pass(p, cb, sb, wb, n, e_[0], m_[0], a_[0], inv_c[0], b, b_new, eb,
-                           g_banks[0], g_init, g_lanes)
+            total += _forward_pass(table[0], initial, pb[0], shared, cb, sb, wb, n, e_[0], m_[0],
+                                   a_[0], inv_c[0], ll[0])
+            _backward_pass(pb[0], shared, cb, sb, wb, n, e_[0], m_[0], a_[0], inv_c[0], b, b_new,
+                           eb, g_banks[0], g_init, g_lanes)
             for i in range(n):
                 total += wb[i] * log_nodes[0]
         else:
             for q in range(n_nodes):
-                _forward_pass(table[q], initial, transition[min(q, n_trans - 1), g], cb, sb, wb,
+                _forward_pass(table[q], initial, pb[min(q, n_trans - 1)], shared, cb, sb, wb,
                               n, e_[q], m_[q], a_[q], inv_c[q], ll[q])
             for i in range(n):  # log of the mixture, and the nodes' posterior probabilities
                 top = -np.inf
@@ -267,11 +300,11 @@ def hmm_kernel(table, initial, transition, codes, start, seg, weights,
                     big = max(big, ll[q, i])
                 if big > 1e-12:
                     qt = min(q, n_trans - 1)
-                    _backward_pass(transition[qt, g], cb, sb, wq, n, e_[q], m_[q], a_[q],
+                    _backward_pass(pb[qt], shared, cb, sb, wq, n, e_[q], m_[q], a_[q],
                                    inv_c[q], b, b_new, eb, g_banks[q], g_init, g_lanes)
                     if n_trans > 1:
-                        _flush(g_lanes, g_trans[q, g])
-        _flush(g_lanes, g_trans[0, g])
+                        _flush(g_lanes, g_trans[q], gb, n)
+        _flush(g_lanes, g_trans[0], gb, n)
         lo += n
     return total, g_banks.sum(axis=1), g_init, g_trans
 

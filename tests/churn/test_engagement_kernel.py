@@ -87,3 +87,31 @@ def test_kernel_with_transitions_per_node_equals_the_mixture_of_forward_algorith
     assert value == pytest.approx(float(weights @ mixture), rel=1e-12)
     assert grads[2].shape == trans.shape
     _check_gradients([tables, initial, trans], data, grads, rng, per_input=12)
+
+
+@pytest.mark.parametrize("n_nodes", [1, 3])
+def test_kernel_with_many_small_groups_mixes_them_in_blocks(n_nodes):
+    """Covariates make many transition groups of a few users: blocks then hold users of several
+    groups, each user with its own matrix (value, and gradients by finite differences)."""
+    (table, initial, _), (codes, start, seg, weights, _) = _problem(260, 9, 3, 90, 7)
+    rng = np.random.default_rng(8)
+    tables = np.concatenate([table, rng.uniform(0.05, 1.0, size=(n_nodes - 1,
+                                                                  *table.shape[1:]))])
+    tables[:, -1] = 1.0
+    trans = rng.dirichlet(np.ones(3), size=(n_nodes, 90, 3))  # (nodes, groups, C, C)
+    log_nodes = np.log(rng.dirichlet(np.ones(n_nodes)))
+    data = (codes, start, seg, weights, log_nodes)
+    value, *grads = hmm_kernel(tables, initial, trans, *data)
+    per_node = np.stack([_hmm.forward(codes, start, t[None], initial[None], p[seg][None])[0][0]
+                         for t, p in zip(tables, trans, strict=True)])
+    mixture = np.logaddexp.reduce(per_node + log_nodes[:, None], axis=0)
+    assert value == pytest.approx(float(weights @ mixture), rel=1e-12)
+    _check_gradients([tables, initial, trans], data, grads, rng, per_input=12)
+    # the same users as a few large groups (blocks of one group) give the same value
+    few = seg % 2
+    big = trans[:, :2]
+    value_few = hmm_kernel(tables, initial, big, codes, start, few, weights, log_nodes)[0]
+    per_node = np.stack([_hmm.forward(codes, start, t[None], initial[None], p[few][None])[0][0]
+                         for t, p in zip(tables, big, strict=True)])
+    mixture = np.logaddexp.reduce(per_node + log_nodes[:, None], axis=0)
+    assert value_few == pytest.approx(float(weights @ mixture), rel=1e-12)
