@@ -178,8 +178,8 @@ class EngagementStateModel(BayesianModel):
     covariates' training means). The likelihood of a history sums over the state paths with the
     scaled forward algorithm; its value and gradient (forward-backward) come
     from one compiled pass over the histories (``models.churn.hmm_kernel``),
-    in which users with identical histories (and segment) enter once, weighted
-    by their number.
+    in which users with identical histories (and transition matrix: segment and
+    covariates) enter once, weighted by their number.
 
     *User effects.* With ``user_effects=True`` the emission mean of state
     :math:`k` for user :math:`i` is :math:`\operatorname{logit}^{-1}(\operatorname{logit}
