@@ -201,8 +201,9 @@ def silence_table(activity: pd.DataFrame, *, silence_bins: Sequence[int] = DEFAU
     Returns
     -------
     pandas.DataFrame
-        Columns ``user_id``, ``period`` (the column name), ``silence``,
-        ``tenure`` and ``event``, ordered by user and period.
+        Columns ``user_id`` (the table's index values, in its dtype),
+        ``period`` (the column name), ``silence``, ``tenure`` and ``event``,
+        ordered by user and period.
 
     Raises
     ------
@@ -236,10 +237,12 @@ def silence_table(activity: pd.DataFrame, *, silence_bins: Sequence[int] = DEFAU
     period = np.empty(n_rows, dtype=np.int32 if n_periods < 2**31 else np.int64)
     _silence_rows(values, first, offset, _bin_of(edges, len(edges)), silence, tenure, event,
                   period)
-    # the columns are new arrays of this function: the frame takes them without a copy
+    # the columns are new arrays of this function: the frame takes them without a copy; the
+    # ids and period names are repeated as indexes, so they keep their dtype and are not
+    # converted from object arrays (that conversion was most of the memory on a big table)
     return pd.DataFrame({
-        USER_ID: np.repeat(clean.index.to_numpy(), counts),
-        "period": clean.columns.to_numpy()[period],
+        USER_ID: clean.index.repeat(counts).rename(None),
+        "period": clean.columns.take(period).rename(None),
         SILENCE: silence,
         TENURE: tenure,
         EVENT: event,

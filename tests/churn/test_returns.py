@@ -73,6 +73,18 @@ def test_silence_table_rows_count_periods_since_the_last_activity():
     assert (7 - last).tolist() == [2, 5]  # the silence of the period after the table
 
 
+@pytest.mark.parametrize("ids", [pd.Index(["b", "A"]), pd.Index(["b", "A"], dtype=object),
+                                 pd.CategoricalIndex(["b", "A"]), pd.Index([70, 7]),
+                                 pd.Index([("x", 1), 2], dtype=object)])
+def test_silence_table_ids_keep_their_dtype_and_values(ids):
+    days = pd.DataFrame([[np.nan, 1, 0, 1], [1, 0, 0, 0]], index=ids.rename("user_id"),
+                        columns=["d0", "d1", "d2", "d3"])
+    rows = silence_table(days)
+    assert rows["user_id"].dtype == ids.dtype
+    assert rows["user_id"].tolist() == [ids[0]] * 2 + [ids[1]] * 3
+    assert rows["period"].tolist() == ["d2", "d3", "d1", "d2", "d3"]
+
+
 def test_bad_input_is_named():
     days = pd.DataFrame([[1, 0], [0, 0]], index=pd.Index(["a", "b"], name="user_id"))
     with pytest.raises(DataValidationError, match="at least one active period") as err:
