@@ -33,6 +33,17 @@ def test_blocked_kernel_value_equals_the_forward_algorithm_user_by_user(n_states
     assert value == pytest.approx(float(weights @ loglik[0]), rel=1e-12)
 
 
+def _mixture(codes, start, seg, tables, initial, trans, log_nodes) -> np.ndarray:
+    """Each user's log-likelihood, the mixture over nodes of forward algorithms ``(U,)``.
+
+    ``trans`` ``(Q_t, S, C, C)``: per node, or one set shared by the nodes.
+    """
+    per_node = np.stack([_hmm.forward(codes, start, t[None], initial[None],
+                                      trans[min(q, len(trans) - 1)][seg][None])[0][0]
+                         for q, t in enumerate(tables)])  # (Q, U)
+    return np.logaddexp.reduce(per_node + log_nodes[:, None], axis=0)
+
+
 def _check_gradients(inputs, data, grads, rng, per_input):
     """Each gradient equals central finite differences of the kernel's value at random entries."""
     eps = 1e-6
@@ -64,9 +75,7 @@ def test_kernel_with_effect_nodes_equals_the_mixture_of_forward_algorithms():
     log_nodes = np.log([0.2, 0.5, 0.3])
     data = (codes, start, seg, weights, log_nodes)
     value, *grads = hmm_kernel(tables, initial, trans, *data)
-    per_node = np.stack([_hmm.forward(codes, start, t[None], initial[None],
-                                       trans[0][seg][None])[0][0] for t in tables])  # (Q, U)
-    mixture = np.logaddexp.reduce(per_node + log_nodes[:, None], axis=0)
+    mixture = _mixture(codes, start, seg, tables, initial, trans, log_nodes)
     assert value == pytest.approx(float(weights @ mixture), rel=1e-12)
     _check_gradients([tables, initial, trans], data, grads, rng, per_input=10)
 
@@ -81,9 +90,7 @@ def test_kernel_with_transitions_per_node_equals_the_mixture_of_forward_algorith
     log_nodes = np.log([0.3, 0.3, 0.4])
     data = (codes, start, seg, weights, log_nodes)
     value, *grads = hmm_kernel(tables, initial, trans, *data)
-    per_node = np.stack([_hmm.forward(codes, start, t[None], initial[None], p[seg][None])[0][0]
-                         for t, p in zip(tables, trans, strict=True)])
-    mixture = np.logaddexp.reduce(per_node + log_nodes[:, None], axis=0)
+    mixture = _mixture(codes, start, seg, tables, initial, trans, log_nodes)
     assert value == pytest.approx(float(weights @ mixture), rel=1e-12)
     assert grads[2].shape == trans.shape
     _check_gradients([tables, initial, trans], data, grads, rng, per_input=12)
@@ -102,16 +109,12 @@ def test_kernel_with_many_small_groups_mixes_them_in_blocks(n_nodes):
     log_nodes = np.log(rng.dirichlet(np.ones(n_nodes)))
     data = (codes, start, seg, weights, log_nodes)
     value, *grads = hmm_kernel(tables, initial, trans, *data)
-    per_node = np.stack([_hmm.forward(codes, start, t[None], initial[None], p[seg][None])[0][0]
-                         for t, p in zip(tables, trans, strict=True)])
-    mixture = np.logaddexp.reduce(per_node + log_nodes[:, None], axis=0)
+    mixture = _mixture(codes, start, seg, tables, initial, trans, log_nodes)
     assert value == pytest.approx(float(weights @ mixture), rel=1e-12)
     _check_gradients([tables, initial, trans], data, grads, rng, per_input=12)
     # the same users as a few large groups (blocks of one group) give the same value
     few = seg % 2
     big = trans[:, :2]
     value_few = hmm_kernel(tables, initial, big, codes, start, few, weights, log_nodes)[0]
-    per_node = np.stack([_hmm.forward(codes, start, t[None], initial[None], p[few][None])[0][0]
-                         for t, p in zip(tables, big, strict=True)])
-    mixture = np.logaddexp.reduce(per_node + log_nodes[:, None], axis=0)
+    mixture = _mixture(codes, start, few, tables, initial, big, log_nodes)
     assert value_few == pytest.approx(float(weights @ mixture), rel=1e-12)
