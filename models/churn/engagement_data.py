@@ -195,8 +195,8 @@ the user's first period; 1 row(s) break this, first: row 1 (9.0)
     clean = pd.DataFrame(values, index=data.index, columns=names, copy=False)
     if segment is not None:
         clean[segment] = data[segment].to_numpy()
-    for name, values in covs.items():
-        clean[name] = values
+    for name, column in covs.items():
+        clean[name] = column
     return clean
 
 
