@@ -177,7 +177,8 @@ def simulate_engagement(
     if not np.isfinite(tilt):
         raise ValueError(f"The 'transition_tilt' parameter of {func} must be a finite number. "
                          f"Got {transition_tilt!r} instead.")
-    names, x, beta = _covariate_effects(covariates, transition_coef, n_users, c)
+    columns = [f"p{t:03d}" for t in range(n_periods)]
+    names, x, beta = _covariate_effects(covariates, transition_coef, n_users, c, columns)
     rng, _ = make_rng(random_seed)
     join = rng.integers(0, min(max_join, n_periods - 1) + 1, n_users)
     effect = rng.normal(0.0, sigma, n_users) if sigma > 0 else np.zeros(n_users)
@@ -214,7 +215,6 @@ def simulate_engagement(
         states[on, t] = state[on]
         activity[on, t] = days[on]
     users = pd.Index([f"u{i:05d}" for i in range(n_users)], name="user_id")
-    columns = [f"p{t:03d}" for t in range(n_periods)]
     events = None
     if with_events:
         u, t = np.nonzero(np.nan_to_num(activity) > 0)
@@ -244,7 +244,7 @@ def simulate_engagement(
 
 
 def _covariate_effects(covariates: Mapping | None, coef: Mapping | None, n_users: int,
-                       c: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+                       c: int, periods: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Check the covariates; return names, values ``(users, V)``, coefficients ``(V, C, C)``."""
     func = "simulate_engagement"
     covariates, coef = dict(covariates or {}), dict(coef or {})
@@ -255,15 +255,19 @@ def _covariate_effects(covariates: Mapping | None, coef: Mapping | None, n_users
             values = np.asarray(covariates[name], dtype=float)
         except (TypeError, ValueError):
             values = np.full(0, np.nan)
-        if not (isinstance(name, str) and name) or values.shape != (n_users,) or not np.all(
-                np.isfinite(values)):
-            raise ValueError(f"The 'covariates' parameter of {func} must map column names to "
-                             f"{n_users} finite numbers each (one per user). Got {name!r} with "
+        if not (isinstance(name, str) and name) or name in periods or values.shape != (
+                n_users,) or not np.all(np.isfinite(values)):
+            raise ValueError(f"The 'covariates' parameter of {func} must map column names "
+                             f"(other than the periods' 'p000', ...) to {n_users} finite "
+                             f"numbers each (one per user). Got {name!r} with "
                              f"{covariates[name]!r} instead.")
         x[:, j] = values
     beta = np.zeros((len(names), c, c))
     for name, value in coef.items():
-        arr = np.asarray(value, dtype=float)
+        try:
+            arr = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            arr = np.full(0, np.nan)
         if name not in covariates or arr.shape != (c, c) or not np.all(np.isfinite(arr)) or \
                 np.any(np.diag(arr) != 0):
             raise ValueError(f"The 'transition_coef' parameter of {func} must map covariate "

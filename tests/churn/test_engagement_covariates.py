@@ -286,6 +286,9 @@ def test_covariate_errors_name_the_column_and_rows():
             EngagementStateModel(segment="plan", covariates=value)
     with pytest.raises(ValueError, match="'covariates' parameter of simulate_engagement"):
         simulate_engagement(5, 3, covariates={"x": [1.0, 2.0]})
-    with pytest.raises(ValueError, match="'transition_coef' parameter of simulate_engagement"):
-        simulate_engagement(5, 3, covariates={"x": np.ones(5)},
-                            transition_coef={"x": np.ones((3, 3))})
+    with pytest.raises(ValueError, match="'covariates' parameter of simulate_engagement"):
+        simulate_engagement(5, 3, covariates={"p001": np.ones(5)})  # a period's name
+    for coef in (np.ones((3, 3)), "strong"):
+        with pytest.raises(ValueError, match="'transition_coef' parameter of "
+                           "simulate_engagement"):
+            simulate_engagement(5, 3, covariates={"x": np.ones(5)}, transition_coef={"x": coef})
