@@ -36,7 +36,7 @@ from models.churn.engagement_data import (
     state_labels,
     validate_activity_table,
 )
-from models.churn.hmm_kernel import HMMLogp
+from models.churn.hmm_kernel import HMMLogp, hmm_layout
 from models.exceptions import DataValidationError, Problem
 from models.predict import (
     draws_to_dataarray,
@@ -429,8 +429,9 @@ class EngagementStateModel(BayesianModel):
             trans = self._transition(move, k, c, seg_labels, priors, shift, design,
                                      self._scaling(data, self.covariates)[1].to_numpy()
                                      if self.covariates else None)
-            loglik = HMMLogp()(table, init_full, trans, codes, start, seg, weights,
-                               log_nodes)[0]
+            blocks = hmm_layout(codes, start, seg, weights, n + 2, int(seg.max(initial=0)) + 1,
+                                len(z))
+            loglik = HMMLogp(c, n + 2)(table, init_full, trans, *blocks, log_nodes)[0]
             pm.Potential("log_likelihood", loglik)
         model.engagement_rows = len(weights)  # for benchmarks
         return model

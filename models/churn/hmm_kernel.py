@@ -2,18 +2,26 @@ r"""Compiled log-likelihood and gradient of the engagement-state HMM on compress
 
 :class:`HMMLogp` is the total log-likelihood of
 :class:`~models.churn.EngagementStateModel`'s weighted unique histories with
-its gradient, one PyTensor Op computed by one compiled (numba, cached on disk)
-pass of the scaled forward-backward algorithm. Written in PyTensor, the
-forward recursion unrolled over periods is a graph of hundreds of nodes that
-takes minutes to compile; this Op compiles in seconds.
+its gradient, one PyTensor Op computed by one compiled (numba) pass of the
+scaled forward-backward algorithm. Written in PyTensor, the forward recursion
+unrolled over periods is a graph of hundreds of nodes that takes minutes to
+compile; this Op compiles in seconds.
 
-The pass takes the histories in blocks of users with close first periods and
-keeps the users of a block in the innermost loops, so that the compiler
-vectorises the recursions over users; each user of a block carries its own
-transition matrix (its segment's, or with covariates its transition group's),
-so many small groups still fill whole blocks; the forward variables of a
-block stay in cache for the backward pass. Scale factors are multiplied over
-a few periods before one logarithm is taken.
+The histories are laid out once, when the model is built (:func:`hmm_layout`):
+sorted into blocks of users with close first periods, each block's codes
+transposed (period by period, users innermost) as small integers. The pass
+keeps the users of a block in the innermost loops. Its loops are generated for
+the model's number of states ``C`` and of codes ``V`` (:func:`blocked_kernel`):
+with the states unrolled into scalars, every step of a user's recursion is one
+loop body over the users of the block, which the compiler vectorises; the
+emission of a code is a chain of selects among the ``V`` codes rather than a
+table load (a gather, which stops the vectorisation). The transition gradients
+are sums over users and periods (vectorised reductions); the emission gradient
+is scattered by code in a scalar loop. Each user of a block carries its own
+transition matrix (its segment's, or with covariates its transition group's);
+a block whose users share one takes it as scalars. The forward variables of a
+block stay in cache for the backward pass. Scale factors are multiplied over a
+few periods before one logarithm is taken.
 
 With user effects integrated out over ``Q`` nodes, a user's likelihood is the
 mixture :math:`\sum_q \omega_q L_q` of the likelihoods under the emission
@@ -37,11 +45,20 @@ in the first period) and backward variables :math:`\hat b_T = 1`,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import types
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType, disconnected_type
 from pytensor.graph.basic import Apply
@@ -50,161 +67,333 @@ from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache
 
 from models._compiled import source_salt
 
-__all__ = ["HMMLogp", "hmm_kernel"]
+__all__ = ["BlockedHistories", "HMMLogp", "blocked_kernel", "hmm_kernel", "hmm_layout"]
 
 _KERNEL_VERSION = source_salt(__file__)
-
 
 _BLOCK = 128  # users per block: the block's forward variables stay in cache
 _BLOCK_NODES = 16  # users per block with several nodes (the variables of every node are kept)
 _LOG_EVERY = 4  # periods whose scale factors are multiplied before one logarithm
 _BANKS = 8  # copies (a power of 2) of the emission gradient, for neighbouring users
+_SELECT_MAX_CODES = 16  # more codes: the emission is a table load (not vectorised)
 _FAST = {"reassoc", "contract", "arcp", "nsz"}  # no "nnan"/"ninf": a zero scale stays -inf
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
-def _forward_pass(table, initial, p, shared, cb, start, weights, n, e_, m_, a_, inv_c,
-                  ll):  # pragma: no cover - compiled
-    """Forward pass over the ``n`` users of a block; the weighted value.
+class BlockedHistories(NamedTuple):
+    """Histories laid out in blocks for the compiled pass (:func:`hmm_layout`).
 
-    ``cb`` ``(T, n)`` holds the block's codes period by period, ``p`` ``(C, C,
-    n)`` its users' transition matrices (all equal to the first one when
-    ``shared``), ``start`` and ``weights`` their first periods and weights:
-    users are the innermost (vectorised) loops. Each user's log-likelihood is written to ``ll``; the
-    forward variables stay in ``e_``, ``m_``, ``a_``, ``inv_c`` for
-    :func:`_backward_pass`.
+    ``codes`` ``(B, T, n)`` (uint8, or int32 for more than 256 codes), ``start``,
+    ``group`` ``(B, n)`` int64 and ``weights`` ``(B, n)`` per block and lane
+    (padding lanes: weight 0, one missing period at the end), ``shared`` ``(B,)``
+    (1 where the lanes of a block share one transition group).
     """
-    n_periods = cb.shape[0]
-    c = initial.shape[0]
-    t_lo = n_periods
-    for i in range(n):
-        t_lo = min(t_lo, start[i])
-    total = 0.0
-    prod = np.ones(n)
-    for i in range(n):
-        ll[i] = 0.0
-    # forward: normalised a_t, m_t = a_{t-1} P (initial at and before the start), 1 / c_t
-    for t in range(t_lo, n_periods):
-        for k in range(c):
-            for i in range(n):
-                m_[t, k, i] = 0.0
-        if t > t_lo:
-            for j in range(c):
-                for k in range(c):
-                    if shared:  # one matrix: a scalar times a vector
-                        pjk = p[j, k, 0]
-                        for i in range(n):
-                            m_[t, k, i] += pjk * a_[t - 1, j, i]
-                    else:
-                        for i in range(n):
-                            m_[t, k, i] += p[j, k, i] * a_[t - 1, j, i]
-        tot = inv_c[t]
-        for i in range(n):
-            tot[i] = 0.0
-        for k in range(c):
-            ik = initial[k]
-            for i in range(n):
-                m_[t, k, i] = m_[t, k, i] if t > start[i] else ik
-            for i in range(n):
-                e_[t, k, i] = table[cb[t, i], k]
-            for i in range(n):
-                v = m_[t, k, i] * e_[t, k, i]
-                a_[t, k, i] = v
-                tot[i] += v
-        for i in range(n):
-            s = tot[i]
-            prod[i] *= s if t >= start[i] else 1.0
-            tot[i] = 1.0 / s
-        for k in range(c):
-            for i in range(n):
-                a_[t, k, i] *= tot[i]
-        if (t - t_lo) % _LOG_EVERY == _LOG_EVERY - 1 or t == n_periods - 1:
-            for i in range(n):
-                lp = np.log(prod[i])
-                ll[i] += lp
-                total += weights[i] * lp
-                prod[i] = 1.0
-    return total
+
+    codes: np.ndarray
+    start: np.ndarray
+    group: np.ndarray
+    weights: np.ndarray
+    shared: np.ndarray
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
-def _backward_pass(p, shared, cb, start, weights, n, e_, m_, a_, inv_c, b, b_new, eb, g_table,
-                   g_init, g_p):  # pragma: no cover - compiled
-    """Backward pass after :func:`_forward_pass`, the gradients weighted by ``weights``.
+def block_size(n_nodes: int) -> int:
+    """Users per block of the compiled pass with ``n_nodes`` nodes of a user effect."""
+    return _BLOCK if n_nodes == 1 else _BLOCK_NODES
 
-    Gradients accumulate in ``g_table`` ``(banks, V, C)`` (user ``i`` in bank
-    ``i % banks``), ``g_init`` and ``g_p`` ``(C, C, n)`` (per user).
+
+def hmm_layout(codes: np.ndarray, start: np.ndarray, group: np.ndarray, weights: np.ndarray,
+               n_codes: int, n_groups: int, n_nodes: int = 1) -> BlockedHistories:
+    """Sort histories into blocks and transpose each block's codes, once per model.
+
+    Blocks hold users of one group, by first period within it, when the groups
+    are large (at least a block per group on average); otherwise (many small
+    groups: covariates) they are filled by first period and mix groups.
+    ``n_codes`` is ``V`` (the last code, ``V - 1``, marks a missing period).
     """
-    n_periods = cb.shape[0]
-    c = p.shape[0]
-    t_lo = n_periods
-    for i in range(n):
-        t_lo = min(t_lo, start[i])
-    wl = np.empty(n)  # the weight of the lanes past their start
-    # backward: b_T = 1, b_{t-1}(j) = sum_k P_jk e_t(k) b_t(k) / c_t, gradients on the way
+    codes = np.asarray(codes)
+    start = np.asarray(start, dtype=np.int64)
+    group = np.asarray(group, dtype=np.int64)
+    weights = np.asarray(weights, dtype=float)
+    n_users, n_periods = codes.shape
+    block = block_size(n_nodes)
+    if n_users >= n_groups * block:
+        order = np.lexsort((start, group))
+    else:
+        order = np.lexsort((group, start))
+    n_blocks = max(1, -(-n_users // block))
+    pad = n_blocks * block - n_users
+    dtype = np.uint8 if n_codes <= 256 else np.int32
+    full = np.full((n_blocks * block, n_periods), n_codes - 1, dtype=dtype)
+    full[:n_users] = codes[order]
+    lanes_start = np.full(n_blocks * block, n_periods - 1, dtype=np.int64)
+    lanes_start[:n_users] = start[order]
+    lanes_group = np.empty(n_blocks * block, dtype=np.int64)
+    lanes_group[:n_users] = group[order]
+    lanes_weight = np.zeros(n_blocks * block)
+    lanes_weight[:n_users] = weights[order]
+    lanes_group = lanes_group.reshape(n_blocks, block)
+    if pad:  # padding lanes take the group of their block's first user
+        lanes_group[-1, block - pad:] = lanes_group[-1, 0] if n_users else 0
+    blocked = np.ascontiguousarray(full.reshape(n_blocks, block, n_periods).transpose(0, 2, 1))
+    shared = (lanes_group == lanes_group[:, :1]).all(axis=1).astype(np.int8)
+    return BlockedHistories(blocked, lanes_start.reshape(n_blocks, block), lanes_group,
+                            lanes_weight.reshape(n_blocks, block), shared)
+
+
+# ----------------------------------------------------------------- generated passes
+def _states(c: int, fmt: str, sep: str = "; ") -> str:
+    return sep.join(fmt.format(k=k) for k in range(c))
+
+
+def _emission(c: int, v: int, ind: str) -> list[str]:
+    """Lines setting ``e0..e{C-1}`` to the emissions of code ``v`` (selects, or a load)."""
+    if v > _SELECT_MAX_CODES:
+        return [ind + _states(c, "e{k} = tq[v, {k}]")]
+    lines = [ind + _states(c, "e{k} = t{k}_0")]
+    for code in range(1, v):
+        lines.append(f"{ind}h = v == {code}")
+        lines.append(ind + _states(c, f"e{{k}} = t{{k}}_{code} if h else e{{k}}"))
+    return lines
+
+
+def _prologue(c: int, v: int) -> list[str]:
+    """Hoisted constants: the table (for the selects) and the initial distribution."""
+    lines = ["    n_periods, n = cb.shape", "    t_lo = n_periods",
+             "    for i in range(n):", "        t_lo = min(t_lo, st[i])"]
+    if v <= _SELECT_MAX_CODES:
+        lines += [f"    t{k}_{code} = tq[{code}, {k}]" for code in range(v) for k in range(c)]
+    lines += [f"    i{k} = initial[{k}]" for k in range(c)]
+    return lines
+
+
+def _matrix(c: int, ind: str, lane: bool) -> list[str]:
+    """``p{j}{k}`` as scalars: the block's shared matrix, or the lane's own."""
+    idx = "i" if lane else "0"
+    return [ind + "; ".join(f"p{j}_{k} = pb[{j}, {k}, {idx}]" for k in range(c))
+            for j in range(c)]
+
+
+def _predict(c: int, ind: str) -> list[str]:
+    """``x{j}`` (the lane's last filtered state) and ``m{k}`` (this period's prediction)."""
+    lines = [ind + _states(c, "x{k} = a[tp, {k}, i]"), f"{ind}late = t > st[i]"]
     for k in range(c):
-        for i in range(n):
-            b[k, i] = 1.0
-    for t in range(n_periods - 1, t_lo - 1, -1):
-        for k in range(c):
-            for i in range(n):
-                eb[k, i] = e_[t, k, i] * b[k, i] * inv_c[t, i]
-        for i in range(n):
-            if t >= start[i]:
-                wc = weights[i] * inv_c[t, i]
-                bank = g_table[i & (_BANKS - 1), cb[t, i]]
-                for k in range(c):
-                    bank[k] += wc * m_[t, k, i] * b[k, i]
-                if t == start[i]:
-                    for k in range(c):
-                        g_init[k] += weights[i] * eb[k, i]
-        if t > t_lo:
-            for i in range(n):
-                wl[i] = weights[i] if t > start[i] else 0.0
+        dot = " + ".join(f"x{j} * p{j}_{k}" for j in range(c))
+        lines.append(f"{ind}m{k} = {dot} if late else i{k}")
+    return lines
+
+
+def _forward_source(c: int, v: int) -> str:
+    body = [*_predict(c, "            "), "            v = cb[t, i]",
+            *_emission(c, v, "            "),
+            "            " + _states(c, "y{k} = m{k} * e{k}"),
+            "            s = " + " + ".join(f"y{k}" for k in range(c)),
+            "            inv = 1.0 / s",
+            "            " + _states(c, "a[t, {k}, i] = y{k} * inv"),
+            "            ic[t, i] = inv",
+            "            prod[i] *= s if t >= st[i] else 1.0"]
+    flush = [f"        if (t - t_lo) % {_LOG_EVERY} == {_LOG_EVERY - 1} or t == n_periods - 1:",
+             "            for i in range(n):",
+             "                ll[i] += np.log(prod[i])",
+             "                prod[i] = 1.0"]
+
+    def loop(lane: bool) -> list[str]:
+        head = ["    for t in range(t_lo, n_periods):", "        tp = max(t - 1, 0)",
+                "        for i in range(n):"]
+        return head + (_matrix(c, "            ", True) if lane else []) + body + flush
+
+    lines = ["def forward(tq, initial, pb, shared, cb, st, a, ic, prod, ll):",
+             *_prologue(c, v),
+             "    for i in range(n):", "        prod[i] = 1.0", "        ll[i] = 0.0",
+             "    if shared:", *_matrix(c, "        ", False), *["    " + x for x in loop(False)],
+             "    else:", *["    " + x for x in loop(True)]]
+    return "\n".join(lines)
+
+
+def _backward_source(c: int, v: int) -> str:
+    def body(lane: bool) -> list[str]:
+        ind = "            "
+        lines = [*_predict(c, ind), f"{ind}v = cb[t, i]", *_emission(c, v, ind),
+                 f"{ind}inv = ic[t, i]",
+                 ind + _states(c, "c{k} = bb[{k}, i] * inv"),
+                 f"{ind}wi = w[i] if t >= st[i] else 0.0",
+                 ind + _states(c, "gv[{k}, i] = wi * m{k} * c{k}"),
+                 ind + _states(c, "q{k} = e{k} * c{k}"),
+                 f"{ind}wl = w[i] if late else 0.0",
+                 ind + _states(c, "wx{k} = wl * x{k}")]
+        for j in range(c):
+            if lane:
+                lines.append(ind + "; ".join(f"gl[{j * c + k}, i] += wx{j} * q{k}"
+                                             for k in range(c)))
+            else:
+                lines.append(ind + "; ".join(f"s{j}_{k} += wx{j} * q{k}" for k in range(c)))
+        lines += [f"{ind}ws = w[i] if t == st[i] else 0.0",
+                  ind + _states(c, "g{k} += ws * q{k}")]
+        for j in range(c):
+            dot = " + ".join(f"p{j}_{k} * q{k}" for k in range(c))
+            lines.append(f"{ind}bb[{j}, i] = {dot}")
+        return lines
+
+    scatter = ["        for i in range(n):",
+               f"            bank = gtab[i & {_BANKS - 1}, cb[t, i]]",
+               *[f"            bank[{k}] += gv[{k}, i]" for k in range(c)]]
+
+    def loop(lane: bool) -> list[str]:
+        head = ["    for t in range(n_periods - 1, t_lo - 1, -1):", "        tp = max(t - 1, 0)",
+                "        for i in range(n):"]
+        return head + (_matrix(c, "            ", True) if lane else []) + body(lane) + scatter
+
+    sums = [f"s{j}_{k}" for j in range(c) for k in range(c)]
+    lines = ["def backward(tq, initial, pb, shared, cb, st, w, a, ic, bb, gv, gtab, red, gl):",
+             *_prologue(c, v),
+             "    for i in range(n):", "        " + _states(c, "bb[{k}, i] = 1.0"),
+             "    " + "; ".join(f"{s} = 0.0" for s in sums),
+             "    " + _states(c, "g{k} = 0.0"),
+             "    if shared:", *_matrix(c, "        ", False), *["    " + x for x in loop(False)],
+             "    else:", *["    " + x for x in loop(True)]]
+    lines += [f"    red[{n}] += {s}" for n, s in enumerate(sums)]
+    lines += [f"    red[{c * c + k}] += g{k}" for k in range(c)]
+    return "\n".join(lines)
+
+
+_DRIVER = """
+@numba.njit(cache=True, error_model="numpy")
+def kernel(table, initial, transition, codes, start, group, weights, shared, log_nodes):
+    n_blocks, n_periods, n = codes.shape
+    c = initial.shape[0]
+    n_nodes = table.shape[0]
+    n_trans = transition.shape[0]
+    g_banks = np.zeros((n_nodes, BANKS, table.shape[1], c))
+    g_init = np.zeros(c)
+    g_trans = np.zeros_like(transition)
+    a = np.zeros((n_nodes, n_periods, c, n))
+    ic = np.ones((n_nodes, n_periods, n))
+    ll = np.zeros((n_nodes, n))
+    prod = np.ones(n)
+    bb = np.ones((c, n))
+    gv = np.zeros((c, n))
+    gl = np.zeros((c * c, n))
+    red = np.zeros(c * c + c)
+    pb = np.zeros((n_trans, c, c, n))
+    wq = np.empty(n)
+    total = 0.0
+    for blk in range(n_blocks):
+        cb = codes[blk]
+        st = start[blk]
+        w = weights[blk]
+        g = group[blk]
+        sh = shared[blk] != 0
+        for qt in range(n_trans):  # the block's matrices: one shared, or each lane's own
             for j in range(c):
                 for k in range(c):
-                    for i in range(n):
-                        g_p[j, k, i] += wl[i] * a_[t - 1, j, i] * eb[k, i]
-            for j in range(c):
-                for i in range(n):
-                    b_new[j, i] = 0.0
-                for k in range(c):
-                    if shared:
-                        pjk = p[j, k, 0]
-                        for i in range(n):
-                            b_new[j, i] += pjk * eb[k, i]
+                    if sh:
+                        pb[qt, j, k, 0] = transition[qt, g[0], j, k]
                     else:
                         for i in range(n):
-                            b_new[j, i] += p[j, k, i] * eb[k, i]
-            for j in range(c):
+                            pb[qt, j, k, i] = transition[qt, g[i], j, k]
+        for q in range(n_nodes):
+            forward(table[q], initial, pb[min(q, n_trans - 1)], sh, cb, st, a[q], ic[q],
+                    prod, ll[q])
+        if n_nodes == 1:
+            for i in range(n):
+                total += w[i] * (ll[0, i] + log_nodes[0])
+                wq[i] = w[i]
+        else:  # the log of each lane's mixture, and the nodes' posterior probabilities
+            for i in range(n):
+                top = -np.inf
+                for q in range(n_nodes):
+                    ll[q, i] += log_nodes[q]
+                    top = max(top, ll[q, i])
+                acc = 0.0
+                for q in range(n_nodes):
+                    acc += np.exp(ll[q, i] - top)
+                lse = top + np.log(acc)
+                total += w[i] * lse
+                for q in range(n_nodes):
+                    ll[q, i] = np.exp(ll[q, i] - lse) if np.isfinite(lse) else 0.0
+        for q in range(n_nodes):
+            if n_nodes > 1:
+                big = 0.0
                 for i in range(n):
-                    b[j, i] = b_new[j, i]
+                    wq[i] = w[i] * ll[q, i]
+                    big = max(big, ll[q, i])
+                if big <= 1e-12:
+                    continue
+            qt = min(q, n_trans - 1)
+            red[:] = 0.0
+            backward(table[q], initial, pb[qt], sh, cb, st, wq, a[q], ic[q], bb, gv,
+                     g_banks[q], red, gl)
+            for k in range(c):
+                g_init[k] += red[c * c + k]
+            for j in range(c):
+                for k in range(c):
+                    if sh:
+                        g_trans[qt, g[0], j, k] += red[j * c + k]
+                    else:
+                        for i in range(n):
+                            g_trans[qt, g[i], j, k] += gl[j * c + k, i]
+                            gl[j * c + k, i] = 0.0
+    return total, g_banks.sum(axis=1), g_init, g_trans
+"""
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _flush(g_lanes, g, seg, n):  # pragma: no cover - compiled
-    """Add the per-user transition gradients ``(C, C, n)`` to ``g[seg[i]]`` and zero them."""
-    c = g.shape[1]
-    for j in range(c):
-        for k in range(c):
-            for i in range(n):
-                g[seg[i], j, k] += g_lanes[j, k, i]
-                g_lanes[j, k, i] = 0.0
+def _module_source(c: int, v: int) -> str:
+    """Return the source of the generated module of the pass for ``C`` states and ``V`` codes."""
+    fast = repr(sorted(_FAST))
+    jit = f'@numba.njit(cache=True, error_model="numpy", fastmath=set({fast}))'
+    return "\n".join([
+        f'"""Generated by models.churn.hmm_kernel ({c} states, {v} codes); do not edit."""',
+        "import numba", "import numpy as np", f"BANKS = {_BANKS}", "", "",
+        jit, _forward_source(c, v), "", "", jit, _backward_source(c, v), "", _DRIVER])
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _gather(transition, seg, n, pb):  # pragma: no cover - compiled
-    """Each user's transition matrix, ``pb[j, k, i] = transition[seg[i], j, k]``."""
-    c = transition.shape[1]
-    for j in range(c):
-        for k in range(c):
-            for i in range(n):
-                pb[j, k, i] = transition[seg[i], j, k]
+def _module_dir() -> Path | None:
+    """Return a writable folder for the generated modules (beside PyTensor's compiled code)."""
+    for base in (Path(pytensor.config.compiledir), Path(tempfile.gettempdir())):
+        folder = base / "listening_models_hmm"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(folder, os.W_OK):
+            return folder
+    return None
 
 
-@numba.njit(cache=True, error_model="numpy")
+@functools.cache
+def blocked_kernel(c: int, v: int) -> Callable:
+    """Return the compiled pass for ``C`` states and ``V`` codes.
+
+    ``kernel(table, initial, transition, codes, start, group, weights, shared,
+    log_nodes)`` on a :class:`BlockedHistories` returns the weighted total
+    log-likelihood and its gradients in ``table``, ``initial`` and
+    ``transition`` (see :func:`hmm_kernel`). Its source is generated for ``C``
+    and ``V`` into a module file named by a hash of that source, so numba
+    caches the compiled code on disk and the next process loads it; the file is
+    written once (to a temporary name, then renamed), never rewritten, and
+    without a writable folder the module is compiled in memory instead.
+    """
+    source = _module_source(c, v)
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    name = f"hmm_pass_{c}_{v}_{digest}"
+    folder = _module_dir()
+    if folder is None:
+        module = types.ModuleType(name)
+        exec(compile(source.replace("cache=True", "cache=False"), f"<{name}>", "exec"),
+             module.__dict__)
+        return module.kernel
+    path = folder / f"{name}.py"
+    if not path.exists():
+        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as tmp:
+            tmp.write(source)
+        os.replace(tmp.name, path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # numba's cache finds the module of its functions by name
+    spec.loader.exec_module(module)
+    return module.kernel
+
+
 def hmm_kernel(table, initial, transition, codes, start, seg, weights,
-               log_nodes):  # pragma: no cover - compiled
+               log_nodes) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     """Weighted total log-likelihood and its gradients (table, initial, transition).
 
     ``table`` ``(Q, V, C)`` emission probabilities per observed code at each of
@@ -214,10 +403,9 @@ def hmm_kernel(table, initial, transition, codes, start, seg, weights,
     ``transition`` ``(Q_t, S, C, C)``, per node of the effect (``Q_t = Q``,
     when the effect moves the transitions too) or shared (``Q_t = 1``);
     ``codes`` ``(U, T)``, ``start``, ``seg``
-    ``(U,)`` int64 (``seg`` indexes the ``S`` matrices), ``weights`` ``(U,)``.
-    Users are taken in blocks of users with close first periods (sorted by
-    start, then segment), the users of a block in the innermost (vectorised)
-    loops, each with its own matrices.
+    ``(U,)`` (``seg`` indexes the ``S`` matrices), ``weights`` ``(U,)``.
+    Lays the histories out (:func:`hmm_layout`) and runs the compiled pass of
+    :func:`blocked_kernel`; a model lays its histories out once instead.
 
     With several nodes, a forward pass per node gives each user's
     log-likelihood at the node and the posterior probability :math:`r_{iq}` of
@@ -225,115 +413,48 @@ def hmm_kernel(table, initial, transition, codes, start, seg, weights,
     weights :math:`w_i r_{iq}` (nodes of posterior probability below ``1e-12``
     for every user of the block are skipped).
     """
-    n_users, n_periods = codes.shape
-    n_nodes = table.shape[0]
-    n_trans = transition.shape[0]
-    c = initial.shape[0]
-    g_banks = np.zeros((n_nodes, _BANKS, table.shape[1], c))
-    g_init = np.zeros_like(initial)
-    g_trans = np.zeros_like(transition)
-    block = _BLOCK if n_nodes == 1 else _BLOCK_NODES
-    g_lanes = np.zeros((c, c, block))
-    cb = np.empty((n_periods, block), dtype=np.int64)
-    sb = np.empty(block, dtype=np.int64)
-    gb = np.empty(block, dtype=np.int64)
-    pb = np.empty((n_trans, c, c, block))
-    wb = np.empty(block)
-    wq = np.empty(block)
-    ll = np.empty((n_nodes, block))
-    e_ = np.empty((n_nodes, n_periods, c, block))
-    m_ = np.empty((n_nodes, n_periods, c, block))
-    a_ = np.empty((n_nodes, n_periods, c, block))
-    inv_c = np.empty((n_nodes, n_periods, block))
-    b = np.empty((c, block))
-    b_new = np.empty((c, block))
-    eb = np.empty((c, block))
-    n_seg = transition.shape[1]
-    if n_users >= n_seg * block:  # large groups: blocks of one group, by start within it
-        order = np.argsort(seg * (n_periods + 1) + start, kind="mergesort")
-    else:  # many small groups (covariates): blocks by start, groups mixed
-        order = np.argsort(start * (n_seg + 1) + seg, kind="mergesort")
-    total = 0.0
-    lo = 0
-    while lo < n_users:
-        n = 0
-        while lo + n < n_users and n < block:
-            u = order[lo + n]
-            sb[n] = start[u]
-            wb[n] = weights[u]
-            gb[n] = seg[u]
-            for t in range(n_periods):
-                cb[t, n] = codes[u, t]
-            n += 1
-        shared = True
-        for i in range(1, n):
-            shared = shared and gb[i] == gb[0]
-        for qt in range(n_trans):
-            _gather(transition[qt], gb, n, pb[qt])
-        if n_nodes == 1:
-            total += _forward_pass(table[0], initial, pb[0], shared, cb, sb, wb, n, e_[0], m_[0],
-                                   a_[0], inv_c[0], ll[0])
-            _backward_pass(pb[0], shared, cb, sb, wb, n, e_[0], m_[0], a_[0], inv_c[0], b, b_new,
-                           eb, g_banks[0], g_init, g_lanes)
-            for i in range(n):
-                total += wb[i] * log_nodes[0]
-        else:
-            for q in range(n_nodes):
-                _forward_pass(table[q], initial, pb[min(q, n_trans - 1)], shared, cb, sb, wb,
-                              n, e_[q], m_[q], a_[q], inv_c[q], ll[q])
-            for i in range(n):  # log of the mixture, and the nodes' posterior probabilities
-                top = -np.inf
-                for q in range(n_nodes):
-                    ll[q, i] += log_nodes[q]
-                    top = max(top, ll[q, i])
-                acc = 0.0
-                for q in range(n_nodes):
-                    acc += np.exp(ll[q, i] - top)
-                lse = top + np.log(acc)
-                total += wb[i] * lse
-                for q in range(n_nodes):
-                    ll[q, i] = np.exp(ll[q, i] - lse) if np.isfinite(lse) else 0.0
-            for q in range(n_nodes):
-                big = 0.0
-                for i in range(n):
-                    wq[i] = wb[i] * ll[q, i]
-                    big = max(big, ll[q, i])
-                if big > 1e-12:
-                    qt = min(q, n_trans - 1)
-                    _backward_pass(pb[qt], shared, cb, sb, wq, n, e_[q], m_[q], a_[q],
-                                   inv_c[q], b, b_new, eb, g_banks[q], g_init, g_lanes)
-                    if n_trans > 1:
-                        _flush(g_lanes, g_trans[q], gb, n)
-        _flush(g_lanes, g_trans[0], gb, n)
-        lo += n
-    return total, g_banks.sum(axis=1), g_init, g_trans
+    table = np.asarray(table, dtype=float)
+    transition = np.asarray(transition, dtype=float)
+    n_nodes, n_codes, c = table.shape
+    blocks = hmm_layout(codes, start, seg, weights, n_codes, transition.shape[1], n_nodes)
+    value, *grads = blocked_kernel(c, n_codes)(table, np.asarray(initial, dtype=float),
+                                               transition, *blocks,
+                                               np.asarray(log_nodes, dtype=float))
+    return float(value), *grads
 
 
 class HMMLogp(Op):
-    """Total engagement-HMM log-likelihood of compressed histories and its gradient.
+    """Total engagement-HMM log-likelihood of blocked histories and its gradient.
 
     Inputs: ``table`` ``(Q, V, C)``, ``initial`` ``(C,)``, ``transition``
-    ``(Q_t, S, C, C)`` (``Q_t`` 1 or ``Q``), then the data ``codes``, ``start``, ``seg`` (int64),
-    ``weights`` and ``log_nodes`` ``(Q,)`` (see :func:`hmm_kernel`). Outputs:
-    the value and its gradients with respect to the first three inputs (first
-    derivatives only).
+    ``(Q_t, S, C, C)`` (``Q_t`` 1 or ``Q``), then the data: the five arrays of
+    a :class:`BlockedHistories` and ``log_nodes`` ``(Q,)`` (see
+    :func:`hmm_kernel`). Outputs: the value and its gradients with respect to
+    the first three inputs (first derivatives only). ``n_states`` (``C``) and
+    ``n_codes`` (``V``) choose the compiled pass.
     """
 
-    __props__ = ()
+    __props__ = ("n_states", "n_codes")
+
+    def __init__(self, n_states: int, n_codes: int) -> None:
+        self.n_states = int(n_states)
+        self.n_codes = int(n_codes)
+        super().__init__()
 
     def make_node(self, *inputs: Any) -> Apply:
-        """Build the node from the three parameter arrays and the five data arrays."""
-        if len(inputs) != 8:
-            raise TypeError(f"HMMLogp takes 8 inputs, got {len(inputs)}")
+        """Build the node from the three parameter arrays and the six data arrays."""
+        if len(inputs) != 9:
+            raise TypeError(f"HMMLogp takes 9 inputs, got {len(inputs)}")
         params = [pt.as_tensor_variable(p, dtype="float64") for p in inputs[:3]]
+        codes = pt.as_tensor_variable(inputs[3])
         data = [pt.as_tensor_variable(v, dtype=d) for v, d in
-                zip(inputs[3:], ("int64", "int64", "int64", "float64", "float64"), strict=True)]
+                zip(inputs[4:], ("int64", "int64", "float64", "int8", "float64"), strict=True)]
         outputs = [pt.dscalar(), *(p.type() for p in params)]
-        return Apply(self, params + data, outputs)
+        return Apply(self, params + [codes] + data, outputs)
 
     def perform(self, node: Apply, inputs: Sequence[np.ndarray], outputs: Any) -> None:
         """Evaluate value and gradients (the compiled kernel)."""
-        value, *grads = hmm_kernel(*inputs)
+        value, *grads = blocked_kernel(self.n_states, self.n_codes)(*inputs)
         outputs[0][0] = np.asarray(value)
         for out, g in zip(outputs[1:], grads, strict=True):
             out[0] = g
@@ -349,23 +470,24 @@ class HMMLogp(Op):
         if any(not isinstance(c.type, DisconnectedType) for c in cotangents[1:]):
             raise NotImplementedError("HMMLogp has no second derivatives (Hessian)")
         out = cotangents[0]
-        return [out * g for g in outputs[1:]] + [disconnected_type()] * 5
+        return [out * g for g in outputs[1:]] + [disconnected_type()] * 6
 
     def connection_pattern(self, node: Apply) -> list[list[bool]]:
         """Say which inputs feed which outputs: the data arrays feed none."""
         n_out = len(node.outputs)
-        return [[True] * n_out] * 3 + [[False] * n_out] * 5
+        return [[True] * n_out] * 3 + [[False] * n_out] * 6
 
 
 @register_funcify_default_op_cache_key(HMMLogp)
 def _numba_hmm(op: HMMLogp, node: Any = None, **kwargs: Any) -> Any:
     """Compiled implementation of :class:`HMMLogp` for the numba backend."""
+    kernel = blocked_kernel(op.n_states, op.n_codes)
 
     @numba.njit(error_model="numpy")
-    def hmm_compiled(table, initial, transition, codes, start, seg, weights,
+    def hmm_compiled(table, initial, transition, codes, start, group, weights, shared,
                      log_nodes):  # pragma: no cover - compiled
-        value, g_table, g_init, g_trans = hmm_kernel(table, initial, transition, codes, start,
-                                                     seg, weights, log_nodes)
+        value, g_table, g_init, g_trans = kernel(table, initial, transition, codes, start,
+                                                 group, weights, shared, log_nodes)
         return np.asarray(value), g_table, g_init, g_trans
 
     return hmm_compiled, _KERNEL_VERSION

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from models.churn import _hmm
-from models.churn.hmm_kernel import hmm_kernel
+from models.churn import hmm_kernel as hmm_kernel_module
+from models.churn.hmm_kernel import hmm_kernel, hmm_layout
 
 
 def _problem(n_users: int, n_periods: int, n_states: int, n_segments: int, seed: int):
@@ -118,3 +119,67 @@ def test_kernel_with_many_small_groups_mixes_them_in_blocks(n_nodes):
     value_few = hmm_kernel(tables, initial, big, codes, start, few, weights, log_nodes)[0]
     mixture = _mixture(codes, start, few, tables, initial, big, log_nodes)
     assert value_few == pytest.approx(float(weights @ mixture), rel=1e-12)
+
+
+@pytest.mark.parametrize("n_codes", [22, 300])
+def test_kernel_with_many_codes_loads_the_emissions(n_codes):
+    """Periods of many days: above 16 codes the emission is a table load, above 256 the codes
+    are int32; value against the forward algorithm, gradients by finite differences."""
+    rng = np.random.default_rng(9)
+    n_users, n_periods, c = 150, 7, 3
+    table = rng.uniform(0.05, 1.0, size=(1, n_codes, c))
+    table[:, -1] = 1.0
+    initial = rng.dirichlet(np.ones(c))
+    trans = rng.dirichlet(np.ones(c), size=(1, 2, c))
+    start = rng.integers(0, n_periods, n_users)
+    codes = rng.integers(0, n_codes - 1, size=(n_users, n_periods))
+    codes[np.arange(n_periods)[None, :] < start[:, None]] = n_codes - 1
+    seg = rng.integers(0, 2, n_users)
+    weights = rng.integers(1, 4, n_users).astype(float)
+    data = (codes, start, seg, weights, np.zeros(1))
+    value, *grads = hmm_kernel(table, initial, trans, *data)
+    assert hmm_layout(codes, start, seg, weights, n_codes, 2).codes.dtype == (
+        np.uint8 if n_codes <= 256 else np.int32)
+    loglik = _hmm.forward(codes, start, table, initial[None], trans[0][seg][None])[0][0]
+    assert value == pytest.approx(float(weights @ loglik), rel=1e-12)
+    _check_gradients([table, initial, trans], data, grads, rng, per_input=6)
+
+
+def test_layout_keeps_every_user_once_with_its_weight():
+    (_, _, _), (codes, start, seg, weights, _) = _problem(300, 11, 3, 4, 10)
+    blocks = hmm_layout(codes, start, seg, weights, 6, 4)
+    n_blocks, n_periods, block = blocks.codes.shape
+    assert n_blocks == 3 and n_periods == 11
+    lanes = blocks.codes.transpose(0, 2, 1).reshape(-1, n_periods)
+    real = blocks.weights.reshape(-1) > 0
+    assert real.sum() == 300 and np.all(blocks.weights.reshape(-1)[~real] == 0)
+    # each user's (codes, start, group, weight) appears once among the real lanes
+    got = sorted(map(tuple, np.column_stack([lanes[real], blocks.start.reshape(-1)[real],
+                                             blocks.group.reshape(-1)[real],
+                                             blocks.weights.reshape(-1)[real]])))
+    want = sorted(map(tuple, np.column_stack([codes, start, seg, weights])))
+    assert got == want
+    # padding lanes are missing periods; a block shares a matrix exactly when its groups agree
+    assert np.all(lanes[~real] == 5)
+    for b in range(n_blocks):
+        assert blocks.shared[b] == (len(set(blocks.group[b])) == 1)
+
+
+def test_generated_pass_is_written_once_and_compiles_without_a_folder(monkeypatch):
+    """The pass's module file is not rewritten by a later process (numba's disk cache is keyed
+    on its time stamp); without a writable folder the pass compiles in memory, same values."""
+    inputs, data = _problem(200, 6, 2, 1, 11)
+    value = hmm_kernel(*inputs, *data)[0]
+    source = hmm_kernel_module._module_source(2, 6)
+    files = list(hmm_kernel_module._module_dir().glob("hmm_pass_2_6_*.py"))
+    assert [f.read_text() for f in files].count(source) == 1
+    stamp = {f: f.stat().st_mtime_ns for f in files}
+    hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)  # as a new process would
+    assert {f: f.stat().st_mtime_ns for f in files} == stamp
+    monkeypatch.setattr(hmm_kernel_module, "_module_dir", lambda: None)
+    in_memory = hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)
+    table, initial, trans = inputs
+    codes, start, seg, weights, log_nodes = data
+    blocks = hmm_layout(codes, start, seg, weights, 6, 1)
+    assert in_memory(table, initial, trans, *blocks, log_nodes)[0] == pytest.approx(value,
+                                                                                   rel=1e-14)
