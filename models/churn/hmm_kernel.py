@@ -369,9 +369,10 @@ def blocked_kernel(c: int, v: int) -> Callable:
     log-likelihood and its gradients in ``table``, ``initial`` and
     ``transition`` (see :func:`hmm_kernel`). Its source is generated for ``C``
     and ``V`` into a module file named by a hash of that source, so numba
-    caches the compiled code on disk and the next process loads it; the file is
-    written once (to a temporary name, then renamed), never rewritten, and
-    without a writable folder the module is compiled in memory instead.
+    caches the compiled code on disk and the next process loads it. The file is
+    written to a temporary name and renamed, and rewritten only if its text is
+    not the source (numba's cache is keyed on its time stamp); without a
+    writable folder the module is compiled in memory instead.
     """
     source = _module_source(c, v)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
@@ -383,10 +384,13 @@ def blocked_kernel(c: int, v: int) -> Callable:
              module.__dict__)
         return module.kernel
     path = folder / f"{name}.py"
-    if not path.exists():
+    if not (path.exists() and path.read_text() == source):  # absent, or damaged: (re)write
         with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as tmp:
             tmp.write(source)
-        os.replace(tmp.name, path)
+        try:
+            os.replace(tmp.name, path)
+        finally:
+            Path(tmp.name).unlink(missing_ok=True)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # numba's cache finds the module of its functions by name

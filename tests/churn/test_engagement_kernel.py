@@ -183,3 +183,22 @@ def test_generated_pass_is_written_once_and_compiles_without_a_folder(monkeypatc
     blocks = hmm_layout(codes, start, seg, weights, 6, 1)
     assert in_memory(table, initial, trans, *blocks, log_nodes)[0] == pytest.approx(value,
                                                                                    rel=1e-14)
+
+
+def test_a_damaged_generated_module_is_rewritten(tmp_path, monkeypatch):
+    """A generated module file whose text is not the source (a partial write, an edit) is
+    replaced before it is imported, and no temporary file is left behind."""
+    monkeypatch.setattr(hmm_kernel_module, "_module_dir", lambda: tmp_path)
+    hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)
+    folder = tmp_path
+    source = hmm_kernel_module._module_source(2, 6)
+    (path,) = folder.glob("hmm_pass_2_6_*.py")
+    assert path.read_text() == source
+    path.write_text(source[: len(source) // 2])
+    kernel = hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)
+    assert path.read_text() == source
+    assert not list(folder.glob("*.tmp"))
+    inputs, data = _problem(50, 5, 2, 1, 12)
+    codes, start, seg, weights, log_nodes = data
+    value = kernel(*inputs, *hmm_layout(codes, start, seg, weights, 6, 1), log_nodes)[0]
+    assert value == pytest.approx(hmm_kernel(*inputs, *data)[0], rel=1e-14)
