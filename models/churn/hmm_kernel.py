@@ -174,7 +174,7 @@ def _matrix(c: int, ind: str, lane: bool) -> list[str]:
 
 def _predict(c: int, ind: str) -> list[str]:
     """``x{j}`` (the lane's last filtered state) and ``m{k}`` (this period's prediction)."""
-    lines = [ind + _states(c, "x{k} = a[tp, {k}, i]"), f"{ind}late = t > st[i]"]
+    lines = [ind + _states(c, "x{k} = fw[tp, {k}, i]"), f"{ind}late = t > st[i]"]
     for k in range(c):
         dot = " + ".join(f"x{j} * p{j}_{k}" for j in range(c))
         lines.append(f"{ind}m{k} = {dot} if late else i{k}")
@@ -182,26 +182,33 @@ def _predict(c: int, ind: str) -> list[str]:
 
 
 def _forward_source(c: int, v: int) -> str:
-    body = [*_predict(c, "            "), "            v = cb[t, i]",
-            *_emission(c, v, "            "),
-            "            " + _states(c, "y{k} = m{k} * e{k}"),
-            "            s = " + " + ".join(f"y{k}" for k in range(c)),
-            "            inv = 1.0 / s",
-            "            " + _states(c, "a[t, {k}, i] = y{k} * inv"),
-            "            ic[t, i] = inv",
-            "            " + _states(c, "ev[t, {k}, i] = e{k}"),
-            "            prod[i] *= s if t >= st[i] else 1.0"]
-    flush = [f"        if (t - t_lo) % {_LOG_EVERY} == {_LOG_EVERY - 1} or t == n_periods - 1:",
+    """Return the source of the forward pass over a block.
+
+    ``fw[t]`` holds the filtered state (rows ``0..C-1``), the emissions
+    (``C..2C-1``) and the inverse scale factor (``2C``) of each period. The
+    main loop writes this one array only: with a few arrays more, LLVM gives up
+    the run-time checks of their overlap and the loop stays scalar.
+    """
+    ind = "            "
+    body = [*_predict(c, ind), f"{ind}v = cb[t, i]", *_emission(c, v, ind),
+            ind + _states(c, "y{k} = m{k} * e{k}"),
+            f"{ind}inv = 1.0 / (" + " + ".join(f"y{k}" for k in range(c)) + ")",
+            ind + _states(c, "fw[t, {k}, i] = y{k} * inv"),
+            ind + _states(c, f"fw[t, {c} + {{k}}, i] = e{{k}}"),
+            f"{ind}fw[t, {2 * c}, i] = inv"]
+    scale = ["        for i in range(n):",  # the product of the inverse scale factors
+             f"            prod[i] *= fw[t, {2 * c}, i] if t >= st[i] else 1.0",
+             f"        if (t - t_lo) % {_LOG_EVERY} == {_LOG_EVERY - 1} or t == n_periods - 1:",
              "            for i in range(n):",
-             "                ll[i] += np.log(prod[i])",
+             "                ll[i] -= np.log(prod[i])",
              "                prod[i] = 1.0"]
 
     def loop(lane: bool) -> list[str]:
         head = ["    for t in range(t_lo, n_periods):", "        tp = max(t - 1, 0)",
                 "        for i in range(n):"]
-        return head + (_matrix(c, "            ", True) if lane else []) + body + flush
+        return head + (_matrix(c, ind, True) if lane else []) + body + scale
 
-    lines = ["def forward(tq, initial, pb, shared, cb, st, a, ic, ev, prod, ll):",
+    lines = ["def forward(tq, initial, pb, shared, cb, st, fw, prod, ll):",
              *_prologue(c, v),
              "    for i in range(n):", "        prod[i] = 1.0", "        ll[i] = 0.0",
              "    if shared:", *_matrix(c, "        ", False), *["    " + x for x in loop(False)],
@@ -210,32 +217,48 @@ def _forward_source(c: int, v: int) -> str:
 
 
 def _backward_source(c: int) -> str:
+    """Return the source of the backward pass after the forward one, with the gradients.
+
+    ``scr`` holds the backward variables (rows ``0..C-1``), the emission
+    gradients of the period (``C..2C-1``) and, for a block whose users have
+    their own matrices, their transition gradients (``2C..2C+C*C-1``): again
+    the main loop writes one array.
+    """
+    g0 = 2 * c
+
     def body(lane: bool) -> list[str]:
         ind = "            "
-        lines = [*_predict(c, ind), ind + _states(c, "e{k} = ev[t, {k}, i]"),
-                 f"{ind}inv = ic[t, i]",
-                 ind + _states(c, "c{k} = bb[{k}, i] * inv"),
+        lines = [*_predict(c, ind), ind + _states(c, f"e{{k}} = fw[t, {c} + {{k}}, i]"),
+                 f"{ind}inv = fw[t, {2 * c}, i]",
+                 ind + _states(c, "c{k} = scr[{k}, i] * inv"),
                  f"{ind}wi = w[i] if t >= st[i] else 0.0",
-                 ind + _states(c, "gv[{k}, i] = wi * m{k} * c{k}"),
+                 ind + _states(c, f"scr[{c} + {{k}}, i] = wi * m{{k}} * c{{k}}"),
                  ind + _states(c, "q{k} = e{k} * c{k}"),
                  f"{ind}wl = w[i] if late else 0.0",
                  ind + _states(c, "wx{k} = wl * x{k}")]
-        for j in range(c):
-            if lane:
-                lines.append(ind + "; ".join(f"gl[{j * c + k}, i] += wx{j} * q{k}"
-                                             for k in range(c)))
-            else:
+        if lane:  # kept in place of the emissions, summed after the loop (see ``sums``)
+            lines.append(ind + _states(c, f"fw[t, {c} + {{k}}, i] = q{{k}}"))
+        else:
+            for j in range(c):
                 lines.append(ind + "; ".join(f"s{j}_{k} += wx{j} * q{k}" for k in range(c)))
         lines += [f"{ind}ws = w[i] if t == st[i] else 0.0",
                   ind + _states(c, "g{k} += ws * q{k}")]
         for j in range(c):
             dot = " + ".join(f"p{j}_{k} * q{k}" for k in range(c))
-            lines.append(f"{ind}bb[{j}, i] = {dot}")
+            lines.append(f"{ind}scr[{j}, i] = {dot}")
         return lines
 
     scatter = ["        for i in range(n):",
                f"            bank = gtab[i & {_BANKS - 1}, cb[t, i]]",
-               *[f"            bank[{k}] += gv[{k}, i]" for k in range(c)]]
+               *[f"            bank[{k}] += scr[{c + k}, i]" for k in range(c)]]
+
+    # each user's own transition gradients: sum_t w a_{t-1}(j) q_t(k) over its periods
+    sums_lane = ["    for t in range(t_lo + 1, n_periods):", "        for i in range(n):",
+                 "            wl = w[i] if t > st[i] else 0.0",
+                 "            " + _states(c, "wx{k} = wl * fw[t - 1, {k}, i]"),
+                 "            " + _states(c, f"q{{k}} = fw[t, {c} + {{k}}, i]"),
+                 *["            " + "; ".join(f"scr[{g0 + j * c + k}, i] += wx{j} * q{k}"
+                                              for k in range(c)) for j in range(c)]]
 
     def loop(lane: bool) -> list[str]:
         head = ["    for t in range(n_periods - 1, t_lo - 1, -1):", "        tp = max(t - 1, 0)",
@@ -243,13 +266,13 @@ def _backward_source(c: int) -> str:
         return head + (_matrix(c, "            ", True) if lane else []) + body(lane) + scatter
 
     sums = [f"s{j}_{k}" for j in range(c) for k in range(c)]
-    lines = ["def backward(initial, pb, shared, cb, st, w, a, ic, ev, bb, gv, gtab, red, gl):",
+    lines = ["def backward(initial, pb, shared, cb, st, w, fw, scr, gtab, red):",
              *_prologue(c, 0),
-             "    for i in range(n):", "        " + _states(c, "bb[{k}, i] = 1.0"),
+             "    for i in range(n):", "        " + _states(c, "scr[{k}, i] = 1.0"),
              "    " + "; ".join(f"{s} = 0.0" for s in sums),
              "    " + _states(c, "g{k} = 0.0"),
              "    if shared:", *_matrix(c, "        ", False), *["    " + x for x in loop(False)],
-             "    else:", *["    " + x for x in loop(True)]]
+             "    else:", *["    " + x for x in loop(True) + sums_lane]]
     lines += [f"    red[{n}] += {s}" for n, s in enumerate(sums)]
     lines += [f"    red[{c * c + k}] += g{k}" for k in range(c)]
     return "\n".join(lines)
@@ -265,14 +288,10 @@ def kernel(table, initial, transition, codes, start, group, weights, shared, log
     g_banks = np.zeros((n_nodes, BANKS, table.shape[1], c))
     g_init = np.zeros(c)
     g_trans = np.zeros_like(transition)
-    a = np.zeros((n_nodes, n_periods, c, n))
-    ev = np.ones((n_nodes, n_periods, c, n))
-    ic = np.ones((n_nodes, n_periods, n))
+    fw = np.zeros((n_nodes, n_periods, 2 * c + 1, n))
     ll = np.zeros((n_nodes, n))
     prod = np.ones(n)
-    bb = np.ones((c, n))
-    gv = np.zeros((c, n))
-    gl = np.zeros((c * c, n))
+    scr = np.zeros((2 * c + c * c, n))
     red = np.zeros(c * c + c)
     pb = np.zeros((n_trans, c, c, n))
     wq = np.empty(n)
@@ -292,8 +311,8 @@ def kernel(table, initial, transition, codes, start, group, weights, shared, log
                         for i in range(n):
                             pb[qt, j, k, i] = transition[qt, g[i], j, k]
         for q in range(n_nodes):
-            forward(table[q], initial, pb[min(q, n_trans - 1)], sh, cb, st, a[q], ic[q],
-                    ev[q], prod, ll[q])
+            forward(table[q], initial, pb[min(q, n_trans - 1)], sh, cb, st, fw[q], prod,
+                    ll[q])
         if n_nodes == 1:
             for i in range(n):
                 total += w[i] * (ll[0, i] + log_nodes[0])
@@ -321,8 +340,7 @@ def kernel(table, initial, transition, codes, start, group, weights, shared, log
                     continue
             qt = min(q, n_trans - 1)
             red[:] = 0.0
-            backward(initial, pb[qt], sh, cb, st, wq, a[q], ic[q], ev[q], bb, gv, g_banks[q], red,
-                     gl)
+            backward(initial, pb[qt], sh, cb, st, wq, fw[q], scr, g_banks[q], red)
             for k in range(c):
                 g_init[k] += red[c * c + k]
             for j in range(c):
@@ -331,8 +349,8 @@ def kernel(table, initial, transition, codes, start, group, weights, shared, log
                         g_trans[qt, g[0], j, k] += red[j * c + k]
                     else:
                         for i in range(n):
-                            g_trans[qt, g[i], j, k] += gl[j * c + k, i]
-                            gl[j * c + k, i] = 0.0
+                            g_trans[qt, g[i], j, k] += scr[2 * c + j * c + k, i]
+                            scr[2 * c + j * c + k, i] = 0.0
     return total, g_banks.sum(axis=1), g_init, g_trans
 """
 
