@@ -114,6 +114,9 @@ def hmm_layout(codes: np.ndarray, start: np.ndarray, group: np.ndarray, weights:
     group = np.asarray(group, dtype=np.int64)
     weights = np.asarray(weights, dtype=float)
     n_users, n_periods = codes.shape
+    if codes.size and (codes.min() < 0 or codes.max() >= n_codes):  # never wrap into uint8
+        raise ValueError(f"hmm_layout: codes must lie in 0..{n_codes - 1}; got "
+                         f"{codes.min()}..{codes.max()}.")
     block = block_size(n_nodes)
     if n_users >= n_groups * block:
         order = np.lexsort((start, group))

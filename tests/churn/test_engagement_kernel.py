@@ -163,6 +163,9 @@ def test_layout_keeps_every_user_once_with_its_weight():
     assert np.all(lanes[~real] == 5)
     for b in range(n_blocks):
         assert blocks.shared[b] == (len(set(blocks.group[b])) == 1)
+    # a code outside 0..V-1 is an error, never wrapped into the small integer type
+    with pytest.raises(ValueError, match="0..5"):
+        hmm_layout(np.where(codes == 2, 262, codes), start, seg, weights, 6, 4)
 
 
 def test_generated_pass_is_written_once_and_compiles_without_a_folder(monkeypatch):
