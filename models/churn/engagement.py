@@ -26,16 +26,12 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 from pymc.distributions.transforms import ordered
-from scipy import special
 
 from models._pointwise import by_blocks, draw_arrays, sample_array, unit_array, unit_coords
 from models.base import BayesianModel, resolve_seed
 from models.churn import _hmm
-from models.churn.engagement_data import (
-    check_period_length,
-    state_labels,
-    validate_activity_table,
-)
+from models.churn.engagement_data import check_period_length, validate_activity_table
+from models.churn.engagement_states import StateSpace, compress, effect_nodes, first_periods
 from models.churn.hmm_kernel import HMMLogp, hmm_layout
 from models.exceptions import DataValidationError, Problem
 from models.predict import (
@@ -52,31 +48,6 @@ __all__ = ["EngagementStateModel"]
 
 EMISSIONS = ("beta_binomial", "binomial")
 _SEG = "_segment_code"
-
-
-def _compress(codes: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return the unique (segment, history) rows, each user's row and the users per row."""
-    both = np.concatenate([seg[:, None], codes], axis=1)
-    rows, inverse, counts = np.unique(both, axis=0, return_inverse=True, return_counts=True)
-    return rows, inverse.reshape(-1), counts.astype(float)
-
-
-def effect_nodes(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Standard-normal nodes of a user effect and their log-probabilities.
-
-    ``n_nodes`` equally spaced points on [-4, 4] with probabilities proportional
-    to the normal density (the trapezoid rule); one node at 0 for ``n_nodes=1``.
-    """
-    if n_nodes == 1:
-        return np.zeros(1), np.zeros(1)
-    z = np.linspace(-4.0, 4.0, n_nodes)
-    log_w = -0.5 * z**2
-    return z, log_w - np.log(np.exp(log_w).sum())
-
-
-def _starts(codes: np.ndarray, missing: int) -> np.ndarray:
-    """First observed period of each row of codes."""
-    return np.argmax(codes != missing, axis=1)
 
 
 class EngagementStateModel(BayesianModel):
@@ -294,10 +265,16 @@ class EngagementStateModel(BayesianModel):
 
     # ------------------------------------------------------------------ hooks
     @property
+    def _space(self) -> StateSpace:
+        """The model's states, moves and nodes (the numpy side of its parameters)."""
+        return StateSpace(self.n_states, self.period_length, self.churn_state, self.churn_returns,
+                          bool(self.segment), bool(self.covariates), self.user_effects,
+                          self.user_transitions, self._n_nodes())
+
+    @property
     def _labels(self) -> list[str]:
         """Labels of every state, the churned one last."""
-        labels = state_labels(self.n_states)
-        return [*labels, "churned"] if self.churn_state else labels
+        return self._space.labels
 
     def _validate_data(self, data: Any) -> pd.DataFrame:
         return validate_activity_table(data, self.period_length, self.segment, self.covariates)
@@ -384,10 +361,10 @@ class EngagementStateModel(BayesianModel):
                     f"not identified; every user has {data[c].iloc[0]!r})",
                     fix="leave it out of covariates") for c in constant], what="activity table")
         group, design = self._groups(data, seg_labels, train=data)
-        rows, _, weights = _compress(self._codes(data), group)
+        rows, _, weights = compress(self._codes(data), group)
         seg, codes = rows[:, 0], rows[:, 1:]
-        start = _starts(codes, n + 1)
-        z, log_nodes = effect_nodes(self.user_effect_nodes if self.user_effects else 1)
+        start = first_periods(codes, n + 1)
+        z, log_nodes = effect_nodes(self._n_nodes())
         with pm.Model(coords=coords) as model:
             logit = priors["emission_logit"].create(
                 "emission_logit", dims="state", transform=ordered,
@@ -398,7 +375,7 @@ class EngagementStateModel(BayesianModel):
                 sigma_user = priors["sigma_user"].create("sigma_user")
                 if self.user_transitions:  # (Q, moves): each node's tilt of the move logits
                     tilt = priors["transition_tilt"].create("transition_tilt")
-                    shift = tilt * sigma_user * z[:, None] * self._move_direction()[None, :]
+                    shift = tilt * sigma_user * z[:, None] * self._space.move_direction()[None, :]
                 p = pm.math.sigmoid(logit[None, None, :] + sigma_user * z[:, None, None])
             else:
                 p = pm.math.sigmoid(logit)[None, None, :]
@@ -436,19 +413,6 @@ class EngagementStateModel(BayesianModel):
         model.engagement_rows = len(weights)  # for benchmarks
         return model
 
-    def _moves(self) -> list[tuple[int, int]]:
-        """(from, to) states of the move logits, in the order of the ``move`` coordinate."""
-        c = len(self._labels)
-        k = c if self.churn_returns else self.n_states
-        return [(i, j) for i in range(k) for j in range(c) if i != j]
-
-    def _move_direction(self) -> np.ndarray:
-        """+1 for a move to a more active state, -1 to a less active one (churned least)."""
-        rank = np.arange(len(self._labels), dtype=float)
-        if self.churn_state:
-            rank[-1] = -1.0
-        return np.array([np.sign(rank[j] - rank[i]) for i, j in self._moves()])
-
     def _transition(self, move: Any, k: int, c: int, seg_labels: list | None,
                     priors: Mapping[str, Prior], shift: Any = None, design: dict | None = None,
                     sds: np.ndarray | None = None) -> Any:
@@ -461,7 +425,7 @@ class EngagementStateModel(BayesianModel):
         moves)`` tilts each node's move logits.
         """
         k = c if self.churn_returns else k
-        rows_, cols_ = zip(*self._moves(), strict=True)
+        rows_, cols_ = zip(*self._space.moves(), strict=True)
 
         def matrix(logits: Any) -> Any:  # logits (..., moves) -> (..., C, C)
             lead = tuple(logits.shape[:-1])
@@ -508,101 +472,6 @@ class EngagementStateModel(BayesianModel):
             names.append("transition_coef")
         return names
 
-    # ----------------------------------------------------------- numpy side
-    def _numpy_params(self, arrays: Mapping[str, np.ndarray],
-                      design: dict | None = None) -> dict[str, Any]:
-        """Model parameters per draw as the numpy kernels take them.
-
-        Emission tables ``(D, Q, V, C)`` at the nodes of the user effect (one
-        node without), the nodes' log-probabilities ``log_nodes``, the initial
-        distribution and the transition matrices ``(D, Q_t, C, C)`` (``(D, Q_t,
-        S, C, C)`` with segments), ``Q_t = Q`` when the effect tilts them
-        (``user_transitions``), else 1. With covariates, the pieces of each
-        user's move logits instead, and the transition groups' ``design``
-        (see :meth:`_transitions_for`).
-        """
-        k = self.n_states
-        c = len(self._labels)
-        p = arrays["emission_probability"]
-        kappa = arrays.get("emission_concentration")
-        z, log_nodes = effect_nodes(self.user_effect_nodes if self.user_effects else 1)
-        p_nodes = p[:, None, :]
-        if self.user_effects:
-            with np.errstate(divide="ignore"):
-                logit = np.log(p) - np.log1p(-p)
-            p_nodes = special.expit(logit[:, None, :] + arrays["sigma_user"].reshape(-1, 1, 1)
-                                    * z[None, :, None])
-        q = len(z)
-        flat_kappa = None if kappa is None else np.repeat(kappa, q, axis=0)
-        emission = _hmm.emission_table(p_nodes.reshape(-1, k), flat_kappa, self.period_length,
-                                       self.churn_state)
-        emission = emission.reshape(p.shape[0], q, *emission.shape[1:])
-        initial = np.concatenate([arrays["initial_probability"],
-                                  np.zeros((p.shape[0], c - k))], axis=1)
-        out = {"emission": emission, "log_nodes": log_nodes, "initial": initial}
-        if self.covariates:  # each user's matrices, from its move logits (_transitions_for)
-            out.update(logit=arrays["transition_logit"], coef=arrays["transition_coef"],
-                       design=design)
-            if self.segment:  # (D, S, moves)
-                out["segment_shift"] = (arrays["segment_sigma"].reshape(-1, 1, 1)
-                                        * arrays["segment_offset"])
-            if self.user_transitions:  # (D, Q, moves)
-                out["shift"] = (arrays["transition_tilt"] * arrays["sigma_user"]).reshape(
-                    -1, 1, 1) * (z[:, None] * self._move_direction()[None, :])[None]
-            return out
-        if self.user_transitions:  # each node's own matrices, from the tilted move logits
-            logits = arrays["transition_logit"]  # (D, moves)
-            if self.segment:
-                logits = logits[:, None, :] + (arrays["segment_sigma"].reshape(-1, 1, 1)
-                                               * arrays["segment_offset"])
-            shift = (arrays["transition_tilt"] * arrays["sigma_user"]).reshape(
-                -1, *([1] * (logits.ndim - 1)))[:, None] * (
-                z[:, None] * self._move_direction()[None, :]).reshape(
-                1, q, *([1] * (logits.ndim - 2)), -1)
-            trans = self._matrix(logits[:, None] + shift)
-        else:
-            name = ("transition_probability_segment" if self.segment
-                    else "transition_probability")
-            trans = arrays[name]
-            if trans.shape[-2] < c:  # the absorbing churned state
-                dead = np.zeros((*trans.shape[:-2], 1, c))
-                dead[..., 0, c - 1] = 1.0
-                trans = np.concatenate([trans, dead], axis=-2)
-            trans = trans[:, None]
-        return {**out, "transition": trans}
-
-    def _transitions_for(self, params: Mapping[str, Any], group: np.ndarray) -> np.ndarray:
-        """Transition matrices of users of transition groups ``group``.
-
-        ``(D, Q_t, C, C)`` shared by the users (no segments, no covariates), or
-        ``(D, Q_t, U, C, C)``.
-        """
-        if not self.covariates:
-            trans = params["transition"]
-            return trans[:, :, group] if self.segment else trans
-        design = params["design"]
-        logits = params["logit"][:, None, :] + np.einsum(
-            "uc,dcm->dum", design["x"][group], params["coef"])  # (D, U, moves)
-        if self.segment:
-            logits = logits + params["segment_shift"][:, design["segment"][group]]
-        logits = logits[:, None] + params["shift"][:, :, None] if "shift" in params \
-            else logits[:, None]
-        return self._matrix(logits)
-
-    def _matrix(self, logits: np.ndarray) -> np.ndarray:
-        """Transition matrices ``(..., C, C)`` from move logits ``(..., moves)`` (numpy)."""
-        c = len(self._labels)
-        rows = c if self.churn_returns else self.n_states
-        full = np.zeros((*logits.shape[:-1], rows, c))
-        for m, (i, j) in enumerate(self._moves()):
-            full[..., i, j] = logits[..., m]
-        probs = special.softmax(full, axis=-1)
-        if rows < c:  # the absorbing churned state
-            dead = np.zeros((*logits.shape[:-1], 1, c))
-            dead[..., 0, c - 1] = 1.0
-            probs = np.concatenate([probs, dead], axis=-2)
-        return probs
-
     def _var_names(self) -> list[str]:
         names = ["emission_probability", "initial_probability"]
         if not self.covariates:  # with covariates, each user's matrix comes from the logits
@@ -625,27 +494,14 @@ class EngagementStateModel(BayesianModel):
     def _n_nodes(self) -> int:
         return self.user_effect_nodes if self.user_effects else 1
 
-    def _filter(self, params: Mapping[str, Any], codes: np.ndarray,
-                seg: np.ndarray) -> tuple[_hmm.NodeFilter, np.ndarray]:
-        """Forward algorithm at each node of rows ``codes`` (groups ``seg``); their transitions.
-
-        The transitions keep their node axis: ``(D, Q_t, C, C)``, or ``(D, Q_t, U,
-        C, C)`` with segments or covariates.
-        """
-        trans = self._transitions_for(params, seg)
-        start = _starts(codes, self.period_length + 1)
-        nodes = _hmm.forward_nodes(codes, start, params["emission"], params["initial"], trans,
-                                   params["log_nodes"])
-        return nodes, trans
-
     def _pointwise_log_likelihood(self, posterior: xr.Dataset) -> dict[str, xr.DataArray]:
         labels = list(posterior["segment"].values) if self.segment else None
         group, design = self._groups(self.data_, labels)
-        params = self._numpy_params(draw_arrays(posterior, self._var_names()), design)
-        rows, inverse, _ = _compress(self._codes(self.data_), group)
+        params = self._space.params(draw_arrays(posterior, self._var_names()), design)
+        rows, inverse, _ = compress(self._codes(self.data_), group)
         n_draws = params["emission"].shape[0]
         per_row = by_blocks(
-            lambda idx: self._filter(params, rows[idx, 1:], rows[idx, 0])[0].loglik,
+            lambda idx: self._space.forward_filter(params, rows[idx, 1:], rows[idx, 0])[0].loglik,
             n_draws, len(rows), unit_width=self._width(rows.shape[1]))
         return {"activity": sample_array(per_row[:, inverse], posterior, "user",
                                          unit_coords(self.data_.index))}
@@ -660,16 +516,16 @@ class EngagementStateModel(BayesianModel):
         labels = list(posterior["segment"].values) if self.segment else None
         codes = self._codes(self.data_)
         seg, design = self._groups(self.data_, labels)
-        params = self._numpy_params(draw_arrays(posterior, self._var_names()), design)
-        start = _starts(codes, self.period_length + 1)
+        params = self._space.params(draw_arrays(posterior, self._var_names()), design)
+        start = first_periods(codes, self.period_length + 1)
         n_draws = params["emission"].shape[0]
 
         def block(idx: np.ndarray) -> np.ndarray:
             if self.user_effects:
-                nodes, trans = self._filter(params, codes[idx], seg[idx])
+                nodes, trans = self._space.forward_filter(params, codes[idx], seg[idx])
                 emission, _, trans = _hmm.draw_nodes(params["emission"], nodes, trans, rng)
             else:
-                trans = self._transitions_for(params, seg[idx])[:, 0]
+                trans = self._space.transitions_for(params, seg[idx])[:, 0]
                 emission = params["emission"][:, 0]
             return _hmm.sample_history_totals(params["initial"], emission, trans,
                                               self.period_length, codes.shape[1] - start[idx],
@@ -705,7 +561,7 @@ class EngagementStateModel(BayesianModel):
         clean = self.data_ if data is None else self._validate_data(data)
         labels = list(self.idata_["posterior"]["segment"].values) if self.segment else None
         group, design = self._groups(clean, labels)
-        rows, inverse, _ = _compress(self._codes(clean), group)
+        rows, inverse, _ = compress(self._codes(clean), group)
         return clean, rows, inverse, design
 
     def _width(self, n_periods: int) -> int:
@@ -727,11 +583,11 @@ class EngagementStateModel(BayesianModel):
         clean, rows, inverse, design = self._unique_rows(data)
         arrays = posterior_arrays(self.idata_, self._var_names(), max_draws=max_draws,
                                   random_seed=random_seed)
-        params = self._numpy_params(arrays, design)
+        params = self._space.params(arrays, design)
 
         def block_func(_: Any, block: pd.DataFrame) -> np.ndarray:
             idx = block["row"].to_numpy()
-            nodes, trans = self._filter(params, rows[idx, 1:], rows[idx, 0])
+            nodes, trans = self._space.forward_filter(params, rows[idx, 1:], rows[idx, 0])
             return _hmm.mix_nodes(func, params["emission"], nodes, trans)
 
         frame = pd.DataFrame({"row": np.arange(len(rows))})
@@ -787,11 +643,11 @@ class EngagementStateModel(BayesianModel):
         """
         self._require_fitted("probability_states()")
         clean, rows, inverse, design = self._unique_rows(data)
-        params = self._numpy_params(posterior_arrays(
+        params = self._space.params(posterior_arrays(
             self.idata_, self._var_names(), max_draws=max_draws, random_seed=random_seed), design)
 
         def block(idx: np.ndarray) -> tuple[np.ndarray, ...]:
-            nodes = self._filter(params, rows[idx, 1:], rows[idx, 0])[0]
+            nodes = self._space.forward_filter(params, rows[idx, 1:], rows[idx, 0])[0]
             mixed = (nodes.filtered * nodes.weights[..., None]).sum(axis=1)  # (D, U, C)
             return tuple(np.moveaxis(mixed, -1, 0))
 
@@ -989,14 +845,14 @@ class EngagementStateModel(BayesianModel):
         periods, days = self._horizon("EngagementStateModel.sample_activity", horizon)
         self._require_fitted("sample_activity()")
         clean, rows, inverse, design = self._unique_rows(data)
-        params = self._numpy_params(posterior_arrays(
+        params = self._space.params(posterior_arrays(
             self.idata_, self._var_names(), max_draws=max_draws, random_seed=random_seed), design)
         rng = np.random.default_rng([resolve_seed(random_seed), 1])
         n_draws = params["emission"].shape[0]
 
         def block(idx: np.ndarray) -> np.ndarray:
             user_rows = rows[inverse[idx]]
-            nodes, trans = self._filter(params, user_rows[:, 1:], user_rows[:, 0])
+            nodes, trans = self._space.forward_filter(params, user_rows[:, 1:], user_rows[:, 0])
             emission, filtered, trans = _hmm.draw_nodes(params["emission"], nodes, trans, rng)
             return _hmm.sample_future_activity(filtered, emission, trans,
                                                self.period_length, periods, days, rng)

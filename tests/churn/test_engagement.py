@@ -120,7 +120,7 @@ def _fake_fit(data: pd.DataFrame, churn_state: bool = True, draws: int = 3,
         post["sigma_user"] = (("chain", "draw"), np.full((1, draws), sigma_user))
     if tilt is not None:  # the move logits of P against staying (log 0 = -inf)
         with np.errstate(divide="ignore"):
-            logits = [np.log(P[i, j]) - np.log(P[i, i]) for i, j in model._moves()]
+            logits = [np.log(P[i, j]) - np.log(P[i, i]) for i, j in model._space.moves()]
         post["transition_tilt"] = (("chain", "draw"), np.full((1, draws), tilt))
         post["transition_logit"] = (("chain", "draw", "move"), np.tile(logits, (1, draws, 1)))
     model.idata_ = xr.DataTree.from_dict({"posterior": xr.Dataset(post)})
@@ -304,7 +304,7 @@ def test_compressed_likelihood_equals_the_sum_over_users(options):
     value = pm_model.compile_fn(pm_model.logp(vars=pm_model.potentials))(point)
     names = model._var_names()
     got = pm_model.compile_fn(pm_model.replace_rvs_by_values([pm_model[n] for n in names]))(point)
-    params = model._numpy_params({n: np.asarray(v)[None] for n, v in zip(names, got,
+    params = model._space.params({n: np.asarray(v)[None] for n, v in zip(names, got,
                                                                           strict=True)})
     clean = model._validate_data(data)
     codes = model._codes(clean)
@@ -596,7 +596,7 @@ def _at_truth(data: pd.DataFrame, truth: dict, sigma_user: float | None,
         post["sigma_user"] = (("chain", "draw"), np.full((1, 1), sigma_user))
     if tilt is not None:
         p = np.asarray(truth["transition"])
-        logits = [np.log(p[i, j] / p[i, i]) for i, j in model._moves()]
+        logits = [np.log(p[i, j] / p[i, i]) for i, j in model._space.moves()]
         post["transition_tilt"] = (("chain", "draw"), np.full((1, 1), tilt))
         post["transition_logit"] = (("chain", "draw", "move"), np.asarray(logits)[None, None])
     model.idata_ = xr.DataTree.from_dict({"posterior": xr.Dataset(post)})

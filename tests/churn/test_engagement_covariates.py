@@ -58,7 +58,7 @@ def _softmax_matrix(model: EngagementStateModel, logits: np.ndarray) -> np.ndarr
     """Transition matrix of move logits by hand: rows exp(logit) / sum, the churned row absorbing."""
     c = len(model._labels)
     p = np.eye(c)  # staying has logit 0; an absorbing churned row keeps only its diagonal
-    for (i, j), v in zip(model._moves(), logits, strict=True):
+    for (i, j), v in zip(model._space.moves(), logits, strict=True):
         p[i, j] = np.exp(v)
     return p / p.sum(axis=1, keepdims=True)
 
@@ -120,7 +120,7 @@ def test_covariates_with_the_tilted_user_effects_equal_one_segment_per_user():
             "user_effects": True, "user_transitions": True}
     model = EngagementStateModel(covariates=covs, **opts)
     model.data_ = model._validate_data(data)
-    n_moves = len(model._moves())
+    n_moves = len(model._space.moves())
     eta = np.linspace(-2.5, -1.0, n_moves)
     beta = np.random.default_rng(1).normal(scale=0.7, size=(2, n_moves))
     common = {"transition_logit": (("move",), eta), "sigma_user": ((), 0.9),
@@ -166,11 +166,11 @@ def test_the_compiled_likelihood_and_its_gradient_in_the_coefficients(options):
     clean = model._validate_data(data)
     group, design = model._groups(clean, ["family", "free", "paid"] if options else None,
                                   train=clean)
-    params = model._numpy_params({n: np.asarray(v)[None] for n, v in zip(names, got,
+    params = model._space.params({n: np.asarray(v)[None] for n, v in zip(names, got,
                                                                           strict=True)}, design)
     codes = model._codes(clean)
     nodes = _hmm.forward_nodes(codes, np.argmax(codes != N + 1, axis=1), params["emission"],
-                               params["initial"], model._transitions_for(params, group),
+                               params["initial"], model._space.transitions_for(params, group),
                                params["log_nodes"])
     assert value == pytest.approx(nodes.loglik.sum(), rel=1e-7)
     sd = clean[["premium", "age"]].std(ddof=0).to_numpy()
@@ -195,7 +195,7 @@ def _truth_model(data: pd.DataFrame, truth: dict, scale: float) -> EngagementSta
     model = EngagementStateModel(emission="binomial", covariates=["premium"])
     model.data_ = model._validate_data(data)
     p = np.asarray(truth["transition"])
-    moves = model._moves()
+    moves = model._space.moves()
     sd = data["premium"].std(ddof=0)
     mean = data["premium"].mean()
     beta = np.array([scale * truth["beta"][i, j] for i, j in moves])
@@ -253,7 +253,7 @@ def test_nuts_recovers_the_coefficients_per_unit_of_the_covariate():
     draws = model.idata_["posterior"]["transition_coef_per_unit"].sel(covariate="premium")
     mean = draws.mean(("chain", "draw")).to_numpy()
     sd = draws.std(("chain", "draw")).to_numpy()
-    want = np.array([beta[i, j] for i, j in model._moves()])
+    want = np.array([beta[i, j] for i, j in model._space.moves()])
     assert np.all(np.abs(mean - want) < 3.3 * sd), (mean, sd)
     informed = sd < 0.35  # moves between rare states (dormant -> engaged) stay vague
     assert informed.sum() >= 3, sd
