@@ -399,14 +399,22 @@ def blocked_kernel(c: int, v: int) -> Callable:
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     name = f"hmm_pass_{c}_{v}_{digest}"
     folder = _module_dir()
-    if folder is None:
-        module = types.ModuleType(name)
-        exec(compile(source.replace("cache=True", "cache=False"), f"<{name}>", "exec"),
-             module.__dict__)
-        return module.kernel
-    path = folder / f"{name}.py"
+    if folder is not None:
+        try:
+            return _import_generated(folder / f"{name}.py", name, source).kernel
+        except OSError:  # a folder shared with other users, a full disk: compile in memory
+            pass
+    module = types.ModuleType(name)
+    exec(compile(source.replace("cache=True", "cache=False"), f"<{name}>", "exec"),
+         module.__dict__)
+    return module.kernel
+
+
+def _import_generated(path: Path, name: str, source: str) -> types.ModuleType:
+    """Write ``source`` to ``path`` unless it is there already, and import it as ``name``."""
     if not (path.exists() and path.read_text() == source):  # absent, or damaged: (re)write
-        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as tmp:
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp",
+                                         delete=False) as tmp:
             tmp.write(source)
         try:
             os.replace(tmp.name, path)
@@ -416,7 +424,7 @@ def blocked_kernel(c: int, v: int) -> Callable:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # numba's cache finds the module of its functions by name
     spec.loader.exec_module(module)
-    return module.kernel
+    return module
 
 
 def hmm_kernel(table, initial, transition, codes, start, seg, weights,

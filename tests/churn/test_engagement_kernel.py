@@ -179,13 +179,23 @@ def test_generated_pass_is_written_once_and_compiles_without_a_folder(monkeypatc
     stamp = {f: f.stat().st_mtime_ns for f in files}
     hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)  # as a new process would
     assert {f: f.stat().st_mtime_ns for f in files} == stamp
-    monkeypatch.setattr(hmm_kernel_module, "_module_dir", lambda: None)
-    in_memory = hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)
     table, initial, trans = inputs
     codes, start, seg, weights, log_nodes = data
     blocks = hmm_layout(codes, start, seg, weights, 6, 1)
+    monkeypatch.setattr(hmm_kernel_module, "_module_dir", lambda: None)
+    in_memory = hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)
     assert in_memory(table, initial, trans, *blocks, log_nodes)[0] == pytest.approx(value,
                                                                                    rel=1e-14)
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError("another user's file")
+
+    # a folder whose files cannot be read or written (shared with other users) is no error
+    monkeypatch.setattr(hmm_kernel_module, "_module_dir", lambda: files[0].parent)
+    monkeypatch.setattr(hmm_kernel_module, "_import_generated", unreadable)
+    fallback = hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)
+    assert fallback(table, initial, trans, *blocks, log_nodes)[0] == pytest.approx(value,
+                                                                                  rel=1e-14)
 
 
 def test_a_damaged_generated_module_is_rewritten(tmp_path, monkeypatch):
