@@ -20,7 +20,7 @@ are sums over users and periods (vectorised reductions); the emission gradient
 is scattered by code in a scalar loop. Each user of a block carries its own
 transition matrix (its segment's, or with covariates its transition group's);
 a block whose users share one takes it as scalars. The forward variables of a
-block stay in cache for the backward pass. Scale factors are multiplied over a
+block stay in cache for the backward pass. The inverse scale factors are multiplied over a
 few periods before one logarithm is taken.
 
 With user effects integrated out over ``Q`` nodes, a user's likelihood is the
