@@ -60,6 +60,37 @@ def _user_segments(ctx: AnalysisContext, seg: str | None) -> pd.Series | None:
     return values.astype("string").fillna("(missing)").astype(object)
 
 
+def _engagement_covariates(ctx: AnalysisContext) -> pd.DataFrame | None:
+    """User columns of ``churn.engagement_covariates`` as numbers, one row per user id.
+
+    Numbers and booleans (0/1) enter as they are; any other column is coded by
+    its levels, one 0/1 column per level but the first (``plan_premium``). A
+    missing value stays missing (the model names the users), never a 0.
+    """
+    names = ctx.config["churn"]["engagement_covariates"]
+    if not names:
+        return None
+    users = ctx.inputs.users
+    have = [] if users is None else [c for c in users.columns if c != "user_id"]
+    bad = [n for n in names if not isinstance(n, str) or n not in have]
+    if bad or len(set(names)) < len(names):
+        where = ("there is no users table (pass --users)" if users is None else
+                 f"the users table has the columns {sorted(map(str, have))}")
+        raise ConfigError(f"churn.engagement_covariates must name distinct columns of the users "
+                          f"table; {bad or names} are not ({where}).")
+    frame = users.set_index("user_id")
+    out: dict[str, pd.Series] = {}
+    for name in names:
+        col = frame[name]
+        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            out[name] = col.astype(float)
+            continue
+        text = col.astype("string")
+        for level in sorted(text.dropna().unique())[1:]:
+            out[f"{name}_{level}"] = (text == level).astype(float).where(text.notna())
+    return pd.DataFrame(out, index=frame.index)
+
+
 def _flatten(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
     cols = ["mean", "ci_lower", "ci_upper"]
     return frame[cols].rename(columns={c: f"{prefix}_{c}" for c in cols})
@@ -161,6 +192,7 @@ def run(ctx: AnalysisContext) -> None:
     priors = ctx.config.get("priors", {})
     seg = _segment_column(ctx)
     segments = _user_segments(ctx, seg)
+    hmm_covariates = _engagement_covariates(ctx) if cfg["fit_engagement"] else None
     n_levels = 0 if segments is None else int(segments.nunique())
     pooled = n_levels >= cfg["pool_from_segments"]
     if seg:
@@ -332,13 +364,19 @@ def run(ctx: AnalysisContext) -> None:
             hmm_seg = seg if (seg and pooled) else None
             if hmm_seg:
                 states_table[hmm_seg] = states_table.index.map(segments)
+            hmm_covs = [] if hmm_covariates is None else list(hmm_covariates.columns)
+            if hmm_covs:
+                states_table = states_table.join(hmm_covariates.reindex(states_table.index))
+                out.note("Engagement-state model: " + ", ".join(hmm_covs) + " shift the "
+                         "transitions (churn.engagement_covariates; coefficients in its "
+                         "summary, transition_coef_per_unit).")
             fit_table = _fit_sample(ctx, states_table, "engagement_max_users",
                                     "Engagement-state model", seed)
             engagement = out.fit("engagement", EngagementStateModel(
                 n_states=int(cfg["engagement_states"]), period_length=length,
                 churn_state=bool(cfg["engagement_churn_state"]),
                 churn_returns=bool(cfg["engagement_churn_returns"]), segment=hmm_seg,
-                user_effects=bool(cfg["engagement_user_effects"]),
+                covariates=hmm_covs, user_effects=bool(cfg["engagement_user_effects"]),
                 user_transitions=bool(cfg["engagement_user_transitions"]),
                 priors=priors.get("EngagementStateModel")), fit_table,
                 description=f"engagement states of active days per {length}-day period, "

@@ -4,10 +4,13 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from models.analysis import run_analysis
+from models.analysis.config import ConfigError
 from models.base import PosteriorModel
 from models.churn import BetaGeoModel
 from models.network import StochasticBlockModel
@@ -240,3 +243,22 @@ def test_force_refits_and_changed_config_invalidates_cache(network_dir, tmp_path
     manifest = json.loads((folder / "manifest.json").read_text())
     assert not manifest["fits"]["sbm"]["cached"]
     assert str(config) in manifest["inputs"]["config_file"]
+
+
+def test_churn_engagement_model_with_covariates_from_the_users_table(tmp_path):
+    """``engagement_covariates`` puts users-table columns on the HMM's transitions: a text
+    column as one 0/1 column per level but the first; a column that is not there is a
+    configuration error before anything is fitted."""
+    config = tmp_path / "c.toml"
+    config.write_text(ENGAGEMENT + 'engagement_covariates = ["plan"]\n')
+    folder = run_analysis("churn", out=tmp_path / "out", config=config, quiet=True)[0]
+    tree = xr.open_datatree(folder / "posterior" / "engagement.nc")
+    coef = tree["posterior"]["transition_coef_per_unit"]
+    assert list(coef["covariate"].values) == ["plan_premium"]
+    assert np.isfinite(coef.values).all()
+    assert "plan_premium shift the transitions" in (folder / "report.html").read_text()
+    preds = pd.read_csv(folder / "predictions.csv")
+    assert preds["engagement_probability_active_holdout_mean"].between(0, 1).all()
+    config.write_text(ENGAGEMENT + 'engagement_covariates = ["plam"]\n')
+    with pytest.raises(ConfigError, match=r"\['plam'\] are not .*'plan'"):
+        run_analysis("churn", out=tmp_path / "out2", config=config, quiet=True)
