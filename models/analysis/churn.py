@@ -86,7 +86,12 @@ def _engagement_covariates(ctx: AnalysisContext) -> pd.DataFrame | None:
             out[name] = col.astype(float)
             continue
         text = col.astype("string")
-        for level in sorted(text.dropna().unique())[1:]:
+        levels = sorted(text.dropna().unique())
+        if len(levels) < 2:
+            raise ConfigError(f"churn.engagement_covariates: the column {name!r} of the users "
+                              f"table has the one value {levels}: its effect on the transitions "
+                              "is not identified. Leave it out.")
+        for level in levels[1:]:
             out[f"{name}_{level}"] = (text == level).astype(float).where(text.notna())
     return pd.DataFrame(out, index=frame.index)
 

@@ -3,6 +3,7 @@
 import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 import xarray as xr
 
 from models.analysis import run_analysis
+from models.analysis.churn import _engagement_covariates
 from models.analysis.config import ConfigError
 from models.base import PosteriorModel
 from models.churn import BetaGeoModel
@@ -262,3 +264,16 @@ def test_churn_engagement_model_with_covariates_from_the_users_table(tmp_path):
     config.write_text(ENGAGEMENT + 'engagement_covariates = ["plam"]\n')
     with pytest.raises(ConfigError, match=r"\['plam'\] are not .*'plan'"):
         run_analysis("churn", out=tmp_path / "out2", config=config, quiet=True)
+    # a text column with one value would give no column at all: an error, not a silent drop
+    users = pd.DataFrame({"user_id": [1, 2, 3], "tier": "gold", "age": [20, None, 40],
+                          "plan": ["free", None, "family"]})
+    ctx = SimpleNamespace(config={"churn": {"engagement_covariates": ["tier"]}},
+                          inputs=SimpleNamespace(users=users))
+    with pytest.raises(ConfigError, match=r"'tier' .* one value \['gold'\]"):
+        _engagement_covariates(ctx)
+    # numbers stay numbers; a missing value stays missing, never a 0
+    ctx.config["churn"]["engagement_covariates"] = ["age", "plan"]
+    got = _engagement_covariates(ctx)
+    assert list(got.columns) == ["age", "plan_free"]
+    assert got["age"].tolist()[::2] == [20.0, 40.0] and np.isnan(got.loc[2, "age"])
+    assert got["plan_free"].tolist()[::2] == [1.0, 0.0] and np.isnan(got.loc[2, "plan_free"])
