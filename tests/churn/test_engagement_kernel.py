@@ -168,17 +168,20 @@ def test_layout_keeps_every_user_once_with_its_weight():
         hmm_layout(np.where(codes == 2, 262, codes), start, seg, weights, 6, 4)
 
 
-def test_generated_pass_is_written_once_and_compiles_without_a_folder(monkeypatch):
+def test_generated_pass_is_written_once_and_compiles_without_a_folder(tmp_path, monkeypatch):
     """The pass's module file is not rewritten by a later process (numba's disk cache is keyed
     on its time stamp); without a writable folder the pass compiles in memory, same values."""
     inputs, data = _problem(200, 6, 2, 1, 11)
     value = hmm_kernel(*inputs, *data)[0]
     source = hmm_kernel_module._module_source(2, 6)
-    files = list(hmm_kernel_module._module_dir().glob("hmm_pass_2_6_*.py"))
-    assert [f.read_text() for f in files].count(source) == 1
-    stamp = {f: f.stat().st_mtime_ns for f in files}
-    hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)  # as a new process would
-    assert {f: f.stat().st_mtime_ns for f in files} == stamp
+    monkeypatch.setattr(hmm_kernel_module, "_module_dir", lambda: tmp_path)
+    hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)  # a first process
+    files = list(tmp_path.glob("hmm_pass_2_6_*.py"))
+    assert [f.read_text() for f in files] == [source]
+    stamp = files[0].stat().st_mtime_ns
+    hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)  # a later one
+    assert files[0].stat().st_mtime_ns == stamp
+    assert not list(tmp_path.glob("*.tmp"))
     table, initial, trans = inputs
     codes, start, seg, weights, log_nodes = data
     blocks = hmm_layout(codes, start, seg, weights, 6, 1)
@@ -191,7 +194,7 @@ def test_generated_pass_is_written_once_and_compiles_without_a_folder(monkeypatc
         raise PermissionError("another user's file")
 
     # a folder whose files cannot be read or written (shared with other users) is no error
-    monkeypatch.setattr(hmm_kernel_module, "_module_dir", lambda: files[0].parent)
+    monkeypatch.setattr(hmm_kernel_module, "_module_dir", lambda: tmp_path)
     monkeypatch.setattr(hmm_kernel_module, "_import_generated", unreadable)
     fallback = hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)
     assert fallback(table, initial, trans, *blocks, log_nodes)[0] == pytest.approx(value,
