@@ -169,7 +169,7 @@ def _prologue(c: int, v: int) -> list[str]:
 
 
 def _matrix(c: int, ind: str, lane: bool) -> list[str]:
-    """``p{j}{k}`` as scalars: the block's shared matrix, or the lane's own."""
+    """``p{j}_{k}`` as scalars: the block's shared matrix, or the lane's own."""
     idx = "i" if lane else "0"
     return [ind + "; ".join(f"p{j}_{k} = pb[{j}, {k}, {idx}]" for k in range(c))
             for j in range(c)]
@@ -224,8 +224,10 @@ def _backward_source(c: int) -> str:
 
     ``scr`` holds the backward variables (rows ``0..C-1``), the emission
     gradients of the period (``C..2C-1``) and, for a block whose users have
-    their own matrices, their transition gradients (``2C..2C+C*C-1``): again
-    the main loop writes one array.
+    their own matrices, their transition gradients (``2C..2C+C*C-1``). For a
+    block that shares one matrix the main loop writes this one array (and
+    vectorises); for the other blocks it also keeps ``q`` in ``fw`` for the
+    sums after it, and stays scalar.
     """
     g0 = 2 * c
 
@@ -236,12 +238,11 @@ def _backward_source(c: int) -> str:
                  ind + _states(c, "c{k} = scr[{k}, i] * inv"),
                  f"{ind}wi = w[i] if t >= st[i] else 0.0",
                  ind + _states(c, f"scr[{c} + {{k}}, i] = wi * m{{k}} * c{{k}}"),
-                 ind + _states(c, "q{k} = e{k} * c{k}"),
-                 f"{ind}wl = w[i] if late else 0.0",
-                 ind + _states(c, "wx{k} = wl * x{k}")]
-        if lane:  # kept in place of the emissions, summed after the loop (see ``sums``)
+                 ind + _states(c, "q{k} = e{k} * c{k}")]
+        if lane:  # kept in place of the emissions, summed after the loop (``sums_lane``)
             lines.append(ind + _states(c, f"fw[t, {c} + {{k}}, i] = q{{k}}"))
         else:
+            lines += [f"{ind}wl = w[i] if late else 0.0", ind + _states(c, "wx{k} = wl * x{k}")]
             for j in range(c):
                 lines.append(ind + "; ".join(f"s{j}_{k} += wx{j} * q{k}" for k in range(c)))
         lines += [f"{ind}ws = w[i] if t == st[i] else 0.0",
