@@ -20,8 +20,8 @@ are sums over users and periods (vectorised reductions); the emission gradient
 is scattered by code in a scalar loop. Each user of a block carries its own
 transition matrix (its segment's, or with covariates its transition group's);
 a block whose users share one takes it as scalars. The forward variables of a
-block stay in cache for the backward pass. The inverse scale factors are multiplied over a
-few periods before one logarithm is taken.
+block stay in cache for the backward pass. The inverse scale factors are multiplied over
+periods, and their logarithm taken only when a product grows large.
 
 With user effects integrated out over ``Q`` nodes, a user's likelihood is the
 mixture :math:`\sum_q \omega_q L_q` of the likelihoods under the emission
@@ -73,7 +73,11 @@ _KERNEL_VERSION = source_salt(__file__)
 
 _BLOCK = 128  # users per block: the block's forward variables stay in cache
 _BLOCK_NODES = 16  # users per block with several nodes (the variables of every node are kept)
-_LOG_EVERY = 4  # periods whose scale factors are multiplied before one logarithm
+#: The inverse scale factors (each at least 1) are multiplied until one lane's product
+#: passes this, and then their logarithms taken: one or two logarithms per user
+#: rather than one per period. A product overflows only after a period whose
+#: observation has probability below 1e-158 given the past.
+_LOG_FROM = 1e150
 _BANKS = 8  # copies (a power of 2) of the emission gradient, for neighbouring users
 _SELECT_MAX_CODES = 16  # more codes: the emission is a table load (not vectorised)
 _FAST = {"reassoc", "contract", "arcp", "nsz"}  # no "nnan"/"ninf": a zero scale stays -inf
@@ -199,9 +203,11 @@ def _forward_source(c: int, v: int) -> str:
             ind + _states(c, "fw[t, {k}, i] = y{k} * inv"),
             ind + _states(c, f"fw[t, {c} + {{k}}, i] = e{{k}}"),
             f"{ind}fw[t, {2 * c}, i] = inv"]
-    scale = ["        for i in range(n):",  # the product of the inverse scale factors
+    scale = ["        big = 0.0",
+             "        for i in range(n):",  # the product of the inverse scale factors
              f"            prod[i] *= fw[t, {2 * c}, i] if t >= st[i] else 1.0",
-             f"        if (t - t_lo) % {_LOG_EVERY} == {_LOG_EVERY - 1} or t == n_periods - 1:",
+             "            big = max(big, prod[i])",
+             f"        if big > {_LOG_FROM!r} or t == n_periods - 1:",
              "            for i in range(n):",
              "                ll[i] -= np.log(prod[i])",
              "                prod[i] = 1.0"]

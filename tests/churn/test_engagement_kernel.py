@@ -145,6 +145,29 @@ def test_kernel_with_many_codes_loads_the_emissions(n_codes):
     _check_gradients([table, initial, trans], data, grads, rng, per_input=6)
 
 
+def test_kernel_takes_logarithms_when_the_scale_product_grows_large():
+    """Observations of probability near 1e-12 each: a user's product of inverse scale
+    factors passes 1e150 every dozen periods, so its logarithm is taken mid-history (and
+    never overflows); the value still equals the forward algorithm's, to 1e-12."""
+    rng = np.random.default_rng(12)
+    n_users, n_periods, c, n_codes = 300, 60, 3, 6
+    table = rng.uniform(0.5e-12, 2e-12, size=(1, n_codes, c))
+    table[:, -1] = 1.0
+    initial = rng.dirichlet(np.ones(c))
+    trans = rng.dirichlet(np.ones(c), size=(1, 1, c))
+    start = rng.integers(0, 10, n_users)
+    codes = rng.integers(0, n_codes - 1, size=(n_users, n_periods))
+    codes[np.arange(n_periods)[None, :] < start[:, None]] = n_codes - 1
+    seg = np.zeros(n_users, dtype=int)
+    weights = np.ones(n_users)
+    data = (codes, start, seg, weights, np.zeros(1))
+    value, *grads = hmm_kernel(table, initial, trans, *data)
+    loglik = _hmm.forward(codes, start, table, initial[None], trans[0][seg][None])[0][0]
+    assert loglik.min() < -1500  # far past one product's range (log 1e308 = 709)
+    assert np.isfinite(value) and all(np.isfinite(g).all() for g in grads)
+    assert value == pytest.approx(float(weights @ loglik), rel=1e-12)
+
+
 def test_layout_keeps_every_user_once_with_its_weight():
     (_, _, _), (codes, start, seg, weights, _) = _problem(300, 11, 3, 4, 10)
     blocks = hmm_layout(codes, start, seg, weights, 6, 4)
