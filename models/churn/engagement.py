@@ -458,22 +458,6 @@ class EngagementStateModel(BayesianModel):
             return matrix(logits)[None]
         return matrix(logits[None, :, :] + shift[:, None, :])
 
-    def default_target_accept(self) -> float:
-        """0.65 without segments, 0.9 with them.
-
-        The states and the user effects are integrated out (forward algorithm,
-        nodes), so without segments NUTS samples a few smooth population
-        parameters with no funnel, where a lower target takes longer steps. With
-        segments the offsets are non-centred under ``segment_sigma``: a funnel,
-        which the usual 0.9 keeps safe. Measured with nutpie: on 100,000 users x 52
-        weeks, 2 x (300 + 300) draws, 4.1 leapfrog steps per draw at 0.65 against
-        7.0 at 0.9 (fit 181 s against 220 s, max R-hat 1.007 against 1.018); on the
-        Last.fm users with user effects and tilt, 2 x (1000 + 1000), 6.9 against
-        10.1 steps, no divergences, the same smallest bulk ESS (800 and 822) and the
-        same scores.
-        """
-        return super().default_target_accept() if self.segment else 0.65
-
     def _parameter_names(self) -> list[str]:
         names = ["emission_probability", "initial_probability", "transition_probability"]
         if self.emission == "beta_binomial":
