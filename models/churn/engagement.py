@@ -31,6 +31,7 @@ from models._pointwise import by_blocks, draw_arrays, sample_array, unit_array, 
 from models.base import BayesianModel, resolve_seed
 from models.churn import _hmm
 from models.churn.engagement_data import check_period_length, validate_activity_table
+from models.churn.engagement_graph import emission_table, transition_matrices
 from models.churn.engagement_states import StateSpace, compress, effect_nodes, first_periods
 from models.churn.hmm_kernel import HMMLogp, hmm_layout
 from models.exceptions import DataValidationError, Problem
@@ -379,23 +380,10 @@ class EngagementStateModel(BayesianModel):
                 p = pm.math.sigmoid(logit[None, None, :] + sigma_user * z[:, None, None])
             else:
                 p = pm.math.sigmoid(logit)[None, None, :]
-            y = np.arange(n + 1.0)[None, :, None]
-            log_choose = pt.gammaln(n + 1.0) - pt.gammaln(y + 1.0) - pt.gammaln(n - y + 1.0)
-            if self.emission == "beta_binomial":
-                kappa = priors["emission_concentration"].create("emission_concentration",
-                                                                dims="state")
-                a, b = p * kappa, (1.0 - p) * kappa
-                log_pmf = (log_choose + pt.gammaln(y + a) + pt.gammaln(n - y + b)
-                           - pt.gammaln(n + kappa) - pt.gammaln(a) - pt.gammaln(b)
-                           + pt.gammaln(kappa))
-            else:
-                log_pmf = log_choose + y * pt.log(p) + (n - y) * pt.log1p(-p)
-            q = len(z)
-            table = pt.concatenate([pt.exp(log_pmf), pt.ones((q, 1, k))], axis=1)
-            if self.churn_state:
-                dead = np.zeros((q, n + 2, 1))
-                dead[:, 0] = dead[:, -1] = 1.0
-                table = pt.concatenate([table, dead], axis=2)
+            kappa = (priors["emission_concentration"].create("emission_concentration",
+                                                             dims="state")
+                     if self.emission == "beta_binomial" else None)
+            table = emission_table(p, n, kappa, self.churn_state)
             init_free = priors["initial_logit"].create("initial_logit", dims="initial_state")
             initial = pm.Deterministic(
                 "initial_probability",
@@ -403,60 +391,14 @@ class EngagementStateModel(BayesianModel):
                 dims="state")
             init_full = pt.concatenate([initial, pt.zeros(c - k)]) if c > k else initial
             move = priors["transition_logit"].create("transition_logit", dims="move")
-            trans = self._transition(move, k, c, seg_labels, priors, shift, design,
-                                     self._scaling(data, self.covariates)[1].to_numpy()
-                                     if self.covariates else None)
+            sds = self._scaling(data, self.covariates)[1].to_numpy() if self.covariates else None
+            trans = transition_matrices(self._space, move, priors, seg_labels, shift, design, sds)
             blocks = hmm_layout(codes, start, seg, weights, n + 2, int(seg.max(initial=0)) + 1,
                                 len(z))
             loglik = HMMLogp(c, n + 2)(table, init_full, trans, *blocks, log_nodes)[0]
             pm.Potential("log_likelihood", loglik)
         model.engagement_rows = len(weights)  # for benchmarks
         return model
-
-    def _transition(self, move: Any, k: int, c: int, seg_labels: list | None,
-                    priors: Mapping[str, Prior], shift: Any = None, design: dict | None = None,
-                    sds: np.ndarray | None = None) -> Any:
-        """Transition matrices ``(Q_t, G, C, C)`` from the move logits.
-
-        ``G`` is 1 without segments, the segments, or with covariates the
-        transition groups of ``design`` (their segments and standardised
-        covariates; ``sds`` the covariates' training standard deviations);
-        ``Q_t`` is 1, or the nodes of the user effect when ``shift`` ``(Q,
-        moves)`` tilts each node's move logits.
-        """
-        k = c if self.churn_returns else k
-        rows_, cols_ = zip(*self._space.moves(), strict=True)
-
-        def matrix(logits: Any) -> Any:  # logits (..., moves) -> (..., C, C)
-            lead = tuple(logits.shape[:-1])
-            scatter = np.zeros((len(rows_), k * c))
-            scatter[np.arange(len(rows_)), np.asarray(rows_) * c + np.asarray(cols_)] = 1.0
-            full = pt.dot(logits, scatter).reshape((*lead, k, c))
-            probs = pt.special.softmax(full, axis=-1)
-            if c > k:
-                dead = np.zeros((1, c))
-                dead[0, c - 1] = 1.0
-                dead = pt.zeros((*lead, 1, c)) + dead
-                probs = pt.concatenate([probs, dead], axis=-2)
-            return probs
-
-        pm.Deterministic("transition_probability", matrix(move)[:k],
-                         dims=("from_state", "to_state"))
-        logits = move[None, :]
-        if seg_labels is not None:
-            sigma = priors["segment_sigma"].create("segment_sigma")
-            z = pm.Normal("segment_offset", 0.0, 1.0, dims=("segment", "move"))
-            logits = logits + sigma * z
-            pm.Deterministic("transition_probability_segment", matrix(logits)[:, :k],
-                             dims=("segment", "from_state", "to_state"))
-        if design is not None:
-            coef = priors["transition_coef"].create("transition_coef", dims=("covariate", "move"))
-            pm.Deterministic("transition_coef_per_unit", coef / sds[:, None],
-                             dims=("covariate", "move"))
-            logits = logits[design["segment"]] + pt.dot(design["x"], coef)
-        if shift is None:
-            return matrix(logits)[None]
-        return matrix(logits[None, :, :] + shift[:, None, :])
 
     def _parameter_names(self) -> list[str]:
         names = ["emission_probability", "initial_probability", "transition_probability"]

@@ -74,8 +74,8 @@ _KERNEL_VERSION = source_salt(__file__)
 _BLOCK = 128  # users per block: the block's forward variables stay in cache
 _BLOCK_NODES = 16  # users per block with several nodes (the variables of every node are kept)
 #: The inverse scale factors (each at least 1) are multiplied until one lane's product
-#: passes this, and then their logarithms taken: one or two logarithms per user
-#: rather than one per period. A product overflows only after a period whose
+#: passes this, and then their logarithms taken: on weekly histories one logarithm
+#: per user rather than one every few periods. A product overflows only after a period whose
 #: observation has probability below 1e-158 given the past.
 _LOG_FROM = 1e150
 _BANKS = 8  # copies (a power of 2) of the emission gradient, for neighbouring users
