@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+from scipy import special
 
 from models.churn.engagement_states import StateSpace
 from models.priors import Prior
@@ -34,7 +35,8 @@ def emission_table(p: Any, n_days: int, kappa: Any = None, churn_state: bool = F
     """
     y = np.arange(n_days + 1.0)[None, :, None]
     n = float(n_days)
-    log_choose = pt.gammaln(n + 1.0) - pt.gammaln(y + 1.0) - pt.gammaln(n - y + 1.0)
+    # in numpy: PyTensor would take the Python float n + 1.0 as a float32 constant
+    log_choose = special.gammaln(n + 1.0) - special.gammaln(y + 1.0) - special.gammaln(n - y + 1.0)
     if kappa is not None:
         a, b = p * kappa, (1.0 - p) * kappa
         log_pmf = (log_choose + pt.gammaln(y + a) + pt.gammaln(n - y + b)
