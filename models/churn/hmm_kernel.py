@@ -49,8 +49,10 @@ import functools
 import hashlib
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
+import time
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -81,6 +83,8 @@ _LOG_FROM = 1e150
 _BANKS = 8  # copies (a power of 2) of the emission gradient, for neighbouring users
 _SELECT_MAX_CODES = 16  # more codes: the emission is a table load (not vectorised)
 _FAST = {"reassoc", "contract", "arcp", "nsz"}  # no "nnan"/"ninf": a zero scale stays -inf
+_MARKER = "last-used"  # in each version's folder of generated modules: touched on use
+_KEEP_DAYS = 30.0  # generated modules of other versions unused this long are removed
 
 
 class BlockedHistories(NamedTuple):
@@ -375,17 +379,80 @@ def _module_source(c: int, v: int) -> str:
         jit, _forward_source(c, v), "", "", jit, _backward_source(c), "", _DRIVER])
 
 
-def _module_dir() -> Path | None:
-    """Return a writable folder for the generated modules (beside PyTensor's compiled code)."""
-    for base in (Path(pytensor.config.compiledir), Path(tempfile.gettempdir())):
-        folder = base / "listening_models_hmm"
+def _module_dir(bases: Sequence[Path] | None = None) -> Path | None:
+    """Return a writable folder for this version's generated modules, after pruning old ones.
+
+    The folder, ``listening_models_hmm/v<version>`` beside PyTensor's compiled
+    code, is named by a hash of this module's source, so every version of the
+    package keeps its generated modules (and numba's cache of them) apart.
+    ``bases``: the folders to try in turn (PyTensor's compiledir, then the
+    temporary folder).
+    """
+    if bases is None:
+        bases = (Path(pytensor.config.compiledir), Path(tempfile.gettempdir()))
+    for base in bases:
+        root = base / "listening_models_hmm"
+        folder = root / f"v{_KERNEL_VERSION:012x}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError:
             continue
         if os.access(folder, os.W_OK):
+            _mark_used(folder)
+            _prune_once(root)
             return folder
     return None
+
+
+def _mark_used(folder: Path) -> None:
+    """Set the time stamp of ``folder``'s marker file to now (the modules keep theirs)."""
+    try:
+        (folder / _MARKER).touch()
+    except OSError:
+        pass
+
+
+@functools.cache
+def _prune_once(root: Path) -> None:
+    """:func:`prune_generated` once per process and folder."""
+    prune_generated(root)
+
+
+def prune_generated(root: Path, keep_days: float = _KEEP_DAYS,
+                    now: float | None = None) -> list[Path]:
+    """Remove the generated modules of other versions not used for ``keep_days`` days.
+
+    A version's folder counts as used when its marker file was last touched (by
+    :func:`blocked_kernel` in any process); modules written straight into
+    ``root`` by versions before the folders (``hmm_pass_*.py`` and their
+    ``__pycache__``) by their own time stamps. Removal is best effort: a file
+    another process holds or another user owns stays. A module removed while
+    in use costs only a recompilation (it is rewritten, or compiled in
+    memory). Returns the paths removed.
+    """
+    now = time.time() if now is None else now
+    cutoff = now - keep_days * 86400.0
+    current = f"v{_KERNEL_VERSION:012x}"
+    removed = []
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if entry.is_dir() and entry.name.startswith("v") and entry.name != current:
+                marker = entry / _MARKER
+                stamp = (marker if marker.exists() else entry).stat().st_mtime
+                if stamp < cutoff:
+                    shutil.rmtree(entry)
+                    removed.append(entry)
+            elif entry.name.startswith("hmm_pass_") or entry.name == "__pycache__":
+                if entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                    removed.append(entry)
+        except OSError:
+            continue
+    return removed
 
 
 @functools.cache
@@ -400,7 +467,10 @@ def blocked_kernel(c: int, v: int) -> Callable:
     caches the compiled code on disk and the next process loads it. The file is
     written to a temporary name and renamed, and rewritten only if its text is
     not the source (numba's cache is keyed on its time stamp); without a
-    writable folder the module is compiled in memory instead.
+    writable folder the module is compiled in memory instead. Each version of
+    this module writes into a folder of its own (:func:`_module_dir`), and the
+    folders of versions unused for 30 days are removed
+    (:func:`prune_generated`), so upgrades do not pile up compiled code.
     """
     source = _module_source(c, v)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]

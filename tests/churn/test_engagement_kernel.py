@@ -241,3 +241,46 @@ def test_a_damaged_generated_module_is_rewritten(tmp_path, monkeypatch):
     codes, start, seg, weights, log_nodes = data
     value = kernel(*inputs, *hmm_layout(codes, start, seg, weights, 6, 1), log_nodes)[0]
     assert value == pytest.approx(hmm_kernel(*inputs, *data)[0], rel=1e-14)
+
+
+def test_generated_modules_of_other_versions_are_pruned_after_30_days_unused(tmp_path):
+    """Each version writes its generated modules into a folder of its own; another version's
+    folder (by its marker's time stamp) and modules written straight into the root by older
+    versions are removed once unused for 30 days, recent ones and the current version stay."""
+    import os
+    import time
+
+    now = time.time()
+    day = 86400.0
+    root = tmp_path / "listening_models_hmm"
+    old, recent = root / "v000000000001", root / "v000000000002"
+    for folder, age in ((old, 40), (recent, 5)):
+        folder.mkdir(parents=True)
+        (folder / "hmm_pass_2_6_abc.py").write_text("x = 1\n")
+        (folder / "last-used").touch()
+        os.utime(folder / "last-used", (now - age * day,) * 2)
+    # the old version's module file itself is recent: the marker, not the file, decides
+    legacy_old, legacy_new = root / "hmm_pass_3_9_old.py", root / "hmm_pass_3_9_new.py"
+    for path, age in ((legacy_old, 31), (legacy_new, 1)):
+        path.write_text("x = 1\n")
+        os.utime(path, (now - age * day,) * 2)
+    other = root / "notes.txt"  # not ours: never touched
+    other.write_text("keep")
+    os.utime(other, (now - 400 * day,) * 2)
+    current = root / f"v{hmm_kernel_module._KERNEL_VERSION:012x}"
+    current.mkdir()
+    os.utime(current, (now - 400 * day,) * 2)
+
+    removed = hmm_kernel_module.prune_generated(root, now=now)
+    assert sorted(removed) == sorted([old, legacy_old])
+    assert not old.exists() and not legacy_old.exists()
+    assert recent.exists() and legacy_new.exists() and other.exists() and current.exists()
+    # a missing root is no error
+    assert hmm_kernel_module.prune_generated(tmp_path / "absent", now=now) == []
+
+    # finding the folder for this version marks it used and prunes its neighbours
+    os.utime(recent / "last-used", (now - 31 * day,) * 2)
+    hmm_kernel_module._prune_once.cache_clear()
+    assert hmm_kernel_module._module_dir((tmp_path,)) == current
+    assert now - 60 < (current / "last-used").stat().st_mtime
+    assert not recent.exists() and legacy_new.exists()
