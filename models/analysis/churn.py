@@ -388,6 +388,19 @@ def run(ctx: AnalysisContext) -> None:
                 "silent users may return", **ctx.sampler_kwargs(5))
             out.add_figure("trace_engagement", plot_trace_rank(engagement),
                            "Engagement-state model: trace and rank plots")
+        with out.step("predictive check of the engagement-state model's gaps"):
+            hmm_gaps = gap_check(engagement, random_seed=seed)
+            out.add_table("gap_check_engagement", hmm_gaps.table,
+                          "Can the engagement-state model produce the pauses the users took? "
+                          "As the BG/NBD gap check, on its own table (periods of "
+                          f"{length} days, the users it was fitted on).")
+            if hmm_gaps.cannot_reproduce:
+                warnings.warn(f"Engagement-state model: {hmm_gaps.message}", ModelCheckWarning,
+                              stacklevel=2)
+                out.finding("WARNING: engagement-state model on the calibration window: "
+                            f"{hmm_gaps.message}")
+            else:
+                out.note(f"Engagement-state model gap check: {hmm_gaps.message}")
 
     returns = None
     if cfg["fit_return_hazard"]:

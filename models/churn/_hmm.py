@@ -21,7 +21,7 @@ function takes parameter draws with a leading draw axis ``D``:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numba
@@ -351,6 +351,28 @@ def sample_future_activity(filtered: np.ndarray, emission: np.ndarray, transitio
     return total
 
 
+def _history_steps(initial: np.ndarray, emission: np.ndarray, transition: np.ndarray, n: int,
+                   n_users: int, n_steps: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Yield each period's active days ``(D, U)`` of histories drawn from their first period.
+
+    The first period's state is drawn from ``initial``, each next from its row of
+    ``transition``; ``emission`` per draw or per user, as in
+    :func:`sample_future_activity`.
+    """
+    n_draws = emission.shape[0]
+    d_idx = np.arange(n_draws)[:, None]
+    pmf = _days_pmf(emission, n)
+    u_idx = np.arange(n_users)[None, :]
+    state = _draw_categorical(np.broadcast_to(initial[:, None, :],
+                                              (n_draws, n_users, initial.shape[-1])), rng)
+    yield _draw_categorical(pmf(d_idx, u_idx, state), rng)
+    for _ in range(1, n_steps):
+        rows = (transition[d_idx, state] if transition.ndim == 3
+                else transition[d_idx, u_idx, state])
+        state = _draw_categorical(rows, rng)
+        yield _draw_categorical(pmf(d_idx, u_idx, state), rng)
+
+
 def sample_history_totals(initial: np.ndarray, emission: np.ndarray, transition: np.ndarray,
                           n: int, lengths: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Draw each user's total active days over a history of ``lengths`` periods, ``(D, U)``.
@@ -359,18 +381,26 @@ def sample_history_totals(initial: np.ndarray, emission: np.ndarray, transition:
     data for posterior predictive checks. ``emission`` per draw or per user,
     as in :func:`sample_future_activity`.
     """
-    n_draws = emission.shape[0]
-    n_users = len(lengths)
-    d_idx = np.arange(n_draws)[:, None]
-    u_idx = np.arange(n_users)[None, :]
-    pmf = _days_pmf(emission, n)
-    state = _draw_categorical(np.broadcast_to(initial[:, None, :],
-                                              (n_draws, n_users, initial.shape[-1])), rng)
-    total = _draw_categorical(pmf(d_idx, u_idx, state), rng)
-    for step in range(1, int(np.max(lengths, initial=0))):
-        rows = (transition[d_idx, state] if transition.ndim == 3
-                else transition[d_idx, u_idx, state])
-        state = _draw_categorical(rows, rng)
-        active = _draw_categorical(pmf(d_idx, u_idx, state), rng)
+    lengths = np.asarray(lengths)
+    total = np.zeros((emission.shape[0], len(lengths)), dtype=np.int64)
+    steps = _history_steps(initial, emission, transition, n, len(lengths),
+                           max(int(np.max(lengths, initial=0)), 1), rng)
+    for step, active in enumerate(steps):
         total += np.where(step < lengths[None, :], active, 0)
     return total
+
+
+def sample_history_active(initial: np.ndarray, emission: np.ndarray, transition: np.ndarray,
+                          n: int, lengths: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draw whether each user is active in each period of its history, ``(D, U, T)`` booleans.
+
+    Period 0 is the user's first; periods at or after ``lengths`` are False. As
+    :func:`sample_history_totals` otherwise: the same draws give the same histories.
+    """
+    lengths = np.asarray(lengths)
+    n_steps = max(int(np.max(lengths, initial=0)), 1)
+    out = np.zeros((emission.shape[0], len(lengths), n_steps), dtype=bool)
+    steps = _history_steps(initial, emission, transition, n, len(lengths), n_steps, rng)
+    for step, active in enumerate(steps):
+        out[:, :, step] = (active > 0) & (step < lengths[None, :])
+    return out

@@ -9,12 +9,15 @@ the fitted model, shows whether the model can produce what the users did:
 - :func:`observed_gaps` turns a log into each user's gaps;
 - :func:`gap_check` compares their distribution, and the number of heavy users
   who return after a long pause, with replicates from a fitted
-  :class:`~models.churn.BetaGeoModel`.
+  :class:`~models.churn.BetaGeoModel` (from the log) or
+  :class:`~models.churn.EngagementStateModel` (from its activity table, whose
+  periods it models).
 
 The replicates are *mixed* predictive: the population parameters are posterior
-draws, each user's rate and dropout probability are drawn afresh from the
-population, and each replicated user is observed for as many periods as the real
-one (from their first active period to the end of the log). So the check asks
+draws, each user's rate and dropout probability (BG/NBD) or states and user
+effect (engagement states) are drawn afresh from the population, and each
+replicated user is observed for as many periods as the real one (from their
+first period to the end of the log). So the check asks
 whether the model's population of users can look like this one, not whether it
 fits each user.
 """
@@ -29,7 +32,9 @@ import numpy as np
 import pandas as pd
 
 from models import _html
+from models._pointwise import draw_arrays
 from models.base import resolve_seed
+from models.churn import _hmm
 from models.churn.beta_geo import PARAMETERS
 from models.data.schema import TIMESTAMP, USER_ID
 from models.data.summaries import _period_index
@@ -233,27 +238,86 @@ def _replicate_bgnbd(params: np.ndarray, T: np.ndarray, edges: tuple[int, ...], 
     return np.column_stack([shares, returners])
 
 
-def gap_check(model: Any, events: pd.DataFrame, *, period: str = "D",
-              observation_end: Any = None, heavy: int = 20, long: int = 31,
+def _engagement_observed(model: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Periods observed per user and the active periods (user, period from its first)."""
+    table = model.data_[model._periods(model.data_)].to_numpy(dtype=float)
+    seen = ~np.isnan(table)
+    start = np.where(seen.any(axis=1), seen.argmax(axis=1), table.shape[1])
+    user, t = np.nonzero(np.nan_to_num(table) > 0)
+    return table.shape[1] - start, user, t - start[user]
+
+
+def _replicate_engagement(model: Any, lengths: np.ndarray, n_draws: int, edges: tuple[int, ...],
+                          heavy: int, long: int, rng: np.random.Generator) -> np.ndarray:
+    """Gap statistics of populations replicated from an engagement-state model's draws.
+
+    Each replicated user's history runs for as many periods as the real one's,
+    from a state drawn from the initial distribution through the user's own
+    transition matrices (its segment, covariates); with user effects its effect
+    (node) is drawn from the population, not from its posterior.
+    """
+    post = model.idata_["posterior"]
+    arrays = draw_arrays(post, model._var_names())
+    n_total = next(iter(arrays.values())).shape[0]
+    pick = np.sort(rng.choice(n_total, size=n_draws, replace=n_total < n_draws))
+    labels = list(post["segment"].values) if model.segment else None
+    group, design = model._groups(model.data_, labels)
+    n_users = len(lengths)
+    chunk = max(1, _MAX_CELLS // (n_users * max(int(lengths.max(initial=1)), 1)))
+    out = []
+    for i in range(0, n_draws, chunk):
+        params = model._space.params({k: v[pick[i:i + chunk]] for k, v in arrays.items()},
+                                     design)
+        trans = model._space.transitions_for(params, group)  # (D, Q_t, [U,] C, C)
+        emission = params["emission"]  # (D, Q, V, C)
+        if emission.shape[1] == 1:
+            emission, trans = emission[:, 0], trans[:, 0]
+        else:
+            d_idx = np.arange(emission.shape[0])[:, None]
+            weights = np.exp(params["log_nodes"] - np.max(params["log_nodes"]))
+            node = rng.choice(len(weights), size=(emission.shape[0], n_users),
+                              p=weights / weights.sum())
+            emission = emission[d_idx, node]
+            if trans.shape[1] == 1:
+                trans = trans[:, 0]
+            elif trans.ndim == 4:
+                trans = trans[d_idx, node]
+            else:
+                trans = trans[d_idx, node, np.arange(n_users)[None, :]]
+        active = _hmm.sample_history_active(params["initial"], emission, trans,
+                                            model.period_length, lengths, rng)
+        out.append(_gap_statistics(active, edges, heavy, long))
+    return np.concatenate(out)
+
+
+def gap_check(model: Any, events: pd.DataFrame | None = None, *, period: str | None = None,
+              observation_end: Any = None, heavy: int | None = None, long: int | None = None,
               n_replicates: int = 1000, ci_prob: float = 0.95,
               random_seed: int | np.random.Generator | None = None) -> GapCheck:
     r"""Check whether a fitted model can produce the pauses its users took.
 
     Parameters
     ----------
-    model : BetaGeoModel
-        A fitted model of the activity of ``events`` in ``period`` (the same
-        period as its data); with a segment, each user is replicated with their
-        segment's parameters.
-    events : pandas.DataFrame
-        The log the model was fitted on (``user_id``, ``timestamp``).
-    period : {"D", "W", "M"}, default "D"
-        Period of activity, as in the model's data.
+    model : BetaGeoModel or EngagementStateModel
+        A fitted model. A :class:`~models.churn.BetaGeoModel` of the activity
+        of ``events`` in ``period`` (the same period as its data); with a
+        segment, each user is replicated with their segment's parameters. An
+        :class:`~models.churn.EngagementStateModel` is checked on its own
+        activity table (its periods; leave ``events``, ``period`` and
+        ``observation_end`` out), each user replicated with its own segment and
+        covariates.
+    events : pandas.DataFrame, optional
+        The log the BG/NBD model was fitted on (``user_id``, ``timestamp``).
+    period : {"D", "W", "M"}, optional
+        Period of activity, as in the BG/NBD model's data; ``"D"`` by default.
     observation_end : timestamp-like, optional
         End of that log (default: its last timestamp).
-    heavy, long : int, default 20 and 31
+    heavy, long : int, optional
         The statistic of returns: users with at least ``heavy`` active periods
-        and a gap of at least ``long`` periods between two of them.
+        and a gap of at least ``long`` periods between two of them. By default
+        20 and 31 for BG/NBD (days: 20 active days, a month's silence), and for
+        an engagement model 10 and the periods of about a month
+        (``ceil(31 / period_length)``, 5 for weeks).
     n_replicates : int, default 1000
         Replicated populations, each from one posterior draw (drawn without
         replacement while the posterior has enough). The smallest p-value is
@@ -274,9 +338,9 @@ def gap_check(model: Any, events: pd.DataFrame, *, period: str = "D",
     NotFittedError
         Before the model is fitted.
     ValueError
-        For a model other than a :class:`~models.churn.BetaGeoModel`, users of
-        ``events`` missing from a segmented model's data, bad options, or a bad
-        log (see :func:`observed_gaps`).
+        For a model other than those two, users of ``events`` missing from a
+        segmented model's data, bad options, a bad log (see
+        :func:`observed_gaps`), or a log given with an engagement model.
 
     Notes
     -----
@@ -287,13 +351,29 @@ def gap_check(model: Any, events: pd.DataFrame, *, period: str = "D",
     \mathrm{Beta}(a, b)` and :math:`(r, \alpha, a, b)` a posterior draw. In that
     story a heavy listener's gaps are short, so many heavy listeners with a long
     pause say that silence was a pause the model cannot represent.
+
+    An engagement model's replicates run its hidden Markov chain over each
+    user's periods, from a state drawn from the initial distribution, with the
+    active days of each period drawn from its state's emission; with user
+    effects, each replicated user's effect is drawn from the population.
     """
     from models.churn.beta_geo import BetaGeoModel
+    from models.churn.engagement import EngagementStateModel
 
-    if not isinstance(model, BetaGeoModel):
-        raise ValueError("gap_check replicates a BetaGeoModel. Got "
+    hmm = isinstance(model, EngagementStateModel)
+    if not (hmm or isinstance(model, BetaGeoModel)):
+        raise ValueError("gap_check replicates a BetaGeoModel or an EngagementStateModel. Got "
                          f"{type(model).__name__} instead.")
+    if hmm and (events is not None or period is not None or observation_end is not None):
+        raise ValueError("gap_check checks an EngagementStateModel on its own activity table: "
+                         "leave events, period and observation_end out.")
+    if not hmm and events is None:
+        raise ValueError("gap_check needs the events a BetaGeoModel was fitted on.")
     model._require_fitted("gap_check")
+    if heavy is None:
+        heavy = 10 if hmm else 20
+    if long is None:
+        long = int(np.ceil(31 / model.period_length)) if hmm else 31
     ci_prob = check_ci_prob("gap_check", ci_prob)
     if not (isinstance(n_replicates, int | np.integer) and not isinstance(n_replicates, bool)
             and n_replicates >= 1):
@@ -305,19 +385,27 @@ def gap_check(model: Any, events: pd.DataFrame, *, period: str = "D",
             raise ValueError(f"The '{name}' parameter of gap_check must be a positive integer. "
                              f"Got {value!r} instead.")
     rng = np.random.default_rng(resolve_seed(random_seed))
-    obs = observed_gaps(events, period=period, observation_end=observation_end)
-    T = obs["T"].to_numpy(dtype=np.int64)
-    counts = obs["n_active"].to_numpy()
-    points = np.concatenate([np.asarray(a, dtype=np.int64) for a in obs["active"]])
-    user = np.repeat(np.arange(len(obs)), counts)
     edges = GAP_EDGES
-    stat_obs = _point_statistics(np.zeros_like(user), user, points, (1, len(obs)), edges, heavy,
+    if hmm:
+        lengths, user, points = _engagement_observed(model)
+        n_users = len(lengths)
+    else:
+        obs = observed_gaps(events, period="D" if period is None else period,
+                            observation_end=observation_end)
+        T = obs["T"].to_numpy(dtype=np.int64)
+        points = np.concatenate([np.asarray(a, dtype=np.int64) for a in obs["active"]])
+        user = np.repeat(np.arange(len(obs)), obs["n_active"].to_numpy())
+        n_users = len(obs)
+    stat_obs = _point_statistics(np.zeros_like(user), user, points, (1, n_users), edges, heavy,
                                  long)[0]
-    params = _bgnbd_draws(model, obs.index, n_replicates, rng)
-    chunk = max(1, _MAX_CELLS // T.size)  # replicated populations per block, memory bounded
-    replicated = np.concatenate([
-        _replicate_bgnbd(params[i:i + chunk], T, edges, heavy, long, rng)
-        for i in range(0, len(params), chunk)])
+    if hmm:
+        replicated = _replicate_engagement(model, lengths, n_replicates, edges, heavy, long, rng)
+    else:
+        params = _bgnbd_draws(model, obs.index, n_replicates, rng)
+        chunk = max(1, _MAX_CELLS // T.size)  # replicated populations per block, memory bounded
+        replicated = np.concatenate([
+            _replicate_bgnbd(params[i:i + chunk], T, edges, heavy, long, rng)
+            for i in range(0, len(params), chunk)])
     q = [(1 - ci_prob) / 2, (1 + ci_prob) / 2]
     names = [f"share of gaps of {label} {'period' if label == '1' else 'periods'}"
              for label in _labels(edges)]
@@ -349,9 +437,11 @@ def gap_check(model: Any, events: pd.DataFrame, *, period: str = "D",
         message = (f"The model cannot reproduce the gaps between active periods: {where} "
                    f"(p = {worst['p_value']:.2g}). More users fall silent for long and come "
                    f"back than it allows ({'; '.join(pauses)}): silence was often a pause, so "
-                   "its P(alive) and holdout predictions will be too low for them.")
+                   + ("its forecasts of their return" if hmm else
+                      "its P(alive) and holdout predictions") + " will be too low for them.")
     else:
         message = (f"The model cannot reproduce the gaps between active periods: {where} "
                    f"(p = {worst['p_value']:.2g}): the users' activity is spread over time "
-                   "unlike a constant rate with one dropout.")
+                   + ("unlike the model's states and transitions." if hmm else
+                      "unlike a constant rate with one dropout."))
     return GapCheck(table, ci_prob, bad, message)

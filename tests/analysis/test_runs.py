@@ -154,6 +154,10 @@ def test_churn_with_the_engagement_model(tmp_path):
     assert (preds["engagement_expected_active_days_holdout_mean"] >= 0).all()
     report = (folder / "report.html").read_text()
     assert "fitted on 60 of the" in report
+    # its own gap check, on the 60 users it was fitted on
+    gaps = pd.read_csv(folder / "tables" / "gap_check_engagement.csv", index_col=0)
+    assert gaps["observed"].iloc[:-1].sum() == pytest.approx(1.0)
+    assert "Engagement-state model gap check" in report or "engagement-state model on the" in report
 
 
 def test_listening_outputs(listening_dir):

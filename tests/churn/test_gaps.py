@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.churn import BetaGeoModel
+from models.churn import BetaGeoModel, EngagementStateModel
 from models.churn.gaps import GAP_EDGES, _gap_statistics, _replicate_bgnbd, gap_check, observed_gaps
-from models.data import summarize_activity
+from models.data import simulate_engagement, summarize_activity
 from models.exceptions import ConvergenceWarning
 
 START = pd.Timestamp("2024-01-01")
@@ -130,7 +130,86 @@ def test_gap_check_refuses_what_it_cannot_replicate():
     from models.churn import ShiftedBetaGeoModel
 
     events = pd.DataFrame({"user_id": ["a"], "timestamp": [START]})
-    with pytest.raises(ValueError, match="replicates a BetaGeoModel. Got ShiftedBetaGeoModel"):
+    with pytest.raises(ValueError, match="replicates a BetaGeoModel or an EngagementStateModel. "
+                       "Got ShiftedBetaGeoModel"):
         gap_check(ShiftedBetaGeoModel(), events)
     with pytest.raises(Exception, match="fit"):
         gap_check(BetaGeoModel(), events)
+
+
+# users who pause and come back, and some who leave for good: the engagement model's story
+PAUSING = {"initial": (0.1, 0.4, 0.5, 0.0),
+           "transition": ((0.80, 0.12, 0.03, 0.05), (0.15, 0.70, 0.13, 0.02),
+                          (0.05, 0.10, 0.84, 0.01), (0, 0, 0, 1)),
+           "emission_probability": (0.02, 0.25, 0.65, 0.0),
+           "emission_concentration": (2, 5, 8, 1)}
+
+
+def _fit_states(model, table):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(table, draws=200, tune=200, chains=2, cores=1, sampler="nutpie",
+                         random_seed=1)
+
+
+def _returners_by_hand(table, heavy, long):
+    """Users with at least ``heavy`` active periods and a gap of at least ``long`` between two."""
+    count = 0
+    for row in table.to_numpy(float):
+        active = np.flatnonzero(np.nan_to_num(row) > 0)
+        count += len(active) >= heavy and len(active) > 1 and np.diff(active).max() >= long
+    return count
+
+
+@pytest.mark.slow
+def test_engagement_model_reproduces_pauses_and_a_model_of_steady_users_does_not():
+    """The engagement model's replicates of its own story pass; a model fitted to users who never
+    pause, checked against users who do, fails on the heavy users' returns."""
+    pausing = simulate_engagement(300, 30, max_join=8, random_seed=3, **PAUSING).activity
+    model = _fit_states(EngagementStateModel(churn_state=True), pausing)
+    check = gap_check(model, n_replicates=400, random_seed=0)
+    assert not check.cannot_reproduce, check.table
+    assert "consistent" in check.message
+    returns = check.table.iloc[-1]
+    assert returns.name == "heavy users (>= 10 active) returning after >= 5 silent"  # weeks
+    assert returns["observed"] == _returners_by_hand(pausing, 10, 5) > 20
+    steady = simulate_engagement(
+        300, 30, initial=(0.0, 0.3, 0.7), transition=((0.5, 0.25, 0.25), (0.0, 0.8, 0.2),
+                                                     (0.0, 0.1, 0.9)),
+        emission_probability=(0.02, 0.5, 0.9), random_seed=2).activity
+    never_pause = _fit_states(EngagementStateModel(), steady)
+    assert not gap_check(never_pause, n_replicates=400, random_seed=0).cannot_reproduce
+    never_pause.data_ = pausing  # its story, against users who pause
+    check = gap_check(never_pause, n_replicates=400, random_seed=0)
+    assert check.cannot_reproduce
+    returns = check.table.iloc[-1]
+    assert returns["observed"] > returns["ci_upper"]
+    assert "forecasts of their return will be too low" in check.message
+
+
+def test_engagement_gap_check_replicates_segments_covariates_and_user_effects():
+    """Every kind of engagement model replicates: each user with its own segment, covariates
+    and (drawn from the population) effect; the statistics are shares and a count."""
+    sim = simulate_engagement(120, 12, random_seed=5)
+    table = sim.activity.assign(plan=np.where(np.arange(120) % 2, "free", "premium"),
+                                age=np.linspace(18, 60, 120))
+    for model, data in ((EngagementStateModel(segment="plan", covariates=["age"]), table),
+                        (EngagementStateModel(user_effects=True, user_transitions=True),
+                         sim.activity)):
+        model.fit(data, method="map", random_seed=1)
+        check = gap_check(model, n_replicates=30, heavy=4, long=2, random_seed=0)
+        shares = check.table.iloc[:-1]
+        assert np.isclose(shares["mean"].sum(), 1.0) and (shares["observed"] >= 0).all()
+        assert check.table.iloc[-1]["observed"] == _returners_by_hand(sim.activity, 4, 2)
+        assert np.isfinite(check.table.to_numpy()).all()
+
+
+def test_engagement_gap_check_takes_its_own_table_only():
+    sim = simulate_engagement(60, 8, random_seed=1)
+    model = EngagementStateModel().fit(sim.activity, method="map", random_seed=1)
+    with pytest.raises(ValueError, match="its own activity table: leave events"):
+        gap_check(model, sim.events)
+    with pytest.raises(ValueError, match="leave events, period and observation_end out"):
+        gap_check(model, period="W")
+    with pytest.raises(ValueError, match="needs the events a BetaGeoModel was fitted on"):
+        gap_check(BetaGeoModel(), None)
