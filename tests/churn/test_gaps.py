@@ -177,7 +177,7 @@ def test_engagement_model_reproduces_pauses_and_a_model_of_steady_users_does_not
         300, 30, initial=(0.0, 0.3, 0.7), transition=((0.5, 0.25, 0.25), (0.0, 0.8, 0.2),
                                                      (0.0, 0.1, 0.9)),
         emission_probability=(0.02, 0.5, 0.9), random_seed=2).activity
-    never_pause = _fit_states(EngagementStateModel(), steady)
+    never_pause = EngagementStateModel().fit(steady, method="map", random_seed=1)
     assert not gap_check(never_pause, n_replicates=400, random_seed=0).cannot_reproduce
     never_pause.data_ = pausing  # its story, against users who pause
     check = gap_check(never_pause, n_replicates=400, random_seed=0)
