@@ -220,15 +220,26 @@ def draw_nodes(emission: np.ndarray, nodes: NodeFilter, transition: np.ndarray,
     if emission.shape[1] == 1:
         return emission[:, 0], nodes.filtered[:, 0], transition[:, 0]
     node = _draw_categorical(np.moveaxis(nodes.weights, 1, 2), rng)  # (D, U)
+    table, trans = at_nodes(emission, transition, node)
     d_idx = np.arange(node.shape[0])[:, None]
-    u_idx = np.arange(node.shape[1])[None, :]
+    return table, nodes.filtered[d_idx, node, np.arange(node.shape[1])[None, :]], trans
+
+
+def at_nodes(emission: np.ndarray, transition: np.ndarray,
+             node: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's emission table ``(D, U, n + 2, C)`` and transitions at its node ``(D, U)``.
+
+    ``transition`` ``(D, Q_t, C, C)`` or ``(D, Q_t, U, C, C)``; with ``Q_t = 1``
+    (transitions that do not depend on the node) it loses its node axis only.
+    """
+    d_idx = np.arange(node.shape[0])[:, None]
     if transition.shape[1] == 1:
         trans = transition[:, 0]
     elif transition.ndim == 4:  # (D, Q, C, C)
         trans = transition[d_idx, node]
     else:  # (D, Q, U, C, C)
-        trans = transition[d_idx, node, u_idx]
-    return emission[d_idx, node], nodes.filtered[d_idx, node, u_idx], trans
+        trans = transition[d_idx, node, np.arange(node.shape[1])[None, :]]
+    return emission[d_idx, node], trans
 
 
 def partial_period_zero(emission: np.ndarray, n: int, days: int) -> np.ndarray:

@@ -36,6 +36,7 @@ from models._pointwise import draw_arrays
 from models.base import resolve_seed
 from models.churn import _hmm
 from models.churn.beta_geo import PARAMETERS
+from models.churn.engagement_states import first_periods
 from models.data.schema import TIMESTAMP, USER_ID
 from models.data.summaries import _period_index
 from models.predict import check_ci_prob
@@ -240,11 +241,11 @@ def _replicate_bgnbd(params: np.ndarray, T: np.ndarray, edges: tuple[int, ...], 
 
 def _engagement_observed(model: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Periods observed per user and the active periods (user, period from its first)."""
-    table = model.data_[model._periods(model.data_)].to_numpy(dtype=float)
-    seen = ~np.isnan(table)
-    start = np.where(seen.any(axis=1), seen.argmax(axis=1), table.shape[1])
-    user, t = np.nonzero(np.nan_to_num(table) > 0)
-    return table.shape[1] - start, user, t - start[user]
+    codes = model._codes(model.data_)
+    missing = model.period_length + 1
+    start = first_periods(codes, missing)
+    user, t = np.nonzero((codes > 0) & (codes != missing))
+    return codes.shape[1] - start, user, t - start[user]
 
 
 def _replicate_engagement(model: Any, lengths: np.ndarray, n_draws: int, edges: tuple[int, ...],
@@ -272,18 +273,11 @@ def _replicate_engagement(model: Any, lengths: np.ndarray, n_draws: int, edges: 
         emission = params["emission"]  # (D, Q, V, C)
         if emission.shape[1] == 1:
             emission, trans = emission[:, 0], trans[:, 0]
-        else:
-            d_idx = np.arange(emission.shape[0])[:, None]
+        else:  # each user's effect from the population: its node by the nodes' weights
             weights = np.exp(params["log_nodes"] - np.max(params["log_nodes"]))
             node = rng.choice(len(weights), size=(emission.shape[0], n_users),
                               p=weights / weights.sum())
-            emission = emission[d_idx, node]
-            if trans.shape[1] == 1:
-                trans = trans[:, 0]
-            elif trans.ndim == 4:
-                trans = trans[d_idx, node]
-            else:
-                trans = trans[d_idx, node, np.arange(n_users)[None, :]]
+            emission, trans = _hmm.at_nodes(emission, trans, node)
         active = _hmm.sample_history_active(params["initial"], emission, trans,
                                             model.period_length, lengths, rng)
         out.append(_gap_statistics(active, edges, heavy, long))

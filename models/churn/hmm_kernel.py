@@ -414,11 +414,11 @@ def _mark_used(folder: Path) -> None:
 
 @functools.cache
 def _prune_once(root: Path) -> None:
-    """:func:`prune_generated` once per process and folder."""
-    prune_generated(root)
+    """:func:`_prune_generated` once per process and folder."""
+    _prune_generated(root)
 
 
-def prune_generated(root: Path, keep_days: float = _KEEP_DAYS,
+def _prune_generated(root: Path, keep_days: float = _KEEP_DAYS,
                     now: float | None = None) -> list[Path]:
     """Remove the generated modules of other versions not used for ``keep_days`` days.
 
@@ -470,7 +470,7 @@ def blocked_kernel(c: int, v: int) -> Callable:
     writable folder the module is compiled in memory instead. Each version of
     this module writes into a folder of its own (:func:`_module_dir`), and the
     folders of versions unused for 30 days are removed
-    (:func:`prune_generated`), so upgrades do not pile up compiled code.
+    (:func:`_prune_generated`), so upgrades do not pile up compiled code.
     """
     source = _module_source(c, v)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]

@@ -271,12 +271,12 @@ def test_generated_modules_of_other_versions_are_pruned_after_30_days_unused(tmp
     current.mkdir()
     os.utime(current, (now - 400 * day,) * 2)
 
-    removed = hmm_kernel_module.prune_generated(root, now=now)
+    removed = hmm_kernel_module._prune_generated(root, now=now)
     assert sorted(removed) == sorted([old, legacy_old])
     assert not old.exists() and not legacy_old.exists()
     assert recent.exists() and legacy_new.exists() and other.exists() and current.exists()
     # a missing root is no error
-    assert hmm_kernel_module.prune_generated(tmp_path / "absent", now=now) == []
+    assert hmm_kernel_module._prune_generated(tmp_path / "absent", now=now) == []
 
     # finding the folder for this version marks it used and prunes its neighbours
     os.utime(recent / "last-used", (now - 31 * day,) * 2)
