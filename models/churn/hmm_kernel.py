@@ -448,7 +448,10 @@ def _prune_generated(root: Path, keep_days: float = _KEEP_DAYS,
                     removed.append(entry)
             elif entry.name.startswith("hmm_pass_") or entry.name == "__pycache__":
                 if entry.stat().st_mtime < cutoff:
-                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                    if entry.is_dir():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
                     removed.append(entry)
         except OSError:
             continue
