@@ -187,7 +187,7 @@ def run(ctx: AnalysisContext) -> None:
         churn_labels,
         roc_auc,
     )
-    from models.churn.gaps import gap_check
+    from models.churn.gaps import HistoryTooShortError, gap_check
     from models.data import summarize_activity
     from models.exceptions import ModelCheckWarning
     from models.metrics import calibration_check
@@ -256,18 +256,23 @@ def run(ctx: AnalysisContext) -> None:
         out.add_figure("trace_bgnbd", plot_trace_rank(bg), "BG/NBD: trace and rank plots")
 
     with out.step("predictive check of the gaps between active periods"):
-        gaps = gap_check(bg, cal, period=cfg["activity_period"], observation_end=cutoff,
-                         random_seed=seed)
-        out.add_table("gap_check", gaps.table,
-                      "Can BG/NBD produce the pauses the users took? Share of the gaps between "
-                      "consecutive active periods by length, and heavy users who returned "
-                      "after a long silence: observed against populations replicated from the "
-                      "fitted model (95% interval, two-sided predictive p-value).")
-        if gaps.cannot_reproduce:
-            warnings.warn(f"BG/NBD: {gaps.message}", ModelCheckWarning, stacklevel=2)
-            out.finding(f"WARNING: BG/NBD on the calibration window: {gaps.message}")
-        else:
-            out.note(f"BG/NBD gap check: {gaps.message}")
+        try:
+            gaps = gap_check(bg, cal, period=cfg["activity_period"], observation_end=cutoff,
+                             random_seed=seed)
+        except HistoryTooShortError as err:
+            gaps = None
+            out.note(f"BG/NBD gap check not run: {err}")
+        if gaps is not None:
+            out.add_table("gap_check", gaps.table,
+                          "Can BG/NBD produce the pauses the users took? Share of the gaps between "
+                          "consecutive active periods by length, and heavy users who returned "
+                          "after a long silence: observed against populations replicated from the "
+                          "fitted model (95% interval, two-sided predictive p-value).")
+            if gaps.cannot_reproduce:
+                warnings.warn(f"BG/NBD: {gaps.message}", ModelCheckWarning, stacklevel=2)
+                out.finding(f"WARNING: BG/NBD on the calibration window: {gaps.message}")
+            else:
+                out.note(f"BG/NBD gap check: {gaps.message}")
 
     bgbb = None
     if cfg["fit_bgbb"]:
@@ -389,18 +394,23 @@ def run(ctx: AnalysisContext) -> None:
             out.add_figure("trace_engagement", plot_trace_rank(engagement),
                            "Engagement-state model: trace and rank plots")
         with out.step("predictive check of the engagement-state model's gaps"):
-            hmm_gaps = gap_check(engagement, random_seed=seed)
-            out.add_table("gap_check_engagement", hmm_gaps.table,
-                          "Can the engagement-state model produce the pauses the users took? "
-                          "As the BG/NBD gap check, on its own table (periods of "
-                          f"{length} days, the users it was fitted on).")
-            if hmm_gaps.cannot_reproduce:
-                warnings.warn(f"Engagement-state model: {hmm_gaps.message}", ModelCheckWarning,
-                              stacklevel=2)
-                out.finding("WARNING: engagement-state model on the calibration window: "
-                            f"{hmm_gaps.message}")
-            else:
-                out.note(f"Engagement-state model gap check: {hmm_gaps.message}")
+            try:
+                hmm_gaps = gap_check(engagement, random_seed=seed)
+            except HistoryTooShortError as err:
+                hmm_gaps = None
+                out.note(f"Engagement-state model gap check not run: {err}")
+            if hmm_gaps is not None:
+                out.add_table("gap_check_engagement", hmm_gaps.table,
+                              "Can the engagement-state model produce the pauses the users took? "
+                              "As the BG/NBD gap check, on its own table (periods of "
+                              f"{length} days, the users it was fitted on).")
+                if hmm_gaps.cannot_reproduce:
+                    warnings.warn(f"Engagement-state model: {hmm_gaps.message}", ModelCheckWarning,
+                                  stacklevel=2)
+                    out.finding("WARNING: engagement-state model on the calibration window: "
+                                f"{hmm_gaps.message}")
+                else:
+                    out.note(f"Engagement-state model gap check: {hmm_gaps.message}")
 
     returns = None
     if cfg["fit_return_hazard"]:

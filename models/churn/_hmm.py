@@ -259,8 +259,10 @@ def probability_no_activity(filtered: np.ndarray, emission: np.ndarray, transiti
     """P(no active day in the next ``periods`` periods and ``days`` days), ``(D, U)``."""
     zero = np.ascontiguousarray(emission[:, 0], dtype=float)
     last = partial_period_zero(emission, n, days) if days else zero
-    return _project(np.ascontiguousarray(filtered, dtype=float), _per_user(transition), zero,
-                    np.ascontiguousarray(last, dtype=float), periods, bool(days), False)
+    return _projection(periods)(np.ascontiguousarray(filtered, dtype=float),
+                                _per_user(transition), zero,
+                                np.ascontiguousarray(last, dtype=float), periods, bool(days),
+                                False)
 
 
 def expected_future_activity(filtered: np.ndarray, emission: np.ndarray,
@@ -268,8 +270,19 @@ def expected_future_activity(filtered: np.ndarray, emission: np.ndarray,
                              days: int) -> np.ndarray:
     """Return the expected active days in the next ``periods`` periods and ``days`` days."""
     mean = np.einsum("dyc,y->dc", emission[:, : n + 1], np.arange(n + 1.0))
-    return _project(np.ascontiguousarray(filtered, dtype=float), _per_user(transition),
-                    np.ascontiguousarray(mean), mean * (days / n), periods, bool(days), True)
+    return _projection(periods)(np.ascontiguousarray(filtered, dtype=float),
+                                _per_user(transition), np.ascontiguousarray(mean),
+                                mean * (days / n), periods, bool(days), True)
+
+
+#: Horizons of more whole periods than this are projected by repeated squaring
+#: (:func:`_project_long`), in time logarithmic in the horizon.
+STEPWISE_MAX_PERIODS = 64
+
+
+def _projection(periods: int) -> Callable:
+    """Return the period-by-period projection for short horizons, repeated squaring for long."""
+    return _project if periods <= STEPWISE_MAX_PERIODS else _project_long
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
@@ -310,6 +323,74 @@ def _project(filtered, transition, weight, last, periods, partial,
             if not expect:
                 for k in range(c):
                     total += v[k]
+            out[d, u] = total
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _power_and_sum(a, periods):  # pragma: no cover - compiled
+    """Return ``(A^n, A + A^2 + ... + A^n)`` for ``n = periods``, by repeated squaring."""
+    c = a.shape[0]
+    r_pow = np.eye(c)
+    r_sum = np.zeros((c, c))
+    b_pow = a.copy()
+    b_sum = a.copy()
+    n = periods
+    while n > 0:
+        if n & 1:  # join the counts r and b: S_{r+b} = S_r + A^r S_b, A^{r+b} = A^r A^b
+            r_sum = r_sum + r_pow @ b_sum
+            r_pow = r_pow @ b_pow
+        n >>= 1
+        if n:
+            b_sum = b_sum + b_pow @ b_sum
+            b_pow = b_pow @ b_pow
+    return r_pow, r_sum
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _project_long(filtered, transition, weight, last, periods, partial,
+                  expect):  # pragma: no cover - compiled
+    r""":func:`_project` by repeated squaring of each draw's (or user's) matrix.
+
+    ``expect=False``: :math:`f (P W)^h` then the partial period, with
+    :math:`W = \mathrm{diag}(w)`; ``expect=True``: :math:`f (\sum_{s \le h} P^s) w`
+    plus the partial period's :math:`f P^{h+1} l`. Each matrix costs
+    :math:`O(C^3 \log h)`, against :math:`O(C^2 h)` per user step by step.
+    """
+    n_draws, n_users, c = filtered.shape
+    shared = transition.shape[1] == 1
+    out = np.zeros((n_draws, n_users))
+    for d in numba.prange(n_draws):
+        w = weight[d]
+        for u in range(n_users):
+            if u == 0 or not shared:
+                p = np.ascontiguousarray(transition[d, 0 if shared else u])
+                if expect:
+                    power, total_pow = _power_and_sum(p, periods)
+                else:
+                    pw = p * w.reshape(1, c)  # P diag(w)
+                    power, total_pow = _power_and_sum(pw, periods)
+                after = power @ p  # one step more: into the partial period
+            v = filtered[d, u]
+            total = 0.0
+            if expect:
+                for k in range(c):
+                    acc = 0.0
+                    for j in range(c):
+                        acc += v[j] * total_pow[j, k]
+                    total += acc * w[k]
+                if partial:
+                    for k in range(c):
+                        acc = 0.0
+                        for j in range(c):
+                            acc += v[j] * after[j, k]
+                        total += acc * last[d, k]
+            else:
+                for k in range(c):
+                    acc = 0.0
+                    for j in range(c):
+                        acc += v[j] * (after[j, k] * last[d, k] if partial else power[j, k])
+                    total += acc
             out[d, u] = total
     return out
 
@@ -362,21 +443,44 @@ def sample_future_activity(filtered: np.ndarray, emission: np.ndarray, transitio
     return total
 
 
+def log_first_active(emission: np.ndarray, initial: np.ndarray,
+                     log_nodes: np.ndarray) -> np.ndarray:
+    r"""Log-probability that a user's first period is active, per draw, ``(D,)``.
+
+    :math:`\log \sum_q \omega_q \sum_k \pi_k (1 - e_{qk}(0))` from the
+    emission tables ``(D, Q, V, C)`` at the nodes of the user effect, their
+    log-probabilities ``(Q,)`` and the initial distribution ``(D, C)``.
+    """
+    reach = np.einsum("dc,dqc->dq", initial, 1.0 - emission[:, :, 0, :])
+    with np.errstate(divide="ignore"):
+        return special.logsumexp(np.log(reach) + np.asarray(log_nodes)[None, :], axis=1)
+
+
 def _history_steps(initial: np.ndarray, emission: np.ndarray, transition: np.ndarray, n: int,
-                   n_users: int, n_steps: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """Yield each period's active days ``(D, U)`` of histories drawn from their first period.
+                   n_users: int, n_steps: int, rng: np.random.Generator,
+                   first_active: bool = False) -> Iterator[np.ndarray]:
+    r"""Yield each period's active days ``(D, U)`` of histories drawn from their first period.
 
     The first period's state is drawn from ``initial``, each next from its row of
     ``transition``; ``emission`` per draw or per user, as in
-    :func:`sample_future_activity`.
+    :func:`sample_future_activity`. With ``first_active`` the first period is
+    drawn given that it is active: its state with probabilities proportional
+    to :math:`\pi_k (1 - e_k(0))`, its active days from the emission without
+    the zero.
     """
     n_draws = emission.shape[0]
     d_idx = np.arange(n_draws)[:, None]
     pmf = _days_pmf(emission, n)
     u_idx = np.arange(n_users)[None, :]
-    state = _draw_categorical(np.broadcast_to(initial[:, None, :],
-                                              (n_draws, n_users, initial.shape[-1])), rng)
-    yield _draw_categorical(pmf(d_idx, u_idx, state), rng)
+    start = np.broadcast_to(initial[:, None, :], (n_draws, n_users, initial.shape[-1]))
+    if first_active:
+        zero = emission[:, None, 0, :] if emission.ndim == 3 else emission[:, :, 0, :]
+        start = start * (1.0 - zero)
+    state = _draw_categorical(start, rng)
+    days = pmf(d_idx, u_idx, state)
+    if first_active:
+        days = np.concatenate([np.zeros_like(days[..., :1]), days[..., 1:]], axis=-1)
+    yield _draw_categorical(days, rng)
     for _ in range(1, n_steps):
         rows = (transition[d_idx, state] if transition.ndim == 3
                 else transition[d_idx, u_idx, state])
@@ -385,24 +489,27 @@ def _history_steps(initial: np.ndarray, emission: np.ndarray, transition: np.nda
 
 
 def sample_history_totals(initial: np.ndarray, emission: np.ndarray, transition: np.ndarray,
-                          n: int, lengths: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+                          n: int, lengths: np.ndarray, rng: np.random.Generator,
+                          first_active: bool = False) -> np.ndarray:
     """Draw each user's total active days over a history of ``lengths`` periods, ``(D, U)``.
 
-    The first period's state is drawn from ``initial``; replicated training
-    data for posterior predictive checks. ``emission`` per draw or per user,
-    as in :func:`sample_future_activity`.
+    The first period's state is drawn from ``initial`` (given an active first
+    period with ``first_active``, see :func:`_history_steps`); replicated
+    training data for posterior predictive checks. ``emission`` per draw or
+    per user, as in :func:`sample_future_activity`.
     """
     lengths = np.asarray(lengths)
     total = np.zeros((emission.shape[0], len(lengths)), dtype=np.int64)
     steps = _history_steps(initial, emission, transition, n, len(lengths),
-                           max(int(np.max(lengths, initial=0)), 1), rng)
+                           max(int(np.max(lengths, initial=0)), 1), rng, first_active)
     for step, active in enumerate(steps):
         total += np.where(step < lengths[None, :], active, 0)
     return total
 
 
 def sample_history_active(initial: np.ndarray, emission: np.ndarray, transition: np.ndarray,
-                          n: int, lengths: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+                          n: int, lengths: np.ndarray, rng: np.random.Generator,
+                          first_active: bool = False) -> np.ndarray:
     """Draw whether each user is active in each period of its history, ``(D, U, T)`` booleans.
 
     Period 0 is the user's first; periods at or after ``lengths`` are False. As
@@ -411,7 +518,8 @@ def sample_history_active(initial: np.ndarray, emission: np.ndarray, transition:
     lengths = np.asarray(lengths)
     n_steps = max(int(np.max(lengths, initial=0)), 1)
     out = np.zeros((emission.shape[0], len(lengths), n_steps), dtype=bool)
-    steps = _history_steps(initial, emission, transition, n, len(lengths), n_steps, rng)
+    steps = _history_steps(initial, emission, transition, n, len(lengths), n_steps, rng,
+                           first_active)
     for step, active in enumerate(steps):
         out[:, :, step] = (active > 0) & (step < lengths[None, :])
     return out

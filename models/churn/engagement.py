@@ -17,6 +17,7 @@ nodes, so identical histories still share one row.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -34,7 +35,12 @@ from models.churn.engagement_data import check_period_length, validate_activity_
 from models.churn.engagement_graph import emission_table, transition_matrices
 from models.churn.engagement_states import StateSpace, compress, effect_nodes, first_periods
 from models.churn.hmm_kernel import HMMLogp, hmm_layout
-from models.exceptions import DataValidationError, Problem
+from models.exceptions import (
+    DataQualityWarning,
+    DataValidationError,
+    Problem,
+    UninformativeDataWarning,
+)
 from models.predict import (
     draws_to_dataarray,
     posterior_arrays,
@@ -49,6 +55,8 @@ __all__ = ["EngagementStateModel"]
 
 EMISSIONS = ("beta_binomial", "binomial")
 _SEG = "_segment_code"
+_MAX_SAMPLED_DAYS = 36_525  # sample_activity draws its paths period by period
+_FAR_SDS = 10.0  # covariates this many training sds from the mean: extrapolation, warned
 
 
 class EngagementStateModel(BayesianModel):
@@ -106,6 +114,18 @@ class EngagementStateModel(BayesianModel):
         listener then stays engaged longer and a light one drifts down, so
         long-range forecasts keep each user's own level instead of the
         population's mix of states.
+    starts_active : bool, default False
+        Condition the likelihood on each user's first period being active,
+        :math:`P(y_i \mid y_{i t_0} > 0)`. Use it when users enter the table
+        at their first event (as :func:`~models.churn.activity_table` builds
+        it) but may have been users, even dormant ones, before: a log that
+        starts after the service did. ``initial_probability`` is then the
+        state of users in their first period of the table whether or not that
+        period was active, where without it, it describes users whose first
+        period was active, and so understates the dormant state; replicated
+        histories (posterior predictive, :func:`~models.churn.gap_check`)
+        start active as the table does. An error on a table where some user's
+        first period is silent.
     priors : mapping of str to Prior or dict, optional
         Replace default priors by name: ``emission_logit`` (the logits of the
         states' mean activity per day, ordered), ``emission_concentration``
@@ -220,6 +240,7 @@ class EngagementStateModel(BayesianModel):
         churn_returns: bool = False,
         segment: str | None = None, covariates: Sequence[str] = (),
         user_effects: bool = False, user_transitions: bool = False,
+        starts_active: bool = False,
         priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     ) -> None:
         owner = "EngagementStateModel"
@@ -233,7 +254,8 @@ class EngagementStateModel(BayesianModel):
                              f"{list(EMISSIONS)}. Got {emission!r} instead.")
         for name, value in (("churn_state", churn_state), ("churn_returns", churn_returns),
                             ("user_effects", user_effects),
-                            ("user_transitions", user_transitions)):
+                            ("user_transitions", user_transitions),
+                            ("starts_active", starts_active)):
             if not isinstance(value, bool):
                 raise ValueError(f"The '{name}' parameter of {owner} must be True or False. "
                                  f"Got {value!r} instead.")
@@ -262,6 +284,7 @@ class EngagementStateModel(BayesianModel):
         self.covariates = list(covariates)
         self.user_effects = user_effects
         self.user_transitions = user_transitions
+        self.starts_active = starts_active
         super().__init__(priors=priors)
 
     # ------------------------------------------------------------------ hooks
@@ -279,6 +302,22 @@ class EngagementStateModel(BayesianModel):
 
     def _validate_data(self, data: Any) -> pd.DataFrame:
         return validate_activity_table(data, self.period_length, self.segment, self.covariates)
+
+    def _first_active(self, data: pd.DataFrame) -> bool:
+        """Whether the likelihood conditions on each user's first period being active."""
+        if not self.starts_active:
+            return False
+        codes = self._codes(data)
+        first = codes[np.arange(len(codes)), first_periods(codes, self.period_length + 1)]
+        silent = np.flatnonzero(first == 0)
+        if len(silent):
+            raise DataValidationError([Problem(
+                "<table>", "an active first period for every user (starts_active=True)",
+                len(silent), tuple(int(i) for i in silent[:5]),
+                tuple(str(data.index[i]) for i in silent[:5]),
+                "leave starts_active off for a table whose users may start silent")],
+                what="activity table")
+        return True
 
     def _periods(self, data: pd.DataFrame) -> list[str]:
         extra = {self.segment, *self.covariates}
@@ -340,7 +379,24 @@ class EngagementStateModel(BayesianModel):
                 "predict only for segments the model was fitted on")], what="activity table")
         return codes.astype(np.int64)
 
+    def _warn_uninformative(self, data: pd.DataFrame) -> None:
+        """Warn when the table cannot inform the transitions or tell the states apart."""
+        observed = data[self._periods(data)].notna().sum(axis=1)
+        if (observed < 2).all():
+            warnings.warn(
+                "No user of the activity table has two observed periods, so no move between "
+                "states is observed: the transition probabilities restate their prior, and so "
+                "does every forecast beyond the last period. Give the users' histories over "
+                "several periods.", UninformativeDataWarning, stacklevel=4)
+        if (data[self._periods(data)].fillna(0) == 0).all(axis=None):
+            warnings.warn(
+                "No user of the activity table was active in any period, so the states cannot "
+                "be told apart: their activity levels and moves restate the prior. Check the "
+                "table (active days per period) and the log it came from.",
+                UninformativeDataWarning, stacklevel=4)
+
     def _build_model(self, data: pd.DataFrame) -> pm.Model:
+        self._warn_uninformative(data)
         priors = self.resolved_priors()
         k, n = self.n_states, self.period_length
         labels = self._labels
@@ -396,6 +452,9 @@ class EngagementStateModel(BayesianModel):
             blocks = hmm_layout(codes, start, seg, weights, n + 2, int(seg.max(initial=0)) + 1,
                                 len(z))
             loglik = HMMLogp(c, n + 2)(table, init_full, trans, *blocks, log_nodes)[0]
+            if self._first_active(data):  # minus log P(first period active), once per user
+                reach = pt.sum(init_full[None, :] * (1.0 - table[:, 0, :]), axis=-1)  # (Q,)
+                loglik = loglik - weights.sum() * pm.math.logsumexp(log_nodes + pt.log(reach))
             pm.Potential("log_likelihood", loglik)
         model.engagement_rows = len(weights)  # for benchmarks
         return model
@@ -445,6 +504,9 @@ class EngagementStateModel(BayesianModel):
         per_row = by_blocks(
             lambda idx: self._space.forward_filter(params, rows[idx, 1:], rows[idx, 0])[0].loglik,
             n_draws, len(rows), unit_width=self._width(rows.shape[1]))
+        if self._first_active(self.data_):
+            per_row = per_row - _hmm.log_first_active(params["emission"], params["initial"],
+                                                      params["log_nodes"])[:, None]
         return {"activity": sample_array(per_row[:, inverse], posterior, "user",
                                          unit_coords(self.data_.index))}
 
@@ -461,6 +523,7 @@ class EngagementStateModel(BayesianModel):
         params = self._space.params(draw_arrays(posterior, self._var_names()), design)
         start = first_periods(codes, self.period_length + 1)
         n_draws = params["emission"].shape[0]
+        first_active = self._first_active(self.data_)
 
         def block(idx: np.ndarray) -> np.ndarray:
             if self.user_effects:
@@ -471,7 +534,7 @@ class EngagementStateModel(BayesianModel):
                 emission = params["emission"][:, 0]
             return _hmm.sample_history_totals(params["initial"], emission, trans,
                                               self.period_length, codes.shape[1] - start[idx],
-                                              rng)
+                                              rng, first_active=first_active)
 
         width = len(self._labels) ** 2 + (codes.shape[1] * len(self._labels) * self._n_nodes()
                                           if self.user_effects else 0)
@@ -501,10 +564,31 @@ class EngagementStateModel(BayesianModel):
     def _unique_rows(self, data: Any) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict | None]:
         """Clean data, its unique (group, history) rows, each user's row and the groups' design."""
         clean = self.data_ if data is None else self._validate_data(data)
+        if data is not None:
+            self._warn_extrapolation(clean)
         labels = list(self.idata_["posterior"]["segment"].values) if self.segment else None
         group, design = self._groups(clean, labels)
         rows, inverse, _ = compress(self._codes(clean), group)
         return clean, rows, inverse, design
+
+    def _warn_extrapolation(self, data: pd.DataFrame) -> None:
+        """Warn when covariates lie far outside the training users' (beyond 10 sds)."""
+        if not self.covariates:
+            return
+        means, sds = self._scaling(self.data_, self.covariates)
+        z = ((data[self.covariates] - means) / sds).abs()
+        far = [(c, np.flatnonzero(z[c].to_numpy() > _FAR_SDS)) for c in self.covariates]
+        far = [(c, rows) for c, rows in far if len(rows)]
+        if far:
+            where = "; ".join(
+                f"'{c}' in {len(rows)} row(s), first: row {rows[0]} ({data[c].iloc[rows[0]]!r}, "
+                f"{z[c].iloc[rows[0]]:.0f} sds from the training mean {means[c]:.3g})"
+                for c, rows in far)
+            warnings.warn(
+                f"Covariates far outside the training users' ({_FAR_SDS:g}+ standard "
+                f"deviations): {where}. The forecasts of these users extrapolate the fitted "
+                "effects on the transitions well beyond the data; check the values and "
+                "their units.", DataQualityWarning, stacklevel=4)
 
     def _width(self, n_periods: int) -> int:
         """Numbers per user and draw of the filter: its forward variables and transitions."""
@@ -630,7 +714,10 @@ class EngagementStateModel(BayesianModel):
             Activity table; the training data by default.
         horizon : float
             Periods after the end of the table, positive; it may end within a
-            period (whole days: ``horizon * period_length`` an integer).
+            period (whole days: ``horizon * period_length`` an integer). Up
+            to 64 periods the chain is run period by period; longer horizons
+            take powers of the transition matrix by repeated squaring, so
+            their time grows with the logarithm of the horizon.
         ci_prob, max_draws, random_seed, return_draws
             As in :meth:`probability_states`.
 
@@ -668,7 +755,11 @@ class EngagementStateModel(BayesianModel):
 
         :meth:`probability_active` for the users whose most probable state now
         (posterior mean of :meth:`probability_states`) is ``dormant`` (or
-        ``churned``): who of the silent users will listen again.
+        ``churned``): who of the silent users will listen again. A return is any
+        active day within the horizon, including the occasional active day of a
+        user who stays in the dormant state; the choice of users takes the
+        posterior mean of the states, not their uncertainty (see
+        :meth:`probability_states` for that).
 
         Parameters
         ----------
@@ -683,7 +774,8 @@ class EngagementStateModel(BayesianModel):
         -------
         pandas.DataFrame or xarray.DataArray
             One row per dormant user (a subset of ``data``'s rows, in its
-            order), as in :meth:`probability_active`.
+            order), as in :meth:`probability_active`; no rows (no users) when
+            no user is dormant.
 
         Raises
         ------
@@ -700,10 +792,15 @@ class EngagementStateModel(BayesianModel):
         states = self.probability_states(clean, max_draws=max_draws, random_seed=random_seed)
         mean = states["mean"].to_numpy().reshape(len(clean), len(self._labels))
         silent = [0, len(self._labels) - 1] if self.churn_state else [0]
-        dormant = np.isin(mean.argmax(axis=1), silent)
-        return self.probability_active(clean.iloc[np.flatnonzero(dormant)], horizon=horizon,
-                                       ci_prob=ci_prob, max_draws=max_draws,
-                                       random_seed=random_seed, return_draws=return_draws)
+        dormant = np.flatnonzero(np.isin(mean.argmax(axis=1), silent))
+        # no dormant user: the empty result, shaped by one user's prediction
+        rows = dormant if len(dormant) else np.arange(1)
+        out = self.probability_active(clean.iloc[rows], horizon=horizon, ci_prob=ci_prob,
+                                      max_draws=max_draws, random_seed=random_seed,
+                                      return_draws=return_draws)
+        if len(dormant):
+            return out
+        return out.isel(user=slice(0, 0)) if return_draws else out.iloc[:0]
 
     @prediction_method()
     def expected_activity(
@@ -780,11 +877,18 @@ class EngagementStateModel(BayesianModel):
         Raises
         ------
         ValueError
-            If ``horizon`` is not a positive number of whole days, or for a bad option.
+            If ``horizon`` is not a positive number of whole days or spans more
+            than 100 years, or for a bad option.
         models.exceptions.NotFittedError
             Before ``fit``.
         """
         periods, days = self._horizon("EngagementStateModel.sample_activity", horizon)
+        if periods * self.period_length + days > _MAX_SAMPLED_DAYS:
+            raise ValueError(
+                "The 'horizon' parameter of EngagementStateModel.sample_activity must span at "
+                f"most {_MAX_SAMPLED_DAYS:,} days (100 years): the paths are drawn period by "
+                f"period. Got {horizon!r} periods of {self.period_length} days. "
+                "probability_active and expected_activity take any horizon.")
         self._require_fitted("sample_activity()")
         clean, rows, inverse, design = self._unique_rows(data)
         params = self._space.params(posterior_arrays(

@@ -9,6 +9,8 @@ first period. :func:`activity_table` builds it from a listening log;
 
 from __future__ import annotations
 
+import numbers
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +23,9 @@ __all__ = ["activity_table", "check_period_length", "state_labels", "validate_ac
 
 _SHOWN = 5
 _WHAT = "activity table"
+#: A period name that is a date, as :func:`activity_table` writes them ("2024-01-01"),
+#: optionally with a time of day (``str`` of a ``pandas.Timestamp``).
+_DATE_NAME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
 
 
 def state_labels(n_states: int) -> list[str]:
@@ -47,6 +52,96 @@ def check_period_length(owner: str, value: Any) -> int:
 def _problem(column: str, rule: str, rows: np.ndarray, values: list, fix: str = "") -> Problem:
     return Problem(str(column), rule, len(rows), tuple(int(i) for i in rows[:_SHOWN]),
                    tuple(values[:_SHOWN]), fix)
+
+
+def _not_real(col: pd.Series) -> bool:
+    """Whether a column is not real numbers of days: not numeric, boolean or complex."""
+    return (not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
+            or pd.api.types.is_complex_dtype(col))
+
+
+def _date(name: str) -> pd.Timestamp | None:
+    """Return the date a period name stands for ("2024-01-01"), or None if it is no date."""
+    if not _DATE_NAME.fullmatch(name):
+        return None
+    try:
+        return pd.Timestamp(name)
+    except ValueError:  # matches the pattern but is no date, e.g. "2024-13-45"
+        return None
+
+
+def _period_name_problems(names: pd.Index, period_length: int) -> list[Problem]:
+    """Problems of the period names when they are dates: all dates, in order, evenly spaced.
+
+    Names that are not dates (``w0``, ``p000``) are not checked; when some are dates
+    and others are not, the others are columns that are not periods.
+    """
+    dates = [_date(name) for name in names]
+    if not any(d is not None for d in dates):
+        return []
+    others = [name for name, d in zip(names, dates, strict=True) if d is None]
+    if others:
+        return [Problem(name, "a period named by the date it starts, as the other columns "
+                        "are (this name is not a date: the column is not a period)",
+                        fix="set it as the index (table.set_index(...)) if it holds the user "
+                        "ids, pass it as segment= or covariates= if it describes the users, or "
+                        "drop it") for name in others]
+    step = pd.Timedelta(days=period_length)
+    for j in range(1, len(dates)):
+        gap = dates[j] - dates[j - 1]
+        if gap != step:
+            days = gap / pd.Timedelta(days=1)
+            size = f"{abs(days):g} day(s)" if days == round(days) else str(abs(gap))
+            when = ("on the same date" if days == 0 else
+                    f"{size} {'after' if days > 0 else 'before'} it")
+            return [Problem(names[j], f"a period starting {period_length} day(s) after the "
+                            f"previous column '{names[j - 1]}' (periods in time order, "
+                            f"{period_length} day(s) apart); it starts {when}",
+                            fix="put the columns in time order (table.sort_index(axis=1)) "
+                            "with no period left out, and give the table's period_length")]
+    return []
+
+
+def _label_kind(value: Any) -> str:
+    """Kind of a segment label: numbers (also booleans) sort together, strings together."""
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, numbers.Real):
+        return "number"
+    return type(value).__name__
+
+
+def _segment_problems(column: pd.Series, name: str) -> list[Problem]:
+    """Missing segment labels, and labels of mixed types (the model sorts the labels)."""
+    miss = column.isna().to_numpy()
+    problems = []
+    if miss.any():
+        rows = np.flatnonzero(miss)
+        problems.append(_problem(name, "a segment label on every row", rows,
+                                 [None] * len(rows[:_SHOWN])))
+    labels = column.to_numpy(dtype=object) if isinstance(column.dtype, pd.CategoricalDtype) or (
+        column.dtype == object) else None
+    if labels is None or miss.all():
+        return problems
+    kind = pd.api.types.infer_dtype(labels, skipna=True)
+    if kind.startswith("mixed") and kind != "mixed-integer-float":
+        kinds = pd.Series(labels).map(_label_kind, na_action="ignore")
+        common = kinds.mode().iloc[0]
+        odd = (kinds.notna() & (kinds != common)).to_numpy()
+        if odd.any():
+            rows = np.flatnonzero(odd)
+            problems.append(_problem(
+                name, f"segment labels of one type (most are {common}, some are not)", rows,
+                [labels[i] for i in rows[:_SHOWN]],
+                f"convert the labels to one type, e.g. table['{name}'].astype(str)"))
+            return problems
+    try:
+        sorted(pd.unique(labels[~miss]))
+    except TypeError:
+        problems.append(Problem(name, "segment labels that can be put in order (strings or "
+                                "numbers)", fix=f"convert the labels to one type, e.g. "
+                                f"table['{name}'].astype(str)"))
+    return problems
 
 
 def validate_activity_table(data: Any, period_length: int, segment: str | None = None,
@@ -76,11 +171,16 @@ def validate_activity_table(data: Any, period_length: int, segment: str | None =
     ------
     models.exceptions.DataValidationError
         If the table is not a DataFrame with a period column, two period
-        columns have one name (as strings) or a user id is repeated, a value is
-        not a whole number in ``[0, period_length]``, a missing value follows an
-        observed one, a user has no observed period, a segment is missing, or a
-        covariate is missing, not a number or not finite; the message names the
-        column, the rows and the values.
+        columns have one name (as strings), a user id is missing or repeated,
+        a period column is not of real numbers (complex ones included), the
+        period names are dates (as :func:`activity_table` writes them) but not
+        ``period_length`` days apart in time order, or some are dates and
+        others are not (a column that is not a period), a value is not a
+        whole number in ``[0, period_length]``, a missing value follows an
+        observed one, a user has no observed period, a segment is missing or
+        the segment labels are of mixed types, or a covariate is missing, not
+        a real number or not finite; the message names the column, the rows
+        and the values.
 
     Notes
     -----
@@ -118,23 +218,31 @@ the user's first period; 1 row(s) break this, first: row 1 (9.0)
                                   what=_WHAT)
     names = pd.Index([str(c) for c in periods])  # the clean table's column names
     clash = names.intersection(pd.Index([str(c) for c in extra]))
-    if names.has_duplicates or data.index.has_duplicates or len(clash):
+    no_id = data.index.isna()
+    if names.has_duplicates or data.index.has_duplicates or len(clash) or no_id.any():
         twice = [Problem(name, "one column per period (each name once)",
                          fix="merge or rename the repeated columns")
                  for name in names[names.duplicated()].unique()]
         twice += [Problem(name, "a period name other than the segment's and the covariates'",
                           fix="rename the period column") for name in clash]
-        repeated = np.flatnonzero(data.index.duplicated(keep=False))
+        if no_id.any():  # missing, not "repeated user 'nan'"
+            rows = np.flatnonzero(no_id)
+            twice.append(_problem(
+                "<index>", "a user id on every row (the index)", rows,
+                [None] * len(rows[:_SHOWN]), "drop the rows without a user id, or fill in "
+                "their ids"))
+        repeated = np.flatnonzero(data.index.duplicated(keep=False) & ~no_id)
         if len(repeated):
             twice.append(_problem(
                 "<index>", "one row per user (each user id once)", repeated,
                 [str(data.index[i]) for i in repeated[:_SHOWN]],
                 "sum the repeated users' rows, or drop the extra ones"))
         raise DataValidationError(twice, what=_WHAT)
-    problems: list[Problem] = []
+    problems = _period_name_problems(names, period_length)
+    not_periods = {p.column for p in problems if p.column in names and _date(p.column) is None}
     for name in periods:
         col = data[name]
-        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        if _not_real(col) and str(name) not in not_periods:
             problems.append(Problem(str(name), f"numbers of active days, not dtype {col.dtype}"))
     if problems:
         raise DataValidationError(problems, what=_WHAT)
@@ -170,15 +278,12 @@ the user's first period; 1 row(s) break this, first: row 1 (9.0)
                                  "drop users without activity in the table's window"))
     problems.extend(gaps)
     if segment is not None:
-        miss = data[segment].isna().to_numpy()
-        if miss.any():
-            rows = np.flatnonzero(miss)
-            problems.append(_problem(segment, "a segment label on every row", rows,
-                                     [None] * len(rows[:_SHOWN])))
+        problems.extend(_segment_problems(data[segment], segment))
     covs = {}
     for name in covariates:
         col = data[name]
-        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)) or (
+                pd.api.types.is_complex_dtype(col)):
             problems.append(Problem(name, f"a numeric covariate, not dtype {col.dtype}",
                                     fix="encode it as numbers (0/1 for a flag)"))
             continue
@@ -200,6 +305,29 @@ the user's first period; 1 row(s) break this, first: row 1 (9.0)
     return clean
 
 
+def _time(owner: str, name: str, value: Any) -> pd.Timestamp:
+    """Parse a time parameter to a Timestamp, or raise the one parameter error naming it."""
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError) as err:  # pandas' DateParseError is a ValueError
+        ts, cause = pd.NaT, err
+    else:
+        cause = None
+    if ts is pd.NaT:
+        raise ValueError(f"The '{name}' parameter of {owner} must be a timestamp or a date "
+                         f"string such as '2024-01-01'. Got {value!r} instead.") from cause
+    return ts
+
+
+def _in_zone_of(ts: pd.Timestamp, aware: bool) -> pd.Timestamp:
+    """``ts`` comparable with times that are tz-aware or not: naive times are read as UTC."""
+    if aware and ts.tz is None:
+        return ts.tz_localize("UTC")
+    if not aware and ts.tz is not None:
+        return ts.tz_convert("UTC").tz_localize(None)
+    return ts
+
+
 def activity_table(events: pd.DataFrame, *, start: Any, observation_end: Any,
                    period_length: int = 7) -> pd.DataFrame:
     """Active days per user and period of a listening log, the engagement model's input.
@@ -215,7 +343,9 @@ def activity_table(events: pd.DataFrame, *, start: Any, observation_end: Any,
     Parameters
     ----------
     events : pandas.DataFrame
-        Log with ``user_id`` and ``timestamp`` (datetime) columns.
+        Log with ``user_id`` and ``timestamp`` (datetime) columns, at least one
+        event. Timestamps and the times below may be tz-aware or naive, also
+        mixed: as in :mod:`models.data`, naive times are read as UTC.
     start : timestamp-like
         Start of the first period; no event may come before it.
     observation_end : timestamp-like
@@ -234,11 +364,14 @@ def activity_table(events: pd.DataFrame, *, start: Any, observation_end: Any,
     Raises
     ------
     ValueError
-        If ``period_length`` is not a positive integer or ``observation_end`` is
-        not ``start`` plus a positive whole number of periods.
+        If ``period_length`` is not a positive integer, ``start`` or
+        ``observation_end`` is not a timestamp, or ``observation_end`` is not
+        ``start`` plus a positive whole number of periods.
     models.exceptions.DataValidationError
-        If a column is missing, a timestamp is missing or not a datetime, or an
-        event comes before ``start``.
+        If a column is missing, there is no event (before ``observation_end``),
+        a timestamp is missing or not a datetime, a user id is missing or the
+        ids are of mixed types (``7`` and ``"7"``), or an event comes before
+        ``start``.
 
     Examples
     --------
@@ -254,7 +387,9 @@ def activity_table(events: pd.DataFrame, *, start: Any, observation_end: Any,
     """
     owner = "activity_table"
     n = check_period_length(owner, period_length)
-    t0, end = pd.Timestamp(start), pd.Timestamp(observation_end)
+    first = _time(owner, "start", start)  # as given: it names the columns
+    t0 = first
+    end = _in_zone_of(_time(owner, "observation_end", observation_end), t0.tz is not None)
     span = (end - t0) / pd.Timedelta(days=n)
     if not (span > 0 and span == int(span)):
         raise ValueError(f"The 'observation_end' parameter of {owner} must be 'start' plus a "
@@ -267,23 +402,42 @@ def activity_table(events: pd.DataFrame, *, start: Any, observation_end: Any,
     if missing:
         raise DataValidationError([Problem(c, "a column of this name") for c in missing],
                                   what="events")
+    if len(events) == 0:
+        raise DataValidationError([Problem("<table>", "at least one event",
+                                           fix="check the filter that made the log")],
+                                  what="events")
     ts = events["timestamp"]
     if not pd.api.types.is_datetime64_any_dtype(ts):
         raise DataValidationError([Problem("timestamp", f"datetimes, not dtype {ts.dtype}",
                                            fix="convert with pandas.to_datetime")], what="events")
+    aware = isinstance(ts.dtype, pd.DatetimeTZDtype)
+    t0, end = _in_zone_of(t0, aware), _in_zone_of(end, aware)
+    ids = events["user_id"]
     problems = []
     for column, bad, rule in [
         ("timestamp", ts.isna().to_numpy(), "a timestamp on every event"),
-        ("user_id", events["user_id"].isna().to_numpy(), "a user id on every event"),
-        ("timestamp", (ts < t0).to_numpy(), f"events at or after start ({t0})"),
+        ("user_id", ids.isna().to_numpy(), "a user id on every event"),
+        ("timestamp", (ts < t0).to_numpy(), f"events at or after start ({first})"),
     ]:
         if bad.any():
             rows = np.flatnonzero(bad)
             problems.append(_problem(column, rule, rows, [str(v) for v in
                                                           events[column].iloc[rows[:_SHOWN]]]))
+    if ids.dtype == object and pd.api.types.infer_dtype(ids, skipna=True).startswith("mixed"):
+        types = ids.map(lambda v: type(v).__name__, na_action="ignore")
+        common = types.mode().iloc[0]
+        odd = np.flatnonzero((types.notna() & (types != common)).to_numpy())
+        problems.append(_problem(
+            "user_id", f"ids of one type (most are {common}, some are not)", odd,
+            [ids.iloc[i] for i in odd[:_SHOWN]],
+            "cast the column to one type, e.g. events['user_id'].astype(str)"))
     if problems:
         raise DataValidationError(problems, what="events")
     keep = (ts < end).to_numpy()
+    if not keep.any():
+        raise DataValidationError([Problem(
+            "timestamp", f"at least one event before observation_end ({observation_end!r})",
+            fix="check observation_end against the dates of the log")], what="events")
     day = ((ts[keep] - t0) // pd.Timedelta(days=1)).to_numpy()
     days = pd.DataFrame({"user_id": events["user_id"].to_numpy()[keep], "day": day})
     days = days.drop_duplicates()
@@ -294,7 +448,7 @@ def activity_table(events: pd.DataFrame, *, start: Any, observation_end: Any,
     observed = table.notna().to_numpy()
     after = np.maximum.accumulate(observed, axis=1)
     table = table.where(~(after & ~observed), 0.0)
-    table.columns = [str((t0 + pd.Timedelta(days=n * k)).date()) for k in range(n_periods)]
+    table.columns = [str((first + pd.Timedelta(days=n * k)).date()) for k in range(n_periods)]
     table.index.name = "user_id"
     table.columns.name = None
     return table.sort_index()

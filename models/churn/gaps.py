@@ -25,6 +25,7 @@ fits each user.
 from __future__ import annotations
 
 import html
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +40,14 @@ from models.churn.beta_geo import PARAMETERS
 from models.churn.engagement_states import first_periods
 from models.data.schema import TIMESTAMP, USER_ID
 from models.data.summaries import _period_index
+from models.exceptions import DataQualityWarning
 from models.predict import check_ci_prob
 
-__all__ = ["GapCheck", "gap_check", "observed_gaps"]
+__all__ = ["GapCheck", "HistoryTooShortError", "gap_check", "observed_gaps"]
+
+
+class HistoryTooShortError(ValueError):
+    """The histories are too short for any statistic of :func:`gap_check` to occur."""
 
 #: Lower edges of the gap bins, in periods (a gap of 1 is two active periods in a row).
 GAP_EDGES = (1, 2, 8, 31)
@@ -126,14 +132,19 @@ class GapCheck:
         One row per statistic (index ``statistic``): the share of gaps in each
         length bin, and ``heavy users returning after a long pause`` (a count).
         Columns ``observed``, the replicates' ``mean``, ``ci_lower``,
-        ``ci_upper`` and the two-sided predictive ``p_value``.
+        ``ci_upper`` and the two-sided predictive ``p_value``. A statistic that
+        cannot occur in histories as short as the data's (a gap longer than
+        the longest history, a heavy return that needs more periods, the share
+        of the only gap length possible) stays in the table, with a p-value of
+        1, but is not tested; ``table.attrs["untested"]`` lists such statistics.
     ci_prob : float
         Probability of the intervals.
     cannot_reproduce : bool
-        Some statistic is outside what the model produces at the family-wise
-        level ``ci_prob`` (Bonferroni over the statistics).
+        Some tested statistic is outside what the model produces at the
+        family-wise level ``ci_prob`` (Bonferroni over the tested statistics).
     message : str
-        One sentence saying so, naming the worst statistic.
+        One sentence saying so, naming the worst statistic, and the statistics
+        left out of the verdict, if any.
     """
 
     table: pd.DataFrame
@@ -145,6 +156,32 @@ class GapCheck:
         return _html.card("GapCheck", _html.verdict_badge("fail" if self.cannot_reproduce
                                                           else "pass"),
                           f"<p>{html.escape(self.message)}</p>", _html.frame_html(self.table))
+
+
+def _possible(edges: tuple[int, ...], span: int, heavy: int, long: int) -> np.ndarray:
+    """Which statistics can differ between populations whose longest history is ``span``.
+
+    ``span``: the most periods a user is observed after their first, so no gap is
+    longer. A gap bin can occur if its lower edge is at most ``span``; the shares
+    tell something only if two bins can (with one, its share is 1 by construction).
+    A heavy return needs ``max(heavy, 2)`` active periods, one gap of ``long`` and
+    the others of 1: ``max(heavy, 2) - 2 + long`` periods after the first.
+    Returns booleans, bins then the returns, as the statistics.
+    """
+    bins = np.asarray(edges) <= span
+    if bins.sum() < 2:
+        bins[:] = False
+    return np.append(bins, max(heavy, 2) - 2 + long <= span)
+
+
+def _min_replicates(threshold: float) -> int:
+    """Count the fewest replicates whose smallest p-value, 2 / (n + 1), is below threshold."""
+    n = max(1, int(np.floor(2 / threshold)) - 2)
+    while not 2 / (n + 1) < threshold:
+        n += 1
+    while n > 1 and 2 / n < threshold:
+        n -= 1
+    return n
 
 
 def _bgnbd_draws(model: Any, users: pd.Index, n_draws: int, rng: np.random.Generator
@@ -255,7 +292,10 @@ def _replicate_engagement(model: Any, lengths: np.ndarray, n_draws: int, edges: 
     Each replicated user's history runs for as many periods as the real one's,
     from a state drawn from the initial distribution through the user's own
     transition matrices (its segment, covariates); with user effects its effect
-    (node) is drawn from the population, not from its posterior.
+    (node) is drawn from the population, not from its posterior. A model fitted
+    with ``starts_active`` replicates users whose first period is active, as in
+    its table: the node with probability proportional to its weight times its
+    chance of an active first period, then the first period given it.
     """
     post = model.idata_["posterior"]
     arrays = draw_arrays(post, model._var_names())
@@ -264,6 +304,7 @@ def _replicate_engagement(model: Any, lengths: np.ndarray, n_draws: int, edges: 
     labels = list(post["segment"].values) if model.segment else None
     group, design = model._groups(model.data_, labels)
     n_users = len(lengths)
+    first_active = model._first_active(model.data_)
     chunk = max(1, _MAX_CELLS // (n_users * max(int(lengths.max(initial=1)), 1)))
     out = []
     for i in range(0, n_draws, chunk):
@@ -273,13 +314,21 @@ def _replicate_engagement(model: Any, lengths: np.ndarray, n_draws: int, edges: 
         emission = params["emission"]  # (D, Q, V, C)
         if emission.shape[1] == 1:
             emission, trans = emission[:, 0], trans[:, 0]
-        else:  # each user's effect from the population: its node by the nodes' weights
+        elif not first_active:  # each user's effect from the population, by the nodes' weights
             weights = np.exp(params["log_nodes"] - np.max(params["log_nodes"]))
             node = rng.choice(len(weights), size=(emission.shape[0], n_users),
                               p=weights / weights.sum())
             emission, trans = _hmm.at_nodes(emission, trans, node)
+        else:  # ... among the users whose first period is active: by weight x P(active)
+            reach = np.einsum("dc,dqc->dq", params["initial"], 1.0 - emission[:, :, 0, :])
+            weights = np.exp(params["log_nodes"] - np.max(params["log_nodes"]))[None] * reach
+            node = _hmm._draw_categorical(
+                np.broadcast_to(weights[:, None, :], (len(weights), n_users, weights.shape[1])),
+                rng)
+            emission, trans = _hmm.at_nodes(emission, trans, node)
         active = _hmm.sample_history_active(params["initial"], emission, trans,
-                                            model.period_length, lengths, rng)
+                                            model.period_length, lengths, rng,
+                                            first_active=first_active)
         out.append(_gap_statistics(active, edges, heavy, long))
     return np.concatenate(out)
 
@@ -311,15 +360,26 @@ def gap_check(model: Any, events: pd.DataFrame | None = None, *, period: str | N
         and a gap of at least ``long`` periods between two of them. By default
         20 and 31 for BG/NBD (days: 20 active days, a month's silence), and for
         an engagement model 10 and the periods of about a month
-        (``ceil(31 / period_length)``, 5 for weeks).
+        (``ceil(31 / period_length)``, 5 for weeks). A heavy return needs
+        ``max(heavy, 2) - 2 + long`` periods after a user's first: when no
+        history is that long (for BG/NBD, from the first period of the log to
+        its end; for an engagement model, its longest user history), the
+        statistic cannot occur and is left out of the verdict, as is a gap bin
+        whose shortest gap is longer than any history (and the shares, when one
+        bin holds every possible gap); a
+        :class:`~models.exceptions.DataQualityWarning` and the message say so.
     n_replicates : int, default 1000
         Replicated populations, each from one posterior draw (drawn without
         replacement while the posterior has enough). The smallest p-value is
-        about ``2 / n_replicates``: keep it well below the verdict's threshold,
-        ``(1 - ci_prob) / 6``.
+        ``2 / (n_replicates + 1)``; it must be below the verdict's threshold,
+        ``(1 - ci_prob) / m`` with ``m`` the statistics tested (5 when all can
+        occur), or no statistic could fail and the check refuses: at least 200
+        replicates with ``ci_prob=0.95`` and 5 statistics. The default passes
+        up to ``ci_prob=0.99``; keep the smallest p-value well below the
+        threshold for a check with power.
     ci_prob : float, default 0.95
         Probability of the replicates' intervals and family-wise level of the
-        verdict.
+        verdict (Bonferroni over the statistics tested).
     random_seed : int or numpy.random.Generator, optional
         Seed of the draws and replicates.
 
@@ -334,7 +394,18 @@ def gap_check(model: Any, events: pd.DataFrame | None = None, *, period: str | N
     ValueError
         For a model other than those two, users of ``events`` missing from a
         segmented model's data, bad options, a bad log (see
-        :func:`observed_gaps`), or a log given with an engagement model.
+        :func:`observed_gaps`), or a log given with an engagement model; when
+        ``n_replicates`` is too small for any statistic to fail (the message
+        gives the smallest p-value, the threshold and the fewest replicates that
+        can reach it); :class:`HistoryTooShortError` (a ``ValueError``) when
+        the history is too short for any statistic to occur (at most one gap
+        length, and no heavy return with this ``heavy`` and ``long``).
+
+    Warns
+    -----
+    DataQualityWarning
+        When some statistics cannot occur in histories this short and are
+        left out of the verdict.
 
     Notes
     -----
@@ -392,6 +463,41 @@ def gap_check(model: Any, events: pd.DataFrame | None = None, *, period: str | N
         n_users = len(obs)
     stat_obs = _point_statistics(np.zeros_like(user), user, points, (1, n_users), edges, heavy,
                                  long)[0]
+    names = [f"share of gaps of {label} {'period' if label == '1' else 'periods'}"
+             for label in _labels(edges)]
+    names.append(f"heavy users (>= {heavy} active) returning after >= {long} silent")
+    # no gap is longer than the longest history: statistics that cannot occur are not tested
+    span = int(lengths.max(initial=1)) - 1 if hmm else int(T.max(initial=0))
+    need = max(heavy, 2) - 2 + long
+    tested = _possible(edges, span, heavy, long)
+    if not tested.any():
+        raise HistoryTooShortError(
+            f"gap_check: the history is too short for heavy={heavy} and long={long}: the "
+            f"longest user history runs {span} period(s) after its first, so at most one gap "
+            f"length can occur, and a heavy return (>= {heavy} active periods, a gap of >= "
+            f"{long}) needs {need}. Nothing is left to test: use a longer history or a "
+            "smaller heavy and long.")
+    # rounded, so that 1 - 0.95 is 0.05: (1 - ci_prob) / 5 = 0.01 needs 200 replicates, not 199
+    threshold = round((1 - ci_prob) / int(tested.sum()), 12)
+    if not 2 / (n_replicates + 1) < threshold:
+        raise ValueError(
+            f"The 'n_replicates' parameter of gap_check is too small: with {n_replicates} "
+            f"replicates the smallest p-value is 2 / ({n_replicates} + 1) = "
+            f"{2 / (n_replicates + 1):.3g}, not below the verdict's threshold {threshold:.3g} "
+            f"((1 - ci_prob) / {int(tested.sum())} statistics tested), so no statistic could "
+            f"fail. Use n_replicates >= {_min_replicates(threshold)}.")
+    untested = [name for name, ok in zip(names, tested, strict=True) if not ok]
+    note = ""
+    if untested:
+        why = []
+        if not tested[:-1].all():
+            why.append(f"no gap is longer than {span}" if tested[:-1].any() else
+                       "every gap falls in one bin, whose share is 1")
+        if not tested[-1]:
+            why.append(f"a heavy return needs {need} periods after the first")
+        note = (f" Not tested, as they cannot occur when the longest user history runs {span} "
+                f"period(s) after its first ({'; '.join(why)}): {'; '.join(untested)}.")
+        warnings.warn(DataQualityWarning(f"gap_check: {note.strip()}"), stacklevel=2)
     if hmm:
         replicated = _replicate_engagement(model, lengths, n_replicates, edges, heavy, long, rng)
     else:
@@ -401,9 +507,6 @@ def gap_check(model: Any, events: pd.DataFrame | None = None, *, period: str | N
             _replicate_bgnbd(params[i:i + chunk], T, edges, heavy, long, rng)
             for i in range(0, len(params), chunk)])
     q = [(1 - ci_prob) / 2, (1 + ci_prob) / 2]
-    names = [f"share of gaps of {label} {'period' if label == '1' else 'periods'}"
-             for label in _labels(edges)]
-    names.append(f"heavy users (>= {heavy} active) returning after >= {long} silent")
     rows = []
     for j, name in enumerate(names):
         rep, o = replicated[:, j], stat_obs[j]
@@ -413,17 +516,20 @@ def gap_check(model: Any, events: pd.DataFrame | None = None, *, period: str | N
                      "ci_upper": hi, "p_value": min(1.0, 2 * (tail + 1) / (rep.size + 1))})
     table = pd.DataFrame(rows).set_index("statistic")
     table.attrs["ci_prob"] = ci_prob
-    # the smallest p-value; among ties (at the Monte Carlo floor) the farthest from the mean
+    table.attrs["untested"] = untested
+    # the smallest p-value of the tested statistics; among ties (at the Monte Carlo floor)
+    # the farthest from the mean
     spread = (replicated.std(axis=0) + 1e-12)
     distance = np.abs(table["observed"].to_numpy() - table["mean"].to_numpy()) / spread
-    worst = table.iloc[int(np.lexsort((-distance, table["p_value"].to_numpy()))[0])]
-    bad = bool(worst["p_value"] < (1 - ci_prob) / len(table))
+    rank = np.lexsort((-distance, table["p_value"].to_numpy(), ~tested))
+    worst = table.iloc[int(rank[0])]
+    bad = bool(worst["p_value"] < threshold)
     where = (f"{worst.name}: observed {worst['observed']:.3g}, replicates {worst['mean']:.3g} "
              f"[{worst['ci_lower']:.3g}, {worst['ci_upper']:.3g}]")
     # long silences followed by a return, more than the model produces: pauses
     long_rows = [i for i, lo in enumerate(edges) if lo >= long] + [len(table) - 1]
     pauses = [table.index[i] for i in long_rows
-              if table.iloc[i]["p_value"] < (1 - ci_prob) / len(table)
+              if tested[i] and table.iloc[i]["p_value"] < threshold
               and table.iloc[i]["observed"] > table.iloc[i]["ci_upper"]]
     if not bad:
         message = f"The replicated gaps are consistent with the log (worst: {where})."
@@ -438,4 +544,4 @@ def gap_check(model: Any, events: pd.DataFrame | None = None, *, period: str | N
                    f"(p = {worst['p_value']:.2g}): the users' activity is spread over time "
                    + ("unlike the model's states and transitions." if hmm else
                       "unlike a constant rate with one dropout."))
-    return GapCheck(table, ci_prob, bad, message)
+    return GapCheck(table, ci_prob, bad, message + note)

@@ -736,3 +736,133 @@ def test_pointwise_log_likelihood_and_replicates_of_a_fake_fit():
             dist = dist @ P
         se = totals[:, i].std() / np.sqrt(len(totals))
         assert abs(totals[:, i].mean() - exact) < 4.5 * se, (i, totals[:, i].mean(), exact)
+
+
+# ------------------------------------------- review of the table checks: bad input is named
+_USERS = pd.Index(["a", "b", "c", "d"], name="user_id")
+
+
+def test_a_complex_period_column_is_rejected_not_cast():
+    table = pd.DataFrame({"w0": [1, 2, 3, 0], "w1": [1 + 0j, 3, 4, 2]}, index=_USERS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ComplexWarning: rejected before any cast
+        with pytest.raises(DataValidationError) as err:
+            validate_activity_table(table, 7)
+    assert err.value.problems == [Problem("w1", "numbers of active days, not dtype complex128")]
+    with pytest.raises(DataValidationError, match="column 'x': expected a numeric covariate, "
+                       "not dtype complex128"):
+        validate_activity_table(table.assign(w1=2, x=[1j, 0, 1, 2]), 7, covariates=["x"])
+
+
+def test_missing_user_ids_are_reported_as_missing_not_as_repeated():
+    users = pd.Index(["a", np.nan, None, "a"], name="user_id")
+    table = pd.DataFrame({"w0": [1, 2, 3, 0]}, index=users)
+    with pytest.raises(DataValidationError) as err:
+        validate_activity_table(table, 7)
+    missing, repeated = err.value.problems
+    assert (missing.column, missing.rule, missing.n_rows, missing.rows) == (
+        "<index>", "a user id on every row (the index)", 2, (1, 2))
+    assert (repeated.rule, repeated.rows, repeated.examples) == (
+        "one row per user (each user id once)", (0, 3), ("a", "a"))
+    assert "nan" not in str(err.value)
+    with pytest.raises(DataValidationError, match=r"a user id on every row .*row 0"):
+        validate_activity_table(table.iloc[1:3], 7)  # missing only: none repeated
+
+
+def test_mixed_type_segment_labels_fail_at_validation_not_in_the_fit():
+    table = pd.DataFrame(HISTORIES, index=_USERS, columns=[f"w{i}" for i in range(5)])
+    with pytest.raises(DataValidationError) as err:
+        EngagementStateModel(segment="plan").fit(table.assign(plan=["x", 1, "y", "z"]),
+                                                 method="map")
+    (problem,) = err.value.problems
+    assert (problem.column, problem.rule, problem.rows, problem.examples) == (
+        "plan", "segment labels of one type (most are str, some are not)", (1,), (1,))
+    assert "table['plan'].astype(str)" in problem.fix
+    with pytest.raises(DataValidationError, match="column 'plan': expected segment labels of "
+                       "one type"):  # the review's example: as many of each type
+        EngagementStateModel(segment="plan").fit(table.assign(plan=["x", 1, "y", 1]),
+                                                 method="map")
+    for labels in (["x", "y", "x", "y"], [1, 2.5, 1, 2.5], pd.Categorical(["x", "y", "x", "y"])):
+        clean = validate_activity_table(table.assign(plan=labels), N, "plan")
+        assert clean["plan"].tolist() == list(labels)
+
+
+def test_activity_table_rejects_user_ids_of_mixed_types():
+    log = pd.DataFrame({"user_id": [7, "7", "a"],
+                        "timestamp": pd.to_datetime(["2024-01-02", "2024-01-03", "2024-01-04"])})
+    with pytest.raises(DataValidationError) as err:
+        activity_table(log, start="2024-01-01", observation_end="2024-01-08")
+    (problem,) = err.value.problems
+    assert (problem.column, problem.rule, problem.rows, problem.examples) == (
+        "user_id", "ids of one type (most are str, some are not)", (0,), (7,))
+    table = activity_table(log.astype({"user_id": str}), start="2024-01-01",
+                           observation_end="2024-01-08")
+    assert table.index.tolist() == ["7", "a"]  # the ids keep their spelling
+
+
+def test_activity_table_reads_naive_times_as_utc_beside_tz_aware_ones():
+    stamps = pd.to_datetime(["2024-01-01 09:00", "2024-01-08 23:30", "2024-01-10 12:00"])
+    naive = pd.DataFrame({"user_id": ["a", "a", "b"], "timestamp": stamps})
+    aware = naive.assign(timestamp=stamps.tz_localize("UTC").tz_convert("Asia/Tokyo"))
+    want = activity_table(naive, start="2024-01-01", observation_end="2024-01-15")
+    utc = {"start": pd.Timestamp("2024-01-01", tz="UTC"),
+           "observation_end": pd.Timestamp("2024-01-15", tz="UTC")}
+    for events, times in [(aware, {"start": "2024-01-01", "observation_end": "2024-01-15"}),
+                          (naive, utc), (aware, utc)]:
+        pd.testing.assert_frame_equal(activity_table(events, **times), want)
+    with pytest.raises(ValueError, match="'observation_end' parameter of activity_table"):
+        # Tokyo midnight is not a whole number of weeks after a naive (UTC) start
+        activity_table(aware, start="2024-01-01",
+                       observation_end=pd.Timestamp("2024-01-15", tz="Asia/Tokyo"))
+
+
+@pytest.mark.parametrize("start", [None, "abc", float("nan")])
+def test_a_bad_start_is_named_as_the_start(start):
+    log = pd.DataFrame({"user_id": ["a"], "timestamp": pd.to_datetime(["2024-01-02"])})
+    with pytest.raises(ValueError, match=r"The 'start' parameter of activity_table must be a "
+                       r"timestamp or a date string such as '2024-01-01'\. Got .* instead\."):
+        activity_table(log, start=start, observation_end="2024-01-15")
+    with pytest.raises(ValueError, match="The 'observation_end' parameter of activity_table "
+                       "must be a timestamp"):
+        activity_table(log, start="2024-01-01", observation_end=start)
+
+
+def test_activity_table_of_no_events_is_an_error():
+    log = pd.DataFrame({"user_id": ["a"], "timestamp": pd.to_datetime(["2024-01-20"])})
+    with pytest.raises(DataValidationError, match="column '<table>': expected at least one "
+                       "event"):
+        activity_table(log.iloc[:0], start="2024-01-01", observation_end="2024-01-15")
+    with pytest.raises(DataValidationError, match="column 'timestamp': expected at least one "
+                       "event before observation_end"):
+        activity_table(log, start="2024-01-01", observation_end="2024-01-15")
+
+
+def test_date_named_periods_are_in_order_evenly_spaced_and_nothing_else():
+    log = pd.DataFrame({"user_id": ["a", "b", "b"],
+                        "timestamp": pd.to_datetime(["2024-01-02", "2024-01-09", "2024-01-23"])})
+    table = activity_table(log, start="2024-01-01", observation_end="2024-01-29")
+    assert table.columns.tolist() == ["2024-01-01", "2024-01-08", "2024-01-15", "2024-01-22"]
+    pd.testing.assert_frame_equal(validate_activity_table(table, 7), table)
+    days = activity_table(log, start="2024-01-01", observation_end="2024-01-29", period_length=1)
+    pd.testing.assert_frame_equal(validate_activity_table(days, 1), days)
+    for bad, column, when in [
+        (table.iloc[:, [0, 2, 1, 3]], "2024-01-15", "14 day(s) after it"),
+        (table.iloc[:, [0, 1, 3]], "2024-01-22", "14 day(s) after it"),
+        (table.iloc[:, [1, 0, 2, 3]], "2024-01-01", "7 day(s) before it"),
+        (table, "2024-01-08", "7 day(s) after it"),  # checked against period_length=1
+    ]:
+        with pytest.raises(DataValidationError) as err:
+            validate_activity_table(bad, 1 if bad is table else 7)
+        (problem,) = err.value.problems
+        assert problem.column == column and problem.rule.endswith(f"it starts {when}")
+    leftover = table.reset_index().fillna(0)  # user_id left as a column
+    with pytest.raises(DataValidationError) as err:
+        EngagementStateModel().build_model(leftover)
+    (problem,) = err.value.problems
+    assert problem.column == "user_id" and "not a period" in problem.rule
+    assert "set it as the index" in problem.fix and "segment=" in problem.fix
+    # names that are not dates stay as they were: the simulated tables' and w0, w1, ...
+    sim = simulate_engagement(5, 4, random_seed=0).activity
+    assert sim.columns[0] == "p000"
+    validate_activity_table(sim.fillna(0), 7)
+    validate_activity_table(pd.DataFrame({"w1": [1], "w0": [2]}), 7)

@@ -1,5 +1,6 @@
 """Tests of models.churn.gaps: the predictive check of gaps between active periods."""
 
+import re
 import warnings
 
 import numpy as np
@@ -7,9 +8,17 @@ import pandas as pd
 import pytest
 
 from models.churn import BetaGeoModel, EngagementStateModel
-from models.churn.gaps import GAP_EDGES, _gap_statistics, _replicate_bgnbd, gap_check, observed_gaps
+from models.churn.gaps import (
+    GAP_EDGES,
+    HistoryTooShortError,
+    _gap_statistics,
+    _min_replicates,
+    _replicate_bgnbd,
+    gap_check,
+    observed_gaps,
+)
 from models.data import simulate_engagement, summarize_activity
-from models.exceptions import ConvergenceWarning
+from models.exceptions import ConvergenceWarning, DataQualityWarning
 
 START = pd.Timestamp("2024-01-01")
 
@@ -197,7 +206,8 @@ def test_engagement_gap_check_replicates_segments_covariates_and_user_effects():
                         (EngagementStateModel(user_effects=True, user_transitions=True),
                          sim.activity)):
         model.fit(data, method="map", random_seed=1)
-        check = gap_check(model, n_replicates=30, heavy=4, long=2, random_seed=0)
+        with pytest.warns(DataQualityWarning, match="share of gaps of 31\\+ periods"):
+            check = gap_check(model, n_replicates=160, heavy=4, long=2, random_seed=0)
         shares = check.table.iloc[:-1]
         assert np.isclose(shares["mean"].sum(), 1.0) and (shares["observed"] >= 0).all()
         assert check.table.iloc[-1]["observed"] == _returners_by_hand(sim.activity, 4, 2)
@@ -213,3 +223,91 @@ def test_engagement_gap_check_takes_its_own_table_only():
         gap_check(model, period="W")
     with pytest.raises(ValueError, match="needs the events a BetaGeoModel was fitted on"):
         gap_check(BetaGeoModel(), None)
+
+
+def test_gap_check_refuses_too_few_replicates_to_fail():
+    """Two-sided p-values are at least 2 / (n + 1); with 5 statistics and ci_prob 0.95 the verdict
+    needs p < 0.01, so fewer than 200 replicates cannot fail and the check refuses to say
+    "consistent"; the default (1000) can, also at ci_prob 0.99 (p < 0.002)."""
+    assert _min_replicates(0.05 / 5) == 200 and _min_replicates(0.01 / 5) == 1000
+    # 40 periods: every gap bin and a heavy return (10 active, a 5-week pause) can occur
+    sim = simulate_engagement(60, 40, random_seed=2)
+    model = EngagementStateModel().fit(sim.activity, method="map", random_seed=1)
+    with pytest.raises(ValueError, match=r"'n_replicates' .* too small: with 5 replicates the "
+                       r"smallest p-value is 2 / \(5 \+ 1\) = 0\.333, not below the verdict's "
+                       r"threshold 0\.01 \(\(1 - ci_prob\) / 5 statistics tested\).*"
+                       r"n_replicates >= 200"):
+        gap_check(model, n_replicates=5)
+    with pytest.raises(ValueError, match="n_replicates >= 200"):
+        gap_check(model, n_replicates=199)
+    with pytest.raises(ValueError, match=r"threshold 0\.002 .*n_replicates >= 1000"):
+        gap_check(model, n_replicates=999, ci_prob=0.99)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQualityWarning)  # nothing is left out here
+        check = gap_check(model, n_replicates=200, random_seed=0)
+        assert check.table["p_value"].min() >= 2 / 201 and check.table.attrs["untested"] == []
+        check = gap_check(model, ci_prob=0.99, random_seed=0)  # the default n_replicates
+    assert "Not tested" not in check.message and len(check.table) == 5
+
+
+def test_short_engagement_table_leaves_out_what_cannot_occur():
+    """12 weeks: no gap reaches 31 periods and a heavy return (10 active, a gap of 5) needs 13
+    periods after the first, so both are 0 in the data and every replicate; they are left out
+    of the verdict (3 statistics tested), with a warning and in the message."""
+    sim = simulate_engagement(120, 12, random_seed=5)
+    model = EngagementStateModel().fit(sim.activity, method="map", random_seed=1)
+    returns = "heavy users (>= 10 active) returning after >= 5 silent"
+    with pytest.warns(DataQualityWarning, match=re.escape("31+ periods; " + returns)):
+        check = gap_check(model, n_replicates=200, random_seed=0)
+    assert check.table.attrs["untested"] == ["share of gaps of 31+ periods", returns]
+    left_out = check.table.loc[check.table.attrs["untested"]]
+    assert (left_out[["observed", "mean", "ci_upper"]] == 0).all(axis=None)
+    assert (left_out["p_value"] == 1).all()
+    assert "Not tested" in check.message and "runs 11 period(s) after its first" in check.message
+    assert "a heavy return needs 13 periods" in check.message and returns in check.message
+    assert returns not in check.message.split("Not tested")[0]  # never the worst statistic
+    # the family counts only the 3 statistics tested: its threshold is 0.05 / 3
+    with pytest.raises(ValueError, match=r"0\.0167 \(\(1 - ci_prob\) / 3 statistics tested\)"
+                       r".*n_replicates >= 119"):
+        gap_check(model, n_replicates=5)
+    # absurd heavy and long no longer pass silently
+    with pytest.warns(DataQualityWarning, match="heavy users \\(>= 1000000000 active\\)"):
+        check = gap_check(model, heavy=10**9, long=10**9, n_replicates=200, random_seed=0)
+    assert len(check.table.attrs["untested"]) == 2 and "Not tested" in check.message
+
+
+def test_gap_check_refuses_a_history_too_short_for_any_statistic():
+    """Two periods: every gap is of 1 (its share is 1 by construction) and no heavy return fits,
+    so nothing is testable; a heavy return that fits (2 active, a gap of 1) is still tested."""
+    sim = simulate_engagement(60, 2, random_seed=3)
+    model = EngagementStateModel().fit(sim.activity, method="map", random_seed=1)
+    with pytest.raises(HistoryTooShortError, match="history is too short for heavy=10 and "
+                       "long=5: the longest user history runs 1 period"):
+        gap_check(model)
+    with pytest.raises(ValueError, match="history is too short for heavy=3 and long=1"):
+        gap_check(model, heavy=3, long=1)
+    with pytest.warns(DataQualityWarning, match="every gap falls in one bin"):
+        check = gap_check(model, heavy=2, long=1, n_replicates=50, random_seed=0)
+    assert len(check.table.attrs["untested"]) == 4  # the shares; only the returns are tested
+    assert check.table.iloc[-1]["observed"] == _returners_by_hand(sim.activity, 2, 1)
+
+
+def test_bgnbd_gap_check_leaves_out_what_a_short_window_cannot_show():
+    """A 20-day log: no gap of 31+ days and no heavy return (20 active days, a 31-day silence:
+    49 days after the first) can occur; the window, not the model, decides."""
+    rng = np.random.default_rng(7)
+    T = rng.integers(5, 20, 80)
+    events = _events_from(_bgnbd_days(rng, T, 2.0, 4.0, 1.0, 8.0), T)
+    end = START + pd.Timedelta(days=int(T.max()), hours=23)
+    model = BetaGeoModel().fit(summarize_activity(events, observation_end=end), method="map",
+                               random_seed=1)
+    with pytest.warns(DataQualityWarning, match="a heavy return needs 49 periods"):
+        check = gap_check(model, events, observation_end=end, n_replicates=200, random_seed=0)
+    assert check.table.attrs["untested"] == [
+        "share of gaps of 31+ periods",
+        "heavy users (>= 20 active) returning after >= 31 silent"]
+    assert f"runs {int(T.max())} period(s) after its first" in check.message
+    # 3 statistics tested: p < 0.05 / 3 needs 119 replicates
+    with pytest.raises(ValueError, match=r"2 / \(118 \+ 1\).*/ 3 statistics tested.*"
+                       r"n_replicates >= 119"):
+        gap_check(model, events, observation_end=end, n_replicates=118)
