@@ -32,7 +32,8 @@ brier_score, calibration_table (``probability_active_within`` is deprecated: use
 Model checks
 ------------
 gap_check (can the model produce the pauses users take? a predictive check of the
-gaps between active periods in the log), observed_gaps, GapCheck;
+gaps between active periods in the log), observed_gaps, GapCheck,
+HistoryTooShortError;
 :func:`models.metrics.calibration_check` judges holdout calibration against the
 predictions' uncertainty
 
@@ -48,7 +49,7 @@ from models.churn.beta_geo_beta_binom import BetaGeoBetaBinomModel, bgbb_summary
 from models.churn.engagement import EngagementStateModel
 from models.churn.engagement_data import activity_table
 from models.churn.features import build_hazard_table
-from models.churn.gaps import GapCheck, gap_check, observed_gaps
+from models.churn.gaps import GapCheck, HistoryTooShortError, gap_check, observed_gaps
 from models.churn.hazard import ChurnHazardModel
 from models.churn.labels import churn_labels
 from models.churn.plotting import (
@@ -79,6 +80,7 @@ __all__ = [
     "ChurnHazardModel",
     "EngagementStateModel",
     "GapCheck",
+    "HistoryTooShortError",
     "HoldoutEvaluation",
     "ReturnHazardModel",
     "ShiftedBetaGeoModel",

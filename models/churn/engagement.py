@@ -114,18 +114,21 @@ class EngagementStateModel(BayesianModel):
         listener then stays engaged longer and a light one drifts down, so
         long-range forecasts keep each user's own level instead of the
         population's mix of states.
-    starts_active : bool, default False
+    starts_active : bool, optional
         Condition the likelihood on each user's first period being active,
-        :math:`P(y_i \mid y_{i t_0} > 0)`. Use it when users enter the table
-        at their first event (as :func:`~models.churn.activity_table` builds
-        it) but may have been users, even dormant ones, before: a log that
-        starts after the service did. ``initial_probability`` is then the
-        state of users in their first period of the table whether or not that
-        period was active, where without it, it describes users whose first
-        period was active, and so understates the dormant state; replicated
-        histories (posterior predictive, :func:`~models.churn.gap_check`)
-        start active as the table does. An error on a table where some user's
-        first period is silent.
+        :math:`P(y_i \mid y_{i t_0} > 0)`, as it is by construction when
+        users enter the table at their first event
+        (:func:`~models.churn.activity_table`). Without it the first period's
+        activity counts as evidence of an active state, and
+        ``initial_probability`` understates the dormant state: users who were
+        dormant when the table caught them are in it only if they happened to
+        listen then. With it, ``initial_probability`` is the mix of states of
+        the users when the table catches them, dormant ones included, and
+        replicated histories (posterior predictive,
+        :func:`~models.churn.gap_check`) start active as the table does.
+        ``None`` (the default) conditions when every user's first observed
+        period is active (``starts_active_`` says what the fit did); ``True``
+        on a table where some user starts silent is an error.
     priors : mapping of str to Prior or dict, optional
         Replace default priors by name: ``emission_logit`` (the logits of the
         states' mean activity per day, ordered), ``emission_concentration``
@@ -240,7 +243,7 @@ class EngagementStateModel(BayesianModel):
         churn_returns: bool = False,
         segment: str | None = None, covariates: Sequence[str] = (),
         user_effects: bool = False, user_transitions: bool = False,
-        starts_active: bool = False,
+        starts_active: bool | None = None,
         priors: Mapping[str, Prior | Mapping[str, Any]] | None = None,
     ) -> None:
         owner = "EngagementStateModel"
@@ -254,11 +257,13 @@ class EngagementStateModel(BayesianModel):
                              f"{list(EMISSIONS)}. Got {emission!r} instead.")
         for name, value in (("churn_state", churn_state), ("churn_returns", churn_returns),
                             ("user_effects", user_effects),
-                            ("user_transitions", user_transitions),
-                            ("starts_active", starts_active)):
+                            ("user_transitions", user_transitions)):
             if not isinstance(value, bool):
                 raise ValueError(f"The '{name}' parameter of {owner} must be True or False. "
                                  f"Got {value!r} instead.")
+        if starts_active is not None and not isinstance(starts_active, bool):
+            raise ValueError(f"The 'starts_active' parameter of {owner} must be True, False or "
+                             f"None. Got {starts_active!r} instead.")
         if user_transitions and not user_effects:
             raise ValueError(f"The 'user_transitions' parameter of {owner} needs "
                              "user_effects=True. Got user_transitions=True instead.")
@@ -305,17 +310,20 @@ class EngagementStateModel(BayesianModel):
 
     def _first_active(self, data: pd.DataFrame) -> bool:
         """Whether the likelihood conditions on each user's first period being active."""
-        if not self.starts_active:
+        if self.starts_active is False:
             return False
         codes = self._codes(data)
         first = codes[np.arange(len(codes)), first_periods(codes, self.period_length + 1)]
         silent = np.flatnonzero(first == 0)
+        if self.starts_active is None:
+            return not len(silent)
         if len(silent):
             raise DataValidationError([Problem(
                 "<table>", "an active first period for every user (starts_active=True)",
                 len(silent), tuple(int(i) for i in silent[:5]),
                 tuple(str(data.index[i]) for i in silent[:5]),
-                "leave starts_active off for a table whose users may start silent")],
+                "leave starts_active to None (or False) for a table whose users may start "
+                "silent")],
                 what="activity table")
         return True
 
@@ -328,6 +336,12 @@ class EngagementStateModel(BayesianModel):
         means = train[covs].mean()
         sds = train[covs].std(ddof=0)
         return means, sds.where(sds > 0, 1.0)
+
+    @property
+    def starts_active_(self) -> bool:
+        """Whether the fit conditioned on each user's first period being active."""
+        self._require_fitted("starts_active_")
+        return self._first_active(self.data_)
 
     @property
     def covariate_means_(self) -> pd.Series:

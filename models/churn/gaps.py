@@ -397,7 +397,7 @@ def gap_check(model: Any, events: pd.DataFrame | None = None, *, period: str | N
         :func:`observed_gaps`), or a log given with an engagement model; when
         ``n_replicates`` is too small for any statistic to fail (the message
         gives the smallest p-value, the threshold and the fewest replicates that
-        can reach it); :class:`HistoryTooShortError` (a ``ValueError``) when
+        can reach it); :class:`~models.churn.HistoryTooShortError` (a ``ValueError``) when
         the history is too short for any statistic to occur (at most one gap
         length, and no heavy return with this ``heavy`` and ``long``).
 

@@ -91,7 +91,9 @@ def test_each_user_forecasts_with_its_own_transition_matrix(segment):
     for u in range(len(data)):
         logits = ETA + (0.7 * offsets[seg[u]] if segment else 0.0) + x[u] @ BETA
         p = _softmax_matrix(model, logits)
-        alone = EngagementStateModel(period_length=N, churn_state=True)
+        # one user's table starts active: condition on it as the whole table's model does
+        alone = EngagementStateModel(period_length=N, churn_state=True,
+                                     starts_active=model.starts_active_)
         alone.data_ = alone._validate_data(data.iloc[[u], :5])
         alone.idata_ = _posterior(alone, {"transition_probability": (
             ("state", "to_state"), p[:3])})

@@ -64,7 +64,16 @@ def test_a_silent_first_period_is_refused(cohort):
         EngagementStateModel(starts_active=True).fit(table, method="map")
     assert str(table.index[3]) in str(err.value)
     with pytest.raises(ValueError, match="'starts_active' parameter"):
-        EngagementStateModel(starts_active=None)
+        EngagementStateModel(starts_active="yes")
+
+
+def test_by_default_the_fit_conditions_when_every_user_starts_active(cohort, conditioned):
+    assert conditioned.starts_active_
+    auto = EngagementStateModel()
+    assert auto._first_active(cohort)
+    simulated = simulate_engagement(300, 6, random_seed=2, with_events=False).activity
+    assert not auto._first_active(simulated)  # 14% of these users start silent
+    assert not EngagementStateModel(starts_active=False)._first_active(cohort)
 
 
 def test_the_pointwise_likelihood_is_conditioned_on_the_first_period(cohort):
