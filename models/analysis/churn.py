@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -160,6 +161,31 @@ def _fit_sample(ctx: AnalysisContext, table: pd.DataFrame, key: str, label: str,
     return table.iloc[np.sort(keep)]
 
 
+def _gap_check_step(out: Any, name: str, label: str, check: Callable[[], Any],
+                    description: str, subject: str | None = None) -> None:
+    """Run one model's gap check into table ``name``; warn loudly when the model fails it.
+
+    ``label`` names the model in the notes and the warning, ``subject`` (``label`` by
+    default) in the finding. A history too short for any statistic of the check gives a
+    note, not a failed run.
+    """
+    from models.churn.gaps import HistoryTooShortError
+    from models.exceptions import ModelCheckWarning
+
+    try:
+        result = check()
+    except HistoryTooShortError as err:
+        out.note(f"{label} gap check not run: {err}")
+        return
+    out.add_table(name, result.table, description)
+    if result.cannot_reproduce:
+        warnings.warn(f"{label}: {result.message}", ModelCheckWarning, stacklevel=3)
+        out.finding(f"WARNING: {subject or label} on the calibration window: "
+                    f"{result.message}")
+    else:
+        out.note(f"{label} gap check: {result.message}")
+
+
 def _holdout_figure(metrics: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> Figure:
     from models.churn import plot_holdout_calibration
 
@@ -187,7 +213,7 @@ def run(ctx: AnalysisContext) -> None:
         churn_labels,
         roc_auc,
     )
-    from models.churn.gaps import HistoryTooShortError, gap_check
+    from models.churn.gaps import gap_check
     from models.data import summarize_activity
     from models.exceptions import ModelCheckWarning
     from models.metrics import calibration_check
@@ -256,23 +282,14 @@ def run(ctx: AnalysisContext) -> None:
         out.add_figure("trace_bgnbd", plot_trace_rank(bg), "BG/NBD: trace and rank plots")
 
     with out.step("predictive check of the gaps between active periods"):
-        try:
-            gaps = gap_check(bg, cal, period=cfg["activity_period"], observation_end=cutoff,
-                             random_seed=seed)
-        except HistoryTooShortError as err:
-            gaps = None
-            out.note(f"BG/NBD gap check not run: {err}")
-        if gaps is not None:
-            out.add_table("gap_check", gaps.table,
-                          "Can BG/NBD produce the pauses the users took? Share of the gaps between "
-                          "consecutive active periods by length, and heavy users who returned "
-                          "after a long silence: observed against populations replicated from the "
-                          "fitted model (95% interval, two-sided predictive p-value).")
-            if gaps.cannot_reproduce:
-                warnings.warn(f"BG/NBD: {gaps.message}", ModelCheckWarning, stacklevel=2)
-                out.finding(f"WARNING: BG/NBD on the calibration window: {gaps.message}")
-            else:
-                out.note(f"BG/NBD gap check: {gaps.message}")
+        _gap_check_step(
+            out, "gap_check", "BG/NBD",
+            lambda: gap_check(bg, cal, period=cfg["activity_period"], observation_end=cutoff,
+                              random_seed=seed),
+            "Can BG/NBD produce the pauses the users took? Share of the gaps between "
+            "consecutive active periods by length, and heavy users who returned after a long "
+            "silence: observed against populations replicated from the fitted model (95% "
+            "interval, two-sided predictive p-value).")
 
     bgbb = None
     if cfg["fit_bgbb"]:
@@ -394,23 +411,12 @@ def run(ctx: AnalysisContext) -> None:
             out.add_figure("trace_engagement", plot_trace_rank(engagement),
                            "Engagement-state model: trace and rank plots")
         with out.step("predictive check of the engagement-state model's gaps"):
-            try:
-                hmm_gaps = gap_check(engagement, random_seed=seed)
-            except HistoryTooShortError as err:
-                hmm_gaps = None
-                out.note(f"Engagement-state model gap check not run: {err}")
-            if hmm_gaps is not None:
-                out.add_table("gap_check_engagement", hmm_gaps.table,
-                              "Can the engagement-state model produce the pauses the users took? "
-                              "As the BG/NBD gap check, on its own table (periods of "
-                              f"{length} days, the users it was fitted on).")
-                if hmm_gaps.cannot_reproduce:
-                    warnings.warn(f"Engagement-state model: {hmm_gaps.message}", ModelCheckWarning,
-                                  stacklevel=2)
-                    out.finding("WARNING: engagement-state model on the calibration window: "
-                                f"{hmm_gaps.message}")
-                else:
-                    out.note(f"Engagement-state model gap check: {hmm_gaps.message}")
+            _gap_check_step(
+                out, "gap_check_engagement", "Engagement-state model",
+                lambda: gap_check(engagement, random_seed=seed),
+                "Can the engagement-state model produce the pauses the users took? As the "
+                f"BG/NBD gap check, on its own table (periods of {length} days, the users it "
+                "was fitted on).", subject="engagement-state model")
 
     returns = None
     if cfg["fit_return_hazard"]:

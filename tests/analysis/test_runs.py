@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from models.analysis import run_analysis
-from models.analysis.churn import _engagement_covariates
+from models.analysis.churn import _engagement_covariates, _gap_check_step
 from models.analysis.config import ConfigError
 from models.base import PosteriorModel
 from models.churn import BetaGeoModel
@@ -281,3 +281,38 @@ def test_churn_engagement_model_with_covariates_from_the_users_table(tmp_path):
     assert list(got.columns) == ["age", "plan_free"]
     assert got["age"].tolist()[::2] == [20.0, 40.0] and np.isnan(got.loc[2, "age"])
     assert got["plan_free"].tolist()[::2] == [1.0, 0.0] and np.isnan(got.loc[2, "plan_free"])
+
+
+def test_a_gap_check_too_short_to_test_is_a_note_and_a_failed_one_a_finding():
+    from models.churn import GapCheck, HistoryTooShortError
+    from models.exceptions import ModelCheckWarning
+
+    class Out:
+        def __init__(self):
+            self.notes, self.findings, self.tables = [], [], {}
+
+        def note(self, text):
+            self.notes.append(text)
+
+        def finding(self, text):
+            self.findings.append(text)
+
+        def add_table(self, name, table, description):
+            self.tables[name] = table
+
+    def too_short():
+        raise HistoryTooShortError("gap_check: the history is too short for heavy=10")
+
+    out = Out()
+    _gap_check_step(out, "gap_check_engagement", "Engagement-state model", too_short, "...")
+    assert out.tables == {} and out.findings == []
+    assert out.notes == ["Engagement-state model gap check not run: gap_check: the history is "
+                         "too short for heavy=10"]
+    table = pd.DataFrame({"observed": [1.0]})
+    failed = GapCheck(table, 0.95, True, "Returns after long silences exceed the replicates.")
+    with pytest.warns(ModelCheckWarning, match="Engagement-state model: Returns"):
+        _gap_check_step(out, "gap_check_engagement", "Engagement-state model", lambda: failed,
+                        "...", subject="engagement-state model")
+    assert out.tables["gap_check_engagement"] is table
+    assert out.findings == ["WARNING: engagement-state model on the calibration window: "
+                            "Returns after long silences exceed the replicates."]
