@@ -365,11 +365,8 @@ def _project_long(filtered, transition, weight, last, periods, partial,
         for u in range(n_users):
             if u == 0 or not shared:
                 p = np.ascontiguousarray(transition[d, 0 if shared else u])
-                if expect:
-                    power, total_pow = _power_and_sum(p, periods)
-                else:
-                    pw = p * w.reshape(1, c)  # P diag(w)
-                    power, total_pow = _power_and_sum(pw, periods)
+                # the sum of powers of P (expected days), or the power of P diag(w)
+                power, total_pow = _power_and_sum(p if expect else p * w.reshape(1, c), periods)
                 after = power @ p  # one step more: into the partial period
             v = filtered[d, u]
             total = 0.0
