@@ -35,10 +35,12 @@ between model variants without looking at the test holdout.
 ``scale``: simulated users (``simulate_engagement``): the unique histories,
 compilation, the time of one gradient, NUTS (``--sampler``, nutpie by default;
 2 chains of ``--tune`` + ``--draws``, at ``--target-accept`` or the model's
-default; the fit's wall time includes its own compilation, the sampling time
-does not) with its steps per draw (after warm-up, and over the whole run as
-estimated from the sampling time and the gradient's), largest R-hat and
-smallest bulk ESS, the peak memory of the
+default, one fit per seed of ``--seeds`` and target of ``--target-accept``
+(both take lists separated by commas); the fit's wall time includes its own
+compilation, the sampling time does not) with its steps per draw (after
+warm-up, and over the whole run as estimated from the sampling time and the
+gradient's), divergences, largest R-hat, smallest and median bulk ESS and
+smallest tail ESS, the steps per draw and final step size of each chain, the peak memory of the
 process and the 1-minute load average at the end; ``--gradient-only`` skips
 NUTS, for sizes whose fit does not fit in a run. ``--covariates binary`` or
 ``continuous`` adds a user covariate on the transitions (a continuous one gives
@@ -225,7 +227,7 @@ def run_lastfm(args: argparse.Namespace) -> None:
 
 
 def run_scale(args: argparse.Namespace) -> None:
-    """Time compilation, one gradient and (unless ``--gradient-only``) a NUTS fit."""
+    """Time compilation, one gradient and (unless ``--gradient-only``) NUTS fits."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(4)
     covariates = {"none": {}, "binary": {"premium": (rng.random(args.n_users) < 0.4) * 1.0},
@@ -249,35 +251,50 @@ def run_scale(args: argparse.Namespace) -> None:
     for _ in range(20):
         dlogp(point)
     grad_ms = (time.perf_counter() - t0) / 20 * 1000
-    fit_s, sample_s, steps, warm_steps, rhat, ess, verdict = (np.nan,) * 6 + ("not run",)
-    if not args.gradient_only:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t0 = time.perf_counter()
-            model.fit(sim.activity, draws=args.draws, tune=args.tune, chains=2, cores=args.cores,
-                      sampler=args.sampler, random_seed=1,
-                      target_accept=args.target_accept)
-            fit_s = time.perf_counter() - t0
-        stats = model.idata_["sample_stats"]
-        sample_s = float(model.idata_["posterior"].attrs.get("sampling_time", np.nan))
-        steps = float((stats["n_steps"] if "n_steps" in stats else stats["tree_size"]).mean())
-        rhat = float(model.fit_report_.variables["rhat"].max())
-        ess = float(model.fit_report_.variables["ess_bulk"].min())
-        # leapfrog steps of the whole run (warm-up included) per draw, from the slowest chain
-        warm_steps = sample_s / (grad_ms / 1000) / (args.tune + args.draws)
-        verdict = model.fit_report_.verdict
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    load = os.getloadavg()[0]
     print(f"covariates: {args.covariates}; user effects and tilt: {args.user_transitions}")
     print("| users x periods | unique histories | simulate (s) | compile (s) | gradient (ms) | "
-          "fit (s) | sampling (s) | sampler, draws | steps per draw | steps per draw with "
-          "warm-up (from the time) | max R-hat | min bulk ESS | peak RSS (MiB) | "
-          "load (1 min) | check |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|")
-    print(f"| {args.n_users:,} x {args.n_periods} | {built.engagement_rows:,} | {sim_s:.1f} | "
-          f"{compile_s:.0f} | {grad_ms:.1f} | {fit_s:.0f} | {sample_s:.0f} | {args.sampler}, "
-          f"2 x ({args.tune} + {args.draws}) | {steps:.1f} | {warm_steps:.1f} | {rhat:.3f} | "
-          f"{ess:.0f} | {peak:.0f} | {load:.1f} | {verdict} |")
+          "seed | target_accept | fit (s) | sampling (s) | sampler, draws | steps per draw | "
+          "steps per draw with warm-up (from the time) | steps per draw by chain | final step "
+          "size by chain | divergences | max R-hat | "
+          "min bulk ESS | median bulk ESS | min tail ESS | peak RSS (MiB) | load (1 min) | "
+          "check |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---:|---:|---:|---:|"
+          "---:|---:|---:|---|")
+    runs = [(seed, ta) for seed in args.seeds for ta in args.target_accept] or [(1, None)]
+    for seed, target in runs if not args.gradient_only else [(None, None)]:
+        fit_s, sample_s, steps, warm_steps, rhat, ess, ess_med, tail, div = (np.nan,) * 9
+        verdict, by_chain, step_size = "not run", "", ""
+        if seed is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t0 = time.perf_counter()
+                model.fit(sim.activity, draws=args.draws, tune=args.tune, chains=2,
+                          cores=args.cores, sampler=args.sampler, random_seed=seed,
+                          target_accept=target)
+                fit_s = time.perf_counter() - t0
+            stats = model.idata_["sample_stats"]
+            sample_s = float(model.idata_["posterior"].attrs.get("sampling_time", np.nan))
+            n_steps = stats["n_steps"] if "n_steps" in stats else stats["tree_size"]
+            steps = float(n_steps.mean())
+            by_chain = ", ".join(f"{v:.1f}" for v in n_steps.mean("draw").values)
+            step_size = ", ".join(f"{v:.2f}" for v in stats["step_size"].mean("draw").values)
+            div = int(stats["diverging"].sum())
+            table = model.fit_report_.variables
+            rhat, ess = float(table["rhat"].max()), float(table["ess_bulk"].min())
+            ess_med, tail = float(table["ess_bulk"].median()), float(table["ess_tail"].min())
+            # leapfrog steps of the whole run (warm-up included) per draw, from the time
+            warm_steps = sample_s / (grad_ms / 1000) / (args.tune + args.draws)
+            verdict = model.fit_report_.verdict
+            target = model.default_target_accept() if target is None else target
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        load = os.getloadavg()[0]
+        print(f"| {args.n_users:,} x {args.n_periods} | {built.engagement_rows:,} | {sim_s:.1f} | "
+              f"{compile_s:.0f} | {grad_ms:.1f} | {seed} | {target} | {fit_s:.0f} | "
+              f"{sample_s:.0f} | {args.sampler}, 2 x ({args.tune} + {args.draws}) | {steps:.1f} | "
+              f"{warm_steps:.1f} | {by_chain} | {step_size} | {div} | {rhat:.3f} | {ess:.0f} | "
+              f"{ess_med:.0f} | {tail:.0f} | "
+              f"{peak:.0f} | {load:.1f} | {verdict} |", flush=True)
 
 
 def main() -> None:
@@ -304,8 +321,12 @@ def main() -> None:
     scale.add_argument("--sampler", choices=["pymc", "nutpie"], default="nutpie")
     scale.add_argument("--cores", type=int, default=1)
     scale.add_argument("--gradient-only", action="store_true")
-    scale.add_argument("--target-accept", type=float, default=None,
-                       help="NUTS target acceptance (the model's default if not given)")
+    scale.add_argument("--target-accept", type=lambda v: [float(x) for x in v.split(",")],
+                       default=[None], help="NUTS target acceptance, or several separated "
+                       "by commas (the model's default if not given)")
+    scale.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[1],
+                       help="the fits' random seeds, separated by commas (one fit per seed "
+                       "and target)")
     scale.add_argument("--covariates", choices=["none", "binary", "continuous"],
                        default="none", help="a user covariate on the transitions")
     scale.add_argument("--user-transitions", action="store_true",

@@ -287,6 +287,14 @@ def check_fit(
             "look for multimodality in a trace plot, and consider stronger priors or a "
             "non-centred parameterisation."
         )
+        stuck = _stuck_chains(stats)
+        if stuck is not None:
+            problems.append(stuck)
+            advice.append(
+                "A chain stuck in a poorer mode: refit with another random_seed or a longer "
+                "warm-up (more tune). If it recurs, the model has a local mode worth a trace "
+                "plot (in a model with hidden states: two states that merge into one)."
+            )
 
     # ESS
     low_ess = False
@@ -763,6 +771,39 @@ def _reduce(da: xr.DataArray, how: str) -> float:
     if values.size == 0:
         return math.nan
     return float(values.max() if how == "max" else values.min())
+
+
+#: a chain whose mean log density lies this many within-chain sds below the best chain's
+#: samples another, poorer region (chains in one mode differ by about sd / sqrt(ESS))
+_STUCK_SDS = 5.0
+
+
+def _stuck_chains(stats: xr.Dataset | None) -> str | None:
+    """Say which chains sit in a region of far lower log density than the best chain's.
+
+    Read from the sampler's log density (``lp`` from PyMC, ``logp`` from nutpie); None
+    when it is not recorded, there is one chain, or no chain is far below.
+    """
+    name = next((n for n in ("lp", "logp") if stats is not None and n in stats), None)
+    if name is None or stats[name].sizes.get("chain", 0) < 2:
+        return None
+    lp = stats[name].transpose("chain", ...)
+    values = np.asarray(lp.values, dtype=float).reshape(lp.sizes["chain"], -1)
+    if not np.isfinite(values).any(axis=1).all():
+        return None
+    means, sds = np.nanmean(values, axis=1), np.nanstd(values, axis=1)
+    best = int(np.argmax(means))
+    labels = lp["chain"].values if "chain" in lp.coords else np.arange(len(means))
+    low = [c for c in range(len(means)) if c != best
+           and means[best] - means[c] > _STUCK_SDS * max(sds[best], sds[c], 1e-12)]
+    if not low:
+        return None
+    worst = max(low, key=lambda c: means[best] - means[c])
+    chains = ", ".join(str(labels[c]) for c in low)
+    return (f"Chain(s) {chains} sample a region whose log density averages "
+            f"{means[best] - means[worst]:,.1f} below chain {labels[best]}'s (within-chain sd "
+            f"{max(sds[best], sds[worst]):.1f}): stuck in a poorer mode, their draws do not "
+            "describe the posterior, and the R-hat failure comes from them.")
 
 
 def _quote(rows: pd.DataFrame, column: str, fmt: str) -> str:

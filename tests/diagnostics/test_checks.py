@@ -97,6 +97,41 @@ def test_chains_with_different_means_fail_rhat(rng):
     assert any("R-hat" in a for a in report.advice)
     text = str(report)
     assert "FAIL" in text and "mu" in text and "R-hat above 1.01" in text
+    # the log density was not recorded, and no chain is named as stuck
+    assert not any("poorer mode" in p for p in report.problems)
+
+
+@pytest.mark.parametrize("name", ["lp", "logp"])  # PyMC's and nutpie's names
+def test_a_chain_stuck_in_a_poorer_mode_is_named(rng, name):
+    # chain 2 sits in a minor mode: other values and a log density far below the others'
+    draws = rng.normal(size=(CHAINS, DRAWS))
+    draws[2] = 6.0 + 0.1 * rng.normal(size=DRAWS)
+    lp = -10.0 + 1.5 * rng.normal(size=(CHAINS, DRAWS))
+    lp[2] -= 300.0
+    report = check_fit(fake_fit({"mu": draws}, {**good_stats(rng), name: lp}))
+    assert report.verdict == "fail"
+    stuck = [p for p in report.problems if "poorer mode" in p]
+    assert len(stuck) == 1
+    assert stuck[0].startswith("Chain(s) 2 sample") and "below chain " in stuck[0]
+    gap = float(stuck[0].split("averages ")[1].split(" below")[0].replace(",", ""))
+    assert gap == pytest.approx(lp[np.arange(CHAINS) != 2].mean(axis=1).max() - lp[2].mean(),
+                                abs=0.06)
+    assert any("random_seed" in a and "tune" in a for a in report.advice)
+
+
+def test_chains_that_disagree_at_one_log_density_are_not_called_stuck(rng):
+    # R-hat fails (chain 3 is shifted), but every chain's log density is alike: no mode
+    # is poorer, so nothing beyond the R-hat problem is said
+    draws = rng.normal(size=(CHAINS, DRAWS))
+    draws[3] += 3.0
+    lp = -10.0 + 1.5 * rng.normal(size=(CHAINS, DRAWS))
+    lp[3] -= 2.0  # a bit lower, within two sds
+    report = check_fit(fake_fit({"mu": draws}, {**good_stats(rng), "lp": lp}))
+    assert report.verdict == "fail"
+    assert not any("poorer mode" in p for p in report.problems)
+    # and a good fit with a recorded log density has no such problem either
+    good = rng.normal(size=(CHAINS, DRAWS))
+    assert check_fit(fake_fit({"mu": good}, {**good_stats(rng), "lp": lp[:, ::-1]})).ok
 
 
 def test_ess_bands_give_warn_then_fail(good_fit):
