@@ -107,7 +107,11 @@ def check_fit(
     * **R-hat**: the rank-normalised split :math:`\hat{R}` of Vehtari et al. [1]_ (the
       larger of bulk and folded R-hat, :func:`arviz.rhat` with ``method="rank"``), largest
       over a variable's elements. Fails above ``rhat_max`` = 1.01, the threshold [1]_
-      recommends.
+      recommends. When it fails and the sampler recorded each draw's log density (``lp``
+      from PyMC, ``logp`` from nutpie), a chain whose mean log density lies more than 5
+      within-chain sds below the best chain's is named in ``problems`` as stuck in a
+      poorer mode (chains sampling one mode differ by about an sd over the square root of
+      their ESS), with the gap.
     * **ESS**: bulk and tail effective sample size ([1]_; :func:`arviz.ess`), smallest over
       a variable's elements. [1]_ recommends at least 100 per chain, so ``ess_min``
       defaults to :math:`100 \times` ``n_chains``. Fails below ``ess_min / 2``; warns
