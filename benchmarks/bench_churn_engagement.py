@@ -39,13 +39,13 @@ default, one fit per seed of ``--seeds`` and target of ``--target-accept``
 (both take lists separated by commas); the fit's wall time includes its own
 compilation, the sampling time does not) with its steps per draw (after
 warm-up, and over the whole run as estimated from the sampling time and the
-gradient's), divergences, largest R-hat, smallest and median bulk ESS and
-smallest tail ESS, the steps per draw and final step size of each chain, the peak memory of the
-process and the 1-minute load average at the end; ``--gradient-only`` skips
-NUTS, for sizes whose fit does not fit in a run. ``--covariates binary`` or
-``continuous`` adds a user covariate on the transitions (a continuous one gives
-every user a transition matrix of its own); ``--user-transitions`` fits user
-effects on the emissions and the transitions.
+gradient's), the steps per draw and final step size of each chain,
+divergences, largest R-hat, smallest and median bulk ESS and smallest tail
+ESS, the peak memory of the process and the 1-minute load average at the end;
+``--gradient-only`` skips NUTS, for sizes whose fit does not fit in a run.
+``--covariates binary`` or ``continuous`` adds a user covariate on the
+transitions (a continuous one gives every user a transition matrix of its own);
+``--user-transitions`` fits user effects on the emissions and the transitions.
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ def run_scale(args: argparse.Namespace) -> None:
           "check |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---:|---:|---:|---:|"
           "---:|---:|---:|---|")
-    runs = [(seed, ta) for seed in args.seeds for ta in args.target_accept] or [(1, None)]
+    runs = [(seed, ta) for seed in args.seeds for ta in args.target_accept]
     for seed, target in runs if not args.gradient_only else [(None, None)]:
         fit_s, sample_s, steps, warm_steps, rhat, ess, ess_med, tail, div = (np.nan,) * 9
         verdict, by_chain, step_size = "not run", "", ""
