@@ -793,7 +793,8 @@ def _stuck_chains(stats: xr.Dataset | None) -> str | None:
         return None
     lp = stats[name].transpose("chain", ...)
     values = np.asarray(lp.values, dtype=float).reshape(lp.sizes["chain"], -1)
-    if not np.isfinite(values).any(axis=1).all():
+    values[~np.isfinite(values)] = np.nan  # a rejected or failed draw's -inf: left out
+    if np.isnan(values).all(axis=1).any():
         return None
     means, sds = np.nanmean(values, axis=1), np.nanstd(values, axis=1)
     best = int(np.argmax(means))

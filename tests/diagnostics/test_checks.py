@@ -117,6 +117,11 @@ def test_a_chain_stuck_in_a_poorer_mode_is_named(rng, name):
     assert gap == pytest.approx(lp[np.arange(CHAINS) != 2].mean(axis=1).max() - lp[2].mean(),
                                 abs=0.06)
     assert any("random_seed" in a and "tune" in a for a in report.advice)
+    # a non-finite log density in a draw is left out of the averages, not spread into them
+    lp[0, 5], lp[2, 7] = -np.inf, np.nan
+    again = check_fit(fake_fit({"mu": draws}, {**good_stats(rng), name: lp}))
+    stuck_again = [p for p in again.problems if "poorer mode" in p]
+    assert len(stuck_again) == 1 and "inf" not in stuck_again[0] and "nan" not in stuck_again[0]
 
 
 def test_chains_that_disagree_at_one_log_density_are_not_called_stuck(rng):
