@@ -34,7 +34,7 @@ between model variants without looking at the test holdout.
 
 ``scale``: simulated users (``simulate_engagement``): the unique histories,
 compilation, the time of one gradient, NUTS (``--sampler``, nutpie by default;
-2 chains of ``--tune`` + ``--draws``, at ``--target-accept`` or the model's
+``--chains`` chains (2) of ``--tune`` + ``--draws``, at ``--target-accept`` or the model's
 default, one fit per seed of ``--seeds`` and target of ``--target-accept``
 (both take lists separated by commas); the fit's wall time includes its own
 compilation, the sampling time does not) with its steps per draw (after
@@ -43,6 +43,11 @@ gradient's), the steps per draw and final step size of each chain,
 divergences, largest R-hat, smallest and median bulk ESS and smallest tail
 ESS, the peak memory of the process and the 1-minute load average at the end;
 ``--gradient-only`` skips NUTS, for sizes whose fit does not fit in a run.
+``--threads 1,2`` runs everything for each number of threads of the model's
+compiled pass (``EngagementStateModel(threads=...)``); ``--chains`` sets the
+chains (2 by default) and ``--cores`` how many run at once (nutpie: threads of
+one process). With fewer cores than chains the chains run one after another,
+and the sampling time is theirs together.
 ``--covariates binary`` or ``continuous`` adds a user covariate on the
 transitions (a continuous one gives every user a transition matrix of its own);
 ``--user-transitions`` fits user effects on the emissions and the transitions.
@@ -238,9 +243,27 @@ def run_scale(args: argparse.Namespace) -> None:
                               max_join=args.n_periods // 2, with_events=False, random_seed=3,
                               covariates=covariates, transition_coef=coef)
     sim_s = time.perf_counter() - t0
+    print(f"covariates: {args.covariates}; user effects and tilt: {args.user_transitions}; "
+          f"{args.chains} chain(s) on {args.cores} core(s)")
+    print("| users x periods | unique histories | simulate (s) | threads | compile (s) | "
+          "gradient (ms) | "
+          "seed | target_accept | fit (s) | sampling (s) | sampler, draws | steps per draw | "
+          "steps per draw with warm-up (from the time) | steps per draw by chain | final step "
+          "size by chain | divergences | max R-hat | "
+          "min bulk ESS | median bulk ESS | min tail ESS | peak RSS (MiB) | load (1 min) | "
+          "check |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---:|---:|---:|"
+          "---:|---:|---:|---:|---|")
+    for threads in args.threads:
+        _scale_runs(args, sim, sim_s, covariates, threads)
+
+
+def _scale_runs(args: argparse.Namespace, sim, sim_s: float, covariates: dict,
+                threads: int) -> None:
+    """The scale table's rows for one number of threads of the compiled pass."""
     model = EngagementStateModel(covariates=list(covariates),
                                  user_effects=args.user_transitions,
-                                 user_transitions=args.user_transitions)
+                                 user_transitions=args.user_transitions, threads=threads)
     t0 = time.perf_counter()
     built = model.build_model(sim.activity)
     dlogp = built.compile_dlogp()
@@ -252,15 +275,6 @@ def run_scale(args: argparse.Namespace) -> None:
         dlogp(point)
     grad_ms = (time.perf_counter() - t0) / 20 * 1000
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"covariates: {args.covariates}; user effects and tilt: {args.user_transitions}")
-    print("| users x periods | unique histories | simulate (s) | compile (s) | gradient (ms) | "
-          "seed | target_accept | fit (s) | sampling (s) | sampler, draws | steps per draw | "
-          "steps per draw with warm-up (from the time) | steps per draw by chain | final step "
-          "size by chain | divergences | max R-hat | "
-          "min bulk ESS | median bulk ESS | min tail ESS | peak RSS (MiB) | load (1 min) | "
-          "check |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---:|---:|---:|---:|"
-          "---:|---:|---:|---|")
     runs = [(seed, ta) for seed in args.seeds for ta in args.target_accept]
     for seed, target in runs if not args.gradient_only else [(None, None)]:
         fit_s, sample_s, steps, warm_steps, rhat, ess, ess_med, tail, div = (np.nan,) * 9
@@ -269,7 +283,7 @@ def run_scale(args: argparse.Namespace) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 t0 = time.perf_counter()
-                model.fit(sim.activity, draws=args.draws, tune=args.tune, chains=2,
+                model.fit(sim.activity, draws=args.draws, tune=args.tune, chains=args.chains,
                           cores=args.cores, sampler=args.sampler, random_seed=seed,
                           target_accept=target)
                 fit_s = time.perf_counter() - t0
@@ -284,14 +298,18 @@ def run_scale(args: argparse.Namespace) -> None:
             rhat, ess = float(table["rhat"].max()), float(table["ess_bulk"].min())
             ess_med, tail = float(table["ess_bulk"].median()), float(table["ess_tail"].min())
             # leapfrog steps of the whole run (warm-up included) per draw, from the time
-            warm_steps = sample_s / (grad_ms / 1000) / (args.tune + args.draws)
+            # (chains one after another with fewer cores than chains: each took its share)
+            at_once = min(args.chains, args.cores)
+            warm_steps = (sample_s * at_once / args.chains / (grad_ms / 1000)
+                          / (args.tune + args.draws))
             verdict = model.fit_report_.verdict
             target = model.default_target_accept() if target is None else target
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         load = os.getloadavg()[0]
         print(f"| {args.n_users:,} x {args.n_periods} | {built.engagement_rows:,} | {sim_s:.1f} | "
-              f"{compile_s:.0f} | {grad_ms:.1f} | {seed} | {target} | {fit_s:.0f} | "
-              f"{sample_s:.0f} | {args.sampler}, 2 x ({args.tune} + {args.draws}) | {steps:.1f} | "
+              f"{threads} | {compile_s:.0f} | {grad_ms:.1f} | {seed} | {target} | {fit_s:.0f} | "
+              f"{sample_s:.0f} | {args.sampler}, {args.chains} x ({args.tune} + {args.draws}) | "
+              f"{steps:.1f} | "
               f"{warm_steps:.1f} | {by_chain} | {step_size} | {div} | {rhat:.3f} | {ess:.0f} | "
               f"{ess_med:.0f} | {tail:.0f} | "
               f"{peak:.0f} | {load:.1f} | {verdict} |", flush=True)
@@ -320,6 +338,10 @@ def main() -> None:
     scale.add_argument("--tune", type=int, default=1000)
     scale.add_argument("--sampler", choices=["pymc", "nutpie"], default="nutpie")
     scale.add_argument("--cores", type=int, default=1)
+    scale.add_argument("--chains", type=int, default=2)
+    scale.add_argument("--threads", type=lambda v: [int(x) for x in v.split(",")], default=[1],
+                       help="threads of the model's compiled pass, or several separated by "
+                       "commas (the gradient and the fits are run for each)")
     scale.add_argument("--gradient-only", action="store_true")
     scale.add_argument("--target-accept", type=lambda v: [float(x) for x in v.split(",")],
                        default=[None], help="NUTS target acceptance, or several separated "

@@ -521,6 +521,10 @@ class BayesianModel(PosteriorModel):
     #: parameters, and a diagonal one otherwise. Subclasses with a few strongly
     #: correlated parameters raise it; 0 (the default) always adapts a diagonal.
     dense_mass_max_dim: ClassVar[int] = 0
+    #: While :meth:`fit` builds the model: whether its chains will run in forked
+    #: processes (PyMC's sampler with several chains and cores), for models whose
+    #: compiled code must then stay off OpenMP's threads (they do not survive a fork).
+    _building_for_processes: bool = False
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -692,7 +696,13 @@ class BayesianModel(PosteriorModel):
         seed = resolve_seed(random_seed)
         show = resolve_progressbar(progressbar, owner)
         data_ = self._validate_data(data)
-        model = self._build_model(data_)
+        # cores=None: PyMC's default, processes unless the machine has one CPU
+        self._building_for_processes = (method == "nuts" and sampler == "pymc" and chains > 1
+                                        and cores != 1)
+        try:
+            model = self._build_model(data_)
+        finally:
+            self._building_for_processes = False
 
         mass_matrix = None
         if method == "nuts":

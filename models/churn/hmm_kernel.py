@@ -67,9 +67,10 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
-from models._compiled import source_salt
+from models._compiled import source_salt, threadsafe_layer
 
-__all__ = ["BlockedHistories", "HMMLogp", "blocked_kernel", "hmm_kernel", "hmm_layout"]
+__all__ = ["BlockedHistories", "HMMLogp", "blocked_kernel", "hmm_kernel", "hmm_layout",
+           "threaded_kernel"]
 
 _KERNEL_VERSION = source_salt(__file__)
 
@@ -294,7 +295,8 @@ def _backward_source(c: int) -> str:
 
 _DRIVER = """
 @numba.njit(cache=True, error_model="numpy")
-def kernel(table, initial, transition, codes, start, group, weights, shared, log_nodes):
+def blocks_pass(table, initial, transition, codes, start, group, weights, shared, log_nodes,
+                first, step):
     n_blocks, n_periods, n = codes.shape
     c = initial.shape[0]
     n_nodes = table.shape[0]
@@ -310,7 +312,7 @@ def kernel(table, initial, transition, codes, start, group, weights, shared, log
     pb = np.zeros((n_trans, c, c, n))
     wq = np.empty(n)
     total = 0.0
-    for blk in range(n_blocks):
+    for blk in range(first, n_blocks, step):
         cb = codes[blk]
         st = start[blk]
         w = weights[blk]
@@ -366,6 +368,45 @@ def kernel(table, initial, transition, codes, start, group, weights, shared, log
                             g_trans[qt, g[i], j, k] += scr[2 * c + j * c + k, i]
                             scr[2 * c + j * c + k, i] = 0.0
     return total, g_banks.sum(axis=1), g_init, g_trans
+
+
+@numba.njit(cache=True, error_model="numpy")
+def kernel(table, initial, transition, codes, start, group, weights, shared, log_nodes):
+    return blocks_pass(table, initial, transition, codes, start, group, weights, shared,
+                       log_nodes, 0, 1)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def combine(totals, g_table, g_init, g_trans):
+    total = 0.0
+    for p in range(totals.shape[0]):  # in order: the same sums whatever the threads' timing
+        total += totals[p]
+    for p in range(1, totals.shape[0]):
+        g_table[0] += g_table[p]
+        g_init[0] += g_init[p]
+        g_trans[0] += g_trans[p]
+    return total, g_table[0], g_init[0], g_trans[0]
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def kernel_threads(table, initial, transition, codes, start, group, weights, shared, log_nodes,
+                   n_threads):
+    parts = min(n_threads, codes.shape[0])
+    if parts <= 1:
+        return blocks_pass(table, initial, transition, codes, start, group, weights, shared,
+                           log_nodes, 0, 1)
+    totals = np.zeros(parts)
+    g_table = np.zeros((parts,) + table.shape)
+    g_init = np.zeros((parts,) + initial.shape)
+    g_trans = np.zeros((parts,) + transition.shape)
+    for p in numba.prange(parts):  # part p takes blocks p, p + parts, ...: mixed first periods
+        value, gt, gi, gr = blocks_pass(table, initial, transition, codes, start, group,
+                                        weights, shared, log_nodes, p, parts)
+        totals[p] = value
+        g_table[p] = gt
+        g_init[p] = gi
+        g_trans[p] = gr
+    return combine(totals, g_table, g_init, g_trans)
 """
 
 
@@ -458,16 +499,41 @@ def _prune_generated(root: Path, keep_days: float = _KEEP_DAYS,
     return removed
 
 
-@functools.cache
 def blocked_kernel(c: int, v: int) -> Callable:
     """Return the compiled pass for ``C`` states and ``V`` codes.
 
     ``kernel(table, initial, transition, codes, start, group, weights, shared,
     log_nodes)`` on a :class:`BlockedHistories` returns the weighted total
     log-likelihood and its gradients in ``table``, ``initial`` and
-    ``transition`` (see :func:`hmm_kernel`). Its source is generated for ``C``
-    and ``V`` into a module file named by a hash of that source, so numba
-    caches the compiled code on disk and the next process loads it. The file is
+    ``transition`` (see :func:`hmm_kernel`). See :func:`_generated` for where it
+    is compiled.
+    """
+    return _generated(c, v).kernel
+
+
+def threaded_kernel(c: int, v: int) -> Callable:
+    """Return the compiled pass for ``C`` states and ``V`` codes on several threads.
+
+    ``kernel_threads(..., n_threads)`` takes :func:`blocked_kernel`'s arguments
+    and a number of threads: the blocks are dealt out to ``n_threads`` parts
+    (part ``p`` takes blocks ``p``, ``p + n_threads``, ..., so each part has
+    users of every first period), each part runs on a thread of numba's
+    threading layer, and the parts' sums are added in order. The result
+    depends on ``n_threads`` (the order of the sums), not on the threads'
+    timing; it differs from the one-thread pass in the last digits. Calls from
+    several threads at once (nutpie's chains) need a thread-safe layer: see
+    :func:`models._compiled.threadsafe_layer`.
+    """
+    return _generated(c, v).kernel_threads
+
+
+@functools.cache
+def _generated(c: int, v: int) -> types.ModuleType:
+    """Return the module of compiled passes for ``C`` states and ``V`` codes.
+
+    Its source is generated for ``C`` and ``V`` into a module file named by a
+    hash of that source, so numba caches the compiled code on disk and the next
+    process loads it. The file is
     written to a temporary name and renamed, and rewritten only if its text is
     not the source (numba's cache is keyed on its time stamp); without a
     writable folder the module is compiled in memory instead. Each version of
@@ -481,13 +547,13 @@ def blocked_kernel(c: int, v: int) -> Callable:
     folder = _module_dir()
     if folder is not None:
         try:
-            return _import_generated(folder / f"{name}.py", name, source).kernel
+            return _import_generated(folder / f"{name}.py", name, source)
         except OSError:  # a folder shared with other users, a full disk: compile in memory
             pass
     module = types.ModuleType(name)
     exec(compile(source.replace("cache=True", "cache=False"), f"<{name}>", "exec"),
          module.__dict__)
-    return module.kernel
+    return module
 
 
 def _import_generated(path: Path, name: str, source: str) -> types.ModuleType:
@@ -508,7 +574,7 @@ def _import_generated(path: Path, name: str, source: str) -> types.ModuleType:
 
 
 def hmm_kernel(table, initial, transition, codes, start, seg, weights,
-               log_nodes) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+               log_nodes, threads: int = 1) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     """Weighted total log-likelihood and its gradients (table, initial, transition).
 
     ``table`` ``(Q, V, C)`` emission probabilities per observed code at each of
@@ -520,7 +586,8 @@ def hmm_kernel(table, initial, transition, codes, start, seg, weights,
     ``codes`` ``(U, T)``, ``start``, ``seg``
     ``(U,)`` (``seg`` indexes the ``S`` matrices), ``weights`` ``(U,)``.
     Lays the histories out (:func:`hmm_layout`) and runs the compiled pass of
-    :func:`blocked_kernel`; a model lays its histories out once instead.
+    :func:`blocked_kernel` (:func:`threaded_kernel` with ``threads`` above 1); a
+    model lays its histories out once instead.
 
     With several nodes, a forward pass per node gives each user's
     log-likelihood at the node and the posterior probability :math:`r_{iq}` of
@@ -532,9 +599,13 @@ def hmm_kernel(table, initial, transition, codes, start, seg, weights,
     transition = np.asarray(transition, dtype=float)
     n_nodes, n_codes, c = table.shape
     blocks = hmm_layout(codes, start, seg, weights, n_codes, transition.shape[1], n_nodes)
-    value, *grads = blocked_kernel(c, n_codes)(table, np.asarray(initial, dtype=float),
-                                               transition, *blocks,
-                                               np.asarray(log_nodes, dtype=float))
+    args = (table, np.asarray(initial, dtype=float), transition, *blocks,
+            np.asarray(log_nodes, dtype=float))
+    if threads > 1:
+        threadsafe_layer("hmm_kernel")
+        value, *grads = threaded_kernel(c, n_codes)(*args, threads)
+    else:
+        value, *grads = blocked_kernel(c, n_codes)(*args)
     return float(value), *grads
 
 
@@ -546,14 +617,17 @@ class HMMLogp(Op):
     a :class:`BlockedHistories` and ``log_nodes`` ``(Q,)`` (see
     :func:`hmm_kernel`). Outputs: the value and its gradients with respect to
     the first three inputs (first derivatives only). ``n_states`` (``C``) and
-    ``n_codes`` (``V``) choose the compiled pass.
+    ``n_codes`` (``V``) choose the compiled pass, ``n_threads`` its threads
+    (:func:`threaded_kernel` above 1; numba's threading layer must then be
+    thread-safe, :func:`models._compiled.threadsafe_layer`).
     """
 
-    __props__ = ("n_states", "n_codes")
+    __props__ = ("n_states", "n_codes", "n_threads")
 
-    def __init__(self, n_states: int, n_codes: int) -> None:
+    def __init__(self, n_states: int, n_codes: int, n_threads: int = 1) -> None:
         self.n_states = int(n_states)
         self.n_codes = int(n_codes)
+        self.n_threads = int(n_threads)
         super().__init__()
 
     def make_node(self, *inputs: Any) -> Apply:
@@ -569,7 +643,11 @@ class HMMLogp(Op):
 
     def perform(self, node: Apply, inputs: Sequence[np.ndarray], outputs: Any) -> None:
         """Evaluate value and gradients (the compiled kernel)."""
-        value, *grads = blocked_kernel(self.n_states, self.n_codes)(*inputs)
+        if self.n_threads > 1:
+            value, *grads = threaded_kernel(self.n_states, self.n_codes)(*inputs,
+                                                                         self.n_threads)
+        else:
+            value, *grads = blocked_kernel(self.n_states, self.n_codes)(*inputs)
         outputs[0][0] = np.asarray(value)
         for out, g in zip(outputs[1:], grads, strict=True):
             out[0] = g
@@ -596,7 +674,17 @@ class HMMLogp(Op):
 @register_funcify_default_op_cache_key(HMMLogp)
 def _numba_hmm(op: HMMLogp, node: Any = None, **kwargs: Any) -> Any:
     """Compiled implementation of :class:`HMMLogp` for the numba backend."""
-    kernel = blocked_kernel(op.n_states, op.n_codes)
+    if op.n_threads > 1:
+        threaded = threaded_kernel(op.n_states, op.n_codes)
+        n_threads = op.n_threads
+
+        @numba.njit(error_model="numpy")
+        def kernel(table, initial, transition, codes, start, group, weights, shared,
+                   log_nodes):  # pragma: no cover - compiled
+            return threaded(table, initial, transition, codes, start, group, weights, shared,
+                            log_nodes, n_threads)
+    else:
+        kernel = blocked_kernel(op.n_states, op.n_codes)
 
     @numba.njit(error_model="numpy")
     def hmm_compiled(table, initial, transition, codes, start, group, weights, shared,

@@ -198,18 +198,18 @@ def test_generated_pass_is_written_once_and_compiles_without_a_folder(tmp_path, 
     value = hmm_kernel(*inputs, *data)[0]
     source = hmm_kernel_module._module_source(2, 6)
     monkeypatch.setattr(hmm_kernel_module, "_module_dir", lambda: tmp_path)
-    hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)  # a first process
+    hmm_kernel_module._generated.__wrapped__(2, 6)  # a first process
     files = list(tmp_path.glob("hmm_pass_2_6_*.py"))
     assert [f.read_text() for f in files] == [source]
     stamp = files[0].stat().st_mtime_ns
-    hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)  # a later one
+    hmm_kernel_module._generated.__wrapped__(2, 6)  # a later one
     assert files[0].stat().st_mtime_ns == stamp
     assert not list(tmp_path.glob("*.tmp"))
     table, initial, trans = inputs
     codes, start, seg, weights, log_nodes = data
     blocks = hmm_layout(codes, start, seg, weights, 6, 1)
     monkeypatch.setattr(hmm_kernel_module, "_module_dir", lambda: None)
-    in_memory = hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)
+    in_memory = hmm_kernel_module._generated.__wrapped__(2, 6).kernel
     assert in_memory(table, initial, trans, *blocks, log_nodes)[0] == pytest.approx(value,
                                                                                    rel=1e-14)
 
@@ -219,7 +219,7 @@ def test_generated_pass_is_written_once_and_compiles_without_a_folder(tmp_path, 
     # a folder whose files cannot be read or written (shared with other users) is no error
     monkeypatch.setattr(hmm_kernel_module, "_module_dir", lambda: tmp_path)
     monkeypatch.setattr(hmm_kernel_module, "_import_generated", unreadable)
-    fallback = hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)
+    fallback = hmm_kernel_module._generated.__wrapped__(2, 6).kernel
     assert fallback(table, initial, trans, *blocks, log_nodes)[0] == pytest.approx(value,
                                                                                   rel=1e-14)
 
@@ -228,13 +228,13 @@ def test_a_damaged_generated_module_is_rewritten(tmp_path, monkeypatch):
     """A generated module file whose text is not the source (a partial write, an edit) is
     replaced before it is imported, and no temporary file is left behind."""
     monkeypatch.setattr(hmm_kernel_module, "_module_dir", lambda: tmp_path)
-    hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)
+    hmm_kernel_module._generated.__wrapped__(2, 6)
     folder = tmp_path
     source = hmm_kernel_module._module_source(2, 6)
     (path,) = folder.glob("hmm_pass_2_6_*.py")
     assert path.read_text() == source
     path.write_text(source[: len(source) // 2])
-    kernel = hmm_kernel_module.blocked_kernel.__wrapped__(2, 6)
+    kernel = hmm_kernel_module._generated.__wrapped__(2, 6).kernel
     assert path.read_text() == source
     assert not list(folder.glob("*.tmp"))
     inputs, data = _problem(50, 5, 2, 1, 12)
@@ -284,3 +284,50 @@ def test_generated_modules_of_other_versions_are_pruned_after_30_days_unused(tmp
     assert hmm_kernel_module._module_dir((tmp_path,)) == current
     assert now - 60 < (current / "last-used").stat().st_mtime
     assert not recent.exists() and legacy_new.exists()
+
+
+@pytest.mark.parametrize(("n_segments", "n_nodes", "threads"),
+                         [(3, 1, 2), (3, 1, 3), (90, 1, 2), (2, 3, 2), (3, 1, 64)])
+def test_threaded_pass_equals_the_one_thread_pass(n_segments, n_nodes, threads):
+    """Blocks dealt out to threads: the same value and gradients, to the order of the sums.
+
+    Shared matrices per block (3 segments), lanes with their own (90 small groups),
+    effect nodes, and more threads than blocks (64: one part per block).
+    """
+    (table, initial, trans), (codes, start, seg, weights, _) = _problem(
+        900, 13, 3, n_segments, 11)
+    rng = np.random.default_rng(12)
+    tables = np.concatenate([table, rng.uniform(0.05, 1.0, size=(n_nodes - 1,
+                                                                 *table.shape[1:]))])
+    tables[:, -1] = 1.0
+    log_nodes = np.log(np.full(n_nodes, 1.0 / n_nodes))
+    data = (codes, start, seg, weights, log_nodes)
+    one = hmm_kernel(tables, initial, trans, *data)
+    many = hmm_kernel(tables, initial, trans, *data, threads=threads)
+    assert many[0] == pytest.approx(one[0], rel=1e-12)
+    for a, b in zip(one[1:], many[1:], strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+    assert np.abs(one[1]).sum() > 0  # the gradients compared are not all zero
+    # the order of the sums depends on the number of threads only: reruns are identical
+    again = hmm_kernel(tables, initial, trans, *data, threads=threads)
+    assert again[0] == many[0]
+    for a, b in zip(many[1:], again[1:], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_threaded_pass_called_from_several_threads_at_once():
+    """nutpie's chains call the pass concurrently: each call gets its own, correct result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    (table, initial, trans), data = _problem(600, 11, 3, 2, 13)
+    scales = [1.0, 0.9, 0.8, 0.7]
+
+    def run(scale):
+        t = table.copy()
+        t[:, :-1] *= scale
+        return hmm_kernel(t, initial, trans, *data, threads=2)[0]
+
+    expected = [run(s) for s in scales]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            assert list(pool.map(run, scales)) == expected
