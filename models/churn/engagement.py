@@ -139,9 +139,11 @@ class EngagementStateModel(BayesianModel):
         then added in another order, so the draws differ from a one-thread
         fit's in the last digits (a rerun with the same ``threads`` repeats
         them exactly). Needs numba's OpenMP or TBB threading layer (the
-        fit says so when neither loads); with ``sampler="pymc"`` the chains'
-        processes are then started by ``forkserver`` (OpenMP does not survive
-        a fork).
+        fit raises an error that says so when neither loads). Use it with
+        ``sampler="nutpie"``, whose chains are threads of one process:
+        PyMC's sampler starts each chain in a forked process, where OpenMP's
+        threads do not survive, so there the fit keeps one thread and warns
+        (unless ``cores=1``).
     priors : mapping of str to Prior or dict, optional
         Replace default priors by name: ``emission_logit`` (the logits of the
         states' mean activity per day, ordered), ``emission_concentration``

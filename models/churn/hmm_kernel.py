@@ -21,7 +21,9 @@ is scattered by code in a scalar loop. Each user of a block carries its own
 transition matrix (its segment's, or with covariates its transition group's);
 a block whose users share one takes it as scalars. The forward variables of a
 block stay in cache for the backward pass. The inverse scale factors are multiplied over
-periods, and their logarithm taken only when a product grows large.
+periods, and their logarithm taken only when a product grows large. On several threads
+(:func:`threaded_kernel`) the blocks are dealt out to the threads, and their sums added in a
+fixed order.
 
 With user effects integrated out over ``Q`` nodes, a user's likelihood is the
 mixture :math:`\sum_q \omega_q L_q` of the likelihoods under the emission
