@@ -521,10 +521,11 @@ class BayesianModel(PosteriorModel):
     #: parameters, and a diagonal one otherwise. Subclasses with a few strongly
     #: correlated parameters raise it; 0 (the default) always adapts a diagonal.
     dense_mass_max_dim: ClassVar[int] = 0
-    #: While :meth:`fit` builds the model: whether its chains will run in forked
-    #: processes (PyMC's sampler with several chains and cores), for models whose
-    #: compiled code must then stay off OpenMP's threads (they do not survive a fork).
-    _building_for_processes: bool = False
+    #: While :meth:`fit` builds the model: how it will be fitted (``method``,
+    #: ``sampler``, ``chains``, ``cores``), for models whose compiled code uses
+    #: threads (how many chains run at once; OpenMP's threads do not survive the
+    #: fork of PyMC's chain processes). None outside :meth:`fit`.
+    _fit_plan: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -696,13 +697,12 @@ class BayesianModel(PosteriorModel):
         seed = resolve_seed(random_seed)
         show = resolve_progressbar(progressbar, owner)
         data_ = self._validate_data(data)
-        # cores=None: PyMC's default, processes unless the machine has one CPU
-        self._building_for_processes = (method == "nuts" and sampler == "pymc" and chains > 1
-                                        and cores != 1)
+        self._fit_plan = {"method": method, "sampler": sampler, "chains": chains,
+                          "cores": cores}
         try:
             model = self._build_model(data_)
         finally:
-            self._building_for_processes = False
+            self._fit_plan = None
 
         mass_matrix = None
         if method == "nuts":

@@ -28,7 +28,7 @@ import pytensor.tensor as pt
 import xarray as xr
 from pymc.distributions.transforms import ordered
 
-from models._compiled import threadsafe_layer
+from models._compiled import threadsafe_layer, usable_cpus
 from models._pointwise import by_blocks, draw_arrays, sample_array, unit_array, unit_coords
 from models.base import BayesianModel, resolve_seed
 from models.churn import _hmm
@@ -133,17 +133,17 @@ class EngagementStateModel(BayesianModel):
     threads : int, default 1
         Threads of the compiled likelihood pass within each chain: the users'
         blocks are dealt out to ``threads`` parts computed at once. Worth it
-        on large tables when the machine has more cores than chains run at
-        once (``threads * chains`` at most the cores): at 100,000 users x 52
-        weeks one gradient takes half the time on two threads. The sums are
-        then added in another order, so the draws differ from a one-thread
-        fit's in the last digits (a rerun with the same ``threads`` repeats
-        them exactly). Needs numba's OpenMP or TBB threading layer (the
-        fit raises an error that says so when neither loads). Use it with
-        ``sampler="nutpie"``, whose chains are threads of one process:
-        PyMC's sampler starts each chain in a forked process, where OpenMP's
-        threads do not survive, so there the fit keeps one thread and warns
-        (unless ``cores=1``).
+        on large tables when the machine has more CPUs than chains running at
+        once: at 100,000 users x 52 weeks one gradient takes half the time on
+        two threads. Keep ``threads`` times the chains at once at most the
+        CPUs (the fit warns when it is more). The sums are then added in
+        another order, so the draws differ from a one-thread fit's in the
+        last digits (a rerun with the same ``threads`` repeats them exactly).
+        Needs numba's OpenMP or TBB threading layer (the fit raises an error
+        that says so when neither loads). Use it with ``sampler="nutpie"``,
+        whose chains are threads of one process: PyMC's sampler starts each
+        chain in a forked process, where OpenMP's threads do not survive, so
+        there the fit keeps one thread and warns (unless ``cores=1``).
     priors : mapping of str to Prior or dict, optional
         Replace default priors by name: ``emission_logit`` (the logits of the
         states' mean activity per day, ordered), ``emission_concentration``
@@ -495,9 +495,22 @@ class EngagementStateModel(BayesianModel):
         return model
 
     def _kernel_threads(self) -> int:
-        """Threads of the compiled pass in the model being built (``threads``, or 1)."""
+        """Threads of the compiled pass in the model being built (``threads``, or 1).
+
+        In :meth:`fit` (``_fit_plan``): one, with a warning, when PyMC's sampler
+        runs the chains in forked processes; a warning when the threads of the
+        chains running at once exceed the CPUs.
+        """
         owner = type(self).__name__
-        if self.threads > 1 and self._building_for_processes:
+        if self.threads == 1:
+            return 1
+        plan = self._fit_plan or {}
+        nuts = plan.get("method") == "nuts"
+        chains, cores = plan.get("chains", 1), plan.get("cores")
+        cpus = usable_cpus()
+        # cores=None: PyMC's default, min(4, CPUs) chains at once
+        at_once = min(chains, cores or min(4, cpus)) if nuts else 1
+        if nuts and plan.get("sampler") == "pymc" and at_once > 1:
             warnings.warn(
                 f"{owner}: threads={self.threads} is not used with sampler='pymc' running "
                 "chains in processes (OpenMP's threads do not survive the fork that starts "
@@ -505,8 +518,13 @@ class EngagementStateModel(BayesianModel):
                 "(its chains are threads of one process) or cores=1 to use the threads.",
                 UserWarning, stacklevel=4)
             return 1
-        if self.threads > 1:
-            threadsafe_layer(owner)
+        if at_once * self.threads > cpus:
+            warnings.warn(
+                f"{owner}: threads={self.threads} with {at_once} chain(s) at once asks for "
+                f"{at_once * self.threads} threads on {cpus} CPU(s): they compete, and the "
+                f"fit is slower than it need be. Use threads={max(1, cpus // at_once)} (or "
+                "fewer cores).", UserWarning, stacklevel=4)
+        threadsafe_layer(owner)
         return self.threads
 
     def _parameter_names(self) -> list[str]:

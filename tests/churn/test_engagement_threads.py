@@ -93,3 +93,23 @@ def test_unsafe_threading_layer_is_a_clear_error():
     assert "ERROR: EngagementStateModel: threads above 1 need a thread-safe" in out.stdout, (
         out.stdout + out.stderr)
     assert "'workqueue'" in out.stdout and "threads=1" in out.stdout
+
+
+def test_more_threads_than_cpus_is_a_warning(monkeypatch):
+    """Threads of the chains that run at once beyond the CPUs only compete: the fit says so."""
+    from models.churn import engagement
+
+    monkeypatch.setattr(engagement, "usable_cpus", lambda: 4)
+    model = EngagementStateModel(threads=2)
+    cases = [({"method": "nuts", "sampler": "nutpie", "chains": 4, "cores": None}, True),
+             ({"method": "nuts", "sampler": "nutpie", "chains": 4, "cores": 2}, False),
+             ({"method": "nuts", "sampler": "nutpie", "chains": 2, "cores": None}, False),
+             ({"method": "map", "sampler": "pymc", "chains": 4, "cores": None}, False)]
+    for plan, warns in cases:
+        model._fit_plan = plan
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert model._kernel_threads() == 2
+        messages = [str(w.message) for w in caught]
+        assert any("asks for 8 threads on 4 CPU(s)" in m and "Use threads=1" in m
+                   for m in messages) == warns, (plan, messages)
