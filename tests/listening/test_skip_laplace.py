@@ -250,7 +250,7 @@ def test_integrated_fits_agree_with_full_nuts():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             fits[how] = SkipModel(group=PLAN, user_inference=how).fit(
-                table, draws=400, tune=400, chains=2, cores=1, random_seed=3)
+                table, draws=1000, tune=400, chains=2, cores=1, random_seed=3)
     a = fits["sample"].idata_["posterior"]
     for how, tol in (("laplace", 0.15), ("quadrature", 0.1)):
         b = fits[how].idata_["posterior"]
