@@ -151,6 +151,9 @@ def _checked_value(dotted: str, default: Any, value: Any, source: str) -> Any:
     if not ok:
         raise ConfigError(f"The key {dotted!r} in {source} must be a {type(default).__name__} "
                           f"like the default {default!r}. Got {value!r} instead.")
+    if dotted == "sampler.target_accept" and not 0 <= value < 1:
+        raise ConfigError(f"The key {dotted!r} in {source} must be 0 (each model's own) or "
+                          f"in (0, 1). Got {value!r} instead.")
     return value
 
 

@@ -61,7 +61,10 @@ class AnalysisContext:
         """Keyword arguments of ``BayesianModel.fit`` from the ``[sampler]`` table."""
         s = self.config["sampler"]
         kwargs = {"method": s["method"], "sampler": s["sampler"], "draws": s["draws"],
-                  "tune": s["tune"], "chains": s["chains"], "target_accept": s["target_accept"],
+                  "tune": s["tune"], "chains": s["chains"],
+                  # 0: None, each model's own default_target_accept (0.65 where the users
+                  # are integrated out, 0.9 otherwise); fit rejects a value outside (0, 1)
+                  "target_accept": s["target_accept"] or None,
                   "random_seed": self.seed + offset, "progressbar": not self.quiet}
         # 0: one process per chain, up to the CPUs this process may use (PyMC's own default
         # assumes half the CPUs are hyper-threads and samples sequentially on 2 cores)

@@ -57,6 +57,24 @@ def test_missing_or_invalid_file(tmp_path):
         default_config("x")
 
 
+def test_target_accept_zero_leaves_each_model_its_own_and_a_value_sets_every_one():
+    from models.analysis.context import AnalysisContext
+
+    def kwargs(cfg):
+        return AnalysisContext(inputs=None, config=cfg, seed=0, out=None,
+                               quiet=True).sampler_kwargs()
+
+    for name in ("churn", "listening", "experiment", "network"):
+        assert default_config(name)["sampler"]["target_accept"] == 0
+        assert kwargs(default_config(name))["target_accept"] is None  # fit: the model's own
+    chosen = merge_config(default_config("churn"), {"sampler": {"target_accept": 0.95}})
+    assert kwargs(chosen)["target_accept"] == 0.95
+    for bad in (1, 1.5, -0.1):
+        with pytest.raises(ConfigError, match=r"'sampler.target_accept' .* must be 0 .*or in "
+                                              r"\(0, 1\)"):
+            merge_config(default_config("churn"), {"sampler": {"target_accept": bad}})
+
+
 @pytest.mark.parametrize("name", ["churn", "listening", "network"])
 def test_dump_toml_round_trips_resolved_configs(name):
     cfg = default_config(name, quick=True)
