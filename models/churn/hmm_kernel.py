@@ -395,8 +395,8 @@ def kernel_threads(table, initial, transition, codes, start, group, weights, sha
                    n_threads):
     parts = min(n_threads, codes.shape[0])
     if parts <= 1:
-        return blocks_pass(table, initial, transition, codes, start, group, weights, shared,
-                           log_nodes, 0, 1)
+        return kernel(table, initial, transition, codes, start, group, weights, shared,
+                      log_nodes)
     totals = np.zeros(parts)
     g_table = np.zeros((parts,) + table.shape)
     g_init = np.zeros((parts,) + initial.shape)
