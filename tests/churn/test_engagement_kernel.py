@@ -315,6 +315,16 @@ def test_threaded_pass_equals_the_one_thread_pass(n_segments, n_nodes, threads):
         np.testing.assert_array_equal(a, b)
 
 
+def test_threaded_pass_on_one_block_is_the_one_thread_pass():
+    """Fewer than two blocks: no parts to deal out; the one-thread pass, to the last digit."""
+    (table, initial, trans), data = _problem(100, 9, 3, 1, 11)
+    one = hmm_kernel(table, initial, trans, *data)
+    many = hmm_kernel(table, initial, trans, *data, threads=2)
+    assert many[0] == one[0]
+    for a, b in zip(one[1:], many[1:], strict=True):
+        np.testing.assert_array_equal(b, a)
+
+
 def test_threaded_pass_called_from_several_threads_at_once():
     """nutpie's chains call the pass concurrently: each call gets its own, correct result."""
     from concurrent.futures import ThreadPoolExecutor
