@@ -405,6 +405,7 @@ def run(ctx: AnalysisContext) -> None:
                 churn_returns=bool(cfg["engagement_churn_returns"]), segment=hmm_seg,
                 covariates=hmm_covs, user_effects=bool(cfg["engagement_user_effects"]),
                 user_transitions=bool(cfg["engagement_user_transitions"]),
+                threads=int(cfg["engagement_threads"]),
                 priors=priors.get("EngagementStateModel")), fit_table,
                 description=f"engagement states of active days per {length}-day period, "
                 "silent users may return", **ctx.sampler_kwargs(5))

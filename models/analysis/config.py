@@ -154,6 +154,9 @@ def _checked_value(dotted: str, default: Any, value: Any, source: str) -> Any:
     if dotted == "sampler.target_accept" and not 0 <= value < 1:
         raise ConfigError(f"The key {dotted!r} in {source} must be 0 (each model's own) or "
                           f"in (0, 1). Got {value!r} instead.")
+    if dotted == "churn.engagement_threads" and value < 1:
+        raise ConfigError(f"The key {dotted!r} in {source} must be at least 1. "
+                          f"Got {value!r} instead.")
     return value
 
 

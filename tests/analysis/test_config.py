@@ -73,6 +73,8 @@ def test_target_accept_zero_leaves_each_model_its_own_and_a_value_sets_every_one
         with pytest.raises(ConfigError, match=r"'sampler.target_accept' .* must be 0 .*or in "
                                               r"\(0, 1\)"):
             merge_config(default_config("churn"), {"sampler": {"target_accept": bad}})
+    with pytest.raises(ConfigError, match="'churn.engagement_threads' .* at least 1. Got 0"):
+        merge_config(default_config("churn"), {"churn": {"engagement_threads": 0}})
 
 
 @pytest.mark.parametrize("name", ["churn", "listening", "network"])

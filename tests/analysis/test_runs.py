@@ -126,6 +126,7 @@ fit_engagement = true
 fit_return_hazard = false
 engagement_states = 2
 engagement_churn_state = false
+engagement_threads = 2
 engagement_churn_returns = false
 engagement_max_users = 60
 max_draws = 40
@@ -158,6 +159,10 @@ def test_churn_with_the_engagement_model(tmp_path):
     gaps = pd.read_csv(folder / "tables" / "gap_check_engagement.csv", index_col=0)
     assert gaps["observed"].iloc[:-1].sum() == pytest.approx(1.0)
     assert "Engagement-state model gap check" in report or "engagement-state model on the" in report
+    # the configured threads reach the model (its pass; PyMC's chain processes keep one)
+    from models.churn import EngagementStateModel
+
+    assert EngagementStateModel.load(folder / "posterior" / "engagement.nc").threads == 2
 
 
 def test_listening_outputs(listening_dir):
