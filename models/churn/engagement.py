@@ -489,7 +489,9 @@ class EngagementStateModel(EngagementPredictions, BayesianModel):
 
         In :meth:`fit` (``_fit_plan``): one, with a warning, when PyMC's sampler
         runs the chains in forked processes; a warning when the threads of the
-        chains running at once exceed the CPUs.
+        chains running at once exceed the CPUs. Without a thread-safe threading
+        layer, an error, except for the graph of a fitted model (one saved where
+        there was one and loaded here): one thread, with a warning.
         """
         owner = type(self).__name__
         if self.threads == 1:
@@ -514,7 +516,16 @@ class EngagementStateModel(EngagementPredictions, BayesianModel):
                 f"{at_once * self.threads} threads on {cpus} CPU(s): they compete, and the "
                 f"fit is slower than it need be. Use threads={max(1, cpus // at_once)} (or "
                 "fewer cores).", UserWarning, stacklevel=4)
-        threadsafe_layer(owner)
+        try:
+            threadsafe_layer(owner)
+        except RuntimeError as err:
+            if self._fit_plan is not None or "idata_" not in self.__dict__:
+                raise  # a fit, or a graph built for one, asked for the threads: refuse
+            # the graph of a fitted model (loaded elsewhere, rebuilt for a check): the
+            # threads only set the speed, and one thread gives the same values
+            warnings.warn(f"{err} This fitted model's graph runs its pass on one thread.",
+                          UserWarning, stacklevel=4)
+            return 1
         return self.threads
 
     def _parameter_names(self) -> list[str]:

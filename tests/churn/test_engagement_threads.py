@@ -95,6 +95,33 @@ def test_unsafe_threading_layer_is_a_clear_error():
     assert "'workqueue'" in out.stdout and "threads=1" in out.stdout
 
 
+def test_fit_saved_with_threads_loads_where_no_safe_layer_runs(activity, tmp_path):
+    """A model saved with threads=2 and loaded without OpenMP or TBB: its graph, one thread."""
+    path = EngagementStateModel(threads=2).fit(activity, method="map", random_seed=1).save(
+        tmp_path / "fit.nc")
+    code = textwrap.dedent(f"""
+        import warnings
+        from models.churn import EngagementStateModel
+        from models.churn.hmm_kernel import HMMLogp
+        from pytensor.graph.traversal import ancestors
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = EngagementStateModel.load({str(path)!r})  # its graph, rebuilt
+            graph = model.model_
+        ops = [v.owner.op for v in ancestors(graph.potentials)
+               if v.owner is not None and isinstance(v.owner.op, HMMLogp)]
+        print("THREADS", model.threads, [op.n_threads for op in ops])
+        print("WARNED", any("one thread" in str(w.message) for w in caught))
+        print("LOGP", float(graph.compile_logp()(graph.initial_point())))
+    """)
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert "THREADS 2 [1]" in out.stdout and "WARNED True" in out.stdout, (
+        out.stdout + out.stderr)
+    assert np.isfinite(float(out.stdout.split("LOGP ")[1].split()[0]))
+
+
 def test_more_threads_than_cpus_is_a_warning(monkeypatch):
     """Threads of the chains that run at once beyond the CPUs only compete: the fit says so."""
     from models.churn import engagement
