@@ -651,16 +651,22 @@ def test_the_likelihood_recovers_the_transition_tilt_and_the_tilt_sharpens_forec
 
 
 # ------------------------------------------------------------------ real data
-def _lastfm_split() -> tuple[pd.DataFrame, np.ndarray]:
-    """Weekly activity of days 0-272 of the Last.fm 1K prefix, and the next 93 days' activity."""
+def _lastfm_split(first_day: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Weekly activity of the Last.fm 1K prefix up to day 272 + first_day, the next 93 days'.
+
+    ``first_day=0``: the table holds days 0-272, the holdout days 273-365. ``first_day=1``:
+    the split one day later, days 1-273 and 274-366, on which the issue measured BG/NBD.
+    """
     raw = pd.read_csv(DATA_DIR / "lastfm-1k-events" / "lastfm_jodie_prefix.csv",
                       usecols=[0, 2], header=0, names=["user_id", "seconds"])
     start = pd.Timestamp("2008-01-01")
     events = pd.DataFrame({"user_id": raw["user_id"],
                            "timestamp": start + pd.to_timedelta(raw["seconds"], unit="s")})
-    cal = start + pd.Timedelta(days=273)
-    table = activity_table(events, start=start, observation_end=cal)
-    hold = activity_table(events, start=start, observation_end=cal + pd.Timedelta(days=98),
+    first = start + pd.Timedelta(days=first_day)
+    events = events[events["timestamp"] >= first]
+    cal = first + pd.Timedelta(days=273)
+    table = activity_table(events, start=first, observation_end=cal)
+    hold = activity_table(events, start=first, observation_end=cal + pd.Timedelta(days=98),
                           period_length=1).iloc[:, 273:273 + 93]
     days = hold.reindex(table.index).sum(axis=1).to_numpy()
     assert len(table) == 187 and table.shape[1] == 39
@@ -747,6 +753,39 @@ def test_lastfm_split_conditioned_on_active_first_periods_is_calibrated_by_fifth
                            ci_prob=0.9)
     inside = np.mean((days >= s["ci_lower"].to_numpy()) & (days <= s["ci_upper"].to_numpy()))
     assert inside >= 0.9, inside  # measured 0.957
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not (DATA_DIR / "lastfm-1k-events").is_dir(),
+                    reason="../shared/data/lastfm-1k-events is absent")
+def test_lastfm_issue_split_meets_the_goals_against_lifetimes():
+    """The split of the issue (days 0-273 / 274-366): its four goals, MAE against lifetimes'.
+
+    There lifetimes 0.11.3's BG/NBD (maximum likelihood) has MAE 9.32, 25 users below 10%
+    (52% of them active again) and a lowest fifth of 0.14 against 0.50 observed, the figures
+    the issue quotes (``benchmarks/bench_churn_engagement.py lastfm --calibration-days 274
+    --first-day 1``). The model's weekly table starts on day 1 (day 0's activity left out).
+    """
+    table, days = _lastfm_split(first_day=1)
+    model = EngagementStateModel(churn_state=True, churn_returns=True, user_effects=True,
+                                 user_transitions=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(table, draws=300, tune=300, chains=2, cores=2, sampler="nutpie",
+                  random_seed=1)
+    h = 93 / 7
+    p = model.probability_active(horizon=h, max_draws=300, random_seed=0)["mean"].to_numpy()
+    y = days > 0
+    assert np.mean((p - y) ** 2) <= 0.095  # measured 0.0713-0.0716 (seeds 1-3); BG/NBD 0.104
+    fifth = pd.qcut(pd.Series(p).rank(method="first"), 5, labels=False)
+    off = pd.DataFrame({"p": p, "y": y, "f": fifth}).groupby("f").mean()
+    assert (off["p"] - off["y"]).abs().max() <= 0.10, off  # measured 0.084-0.087; BG/NBD 0.36
+    expected = model.expected_activity(horizon=h, max_draws=300, random_seed=0)["mean"]
+    assert np.mean(np.abs(expected.to_numpy() - days)) <= 9.32  # measured 9.17-9.18
+    s = predictive_summary(model.sample_activity(horizon=h, max_draws=300, random_seed=0),
+                           ci_prob=0.9)
+    inside = np.mean((days >= s["ci_lower"].to_numpy()) & (days <= s["ci_upper"].to_numpy()))
+    assert inside >= 0.85, inside  # measured 0.957-0.963; BG/NBD 0.74
 
 
 def test_pointwise_log_likelihood_and_replicates_of_a_fake_fit():
