@@ -21,6 +21,11 @@ __all__ = ["ConfigError", "default_config", "dump_toml", "load_config", "merge_c
 
 #: Top-level tables whose keys are free-form (model name -> prior name -> prior spec).
 _FREE_TABLES = ("priors",)
+#: Keys whose values a type check does not bound enough: the test, and what it asks for.
+_RANGES: dict[str, tuple[Any, str]] = {
+    "sampler.target_accept": (lambda v: 0 <= v < 1, "0 (each model's own) or in (0, 1)"),
+    "churn.engagement_threads": (lambda v: v >= 1, "at least 1"),
+}
 
 
 class ConfigError(ValueError):
@@ -151,11 +156,8 @@ def _checked_value(dotted: str, default: Any, value: Any, source: str) -> Any:
     if not ok:
         raise ConfigError(f"The key {dotted!r} in {source} must be a {type(default).__name__} "
                           f"like the default {default!r}. Got {value!r} instead.")
-    if dotted == "sampler.target_accept" and not 0 <= value < 1:
-        raise ConfigError(f"The key {dotted!r} in {source} must be 0 (each model's own) or "
-                          f"in (0, 1). Got {value!r} instead.")
-    if dotted == "churn.engagement_threads" and value < 1:
-        raise ConfigError(f"The key {dotted!r} in {source} must be at least 1. "
+    if dotted in _RANGES and not _RANGES[dotted][0](value):
+        raise ConfigError(f"The key {dotted!r} in {source} must be {_RANGES[dotted][1]}. "
                           f"Got {value!r} instead.")
     return value
 
